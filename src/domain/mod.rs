@@ -1,0 +1,51 @@
+//! The pure domain: three deciders (warehouse, inventory item, allocation) and their events.
+//! Nothing here touches I/O, the clock or randomness: time, ids and the actor arrive with the
+//! command, so every business rule is a plain function tested in microseconds.
+
+pub mod allocation;
+pub mod error;
+pub mod event;
+pub mod item;
+pub mod validate;
+pub mod warehouse;
+
+#[cfg(test)]
+pub(crate) mod story;
+
+pub use error::DomainError;
+pub use event::{AggregateType, DomainEvent};
+
+/// The largest quantity (on hand, delta, allocation, threshold) the service accepts.
+/// Well inside `i32` so that GraphQL `Int` carries it and sums of two never overflow `i64`.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+
+/// A decider's state together with the stream position it was folded up to.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Versioned<S> {
+    pub state: S,
+    /// Sequence number of the last event folded in; 0 for a stream with no events.
+    pub version: u64,
+    /// Timestamp (ms since epoch) of the first event, 0 before any.
+    pub created_at: i64,
+    /// Timestamp (ms since epoch) of the last event, 0 before any.
+    pub updated_at: i64,
+}
+
+/// A decider: the state of one aggregate and how an event changes it.
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
+    const TYPE: AggregateType;
+    type Event: DomainEvent;
+    fn evolve(&mut self, event: &Self::Event);
+}
+
+impl<S: Aggregate> Versioned<S> {
+    /// Folds one stored event in, keeping the version and timestamps beside the state.
+    pub fn apply(&mut self, event: &S::Event, sequence_number: u64, timestamp: i64) {
+        self.state.evolve(event);
+        self.version = sequence_number;
+        if self.created_at == 0 {
+            self.created_at = timestamp;
+        }
+        self.updated_at = timestamp;
+    }
+}

@@ -1,0 +1,2 @@
+//! Inventory service: an event-sourced inventory with a GraphQL API.
+pub mod domain;
