@@ -279,7 +279,7 @@ impl Aggregate for InventoryItem {
 }
 
 /// The reasons a client may give for an adjustment, each with the sign it implies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum AdjustmentReason {
     Received,
     Sold,

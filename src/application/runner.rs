@@ -1,0 +1,224 @@
+//! The command loop shared by every command: idempotency lookup, decide, append with
+//! expectations, retry a lost race from a fresh load, and map store answers to outcomes.
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::Duration;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::domain::allocation::Allocation;
+use crate::domain::item::InventoryItem;
+use crate::domain::warehouse::Warehouse;
+use crate::domain::{validate, Aggregate, DomainError, Versioned};
+use crate::store::{Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, StoreError};
+
+/// Who asks, and how to trace it: becomes every event's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    pub actor: String,
+    pub correlation_id: String,
+    pub idempotency_key: Option<String>,
+    pub source: String,
+}
+
+/// An aggregate's id and state right after a command's commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity<A> {
+    pub id: Uuid,
+    pub current: Versioned<A>,
+}
+
+/// What a successful command returns; also what an idempotency record keeps, so a retried
+/// request returns exactly the first result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Warehouse(Entity<Warehouse>),
+    Item(Entity<InventoryItem>),
+    Allocation {
+        allocation: Entity<Allocation>,
+        item: Entity<InventoryItem>,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum CommandError {
+    /// A business rule said no; nothing was written.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// The store failed; nothing is known to be written (a retry with the same idempotency key
+    /// is safe).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Lost the race for the same aggregate too many times in a row.
+    #[error("the aggregate is too busy: gave up after {0} conflicting attempts")]
+    Contention(u32),
+}
+
+/// What one attempt decided: the commit's parts and the outcome if it lands.
+pub(crate) struct Plan {
+    pub expectations: Vec<Expectation>,
+    pub events: Vec<EventEnvelope>,
+    /// Unique keys to claim, each with the error to report if it is already taken.
+    pub guards: Vec<(String, DomainError)>,
+    pub outcome: Outcome,
+}
+
+/// An aggregate being changed by one attempt: its loaded version and the new events.
+pub(crate) struct Change<A: Aggregate> {
+    pub id: Uuid,
+    pub loaded_version: u64,
+    pub current: Versioned<A>,
+    pub events: Vec<EventEnvelope>,
+}
+
+impl<A: Aggregate> Change<A> {
+    pub fn new(id: Uuid, loaded: Versioned<A>) -> Self {
+        Self {
+            id,
+            loaded_version: loaded.version,
+            current: loaded,
+            events: Vec::new(),
+        }
+    }
+
+    /// Wraps the decided events in envelopes and folds them into the current state.
+    pub fn record(&mut self, events: Vec<A::Event>, ctx: &CommandContext, now: i64) {
+        for event in events {
+            let sequence_number = self.current.version + 1;
+            let metadata = Metadata {
+                actor: ctx.actor.clone(),
+                correlation_id: ctx.correlation_id.clone(),
+                causation_id: None,
+                idempotency_key: ctx.idempotency_key.clone(),
+                source: ctx.source.clone(),
+            };
+            self.events.push(EventEnvelope::new(
+                Uuid::now_v7(),
+                A::TYPE,
+                self.id,
+                sequence_number,
+                &event,
+                metadata,
+                now,
+            ));
+            self.current.apply(&event, sequence_number, now);
+        }
+    }
+
+    pub fn expectation(&self) -> Expectation {
+        Expectation {
+            aggregate_id: self.id,
+            version: self.loaded_version,
+        }
+    }
+
+    pub fn entity(&self) -> Entity<A> {
+        Entity {
+            id: self.id,
+            current: self.current.clone(),
+        }
+    }
+}
+
+/// Most attempts per command. Commands on one aggregate are serialised in-process first, so
+/// conflicts come only from other processes; this bounds the worst case under such contention.
+const MAX_ATTEMPTS: u32 = 20;
+const IDEMPOTENCY_KEY_MAX: usize = 200;
+
+/// Runs `attempt` until its commit lands, a rule rejects it, or contention wins.
+pub(crate) async fn run<F, Fut>(
+    store: &dyn EventStore,
+    ctx: &CommandContext,
+    mutation: &str,
+    input: &impl Serialize,
+    mut attempt: F,
+) -> Result<Outcome, CommandError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Plan, CommandError>>,
+{
+    let idempotency = match &ctx.idempotency_key {
+        None => None,
+        Some(key) => {
+            let key = validate::required_text("idempotencyKey", key, IDEMPOTENCY_KEY_MAX)?;
+            let fingerprint = serde_json::to_string(input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let scoped = format!("{mutation}:{key}");
+            if let Some(outcome) = replay(store, &scoped, &fingerprint).await? {
+                return Ok(outcome);
+            }
+            Some((scoped, fingerprint))
+        }
+    };
+    for attempt_number in 1..=MAX_ATTEMPTS {
+        let plan = attempt().await?;
+        if plan.events.is_empty() {
+            // Nothing changed (e.g. an update to the same values): nothing to commit.
+            return Ok(plan.outcome);
+        }
+        let record = match &idempotency {
+            None => None,
+            Some((key, fingerprint)) => Some(IdempotencyRecord {
+                key: key.clone(),
+                fingerprint: fingerprint.clone(),
+                response: serde_json::to_value(&plan.outcome)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            }),
+        };
+        let guards = plan.guards.iter().map(|(key, _)| key.clone()).collect();
+        let guard_errors = plan.guards;
+        let commit = Commit {
+            expectations: plan.expectations,
+            events: plan.events,
+            guards,
+            idempotency: record,
+        };
+        match store.append(commit).await {
+            Ok(()) => return Ok(plan.outcome),
+            Err(StoreError::Conflict { aggregate_id }) => {
+                tracing::debug!(%aggregate_id, attempt_number, "lost a race; reloading");
+                tokio::time::sleep(backoff(attempt_number)).await;
+            }
+            Err(StoreError::GuardTaken { key }) => {
+                let error = guard_errors
+                    .into_iter()
+                    .find(|(guard, _)| *guard == key)
+                    .map(|(_, error)| error)
+                    .unwrap_or_else(|| DomainError::invalid("input", format!("{key} is taken")));
+                return Err(CommandError::Rejected(error));
+            }
+            Err(StoreError::IdempotencyKeyUsed { key }) => {
+                let fingerprint = idempotency.as_ref().map_or("", |(_, f)| f.as_str());
+                return match replay(store, &key, fingerprint).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(StoreError::Corrupt(format!("idempotency record {key} vanished")).into()),
+                };
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(CommandError::Contention(MAX_ATTEMPTS))
+}
+
+/// The first result recorded under `key`, if the same input was sent with it.
+async fn replay(store: &dyn EventStore, key: &str, fingerprint: &str) -> Result<Option<Outcome>, CommandError> {
+    let Some(record) = store.idempotency(key).await? else {
+        return Ok(None);
+    };
+    if record.fingerprint != fingerprint {
+        return Err(DomainError::invalid(
+            "idempotencyKey",
+            "this idempotency key was already used with a different input",
+        )
+        .into());
+    }
+    let outcome = serde_json::from_value(record.response)
+        .map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))?;
+    Ok(Some(outcome))
+}
+
+/// A short, growing, jittered pause so racing writers from several processes spread out.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = Uuid::new_v4().as_u128() as u64 % 1_000;
+    Duration::from_micros(u64::from(attempt.min(10)) * 1_000 + jitter)
+}

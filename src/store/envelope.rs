@@ -1,0 +1,63 @@
+//! The event envelope: the unit stored, published and projected. Its JSON form (camelCase
+//! fields) is what the bus carries and what `events` queries and backups show.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{AggregateType, DomainEvent};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub actor: String,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventEnvelope {
+    pub event_id: Uuid,
+    pub aggregate_id: Uuid,
+    pub aggregate_type: AggregateType,
+    pub sequence_number: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub event_data: serde_json::Value,
+    pub metadata: Metadata,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+impl EventEnvelope {
+    /// Wraps a domain event for appending at `sequence_number`.
+    pub fn new<E: DomainEvent>(
+        event_id: Uuid,
+        aggregate_type: AggregateType,
+        aggregate_id: Uuid,
+        sequence_number: u64,
+        event: &E,
+        metadata: Metadata,
+        timestamp: i64,
+    ) -> Self {
+        let (event_type, event_data) = event.to_parts();
+        Self {
+            event_id,
+            aggregate_id,
+            aggregate_type,
+            sequence_number,
+            event_type,
+            schema_version: event.schema_version(),
+            event_data,
+            metadata,
+            timestamp,
+        }
+    }
+
+    /// Decodes the domain event inside.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, serde_json::Error> {
+        E::from_parts(&self.event_type, &self.event_data)
+    }
+}

@@ -1,0 +1,111 @@
+//! The event store port: append a commit atomically, load a stream, read everything for replay,
+//! and drain the transactional outbox. Adapters (`sqlite`, later DynamoDB) live beside this file
+//! and must all pass the same contract tests; the guarantees below are the contract.
+
+pub mod envelope;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use uuid::Uuid;
+
+pub use envelope::{EventEnvelope, Metadata};
+
+/// One atomic write. Either every part takes effect or none does:
+/// - every expectation holds (the stream is exactly at that version, so two writers that loaded
+///   the same version cannot both win),
+/// - the events are appended, each stream's sequence numbers continuing from its expectation,
+/// - an outbox row is written for every event, so a commit is published even if the process
+///   dies right after it,
+/// - every guard key is claimed (first writer wins, for ever: e.g. `sku#<warehouse>#<SKU>`),
+/// - the idempotency record, if any, is written (first writer wins).
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub expectations: Vec<Expectation>,
+    pub events: Vec<EventEnvelope>,
+    pub guards: Vec<String>,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expectation {
+    pub aggregate_id: Uuid,
+    /// The stream's current last sequence number; 0 for a stream that must not exist yet.
+    pub version: u64,
+}
+
+/// What a mutation returned the first time it ran with this key, so a retry returns it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    /// `<mutation>:<client key>`: keys are scoped per mutation.
+    pub key: String,
+    /// A digest of the request's input, so reusing a key for a different request is caught.
+    pub fingerprint: String,
+    pub response: serde_json::Value,
+}
+
+/// An outbox row: an event committed but not yet confirmed published.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub envelope: EventEnvelope,
+}
+
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum StoreError {
+    /// Another writer moved the stream since it was loaded: reload and decide again.
+    #[error("concurrent write to aggregate {aggregate_id}")]
+    Conflict { aggregate_id: Uuid },
+    /// A uniqueness guard is held by an earlier commit.
+    #[error("unique key {key} is taken")]
+    GuardTaken { key: String },
+    /// The idempotency key was recorded by an earlier commit.
+    #[error("idempotency key {key} was used already")]
+    IdempotencyKeyUsed { key: String },
+    /// The commit breaks a limit of the store; it was not attempted.
+    #[error("commit too large: {0}")]
+    TooLarge(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The store could not be reached or failed; the commit may be retried by the client.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A page of the whole store, in an order the adapter chooses, with where to go on.
+#[derive(Debug, Clone, Default)]
+pub struct AllEventsPage {
+    pub events: Vec<EventEnvelope>,
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    async fn append(&self, commit: Commit) -> Result<(), StoreError>;
+
+    /// The stream's events with `after < sequenceNumber <= up_to`, in order.
+    async fn load(
+        &self,
+        aggregate_id: Uuid,
+        after: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<EventEnvelope>, StoreError>;
+
+    /// One page of every stored event; `cursor` is the previous page's `next`.
+    async fn read_all(&self, cursor: Option<String>, limit: usize) -> Result<AllEventsPage, StoreError>;
+
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// The oldest unpublished events, oldest first.
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Forgets outbox rows whose publication was confirmed.
+    async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError>;
+
+    /// Waits until a commit may have added outbox rows (or a while has passed).
+    async fn outbox_wait(&self);
+
+    /// Cheap reachability check for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
