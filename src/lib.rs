@@ -3,3 +3,4 @@ pub mod domain;
 pub mod sqlite_pool;
 pub mod store;
 pub mod application;
+pub mod projection;

@@ -1,0 +1,102 @@
+//! Projections: read models built from events. The ports are here — `ProjectionStore` (apply
+//! events, exactly-once in effect per aggregate sequence number) and `ReadModel` (the queries
+//! the API needs); `runner` fills gaps from the event store and announces changed rows.
+
+pub mod model;
+pub mod runner;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::domain::allocation::AllocationStatus;
+use crate::store::EventEnvelope;
+pub use model::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+
+#[derive(Debug, Error)]
+pub enum ProjectionError {
+    #[error("projection store unavailable: {0}")]
+    Unavailable(String),
+    /// An event that cannot be decoded or applied; retrying will not help.
+    #[error("cannot apply event {event_id}: {reason}")]
+    Poison { event_id: Uuid, reason: String },
+}
+
+/// The result of applying a batch.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Everything up to `applied` (exclusive) is applied or was a duplicate.
+    pub applied: usize,
+    /// Set when event `applied` is ahead of its stream's checkpoint: the events with
+    /// `after < sequenceNumber < events[applied].sequenceNumber` must be applied first.
+    pub gap: Option<Gap>,
+    pub changed_items: Vec<Uuid>,
+    pub changed_allocations: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub aggregate_id: Uuid,
+    pub after: u64,
+}
+
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + 'static {
+    /// Applies events in order, skipping those already applied, stopping at the first gap.
+    async fn apply(&self, events: Vec<EventEnvelope>) -> Result<Applied, ProjectionError>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AllocationFilter {
+    pub order_id: Option<String>,
+    pub item_id: Option<Uuid>,
+    pub status: Option<AllocationStatus>,
+}
+
+/// The queries behind the GraphQL API. Lists are keyset-paginated: `after` is the last key of
+/// the previous page; at most `limit` rows come back.
+#[async_trait]
+pub trait ReadModel: Send + Sync + 'static {
+    async fn warehouse(&self, id: Uuid) -> Result<Option<WarehouseView>, ProjectionError>;
+    async fn warehouses(
+        &self,
+        include_inactive: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<WarehouseView>, ProjectionError>;
+    async fn item(&self, id: Uuid) -> Result<Option<ItemView>, ProjectionError>;
+    async fn item_by_sku(&self, warehouse_id: Uuid, sku: &str) -> Result<Option<ItemView>, ProjectionError>;
+    async fn items(
+        &self,
+        warehouse_id: Option<Uuid>,
+        low_stock_only: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ItemView>, ProjectionError>;
+    async fn allocation(&self, id: Uuid) -> Result<Option<AllocationView>, ProjectionError>;
+    async fn allocations(
+        &self,
+        filter: AllocationFilter,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<AllocationView>, ProjectionError>;
+    /// History entries with `from <= occurredAt < to` (ms), by sequence number after `after`.
+    async fn history(
+        &self,
+        item_id: Uuid,
+        from: Option<i64>,
+        to: Option<i64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, ProjectionError>;
+    /// Movement rows with `from <= day <= to` (`YYYY-MM-DD`).
+    async fn movements(
+        &self,
+        warehouse_id: Option<Uuid>,
+        item_id: Option<Uuid>,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> Result<Vec<MovementRow>, ProjectionError>;
+    async fn ping(&self) -> Result<(), ProjectionError>;
+}

@@ -1,0 +1,151 @@
+//! The read models: what queries return and what change notifications carry. Plain data,
+//! built by projectors from events, or from a command's outcome for mutation payloads.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::application::Entity;
+use crate::domain::allocation::{Allocation, AllocationStatus};
+use crate::domain::item::InventoryItem;
+use crate::domain::warehouse::Warehouse;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarehouseView {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub address: Option<String>,
+    pub active: bool,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemView {
+    pub id: Uuid,
+    pub warehouse_id: Uuid,
+    pub sku: String,
+    pub product_id: String,
+    pub on_hand: i64,
+    pub allocated: i64,
+    pub reorder_threshold: i64,
+    pub reorder_quantity: i64,
+    pub active: bool,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ItemView {
+    pub fn available(&self) -> i64 {
+        self.on_hand - self.allocated
+    }
+
+    pub fn low_stock(&self) -> bool {
+        self.available() <= self.reorder_threshold
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationView {
+    pub id: Uuid,
+    pub order_id: String,
+    pub item_id: Uuid,
+    pub warehouse_id: Uuid,
+    pub quantity: i64,
+    pub status: AllocationStatus,
+    pub cancel_reason: Option<String>,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One change of an item's on-hand stock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub item_id: Uuid,
+    pub sequence_number: u64,
+    pub reason: String,
+    pub delta: i64,
+    pub quantity_after: i64,
+    pub reference: Option<String>,
+    pub actor: String,
+    pub correlation_id: String,
+    pub occurred_at: i64,
+}
+
+/// Stock movements of one item on one UTC day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MovementRow {
+    pub item_id: Uuid,
+    pub warehouse_id: Uuid,
+    pub sku: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub received: i64,
+    pub removed: i64,
+    pub allocated: i64,
+    pub released: i64,
+    pub fulfilled: i64,
+    pub net: i64,
+}
+
+impl From<&Entity<Warehouse>> for WarehouseView {
+    fn from(entity: &Entity<Warehouse>) -> Self {
+        let state = &entity.current.state;
+        Self {
+            id: entity.id,
+            code: state.code.clone(),
+            name: state.details.name.clone(),
+            address: state.details.address.clone(),
+            active: state.active,
+            version: entity.current.version,
+            created_at: entity.current.created_at,
+            updated_at: entity.current.updated_at,
+        }
+    }
+}
+
+impl From<&Entity<InventoryItem>> for ItemView {
+    fn from(entity: &Entity<InventoryItem>) -> Self {
+        let state = &entity.current.state;
+        Self {
+            id: entity.id,
+            warehouse_id: state.warehouse_id,
+            sku: state.sku.clone(),
+            product_id: state.product_id.clone(),
+            on_hand: state.on_hand,
+            allocated: state.allocated,
+            reorder_threshold: state.reorder_threshold,
+            reorder_quantity: state.reorder_quantity,
+            active: state.active,
+            version: entity.current.version,
+            created_at: entity.current.created_at,
+            updated_at: entity.current.updated_at,
+        }
+    }
+}
+
+impl From<&Entity<Allocation>> for AllocationView {
+    fn from(entity: &Entity<Allocation>) -> Self {
+        let state = &entity.current.state;
+        Self {
+            id: entity.id,
+            order_id: state.order_id.clone(),
+            item_id: state.item_id,
+            warehouse_id: state.warehouse_id,
+            quantity: state.quantity,
+            status: state.status,
+            cancel_reason: state.cancel_reason.clone(),
+            version: entity.current.version,
+            created_at: entity.current.created_at,
+            updated_at: entity.current.updated_at,
+        }
+    }
+}

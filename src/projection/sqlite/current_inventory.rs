@@ -1,0 +1,153 @@
+//! Current inventory: one row per item (and one per warehouse), folded with the domain's own
+//! `evolve`, so the read model cannot disagree with the aggregate about what an event means.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{decode, sql, Changes};
+use crate::domain::item::{InventoryItem, ItemEvent};
+use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
+use crate::domain::Aggregate;
+use crate::projection::{ItemView, ProjectionError, WarehouseView};
+use crate::store::EventEnvelope;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS warehouses (
+    id TEXT PRIMARY KEY, code TEXT NOT NULL, name TEXT NOT NULL, address TEXT,
+    active INTEGER NOT NULL, version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY, warehouse_id TEXT NOT NULL, sku TEXT NOT NULL, product_id TEXT NOT NULL,
+    on_hand INTEGER NOT NULL, allocated INTEGER NOT NULL,
+    reorder_threshold INTEGER NOT NULL, reorder_quantity INTEGER NOT NULL,
+    active INTEGER NOT NULL, version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_by_warehouse ON items (warehouse_id, id);
+CREATE UNIQUE INDEX IF NOT EXISTS items_by_sku ON items (warehouse_id, sku);
+CREATE INDEX IF NOT EXISTS items_low_stock ON items (warehouse_id, id)
+    WHERE on_hand - allocated <= reorder_threshold;
+";
+
+pub const WAREHOUSE_COLUMNS: &str =
+    "id, code, name, address, active, version, created_at, updated_at";
+pub const ITEM_COLUMNS: &str = "id, warehouse_id, sku, product_id, on_hand, allocated, \
+     reorder_threshold, reorder_quantity, active, version, created_at, updated_at";
+
+pub fn warehouse_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WarehouseView> {
+    Ok(WarehouseView {
+        id: super::uuid_at(row, 0)?,
+        code: row.get(1)?,
+        name: row.get(2)?,
+        address: row.get(3)?,
+        active: row.get(4)?,
+        version: row.get::<_, i64>(5)? as u64,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+    })
+}
+
+pub fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ItemView> {
+    Ok(ItemView {
+        id: super::uuid_at(row, 0)?,
+        warehouse_id: super::uuid_at(row, 1)?,
+        sku: row.get(2)?,
+        product_id: row.get(3)?,
+        on_hand: row.get(4)?,
+        allocated: row.get(5)?,
+        reorder_threshold: row.get(6)?,
+        reorder_quantity: row.get(7)?,
+        active: row.get(8)?,
+        version: row.get::<_, i64>(9)? as u64,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
+
+pub fn apply_warehouse(conn: &Connection, envelope: &EventEnvelope, _: &mut Changes) -> Result<(), ProjectionError> {
+    let event: WarehouseEvent = decode(envelope)?;
+    let id = envelope.aggregate_id.to_string();
+    let row = conn
+        .prepare_cached(&format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([&id], warehouse_from_row).optional())
+        .map_err(sql)?;
+    let mut state = match &row {
+        Some(view) => Warehouse {
+            exists: true,
+            code: view.code.clone(),
+            details: WarehouseDetails {
+                name: view.name.clone(),
+                address: view.address.clone(),
+            },
+            active: view.active,
+        },
+        None => Warehouse::default(),
+    };
+    state.evolve(&event);
+    let created_at = row.as_ref().map_or(envelope.timestamp, |r| r.created_at);
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO warehouses ({WAREHOUSE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            state.code,
+            state.details.name,
+            state.details.address,
+            state.active,
+            envelope.sequence_number as i64,
+            created_at,
+            envelope.timestamp
+        ])
+    })
+    .map_err(sql)?;
+    Ok(())
+}
+
+pub fn apply_item(conn: &Connection, envelope: &EventEnvelope, changes: &mut Changes) -> Result<(), ProjectionError> {
+    let event: ItemEvent = decode(envelope)?;
+    let id = envelope.aggregate_id.to_string();
+    let row = conn
+        .prepare_cached(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([&id], item_from_row).optional())
+        .map_err(sql)?;
+    let mut state = match &row {
+        Some(view) => InventoryItem {
+            exists: true,
+            warehouse_id: view.warehouse_id,
+            sku: view.sku.clone(),
+            product_id: view.product_id.clone(),
+            on_hand: view.on_hand,
+            allocated: view.allocated,
+            reorder_threshold: view.reorder_threshold,
+            reorder_quantity: view.reorder_quantity,
+            active: view.active,
+        },
+        None => InventoryItem::default(),
+    };
+    state.evolve(&event);
+    let created_at = row.as_ref().map_or(envelope.timestamp, |r| r.created_at);
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO items ({ITEM_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            state.warehouse_id.to_string(),
+            state.sku,
+            state.product_id,
+            state.on_hand,
+            state.allocated,
+            state.reorder_threshold,
+            state.reorder_quantity,
+            state.active,
+            envelope.sequence_number as i64,
+            created_at,
+            envelope.timestamp
+        ])
+    })
+    .map_err(sql)?;
+    changes.items.insert(envelope.aggregate_id);
+    Ok(())
+}

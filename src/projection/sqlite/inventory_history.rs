@@ -1,0 +1,70 @@
+//! Inventory history: one entry per change of an item's on-hand stock (its creation with the
+//! initial quantity, then every `StockLevelChanged`), with who did it and why.
+
+use rusqlite::{params, Connection};
+
+use super::{decode, sql, Changes};
+use crate::domain::item::ItemEvent;
+use crate::projection::{HistoryEntry, ProjectionError};
+use crate::store::EventEnvelope;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS history (
+    item_id TEXT NOT NULL, sequence_number INTEGER NOT NULL, reason TEXT NOT NULL,
+    delta INTEGER NOT NULL, quantity_after INTEGER NOT NULL, reference TEXT,
+    actor TEXT NOT NULL, correlation_id TEXT NOT NULL, occurred_at INTEGER NOT NULL,
+    PRIMARY KEY (item_id, sequence_number)
+);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (item_id, occurred_at);
+";
+
+pub const COLUMNS: &str = "item_id, sequence_number, reason, delta, quantity_after, reference, \
+     actor, correlation_id, occurred_at";
+
+pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
+    Ok(HistoryEntry {
+        item_id: super::uuid_at(row, 0)?,
+        sequence_number: row.get::<_, i64>(1)? as u64,
+        reason: row.get(2)?,
+        delta: row.get(3)?,
+        quantity_after: row.get(4)?,
+        reference: row.get(5)?,
+        actor: row.get(6)?,
+        correlation_id: row.get(7)?,
+        occurred_at: row.get(8)?,
+    })
+}
+
+pub fn apply(conn: &Connection, envelope: &EventEnvelope, _: &mut Changes) -> Result<(), ProjectionError> {
+    let (reason, delta, quantity_after, reference) = match decode(envelope)? {
+        ItemEvent::InventoryItemCreated {
+            initial_quantity, ..
+        } => ("initial".to_owned(), initial_quantity, initial_quantity, None),
+        ItemEvent::StockLevelChanged {
+            new_quantity,
+            delta,
+            reason,
+            reference,
+            ..
+        } => (reason.as_str().to_owned(), delta, new_quantity, reference),
+        _ => return Ok(()),
+    };
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            envelope.aggregate_id.to_string(),
+            envelope.sequence_number as i64,
+            reason,
+            delta,
+            quantity_after,
+            reference,
+            envelope.metadata.actor,
+            envelope.metadata.correlation_id,
+            envelope.timestamp
+        ])
+    })
+    .map_err(sql)?;
+    Ok(())
+}

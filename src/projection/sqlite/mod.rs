@@ -1,0 +1,231 @@
+//! Embedded projection store on its own SQLite file (`projections.db`), apart from the event
+//! store so a rebuild can write fresh tables without touching the events. Each projector keeps
+//! a checkpoint per aggregate in the same transaction as its rows: a duplicate is skipped, a
+//! gap stops the batch so the runner can fetch the missing events first.
+
+mod allocation_status;
+mod current_inventory;
+mod inventory_history;
+mod queries;
+mod stock_movements;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+use super::{Applied, Gap, ProjectionError, ProjectionStore};
+use crate::domain::{AggregateType, DomainEvent};
+use crate::sqlite_pool::{self, Durability, ReadPool};
+use crate::store::EventEnvelope;
+
+pub use stock_movements::day_of;
+
+/// Rows touched by a batch, announced to subscribers once the batch is committed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub items: BTreeSet<Uuid>,
+    pub allocations: BTreeSet<Uuid>,
+}
+
+type ApplyFn = fn(&Connection, &EventEnvelope, &mut Changes) -> Result<(), ProjectionError>;
+
+struct Projector {
+    name: &'static str,
+    handles: AggregateType,
+    apply: ApplyFn,
+}
+
+const PROJECTORS: &[Projector] = &[
+    Projector {
+        name: "warehouses",
+        handles: AggregateType::Warehouse,
+        apply: current_inventory::apply_warehouse,
+    },
+    Projector {
+        name: "current_inventory",
+        handles: AggregateType::InventoryItem,
+        apply: current_inventory::apply_item,
+    },
+    Projector {
+        name: "allocation_status",
+        handles: AggregateType::Allocation,
+        apply: allocation_status::apply,
+    },
+    Projector {
+        name: "inventory_history",
+        handles: AggregateType::InventoryItem,
+        apply: inventory_history::apply,
+    },
+    Projector {
+        name: "stock_movements",
+        handles: AggregateType::InventoryItem,
+        apply: stock_movements::apply,
+    },
+];
+
+const CHECKPOINTS: &str = "
+CREATE TABLE IF NOT EXISTS checkpoints (
+    projector TEXT NOT NULL, aggregate_id TEXT NOT NULL, last_sequence INTEGER NOT NULL,
+    PRIMARY KEY (projector, aggregate_id)
+);";
+
+/// Every table, with the columns that order its rows, for comparisons and dumps.
+const TABLES: &[(&str, &str)] = &[
+    ("checkpoints", "projector, aggregate_id"),
+    ("warehouses", "id"),
+    ("items", "id"),
+    ("allocations", "id"),
+    ("history", "item_id, sequence_number"),
+    ("movement_items", "item_id"),
+    ("movements", "item_id, day"),
+];
+
+pub(crate) fn sql(error: rusqlite::Error) -> ProjectionError {
+    ProjectionError::Unavailable(error.to_string())
+}
+
+pub(crate) fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Result<E, ProjectionError> {
+    envelope.decode().map_err(|e| ProjectionError::Poison {
+        event_id: envelope.event_id,
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn uuid_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(index)?;
+    Uuid::parse_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub struct SqliteProjections {
+    writer: Arc<Mutex<Connection>>,
+    reads: ReadPool,
+}
+
+impl SqliteProjections {
+    /// Opens (creating if needed) a projection database file.
+    pub fn open(path: &Path) -> Result<Self, ProjectionError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+        }
+        let conn = sqlite_pool::open(path, Durability::Normal).map_err(sql)?;
+        conn.execute_batch(CHECKPOINTS).map_err(sql)?;
+        for schema in [
+            current_inventory::SCHEMA,
+            allocation_status::SCHEMA,
+            inventory_history::SCHEMA,
+            stock_movements::SCHEMA,
+        ] {
+            conn.execute_batch(schema).map_err(sql)?;
+        }
+        Ok(Self {
+            writer: Arc::new(Mutex::new(conn)),
+            reads: ReadPool::new(PathBuf::from(path)),
+        })
+    }
+
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ProjectionError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.reads
+            .read(f)
+            .await
+            .map_err(|e| ProjectionError::Unavailable(e.to_string()))
+    }
+
+    /// Every row of every table as JSON, in key order: two stores built from the same events
+    /// dump identically.
+    pub async fn dump(&self) -> Result<BTreeMap<String, Vec<serde_json::Value>>, ProjectionError> {
+        self.read(|conn| {
+            let mut out = BTreeMap::new();
+            for (table, order) in TABLES {
+                let mut statement = conn.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+                let columns: Vec<String> =
+                    statement.column_names().iter().map(|c| c.to_string()).collect();
+                let rows = statement.query_map([], |row| {
+                    let mut object = serde_json::Map::new();
+                    for (index, name) in columns.iter().enumerate() {
+                        let value = match row.get_ref(index)? {
+                            rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                            rusqlite::types::ValueRef::Integer(i) => i.into(),
+                            rusqlite::types::ValueRef::Real(f) => f.into(),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                String::from_utf8_lossy(t).into_owned().into()
+                            }
+                            rusqlite::types::ValueRef::Blob(b) => b.len().into(),
+                        };
+                        object.insert(name.clone(), value);
+                    }
+                    Ok(serde_json::Value::Object(object))
+                })?;
+                out.insert(table.to_string(), rows.collect::<rusqlite::Result<Vec<_>>>()?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn checkpoint(conn: &Connection, projector: &str, aggregate_id: &str) -> Result<u64, ProjectionError> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT last_sequence FROM checkpoints WHERE projector = ?1 AND aggregate_id = ?2")
+        .and_then(|mut s| s.query_row([projector, aggregate_id], |r| r.get(0)).optional())
+        .map_err(sql)?;
+    Ok(last.unwrap_or(0) as u64)
+}
+
+fn apply_batch(conn: &mut Connection, events: &[EventEnvelope]) -> Result<Applied, ProjectionError> {
+    let tx = conn.transaction().map_err(sql)?;
+    let mut changes = Changes::default();
+    let mut outcome = Applied::default();
+    'events: for (index, envelope) in events.iter().enumerate() {
+        let aggregate_id = envelope.aggregate_id.to_string();
+        for projector in PROJECTORS.iter().filter(|p| p.handles == envelope.aggregate_type) {
+            let last = checkpoint(&tx, projector.name, &aggregate_id)?;
+            if envelope.sequence_number <= last {
+                continue; // already applied: a redelivery
+            }
+            if envelope.sequence_number > last + 1 {
+                outcome.gap = Some(Gap {
+                    aggregate_id: envelope.aggregate_id,
+                    after: last,
+                });
+                outcome.applied = index;
+                break 'events;
+            }
+            (projector.apply)(&tx, envelope, &mut changes)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO checkpoints (projector, aggregate_id, last_sequence)
+                 VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![projector.name, aggregate_id, envelope.sequence_number as i64]))
+            .map_err(sql)?;
+        }
+        outcome.applied = index + 1;
+    }
+    tx.commit().map_err(sql)?;
+    outcome.changed_items = changes.items.into_iter().collect();
+    outcome.changed_allocations = changes.allocations.into_iter().collect();
+    Ok(outcome)
+}
+
+#[async_trait]
+impl ProjectionStore for SqliteProjections {
+    async fn apply(&self, events: Vec<EventEnvelope>) -> Result<Applied, ProjectionError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .map_err(|_| ProjectionError::Unavailable("projection writer poisoned".into()))?;
+            apply_batch(&mut conn, &events)
+        })
+        .await
+        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
+    }
+}
