@@ -4,3 +4,5 @@ pub mod sqlite_pool;
 pub mod store;
 pub mod application;
 pub mod projection;
+pub mod bus;
+pub mod graphql;

@@ -7,7 +7,7 @@ mod commands;
 mod locks;
 mod runner;
 
-pub use commands::Commands;
+pub use commands::{AdjustStock, Commands, CreateAllocation, CreateItem, CreateWarehouse};
 pub use runner::{CommandContext, CommandError, Entity, Outcome};
 
 use uuid::Uuid;

@@ -1,0 +1,69 @@
+//! The outbox relay: publishes committed events and forgets an outbox row only after the bus
+//! confirmed it. A crash between the two publishes the row again (at-least-once); downstream
+//! checkpoints absorb the duplicate. Several relays may run at once for the same reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use super::EventBus;
+use crate::store::EventStore;
+
+const BATCH: usize = 256;
+
+/// Runs until `shutdown` turns true and the outbox is empty (or `drain_deadline` has passed
+/// since shutdown began).
+pub async fn run(
+    store: Arc<dyn EventStore>,
+    bus: Arc<dyn EventBus>,
+    mut shutdown: watch::Receiver<bool>,
+    drain_deadline: Duration,
+) {
+    let mut failures: u32 = 0;
+    let mut stop_by: Option<tokio::time::Instant> = None;
+    loop {
+        if *shutdown.borrow() && stop_by.is_none() {
+            stop_by = Some(tokio::time::Instant::now() + drain_deadline);
+        }
+        if stop_by.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            tracing::warn!("outbox relay stopped before draining; the rest is published on restart");
+            return;
+        }
+        let pending = match store.outbox_pending(BATCH).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(%error, "cannot read the outbox");
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            if stop_by.is_some() {
+                return;
+            }
+            tokio::select! {
+                _ = store.outbox_wait() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let envelopes: Vec<_> = pending.iter().map(|entry| entry.envelope.clone()).collect();
+        if let Err(error) = bus.publish(&envelopes).await {
+            failures += 1;
+            tracing::warn!(%error, pending = pending.len(), "publish failed; will retry");
+            tokio::time::sleep(backoff(failures)).await;
+            continue;
+        }
+        failures = 0;
+        let ids: Vec<i64> = pending.iter().map(|entry| entry.id).collect();
+        if let Err(error) = store.outbox_remove(&ids).await {
+            // The events were published; they will be published again, harmlessly.
+            tracing::warn!(%error, "cannot clear published outbox rows");
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(50u64 << failures.min(6))
+}

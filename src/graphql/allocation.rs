@@ -1,0 +1,205 @@
+//! Allocations: stock reserved for order lines. Each mutation commits the allocation and its
+//! item together, so the payload carries both as they are right after the commit.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+
+use super::types::{Allocation, AllocationStatus, InventoryItem, UserError};
+use super::{bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
+use crate::application::{CreateAllocation, Outcome};
+use crate::domain::allocation::AllocationCommand;
+use crate::domain::validate::ORDER_ID_MAX;
+use crate::projection::{AllocationFilter, AllocationView, ItemView};
+
+#[derive(Default)]
+pub struct AllocationQuery;
+
+#[Object]
+impl AllocationQuery {
+    /// An allocation by id, or null.
+    async fn allocation(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Allocation>> {
+        let id = query_id("id", &id)?;
+        let app = ctx.data::<AppContext>()?;
+        Ok(app.read.allocation(id).await.map_err(infrastructure)?.map(Allocation))
+    }
+
+    /// Allocations in creation order, filtered by order, item and/or status.
+    async fn allocations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only allocations of this order.")] order_id: Option<String>,
+        #[graphql(desc = "Only allocations of this item.")] item_id: Option<ID>,
+        #[graphql(desc = "Only allocations in this status.")] status: Option<AllocationStatus>,
+        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Allocation>> {
+        let size = page_size(first)?;
+        if order_id.as_ref().is_some_and(|o| o.chars().count() > ORDER_ID_MAX) {
+            return Err(bad_argument(format!("orderId is longer than {ORDER_ID_MAX} characters")));
+        }
+        let filter = AllocationFilter {
+            order_id: order_id.map(|o| o.trim().to_owned()),
+            item_id: item_id.map(|i| query_id("itemId", &i)).transpose()?,
+            status: status.map(Into::into),
+        };
+        let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
+        let app = ctx.data::<AppContext>()?;
+        let rows = app
+            .read
+            .allocations(filter, after, size + 1)
+            .await
+            .map_err(infrastructure)?;
+        Ok(connection(
+            rows.into_iter().map(|a| (a.id.to_string(), Allocation(a))).collect(),
+            size,
+            after.is_some(),
+        ))
+    }
+}
+
+/// Reserve stock of an item for an order line.
+#[derive(InputObject)]
+pub struct AllocationCreateInput {
+    /// The caller's order id, 1–100 characters.
+    order_id: String,
+    /// The item to reserve from; it and its warehouse must be active.
+    item_id: ID,
+    /// Units to reserve, at least 1 and at most the item's available stock.
+    quantity: i64,
+    /// Send the same key again to retry safely: the mutation applies once and returns the
+    /// first result.
+    idempotency_key: Option<String>,
+}
+
+/// Confirm a created allocation.
+#[derive(InputObject)]
+pub struct AllocationConfirmInput {
+    /// The allocation.
+    id: ID,
+    /// Retry key, as for `allocationCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// Cancel a created or confirmed allocation, releasing its stock.
+#[derive(InputObject)]
+pub struct AllocationCancelInput {
+    /// The allocation.
+    id: ID,
+    /// Why, for the audit trail (1–500 characters).
+    reason: String,
+    /// Retry key, as for `allocationCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// Fulfil a confirmed allocation: its stock leaves the warehouse.
+#[derive(InputObject)]
+pub struct AllocationFulfillInput {
+    /// The allocation.
+    id: ID,
+    /// Retry key, as for `allocationCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// The result of an allocation mutation.
+#[derive(SimpleObject)]
+pub struct AllocationPayload {
+    /// The allocation right after this mutation; null if it failed.
+    allocation: Option<Allocation>,
+    /// Its item right after this mutation (stock reserved, released or removed); null if it
+    /// failed.
+    inventory_item: Option<InventoryItem>,
+    /// Why the mutation changed nothing; empty on success.
+    user_errors: Vec<UserError>,
+}
+
+fn payload(result: Result<Outcome, Vec<UserError>>) -> AllocationPayload {
+    match result {
+        Ok(Outcome::Allocation { allocation, item }) => AllocationPayload {
+            allocation: Some(Allocation(AllocationView::from(&allocation))),
+            inventory_item: Some(InventoryItem(ItemView::from(&item))),
+            user_errors: vec![],
+        },
+        Ok(_) => AllocationPayload {
+            allocation: None,
+            inventory_item: None,
+            user_errors: vec![],
+        },
+        Err(user_errors) => AllocationPayload {
+            allocation: None,
+            inventory_item: None,
+            user_errors,
+        },
+    }
+}
+
+async fn change(
+    ctx: &Context<'_>,
+    mutation: &str,
+    id: &ID,
+    idempotency_key: Option<String>,
+    command: AllocationCommand,
+) -> async_graphql::Result<AllocationPayload> {
+    let id = match parse_id("id", id) {
+        Ok(id) => id,
+        Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
+    };
+    let app = ctx.data::<AppContext>()?;
+    let command_ctx = AppContext::command_context(ctx, idempotency_key);
+    let result = app.commands.change_allocation(&command_ctx, mutation, id, command).await;
+    Ok(payload(outcome(result)?))
+}
+
+#[derive(Default)]
+pub struct AllocationMutation;
+
+#[Object]
+impl AllocationMutation {
+    /// Reserve stock. Fails with INSUFFICIENT_STOCK when quantity exceeds available — under
+    /// any concurrency, stock is never allocated twice.
+    async fn allocation_create(
+        &self,
+        ctx: &Context<'_>,
+        input: AllocationCreateInput,
+    ) -> async_graphql::Result<AllocationPayload> {
+        let item_id = match parse_id("itemId", &input.item_id) {
+            Ok(id) => id,
+            Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
+        };
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let command = CreateAllocation {
+            order_id: input.order_id,
+            item_id,
+            quantity: input.quantity,
+        };
+        Ok(payload(outcome(app.commands.create_allocation(&command_ctx, command).await)?))
+    }
+
+    /// Confirm a created allocation; anything else is INVALID_STATE_TRANSITION.
+    async fn allocation_confirm(
+        &self,
+        ctx: &Context<'_>,
+        input: AllocationConfirmInput,
+    ) -> async_graphql::Result<AllocationPayload> {
+        change(ctx, "allocationConfirm", &input.id, input.idempotency_key, AllocationCommand::ConfirmAllocation).await
+    }
+
+    /// Cancel a created or confirmed allocation and release its stock.
+    async fn allocation_cancel(
+        &self,
+        ctx: &Context<'_>,
+        input: AllocationCancelInput,
+    ) -> async_graphql::Result<AllocationPayload> {
+        let command = AllocationCommand::CancelAllocation { reason: input.reason };
+        change(ctx, "allocationCancel", &input.id, input.idempotency_key, command).await
+    }
+
+    /// Fulfil a confirmed allocation: on hand and allocated both fall by its quantity.
+    async fn allocation_fulfill(
+        &self,
+        ctx: &Context<'_>,
+        input: AllocationFulfillInput,
+    ) -> async_graphql::Result<AllocationPayload> {
+        change(ctx, "allocationFulfill", &input.id, input.idempotency_key, AllocationCommand::FulfillAllocation).await
+    }
+}

@@ -1,0 +1,364 @@
+//! Inventory items: current stock, history and movement report queries, and the stock
+//! commands (create, adjust, reorder settings, deactivate).
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
+use super::{bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
+use crate::application::{AdjustStock, CreateItem, Outcome};
+use crate::domain::item::{AdjustmentReason as DomainReason, ItemCommand};
+use crate::projection::ItemView;
+
+#[derive(Default)]
+pub struct InventoryQuery;
+
+#[Object]
+impl InventoryQuery {
+    /// An item by id, or null. Reflects commits within milliseconds (under 100 ms under normal
+    /// load); a mutation's own payload is exact at once.
+    async fn inventory_item(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<InventoryItem>> {
+        let id = query_id("id", &id)?;
+        let app = ctx.data::<AppContext>()?;
+        Ok(app.read.item(id).await.map_err(infrastructure)?.map(InventoryItem))
+    }
+
+    /// An item by its SKU in a warehouse, or null.
+    async fn inventory_item_by_sku(
+        &self,
+        ctx: &Context<'_>,
+        warehouse_id: ID,
+        sku: String,
+    ) -> async_graphql::Result<Option<InventoryItem>> {
+        let warehouse_id = query_id("warehouseId", &warehouse_id)?;
+        if sku.len() > 256 {
+            return Ok(None);
+        }
+        let app = ctx.data::<AppContext>()?;
+        Ok(app
+            .read
+            .item_by_sku(warehouse_id, &sku)
+            .await
+            .map_err(infrastructure)?
+            .map(InventoryItem))
+    }
+
+    /// Items in creation order, optionally of one warehouse and only those low on stock.
+    async fn inventory_items(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only items of this warehouse.")] warehouse_id: Option<ID>,
+        #[graphql(desc = "Only items whose available stock is at or below the reorder threshold.", default = false)]
+        low_stock_only: bool,
+        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, InventoryItem>> {
+        let size = page_size(first)?;
+        let warehouse_id = warehouse_id.map(|w| query_id("warehouseId", &w)).transpose()?;
+        let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
+        let app = ctx.data::<AppContext>()?;
+        let rows = app
+            .read
+            .items(warehouse_id, low_stock_only, after, size + 1)
+            .await
+            .map_err(infrastructure)?;
+        Ok(connection(
+            rows.into_iter().map(|i| (i.id.to_string(), InventoryItem(i))).collect(),
+            size,
+            after.is_some(),
+        ))
+    }
+
+    /// Every change of an item's on-hand stock, oldest first, optionally within [from, to).
+    async fn inventory_history(
+        &self,
+        ctx: &Context<'_>,
+        item_id: ID,
+        #[graphql(desc = "Only changes at or after this time.")] from: Option<DateTime<Utc>>,
+        #[graphql(desc = "Only changes before this time.")] to: Option<DateTime<Utc>>,
+        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, InventoryHistoryEntry>> {
+        let size = page_size(first)?;
+        let item_id = query_id("itemId", &item_id)?;
+        let after = after
+            .map(|a| a.parse::<u64>().map_err(|_| bad_argument("after is not a valid cursor")))
+            .transpose()?;
+        let app = ctx.data::<AppContext>()?;
+        let rows = app
+            .read
+            .history(
+                item_id,
+                from.map(|t| t.timestamp_millis()),
+                to.map(|t| t.timestamp_millis()),
+                after,
+                size + 1,
+            )
+            .await
+            .map_err(infrastructure)?;
+        Ok(connection(
+            rows.into_iter()
+                .map(|h| (h.sequence_number.to_string(), InventoryHistoryEntry(h)))
+                .collect(),
+            size,
+            after.is_some(),
+        ))
+    }
+
+    /// Units received, removed, allocated, released, fulfilled and net per item per UTC day,
+    /// for a warehouse and/or an item, over the days from..=to.
+    async fn stock_movement_report(
+        &self,
+        ctx: &Context<'_>,
+        warehouse_id: Option<ID>,
+        item_id: Option<ID>,
+        #[graphql(desc = "First day (UTC) included.")] from: Option<NaiveDate>,
+        #[graphql(desc = "Last day (UTC) included.")] to: Option<NaiveDate>,
+    ) -> async_graphql::Result<StockMovementReport> {
+        let warehouse_id = warehouse_id.map(|w| query_id("warehouseId", &w)).transpose()?;
+        let item_id = item_id.map(|i| query_id("itemId", &i)).transpose()?;
+        if warehouse_id.is_none() && item_id.is_none() {
+            return Err(bad_argument("give a warehouseId, an itemId or both"));
+        }
+        let app = ctx.data::<AppContext>()?;
+        let rows = app
+            .read
+            .movements(
+                warehouse_id,
+                item_id,
+                from.map(|d| d.to_string()),
+                to.map(|d| d.to_string()),
+            )
+            .await
+            .map_err(infrastructure)?;
+        Ok(StockMovementReport { rows })
+    }
+}
+
+/// Why stock is adjusted. RECEIVED and RETURNED need a positive delta, SOLD and DAMAGED a
+/// negative one; CORRECTION and OTHER may go either way.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Serialize)]
+pub enum AdjustmentReason {
+    /// Goods arrived.
+    Received,
+    /// Goods sold outside an allocation.
+    Sold,
+    /// Goods damaged or lost.
+    Damaged,
+    /// Goods returned by a customer.
+    Returned,
+    /// A stock count differed from the books.
+    Correction,
+    /// Anything else; say what in `reference`.
+    Other,
+}
+
+impl From<AdjustmentReason> for DomainReason {
+    fn from(reason: AdjustmentReason) -> Self {
+        match reason {
+            AdjustmentReason::Received => Self::Received,
+            AdjustmentReason::Sold => Self::Sold,
+            AdjustmentReason::Damaged => Self::Damaged,
+            AdjustmentReason::Returned => Self::Returned,
+            AdjustmentReason::Correction => Self::Correction,
+            AdjustmentReason::Other => Self::Other,
+        }
+    }
+}
+
+/// Create an inventory item: one SKU in one active warehouse.
+#[derive(InputObject)]
+pub struct InventoryItemCreateInput {
+    /// The warehouse; it must be active.
+    warehouse_id: ID,
+    /// Unique within the warehouse: 1–64 letters, digits, `-`, `_`, `.` or `/`.
+    sku: String,
+    /// The catalogue's product id, 1–100 characters.
+    product_id: String,
+    /// Units on hand to start with, 0 to 1,000,000,000.
+    #[graphql(default = 0)]
+    initial_quantity: i64,
+    /// Low-stock alert threshold on available units (default 0).
+    #[graphql(default = 0)]
+    reorder_threshold: i64,
+    /// Units to reorder when low (default 0).
+    #[graphql(default = 0)]
+    reorder_quantity: i64,
+    /// Send the same key again to retry safely: the mutation applies once and returns the
+    /// first result.
+    idempotency_key: Option<String>,
+}
+
+/// Change an item's on-hand stock.
+#[derive(InputObject)]
+pub struct InventoryAdjustInput {
+    /// The item.
+    item_id: ID,
+    /// Units to add (positive) or remove (negative); never zero.
+    delta: i64,
+    /// Why.
+    reason: AdjustmentReason,
+    /// Your reference (delivery note, ticket), up to 200 characters.
+    reference: Option<String>,
+    /// Apply only if the item is still at this version (its `version` field), else
+    /// VERSION_CONFLICT.
+    expected_version: Option<u64>,
+    /// Retry key, as for `inventoryItemCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// Change an item's reorder threshold and/or quantity; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct InventoryItemUpdateReorderSettingsInput {
+    /// The item.
+    item_id: ID,
+    /// New low-stock threshold on available units.
+    reorder_threshold: Option<i64>,
+    /// New reorder quantity.
+    reorder_quantity: Option<i64>,
+    /// Retry key, as for `inventoryItemCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// Deactivate an item: no more adjustments or new allocations; open allocations may still be
+/// cancelled or fulfilled.
+#[derive(InputObject)]
+pub struct InventoryItemDeactivateInput {
+    /// The item.
+    item_id: ID,
+    /// Why, for the audit trail (1–500 characters).
+    reason: String,
+    /// Retry key, as for `inventoryItemCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// The result of an inventory item mutation.
+#[derive(SimpleObject)]
+pub struct InventoryItemPayload {
+    /// The item as it is right after this mutation; null if it failed.
+    inventory_item: Option<InventoryItem>,
+    /// Why the mutation changed nothing; empty on success.
+    user_errors: Vec<UserError>,
+}
+
+fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
+    match result {
+        Ok(Outcome::Item(entity)) | Ok(Outcome::Allocation { item: entity, .. }) => InventoryItemPayload {
+            inventory_item: Some(InventoryItem(ItemView::from(&entity))),
+            user_errors: vec![],
+        },
+        Ok(Outcome::Warehouse(_)) => InventoryItemPayload {
+            inventory_item: None,
+            user_errors: vec![],
+        },
+        Err(user_errors) => InventoryItemPayload {
+            inventory_item: None,
+            user_errors,
+        },
+    }
+}
+
+fn rejected(error: crate::domain::DomainError) -> InventoryItemPayload {
+    payload(Err(vec![user_error(&error)]))
+}
+
+#[derive(Default)]
+pub struct InventoryMutation;
+
+#[Object]
+impl InventoryMutation {
+    /// Create an item. Fails with DUPLICATE_SKU if the warehouse has the SKU already, INACTIVE
+    /// or NOT_FOUND for the warehouse.
+    async fn inventory_item_create(
+        &self,
+        ctx: &Context<'_>,
+        input: InventoryItemCreateInput,
+    ) -> async_graphql::Result<InventoryItemPayload> {
+        let warehouse_id = match parse_id("warehouseId", &input.warehouse_id) {
+            Ok(id) => id,
+            Err(error) => return Ok(rejected(error)),
+        };
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let command = CreateItem {
+            warehouse_id,
+            sku: input.sku,
+            product_id: input.product_id,
+            initial_quantity: input.initial_quantity,
+            reorder_threshold: input.reorder_threshold,
+            reorder_quantity: input.reorder_quantity,
+        };
+        Ok(payload(outcome(app.commands.create_item(&command_ctx, command).await)?))
+    }
+
+    /// Add or remove stock. Fails with INSUFFICIENT_STOCK if it would take on-hand below what
+    /// is allocated, VERSION_CONFLICT if `expectedVersion` is stale.
+    async fn inventory_adjust(
+        &self,
+        ctx: &Context<'_>,
+        input: InventoryAdjustInput,
+    ) -> async_graphql::Result<InventoryItemPayload> {
+        let item_id = match parse_id("itemId", &input.item_id) {
+            Ok(id) => id,
+            Err(error) => return Ok(rejected(error)),
+        };
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let command = AdjustStock {
+            item_id,
+            delta: input.delta,
+            reason: input.reason.into(),
+            reference: input.reference,
+            expected_version: input.expected_version,
+        };
+        Ok(payload(outcome(app.commands.adjust_stock(&command_ctx, command).await)?))
+    }
+
+    /// Change the reorder threshold or quantity. Lowering available to or below a new
+    /// threshold raises a low-stock alert.
+    async fn inventory_item_update_reorder_settings(
+        &self,
+        ctx: &Context<'_>,
+        input: InventoryItemUpdateReorderSettingsInput,
+    ) -> async_graphql::Result<InventoryItemPayload> {
+        let item_id = match parse_id("itemId", &input.item_id) {
+            Ok(id) => id,
+            Err(error) => return Ok(rejected(error)),
+        };
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let command = ItemCommand::UpdateReorderSettings {
+            reorder_threshold: input.reorder_threshold,
+            reorder_quantity: input.reorder_quantity,
+        };
+        let fingerprint = (item_id, input.reorder_threshold, input.reorder_quantity);
+        let result = app
+            .commands
+            .change_item(&command_ctx, "inventoryItemUpdateReorderSettings", item_id, None, command, &fingerprint)
+            .await;
+        Ok(payload(outcome(result)?))
+    }
+
+    /// Deactivate an item.
+    async fn inventory_item_deactivate(
+        &self,
+        ctx: &Context<'_>,
+        input: InventoryItemDeactivateInput,
+    ) -> async_graphql::Result<InventoryItemPayload> {
+        let item_id = match parse_id("itemId", &input.item_id) {
+            Ok(id) => id,
+            Err(error) => return Ok(rejected(error)),
+        };
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let fingerprint = (item_id, input.reason.clone());
+        let command = ItemCommand::DeactivateItem { reason: input.reason };
+        let result = app
+            .commands
+            .change_item(&command_ctx, "inventoryItemDeactivate", item_id, None, command, &fingerprint)
+            .await;
+        Ok(payload(outcome(result)?))
+    }
+}

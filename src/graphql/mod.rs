@@ -1,0 +1,155 @@
+//! The GraphQL API: queries read projections, mutations run commands, subscriptions follow
+//! the bus. Split by concern (warehouses, inventory, allocations, audit) and merged here.
+//! Business-rule failures are `userErrors`; infrastructure failures are GraphQL errors with
+//! `extensions.code`.
+
+mod allocation;
+mod audit;
+mod inventory;
+mod subscription;
+pub mod types;
+mod warehouse;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{ErrorExtensions, MergedObject, OutputType, Schema, ID};
+use std::sync::Arc;
+use uuid::Uuid;
+
+use crate::application::{CommandContext, CommandError, Commands, Outcome};
+use crate::bus::EventBus;
+use crate::domain::DomainError;
+use crate::projection::ReadModel;
+use crate::store::EventStore;
+use types::UserError;
+
+/// What resolvers reach: the application's ports.
+#[derive(Clone)]
+pub struct AppContext {
+    pub commands: Arc<Commands>,
+    pub read: Arc<dyn ReadModel>,
+    pub store: Arc<dyn EventStore>,
+    pub bus: Arc<dyn EventBus>,
+}
+
+/// Per-request identity and tracing, taken from HTTP headers.
+#[derive(Clone, Debug)]
+pub struct RequestMeta {
+    pub actor: String,
+    pub correlation_id: String,
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(warehouse::WarehouseQuery, inventory::InventoryQuery, allocation::AllocationQuery, audit::AuditQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(warehouse::WarehouseMutation, inventory::InventoryMutation, allocation::AllocationMutation);
+
+pub type InventorySchema = Schema<Query, Mutation, subscription::Subscription>;
+
+/// Deepest query accepted; the deepest useful query (item → warehouse inside a connection) is
+/// well under it.
+const MAX_DEPTH: usize = 12;
+/// Query cost ceiling (async-graphql counts one per field, times list sizes where declared).
+const MAX_COMPLEXITY: usize = 5_000;
+
+pub fn schema(app: Option<AppContext>) -> InventorySchema {
+    let builder = Schema::build(Query::default(), Mutation::default(), subscription::Subscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
+    match app {
+        Some(app) => builder.data(app).finish(),
+        None => builder.finish(),
+    }
+}
+
+/// The SDL the code serves; `schema.graphql` must equal it.
+pub fn sdl() -> String {
+    schema(None).sdl()
+}
+
+/// An infrastructure failure as a GraphQL error with a stable `extensions.code`.
+pub fn infrastructure(error: impl std::fmt::Display) -> async_graphql::Error {
+    let message = error.to_string();
+    tracing::error!(%message, "infrastructure failure answering a request");
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", "SERVICE_UNAVAILABLE"))
+}
+
+/// A bad argument to a query, as a GraphQL error with `extensions.code = INVALID_INPUT`.
+pub fn bad_argument(message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", "INVALID_INPUT"))
+}
+
+pub fn parse_id(field: &'static str, id: &ID) -> Result<Uuid, DomainError> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| DomainError::invalid(field, format!("{field} is not a valid id: {:?}", truncate(id.as_str()))))
+}
+
+/// For a query argument: a malformed id is a GraphQL error.
+pub fn query_id(field: &'static str, id: &ID) -> async_graphql::Result<Uuid> {
+    parse_id(field, id).map_err(|e| bad_argument(e.to_string()))
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+pub fn user_error(error: &DomainError) -> UserError {
+    UserError {
+        field: error.field().map(|f| vec!["input".to_owned(), f.to_owned()]),
+        message: error.to_string(),
+        code: error.code().to_owned(),
+    }
+}
+
+/// Splits a command result into the outcome or user errors; infrastructure failures become
+/// GraphQL errors.
+pub fn outcome(result: Result<Outcome, CommandError>) -> async_graphql::Result<Result<Outcome, Vec<UserError>>> {
+    match result {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(CommandError::Rejected(error)) => Ok(Err(vec![user_error(&error)])),
+        Err(CommandError::Contention(attempts)) => Err(async_graphql::Error::new(format!(
+            "the item is under heavy concurrent change; gave up after {attempts} attempts, retry with the same idempotency key"
+        ))
+        .extend_with(|_, e| e.set("code", "CONTENTION"))),
+        Err(CommandError::Store(error)) => Err(infrastructure(error)),
+    }
+}
+
+impl AppContext {
+    pub fn command_context(ctx: &async_graphql::Context<'_>, idempotency_key: Option<String>) -> CommandContext {
+        let meta = ctx.data_opt::<RequestMeta>();
+        CommandContext {
+            actor: meta.map_or_else(|| "anonymous".to_owned(), |m| m.actor.clone()),
+            correlation_id: meta.map_or_else(|| Uuid::now_v7().to_string(), |m| m.correlation_id.clone()),
+            idempotency_key,
+            source: String::new(),
+        }
+    }
+}
+
+/// Default and largest page sizes for every connection.
+pub const DEFAULT_PAGE: i32 = 50;
+pub const MAX_PAGE: i32 = 500;
+
+pub fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
+    match first.unwrap_or(DEFAULT_PAGE) {
+        n if (1..=MAX_PAGE).contains(&n) => Ok(n as usize),
+        n => Err(bad_argument(format!("first must be between 1 and {MAX_PAGE}, got {n}"))),
+    }
+}
+
+/// Builds a connection from up to `size + 1` fetched rows (the extra one only tells whether a
+/// next page exists).
+pub fn connection<T: OutputType>(
+    mut rows: Vec<(String, T)>,
+    size: usize,
+    has_previous: bool,
+) -> Connection<String, T> {
+    let has_next = rows.len() > size;
+    rows.truncate(size);
+    let mut connection = Connection::new(has_previous, has_next);
+    connection
+        .edges
+        .extend(rows.into_iter().map(|(cursor, node)| Edge::new(cursor, node)));
+    connection
+}

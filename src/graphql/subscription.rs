@@ -1,0 +1,133 @@
+//! Live subscriptions, fed by this instance's fan-out of the bus: raw events, low-stock
+//! alerts, and read-model rows after their projection applied the change. A subscriber too slow
+//! to keep up skips what it missed (logged) rather than slowing everyone else.
+
+use async_graphql::{Context, Subscription, ID};
+use futures::{Stream, StreamExt};
+use std::sync::Arc;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use uuid::Uuid;
+
+use super::types::{time, AggregateType, Allocation, Event, InventoryItem, LowStockAlert};
+use super::{query_id, AppContext};
+use crate::bus::LiveMessage;
+use crate::domain::item::ItemEvent;
+
+pub struct Subscription;
+
+fn live(ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = Arc<LiveMessage>>> {
+    let app = ctx.data::<AppContext>()?;
+    Ok(BroadcastStream::new(app.bus.live()).filter_map(|message| async move {
+        match message {
+            Ok(message) => Some(message),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "a slow subscriber missed live messages");
+                None
+            }
+        }
+    }))
+}
+
+fn optional_id(field: &'static str, id: Option<ID>) -> async_graphql::Result<Option<Uuid>> {
+    id.map(|id| query_id(field, &id)).transpose()
+}
+
+#[Subscription]
+impl Subscription {
+    /// Fires when an item's available stock falls from above its reorder threshold to at or
+    /// below it (once per dip), optionally only for one warehouse.
+    async fn low_stock_alerts(
+        &self,
+        ctx: &Context<'_>,
+        warehouse_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = LowStockAlert>> {
+        let warehouse = optional_id("warehouseId", warehouse_id)?;
+        Ok(live(ctx)?.filter_map(move |message| async move {
+            let LiveMessage::Event(envelope) = &*message else {
+                return None;
+            };
+            if envelope.event_type != "LowStockThresholdReached" {
+                return None;
+            }
+            let Ok(ItemEvent::LowStockThresholdReached {
+                sku,
+                warehouse_id,
+                current_quantity,
+                threshold,
+                suggested_reorder_quantity,
+            }) = envelope.decode::<ItemEvent>()
+            else {
+                return None;
+            };
+            if warehouse.is_some_and(|w| w != warehouse_id) {
+                return None;
+            }
+            Some(LowStockAlert {
+                item_id: ID(envelope.aggregate_id.to_string()),
+                sku,
+                warehouse_id: ID(warehouse_id.to_string()),
+                available: current_quantity,
+                threshold,
+                suggested_reorder_quantity,
+                occurred_at: time(envelope.timestamp),
+                sequence_number: envelope.sequence_number,
+            })
+        }))
+    }
+
+    /// Every committed event, optionally of one aggregate type and/or one aggregate.
+    async fn inventory_events(
+        &self,
+        ctx: &Context<'_>,
+        aggregate_type: Option<AggregateType>,
+        aggregate_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = Event>> {
+        let aggregate = optional_id("aggregateId", aggregate_id)?;
+        let kind: Option<crate::domain::AggregateType> = aggregate_type.map(Into::into);
+        Ok(live(ctx)?.filter_map(move |message| async move {
+            let LiveMessage::Event(envelope) = &*message else {
+                return None;
+            };
+            let wanted = kind.is_none_or(|k| k == envelope.aggregate_type)
+                && aggregate.is_none_or(|a| a == envelope.aggregate_id);
+            wanted.then(|| Event(envelope.clone()))
+        }))
+    }
+
+    /// An item's read model each time its projection changes, optionally for one warehouse
+    /// and/or one item.
+    async fn inventory_item_changed(
+        &self,
+        ctx: &Context<'_>,
+        warehouse_id: Option<ID>,
+        item_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = InventoryItem>> {
+        let warehouse = optional_id("warehouseId", warehouse_id)?;
+        let item = optional_id("itemId", item_id)?;
+        Ok(live(ctx)?.filter_map(move |message| async move {
+            let LiveMessage::ItemChanged(view) = &*message else {
+                return None;
+            };
+            let wanted = warehouse.is_none_or(|w| w == view.warehouse_id) && item.is_none_or(|i| i == view.id);
+            wanted.then(|| InventoryItem(view.clone()))
+        }))
+    }
+
+    /// An allocation's read model each time it changes, optionally for one order.
+    async fn allocation_changed(
+        &self,
+        ctx: &Context<'_>,
+        order_id: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = Allocation>> {
+        Ok(live(ctx)?.filter_map(move |message| {
+            let order_id = order_id.clone();
+            async move {
+                let LiveMessage::AllocationChanged(view) = &*message else {
+                    return None;
+                };
+                let wanted = order_id.as_deref().is_none_or(|o| o.trim() == view.order_id);
+                wanted.then(|| Allocation(view.clone()))
+            }
+        }))
+    }
+}

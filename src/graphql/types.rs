@@ -1,0 +1,453 @@
+//! GraphQL object types over the read models. Each wraps a view from `projection::model`, so
+//! a query (projection row) and a mutation payload (state right after the commit) show the
+//! same shape.
+
+use async_graphql::{Context, Enum, Json, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+
+use super::AppContext;
+use crate::domain::allocation::AllocationStatus as DomainStatus;
+use crate::projection::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+use crate::store::EventEnvelope;
+
+pub fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A place that holds stock. Items and allocations belong to exactly one warehouse.
+pub struct Warehouse(pub WarehouseView);
+
+#[Object]
+impl Warehouse {
+    /// Unique id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Short unique code, upper-cased (e.g. `AMS1`).
+    async fn code(&self) -> &str {
+        &self.0.code
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Postal address, if given.
+    async fn address(&self) -> Option<&str> {
+        self.0.address.as_deref()
+    }
+    /// False once deactivated: no new items or allocations may be placed in it.
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+    /// Sequence number of the warehouse's last event.
+    async fn version(&self) -> u64 {
+        self.0.version
+    }
+    /// When the warehouse was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.0.created_at)
+    }
+    /// When the warehouse last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        time(self.0.updated_at)
+    }
+}
+
+/// One SKU at one warehouse, with its stock figures.
+pub struct InventoryItem(pub ItemView);
+
+#[Object]
+impl InventoryItem {
+    /// Unique id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Stock-keeping unit, unique within the warehouse.
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+    /// The product this SKU stocks (the catalogue's id).
+    async fn product_id(&self) -> &str {
+        &self.0.product_id
+    }
+    /// Id of the warehouse holding the item.
+    async fn warehouse_id(&self) -> ID {
+        ID(self.0.warehouse_id.to_string())
+    }
+    /// The warehouse holding the item.
+    async fn warehouse(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Warehouse>> {
+        let app = ctx.data::<AppContext>()?;
+        Ok(app.read.warehouse(self.0.warehouse_id).await.map_err(super::infrastructure)?.map(Warehouse))
+    }
+    /// Units physically in the warehouse.
+    async fn on_hand(&self) -> i64 {
+        self.0.on_hand
+    }
+    /// Units reserved by open allocations.
+    async fn allocated(&self) -> i64 {
+        self.0.allocated
+    }
+    /// Units that can still be allocated: onHand − allocated, never negative.
+    async fn available(&self) -> i64 {
+        self.0.available()
+    }
+    /// A low-stock alert fires when available falls from above this to at or below it.
+    async fn reorder_threshold(&self) -> i64 {
+        self.0.reorder_threshold
+    }
+    /// How many units to reorder when stock runs low.
+    async fn reorder_quantity(&self) -> i64 {
+        self.0.reorder_quantity
+    }
+    /// True while available is at or below the reorder threshold.
+    async fn low_stock(&self) -> bool {
+        self.0.low_stock()
+    }
+    /// False once deactivated: no adjustments or new allocations.
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+    /// Sequence number of the item's last event; pass it as `expectedVersion` to make an
+    /// adjustment conditional on nobody else having changed the item.
+    async fn version(&self) -> u64 {
+        self.0.version
+    }
+    /// When the item was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.0.created_at)
+    }
+    /// When the item last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        time(self.0.updated_at)
+    }
+}
+
+/// Where an allocation is in its life.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum AllocationStatus {
+    /// Stock is reserved for the order line.
+    Created,
+    /// The reservation is confirmed; it can now be fulfilled.
+    Confirmed,
+    /// Released; the stock is available again.
+    Cancelled,
+    /// The stock left the warehouse.
+    Fulfilled,
+}
+
+impl From<DomainStatus> for AllocationStatus {
+    fn from(status: DomainStatus) -> Self {
+        match status {
+            DomainStatus::Created => Self::Created,
+            DomainStatus::Confirmed => Self::Confirmed,
+            DomainStatus::Cancelled => Self::Cancelled,
+            DomainStatus::Fulfilled => Self::Fulfilled,
+        }
+    }
+}
+
+impl From<AllocationStatus> for DomainStatus {
+    fn from(status: AllocationStatus) -> Self {
+        match status {
+            AllocationStatus::Created => Self::Created,
+            AllocationStatus::Confirmed => Self::Confirmed,
+            AllocationStatus::Cancelled => Self::Cancelled,
+            AllocationStatus::Fulfilled => Self::Fulfilled,
+        }
+    }
+}
+
+/// Stock of one item reserved for one order line.
+pub struct Allocation(pub AllocationView);
+
+#[Object]
+impl Allocation {
+    /// Unique id (UUID).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// The order this allocation serves (the caller's id).
+    async fn order_id(&self) -> &str {
+        &self.0.order_id
+    }
+    /// The item the stock is reserved from.
+    async fn item_id(&self) -> ID {
+        ID(self.0.item_id.to_string())
+    }
+    /// The warehouse of that item.
+    async fn warehouse_id(&self) -> ID {
+        ID(self.0.warehouse_id.to_string())
+    }
+    /// Units reserved.
+    async fn quantity(&self) -> i64 {
+        self.0.quantity
+    }
+    /// Where the allocation is in its life.
+    async fn status(&self) -> AllocationStatus {
+        self.0.status.into()
+    }
+    /// Why it was cancelled, once cancelled.
+    async fn cancel_reason(&self) -> Option<&str> {
+        self.0.cancel_reason.as_deref()
+    }
+    /// Sequence number of the allocation's last event.
+    async fn version(&self) -> u64 {
+        self.0.version
+    }
+    /// When the allocation was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.0.created_at)
+    }
+    /// When the allocation last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        time(self.0.updated_at)
+    }
+}
+
+/// A business-rule failure: the mutation changed nothing.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct UserError {
+    /// The input field at fault, when one is (e.g. `["input", "quantity"]`).
+    pub field: Option<Vec<String>>,
+    /// A sentence a person can act on.
+    pub message: String,
+    /// Stable machine-readable code: NOT_FOUND, INVALID_INPUT, INSUFFICIENT_STOCK,
+    /// DUPLICATE_SKU, DUPLICATE_CODE, INACTIVE, INVALID_STATE_TRANSITION, VERSION_CONFLICT.
+    pub code: String,
+}
+
+/// One change of an item's on-hand stock.
+pub struct InventoryHistoryEntry(pub HistoryEntry);
+
+#[Object]
+impl InventoryHistoryEntry {
+    /// The item's event sequence number of this change.
+    async fn sequence_number(&self) -> u64 {
+        self.0.sequence_number
+    }
+    /// Why: initial, received, sold, damaged, returned, correction, other, allocation_fulfilled.
+    async fn reason(&self) -> &str {
+        &self.0.reason
+    }
+    /// Change of on-hand units (negative for removals).
+    async fn delta(&self) -> i64 {
+        self.0.delta
+    }
+    /// On-hand units after the change.
+    async fn quantity_after(&self) -> i64 {
+        self.0.quantity_after
+    }
+    /// The caller's reference (delivery note, order, allocation id), if any.
+    async fn reference(&self) -> Option<&str> {
+        self.0.reference.as_deref()
+    }
+    /// Who made the change.
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    /// Correlation id of the request that made the change.
+    async fn correlation_id(&self) -> &str {
+        &self.0.correlation_id
+    }
+    /// When the change happened.
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        time(self.0.occurred_at)
+    }
+}
+
+/// Stock movements of one item on one UTC day.
+pub struct StockMovementRow(pub MovementRow);
+
+#[Object]
+impl StockMovementRow {
+    /// The item.
+    async fn item_id(&self) -> ID {
+        ID(self.0.item_id.to_string())
+    }
+    /// The item's SKU.
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+    /// The item's warehouse.
+    async fn warehouse_id(&self) -> ID {
+        ID(self.0.warehouse_id.to_string())
+    }
+    /// The UTC day, `YYYY-MM-DD`.
+    async fn day(&self) -> &str {
+        &self.0.day
+    }
+    /// Units added (received, returned, positive corrections, initial stock).
+    async fn received(&self) -> i64 {
+        self.0.received
+    }
+    /// Units removed other than by fulfilment (sold, damaged, negative corrections).
+    async fn removed(&self) -> i64 {
+        self.0.removed
+    }
+    /// Units reserved by new allocations.
+    async fn allocated(&self) -> i64 {
+        self.0.allocated
+    }
+    /// Units released by cancelled allocations.
+    async fn released(&self) -> i64 {
+        self.0.released
+    }
+    /// Units that left with fulfilled allocations.
+    async fn fulfilled(&self) -> i64 {
+        self.0.fulfilled
+    }
+    /// Net change of on-hand units: received − removed − fulfilled.
+    async fn net(&self) -> i64 {
+        self.0.net
+    }
+}
+
+/// Totals over the rows of a stock movement report.
+#[derive(SimpleObject, Default)]
+pub struct StockMovementTotals {
+    /// Sum of `received`.
+    pub received: i64,
+    /// Sum of `removed`.
+    pub removed: i64,
+    /// Sum of `allocated`.
+    pub allocated: i64,
+    /// Sum of `released`.
+    pub released: i64,
+    /// Sum of `fulfilled`.
+    pub fulfilled: i64,
+    /// Sum of `net`.
+    pub net: i64,
+}
+
+/// Stock movements per item per day over a period, with totals.
+pub struct StockMovementReport {
+    pub rows: Vec<MovementRow>,
+}
+
+#[Object]
+impl StockMovementReport {
+    /// One row per item per day with any movement, by day then SKU.
+    async fn rows(&self) -> Vec<StockMovementRow> {
+        self.rows.iter().cloned().map(StockMovementRow).collect()
+    }
+    /// The rows summed (for a warehouse: the warehouse's movements).
+    async fn totals(&self) -> StockMovementTotals {
+        let mut totals = StockMovementTotals::default();
+        for row in &self.rows {
+            totals.received += row.received;
+            totals.removed += row.removed;
+            totals.allocated += row.allocated;
+            totals.released += row.released;
+            totals.fulfilled += row.fulfilled;
+            totals.net += row.net;
+        }
+        totals
+    }
+}
+
+/// The kinds of aggregate that have event streams.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum AggregateType {
+    /// A warehouse's stream.
+    Warehouse,
+    /// An inventory item's stream.
+    InventoryItem,
+    /// An allocation's stream.
+    Allocation,
+}
+
+impl From<AggregateType> for crate::domain::AggregateType {
+    fn from(value: AggregateType) -> Self {
+        match value {
+            AggregateType::Warehouse => Self::Warehouse,
+            AggregateType::InventoryItem => Self::InventoryItem,
+            AggregateType::Allocation => Self::Allocation,
+        }
+    }
+}
+
+/// Who caused an event and in answer to what.
+#[derive(SimpleObject)]
+pub struct EventMetadata {
+    /// Who issued the command.
+    pub actor: String,
+    /// Correlation id of the request (the `X-Correlation-Id` header, or one made up).
+    pub correlation_id: String,
+    /// The event or message that caused this one, if any.
+    pub causation_id: Option<String>,
+    /// The mutation's idempotency key, if one was sent.
+    pub idempotency_key: Option<String>,
+    /// The service instance that wrote the event.
+    pub source: String,
+}
+
+/// A stored event: the immutable audit trail.
+pub struct Event(pub EventEnvelope);
+
+#[Object]
+impl Event {
+    /// Unique event id (UUID v7).
+    async fn event_id(&self) -> ID {
+        ID(self.0.event_id.to_string())
+    }
+    /// The aggregate whose stream holds the event.
+    async fn aggregate_id(&self) -> ID {
+        ID(self.0.aggregate_id.to_string())
+    }
+    /// `Warehouse`, `InventoryItem` or `Allocation`.
+    async fn aggregate_type(&self) -> &str {
+        self.0.aggregate_type.as_str()
+    }
+    /// Position in the aggregate's stream: 1, 2, 3…
+    async fn sequence_number(&self) -> u64 {
+        self.0.sequence_number
+    }
+    /// Past-tense event name, e.g. `StockLevelChanged`.
+    async fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+    /// Version of the event's data shape.
+    async fn schema_version(&self) -> u32 {
+        self.0.schema_version
+    }
+    /// The event's data.
+    async fn data(&self) -> Json<serde_json::Value> {
+        Json(self.0.event_data.clone())
+    }
+    /// Who caused it and in answer to what.
+    async fn metadata(&self) -> EventMetadata {
+        let m = &self.0.metadata;
+        EventMetadata {
+            actor: m.actor.clone(),
+            correlation_id: m.correlation_id.clone(),
+            causation_id: m.causation_id.clone(),
+            idempotency_key: m.idempotency_key.clone(),
+            source: m.source.clone(),
+        }
+    }
+    /// When it was committed.
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        time(self.0.timestamp)
+    }
+}
+
+/// Available stock of an item fell to or below its reorder threshold.
+#[derive(SimpleObject)]
+pub struct LowStockAlert {
+    /// The item running low.
+    pub item_id: ID,
+    /// Its SKU.
+    pub sku: String,
+    /// Its warehouse.
+    pub warehouse_id: ID,
+    /// Units available when the threshold was reached.
+    pub available: i64,
+    /// The reorder threshold that was reached.
+    pub threshold: i64,
+    /// Units to reorder to get back above the threshold (at least the reorder quantity).
+    pub suggested_reorder_quantity: i64,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The item's event sequence number of the alert, for de-duplication.
+    pub sequence_number: u64,
+}

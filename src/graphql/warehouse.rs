@@ -1,0 +1,178 @@
+//! Warehouses: queries and the admin mutations that create, update and deactivate them.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+
+use super::types::{UserError, Warehouse};
+use super::{connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
+use crate::application::CreateWarehouse;
+use crate::application::Outcome;
+use crate::domain::warehouse::WarehouseCommand;
+use crate::projection::WarehouseView;
+
+#[derive(Default)]
+pub struct WarehouseQuery;
+
+#[Object]
+impl WarehouseQuery {
+    /// A warehouse by id, or null if there is none.
+    async fn warehouse(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Warehouse>> {
+        let id = query_id("id", &id)?;
+        let app = ctx.data::<AppContext>()?;
+        Ok(app.read.warehouse(id).await.map_err(infrastructure)?.map(Warehouse))
+    }
+
+    /// Warehouses in creation order; inactive ones only when asked for.
+    async fn warehouses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Include deactivated warehouses.", default = false)] include_inactive: bool,
+    ) -> async_graphql::Result<Connection<String, Warehouse>> {
+        let size = page_size(first)?;
+        let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
+        let app = ctx.data::<AppContext>()?;
+        let rows = app
+            .read
+            .warehouses(include_inactive, after, size + 1)
+            .await
+            .map_err(infrastructure)?;
+        Ok(connection(
+            rows.into_iter().map(|w| (w.id.to_string(), Warehouse(w))).collect(),
+            size,
+            after.is_some(),
+        ))
+    }
+}
+
+/// Create a warehouse.
+#[derive(InputObject)]
+pub struct WarehouseCreateInput {
+    /// Display name, 1–200 characters.
+    name: String,
+    /// Short unique code, 1–32 letters, digits, `-`, `_`, `.` or `/`; stored upper-case.
+    code: String,
+    /// Postal address, up to 500 characters.
+    address: Option<String>,
+    /// Send the same key again to retry safely: the mutation applies once and returns the
+    /// first result.
+    idempotency_key: Option<String>,
+}
+
+/// Change a warehouse's name or address; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct WarehouseUpdateInput {
+    /// The warehouse.
+    id: ID,
+    /// New display name.
+    name: Option<String>,
+    /// New address; an empty string clears it.
+    address: Option<String>,
+    /// Retry key, as for `warehouseCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// Deactivate a warehouse: it keeps its history but takes no new items or allocations.
+#[derive(InputObject)]
+pub struct WarehouseDeactivateInput {
+    /// The warehouse.
+    id: ID,
+    /// Why, for the audit trail (1–500 characters).
+    reason: String,
+    /// Retry key, as for `warehouseCreate`.
+    idempotency_key: Option<String>,
+}
+
+/// The result of a warehouse mutation.
+#[derive(SimpleObject)]
+pub struct WarehousePayload {
+    /// The warehouse as it is right after this mutation; null if it failed.
+    warehouse: Option<Warehouse>,
+    /// Why the mutation changed nothing; empty on success.
+    user_errors: Vec<UserError>,
+}
+
+fn payload(result: Result<Outcome, Vec<UserError>>) -> WarehousePayload {
+    match result {
+        Ok(Outcome::Warehouse(entity)) => WarehousePayload {
+            warehouse: Some(Warehouse(WarehouseView::from(&entity))),
+            user_errors: vec![],
+        },
+        Ok(_) => WarehousePayload {
+            warehouse: None,
+            user_errors: vec![],
+        },
+        Err(user_errors) => WarehousePayload {
+            warehouse: None,
+            user_errors,
+        },
+    }
+}
+
+#[derive(Default)]
+pub struct WarehouseMutation;
+
+#[Object]
+impl WarehouseMutation {
+    /// Create a warehouse. Fails with DUPLICATE_CODE if the code is taken.
+    async fn warehouse_create(
+        &self,
+        ctx: &Context<'_>,
+        input: WarehouseCreateInput,
+    ) -> async_graphql::Result<WarehousePayload> {
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let result = app
+            .commands
+            .create_warehouse(
+                &command_ctx,
+                CreateWarehouse {
+                    name: input.name,
+                    code: input.code,
+                    address: input.address,
+                },
+            )
+            .await;
+        Ok(payload(outcome(result)?))
+    }
+
+    /// Change a warehouse's name or address.
+    async fn warehouse_update(
+        &self,
+        ctx: &Context<'_>,
+        input: WarehouseUpdateInput,
+    ) -> async_graphql::Result<WarehousePayload> {
+        let id = match parse_id("id", &input.id) {
+            Ok(id) => id,
+            Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
+        };
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let command = WarehouseCommand::UpdateWarehouse {
+            name: input.name,
+            address: input.address,
+        };
+        let result = app.commands.change_warehouse(&command_ctx, id, command).await;
+        Ok(payload(outcome(result)?))
+    }
+
+    /// Deactivate a warehouse. Fails with INACTIVE if it already is.
+    async fn warehouse_deactivate(
+        &self,
+        ctx: &Context<'_>,
+        input: WarehouseDeactivateInput,
+    ) -> async_graphql::Result<WarehousePayload> {
+        let id = match parse_id("id", &input.id) {
+            Ok(id) => id,
+            Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
+        };
+        let app = ctx.data::<AppContext>()?;
+        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
+        let command = WarehouseCommand::DeactivateWarehouse {
+            reason: input.reason,
+        };
+        let result = app.commands.change_warehouse(&command_ctx, id, command).await;
+        Ok(payload(outcome(result)?))
+    }
+}
