@@ -1,8 +1,10 @@
 //! Inventory service: an event-sourced inventory with a GraphQL API.
+pub mod app;
+pub mod application;
+pub mod bus;
 pub mod domain;
+pub mod graphql;
+pub mod http;
+pub mod projection;
 pub mod sqlite_pool;
 pub mod store;
-pub mod application;
-pub mod projection;
-pub mod bus;
-pub mod graphql;

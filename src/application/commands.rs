@@ -177,7 +177,10 @@ impl Commands {
                         version: warehouse.version,
                     },
                 ],
-                guards: vec![(sku_guard(input.warehouse_id, &sku), DomainError::DuplicateSku { sku })],
+                guards: vec![(
+                    sku_guard(input.warehouse_id, &sku),
+                    DomainError::DuplicateSku { sku },
+                )],
                 outcome: Outcome::Item(change.entity()),
                 events: change.events,
             })
@@ -195,8 +198,15 @@ impl Commands {
             reason: input.reason,
             reference: input.reference.clone(),
         };
-        self.change_item(ctx, "inventoryAdjust", input.item_id, input.expected_version, command, &input)
-            .await
+        self.change_item(
+            ctx,
+            "inventoryAdjust",
+            input.item_id,
+            input.expected_version,
+            command,
+            &input,
+        )
+        .await
     }
 
     /// Runs an item command other than creation: reorder settings, deactivation, adjustment.
@@ -223,7 +233,12 @@ impl Commands {
                     .into());
                 }
             }
-            let events = item::decide(id, &change.current.state, &Warehouse::default(), command.clone())?;
+            let events = item::decide(
+                id,
+                &change.current.state,
+                &Warehouse::default(),
+                command.clone(),
+            )?;
             change.record(events, &ctx, now_ms());
             Ok(Plan {
                 expectations: vec![change.expectation()],
@@ -256,8 +271,15 @@ impl Commands {
                 item_id: input.item_id,
                 quantity: input.quantity,
             };
-            let mut plan = self
-                .decide_allocation(&ctx, id, Versioned::default(), input.item_id, item, &warehouse.state, command)?;
+            let mut plan = self.decide_allocation(
+                &ctx,
+                id,
+                Versioned::default(),
+                input.item_id,
+                item,
+                &warehouse.state,
+                command,
+            )?;
             plan.expectations.push(Expectation {
                 aggregate_id: item_warehouse(&plan),
                 version: warehouse.version,
@@ -284,7 +306,15 @@ impl Commands {
         run(store, &ctx, mutation, &input, || async {
             let allocation = load::<Allocation>(store, id, None).await?;
             let item = load::<InventoryItem>(store, allocation.state.item_id, None).await?;
-            self.decide_allocation(&ctx, id, allocation, item_id, item, &Warehouse::default(), command.clone())
+            self.decide_allocation(
+                &ctx,
+                id,
+                allocation,
+                item_id,
+                item,
+                &Warehouse::default(),
+                command.clone(),
+            )
         })
         .await
     }
@@ -302,7 +332,13 @@ impl Commands {
     ) -> Result<Plan, CommandError> {
         let mut allocation = Change::new(id, allocation);
         let mut item = Change::new(item_id, item);
-        let decision = allocation::decide(id, &allocation.current.state, &item.current.state, warehouse, command)?;
+        let decision = allocation::decide(
+            id,
+            &allocation.current.state,
+            &item.current.state,
+            warehouse,
+            command,
+        )?;
         let now = now_ms();
         allocation.record(decision.allocation, ctx, now);
         item.record(decision.item, ctx, now);

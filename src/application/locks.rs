@@ -22,6 +22,8 @@ impl StripedLocks {
     pub async fn lock(&self, id: Uuid) -> MutexGuard<'_, ()> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut hasher);
-        self.stripes[hasher.finish() as usize % STRIPES].lock().await
+        self.stripes[hasher.finish() as usize % STRIPES]
+            .lock()
+            .await
     }
 }

@@ -11,7 +11,9 @@ use crate::domain::allocation::Allocation;
 use crate::domain::item::InventoryItem;
 use crate::domain::warehouse::Warehouse;
 use crate::domain::{validate, Aggregate, DomainError, Versioned};
-use crate::store::{Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, StoreError};
+use crate::store::{
+    Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, StoreError,
+};
 
 /// Who asks, and how to trace it: becomes every event's metadata.
 #[derive(Debug, Clone, Default)]
@@ -142,7 +144,8 @@ where
         None => None,
         Some(key) => {
             let key = validate::required_text("idempotencyKey", key, IDEMPOTENCY_KEY_MAX)?;
-            let fingerprint = serde_json::to_string(input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let fingerprint =
+                serde_json::to_string(input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let scoped = format!("{mutation}:{key}");
             if let Some(outcome) = replay(store, &scoped, &fingerprint).await? {
                 return Ok(outcome);
@@ -191,7 +194,9 @@ where
                 let fingerprint = idempotency.as_ref().map_or("", |(_, f)| f.as_str());
                 return match replay(store, &key, fingerprint).await? {
                     Some(outcome) => Ok(outcome),
-                    None => Err(StoreError::Corrupt(format!("idempotency record {key} vanished")).into()),
+                    None => Err(
+                        StoreError::Corrupt(format!("idempotency record {key} vanished")).into(),
+                    ),
                 };
             }
             Err(other) => return Err(other.into()),
@@ -201,7 +206,11 @@ where
 }
 
 /// The first result recorded under `key`, if the same input was sent with it.
-async fn replay(store: &dyn EventStore, key: &str, fingerprint: &str) -> Result<Option<Outcome>, CommandError> {
+async fn replay(
+    store: &dyn EventStore,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<Outcome>, CommandError> {
     let Some(record) = store.idempotency(key).await? else {
         return Ok(None);
     };

@@ -64,13 +64,18 @@ impl EventBus for LocalBus {
             let _ = self.live.send(Arc::new(LiveMessage::ItemChanged(item)));
         }
         for allocation in changes.allocations {
-            let _ = self.live.send(Arc::new(LiveMessage::AllocationChanged(allocation)));
+            let _ = self
+                .live
+                .send(Arc::new(LiveMessage::AllocationChanged(allocation)));
         }
         Ok(())
     }
 
     async fn consume(&self, queue: &str, handler: Arc<dyn EventHandler>) -> Result<(), BusError> {
-        self.consumers.write().await.push((queue.to_owned(), handler));
+        self.consumers
+            .write()
+            .await
+            .push((queue.to_owned(), handler));
         Ok(())
     }
 

@@ -26,7 +26,9 @@ pub async fn run(
             stop_by = Some(tokio::time::Instant::now() + drain_deadline);
         }
         if stop_by.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-            tracing::warn!("outbox relay stopped before draining; the rest is published on restart");
+            tracing::warn!(
+                "outbox relay stopped before draining; the rest is published on restart"
+            );
             return;
         }
         let pending = match store.outbox_pending(BATCH).await {

@@ -5,7 +5,10 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::types::{Allocation, AllocationStatus, InventoryItem, UserError};
-use super::{bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
+use super::{
+    bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error,
+    AppContext,
+};
 use crate::application::{CreateAllocation, Outcome};
 use crate::domain::allocation::AllocationCommand;
 use crate::domain::validate::ORDER_ID_MAX;
@@ -17,10 +20,19 @@ pub struct AllocationQuery;
 #[Object]
 impl AllocationQuery {
     /// An allocation by id, or null.
-    async fn allocation(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Allocation>> {
+    async fn allocation(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<Allocation>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
-        Ok(app.read.allocation(id).await.map_err(infrastructure)?.map(Allocation))
+        Ok(app
+            .read
+            .allocation(id)
+            .await
+            .map_err(infrastructure)?
+            .map(Allocation))
     }
 
     /// Allocations in creation order, filtered by order, item and/or status.
@@ -34,8 +46,13 @@ impl AllocationQuery {
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Allocation>> {
         let size = page_size(first)?;
-        if order_id.as_ref().is_some_and(|o| o.chars().count() > ORDER_ID_MAX) {
-            return Err(bad_argument(format!("orderId is longer than {ORDER_ID_MAX} characters")));
+        if order_id
+            .as_ref()
+            .is_some_and(|o| o.chars().count() > ORDER_ID_MAX)
+        {
+            return Err(bad_argument(format!(
+                "orderId is longer than {ORDER_ID_MAX} characters"
+            )));
         }
         let filter = AllocationFilter {
             order_id: order_id.map(|o| o.trim().to_owned()),
@@ -50,7 +67,9 @@ impl AllocationQuery {
             .await
             .map_err(infrastructure)?;
         Ok(connection(
-            rows.into_iter().map(|a| (a.id.to_string(), Allocation(a))).collect(),
+            rows.into_iter()
+                .map(|a| (a.id.to_string(), Allocation(a)))
+                .collect(),
             size,
             after.is_some(),
         ))
@@ -145,7 +164,10 @@ async fn change(
     };
     let app = ctx.data::<AppContext>()?;
     let command_ctx = AppContext::command_context(ctx, idempotency_key);
-    let result = app.commands.change_allocation(&command_ctx, mutation, id, command).await;
+    let result = app
+        .commands
+        .change_allocation(&command_ctx, mutation, id, command)
+        .await;
     Ok(payload(outcome(result)?))
 }
 
@@ -172,7 +194,9 @@ impl AllocationMutation {
             item_id,
             quantity: input.quantity,
         };
-        Ok(payload(outcome(app.commands.create_allocation(&command_ctx, command).await)?))
+        Ok(payload(outcome(
+            app.commands.create_allocation(&command_ctx, command).await,
+        )?))
     }
 
     /// Confirm a created allocation; anything else is INVALID_STATE_TRANSITION.
@@ -181,7 +205,14 @@ impl AllocationMutation {
         ctx: &Context<'_>,
         input: AllocationConfirmInput,
     ) -> async_graphql::Result<AllocationPayload> {
-        change(ctx, "allocationConfirm", &input.id, input.idempotency_key, AllocationCommand::ConfirmAllocation).await
+        change(
+            ctx,
+            "allocationConfirm",
+            &input.id,
+            input.idempotency_key,
+            AllocationCommand::ConfirmAllocation,
+        )
+        .await
     }
 
     /// Cancel a created or confirmed allocation and release its stock.
@@ -190,8 +221,17 @@ impl AllocationMutation {
         ctx: &Context<'_>,
         input: AllocationCancelInput,
     ) -> async_graphql::Result<AllocationPayload> {
-        let command = AllocationCommand::CancelAllocation { reason: input.reason };
-        change(ctx, "allocationCancel", &input.id, input.idempotency_key, command).await
+        let command = AllocationCommand::CancelAllocation {
+            reason: input.reason,
+        };
+        change(
+            ctx,
+            "allocationCancel",
+            &input.id,
+            input.idempotency_key,
+            command,
+        )
+        .await
     }
 
     /// Fulfil a confirmed allocation: on hand and allocated both fall by its quantity.
@@ -200,6 +240,13 @@ impl AllocationMutation {
         ctx: &Context<'_>,
         input: AllocationFulfillInput,
     ) -> async_graphql::Result<AllocationPayload> {
-        change(ctx, "allocationFulfill", &input.id, input.idempotency_key, AllocationCommand::FulfillAllocation).await
+        change(
+            ctx,
+            "allocationFulfill",
+            &input.id,
+            input.idempotency_key,
+            AllocationCommand::FulfillAllocation,
+        )
+        .await
     }
 }

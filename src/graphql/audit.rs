@@ -23,13 +23,20 @@ impl AuditQuery {
         let size = page_size(first)?;
         let aggregate_id = query_id("aggregateId", &aggregate_id)?;
         let after = after
-            .map(|a| a.parse::<u64>().map_err(|_| bad_argument("after is not a valid cursor")))
+            .map(|a| {
+                a.parse::<u64>()
+                    .map_err(|_| bad_argument("after is not a valid cursor"))
+            })
             .transpose()?;
         let start = after.unwrap_or(0);
         let app = ctx.data::<AppContext>()?;
         let events = app
             .store
-            .load(aggregate_id, start, Some(start.saturating_add(size as u64 + 1)))
+            .load(
+                aggregate_id,
+                start,
+                Some(start.saturating_add(size as u64 + 1)),
+            )
             .await
             .map_err(infrastructure)?;
         Ok(connection(

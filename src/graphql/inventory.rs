@@ -7,7 +7,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
-use super::{bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
+use super::{
+    bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error,
+    AppContext,
+};
 use crate::application::{AdjustStock, CreateItem, Outcome};
 use crate::domain::item::{AdjustmentReason as DomainReason, ItemCommand};
 use crate::projection::ItemView;
@@ -19,10 +22,19 @@ pub struct InventoryQuery;
 impl InventoryQuery {
     /// An item by id, or null. Reflects commits within milliseconds (under 100 ms under normal
     /// load); a mutation's own payload is exact at once.
-    async fn inventory_item(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<InventoryItem>> {
+    async fn inventory_item(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<InventoryItem>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
-        Ok(app.read.item(id).await.map_err(infrastructure)?.map(InventoryItem))
+        Ok(app
+            .read
+            .item(id)
+            .await
+            .map_err(infrastructure)?
+            .map(InventoryItem))
     }
 
     /// An item by its SKU in a warehouse, or null.
@@ -50,13 +62,18 @@ impl InventoryQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only items of this warehouse.")] warehouse_id: Option<ID>,
-        #[graphql(desc = "Only items whose available stock is at or below the reorder threshold.", default = false)]
+        #[graphql(
+            desc = "Only items whose available stock is at or below the reorder threshold.",
+            default = false
+        )]
         low_stock_only: bool,
         #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, InventoryItem>> {
         let size = page_size(first)?;
-        let warehouse_id = warehouse_id.map(|w| query_id("warehouseId", &w)).transpose()?;
+        let warehouse_id = warehouse_id
+            .map(|w| query_id("warehouseId", &w))
+            .transpose()?;
         let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
         let app = ctx.data::<AppContext>()?;
         let rows = app
@@ -65,7 +82,9 @@ impl InventoryQuery {
             .await
             .map_err(infrastructure)?;
         Ok(connection(
-            rows.into_iter().map(|i| (i.id.to_string(), InventoryItem(i))).collect(),
+            rows.into_iter()
+                .map(|i| (i.id.to_string(), InventoryItem(i)))
+                .collect(),
             size,
             after.is_some(),
         ))
@@ -84,7 +103,10 @@ impl InventoryQuery {
         let size = page_size(first)?;
         let item_id = query_id("itemId", &item_id)?;
         let after = after
-            .map(|a| a.parse::<u64>().map_err(|_| bad_argument("after is not a valid cursor")))
+            .map(|a| {
+                a.parse::<u64>()
+                    .map_err(|_| bad_argument("after is not a valid cursor"))
+            })
             .transpose()?;
         let app = ctx.data::<AppContext>()?;
         let rows = app
@@ -117,7 +139,9 @@ impl InventoryQuery {
         #[graphql(desc = "First day (UTC) included.")] from: Option<NaiveDate>,
         #[graphql(desc = "Last day (UTC) included.")] to: Option<NaiveDate>,
     ) -> async_graphql::Result<StockMovementReport> {
-        let warehouse_id = warehouse_id.map(|w| query_id("warehouseId", &w)).transpose()?;
+        let warehouse_id = warehouse_id
+            .map(|w| query_id("warehouseId", &w))
+            .transpose()?;
         let item_id = item_id.map(|i| query_id("itemId", &i)).transpose()?;
         if warehouse_id.is_none() && item_id.is_none() {
             return Err(bad_argument("give a warehouseId, an itemId or both"));
@@ -245,10 +269,12 @@ pub struct InventoryItemPayload {
 
 fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
     match result {
-        Ok(Outcome::Item(entity)) | Ok(Outcome::Allocation { item: entity, .. }) => InventoryItemPayload {
-            inventory_item: Some(InventoryItem(ItemView::from(&entity))),
-            user_errors: vec![],
-        },
+        Ok(Outcome::Item(entity)) | Ok(Outcome::Allocation { item: entity, .. }) => {
+            InventoryItemPayload {
+                inventory_item: Some(InventoryItem(ItemView::from(&entity))),
+                user_errors: vec![],
+            }
+        }
         Ok(Outcome::Warehouse(_)) => InventoryItemPayload {
             inventory_item: None,
             user_errors: vec![],
@@ -290,7 +316,9 @@ impl InventoryMutation {
             reorder_threshold: input.reorder_threshold,
             reorder_quantity: input.reorder_quantity,
         };
-        Ok(payload(outcome(app.commands.create_item(&command_ctx, command).await)?))
+        Ok(payload(outcome(
+            app.commands.create_item(&command_ctx, command).await,
+        )?))
     }
 
     /// Add or remove stock. Fails with INSUFFICIENT_STOCK if it would take on-hand below what
@@ -313,7 +341,9 @@ impl InventoryMutation {
             reference: input.reference,
             expected_version: input.expected_version,
         };
-        Ok(payload(outcome(app.commands.adjust_stock(&command_ctx, command).await)?))
+        Ok(payload(outcome(
+            app.commands.adjust_stock(&command_ctx, command).await,
+        )?))
     }
 
     /// Change the reorder threshold or quantity. Lowering available to or below a new
@@ -336,7 +366,14 @@ impl InventoryMutation {
         let fingerprint = (item_id, input.reorder_threshold, input.reorder_quantity);
         let result = app
             .commands
-            .change_item(&command_ctx, "inventoryItemUpdateReorderSettings", item_id, None, command, &fingerprint)
+            .change_item(
+                &command_ctx,
+                "inventoryItemUpdateReorderSettings",
+                item_id,
+                None,
+                command,
+                &fingerprint,
+            )
             .await;
         Ok(payload(outcome(result)?))
     }
@@ -354,10 +391,19 @@ impl InventoryMutation {
         let app = ctx.data::<AppContext>()?;
         let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
         let fingerprint = (item_id, input.reason.clone());
-        let command = ItemCommand::DeactivateItem { reason: input.reason };
+        let command = ItemCommand::DeactivateItem {
+            reason: input.reason,
+        };
         let result = app
             .commands
-            .change_item(&command_ctx, "inventoryItemDeactivate", item_id, None, command, &fingerprint)
+            .change_item(
+                &command_ctx,
+                "inventoryItemDeactivate",
+                item_id,
+                None,
+                command,
+                &fingerprint,
+            )
             .await;
         Ok(payload(outcome(result)?))
     }

@@ -39,10 +39,19 @@ pub struct RequestMeta {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(warehouse::WarehouseQuery, inventory::InventoryQuery, allocation::AllocationQuery, audit::AuditQuery);
+pub struct Query(
+    warehouse::WarehouseQuery,
+    inventory::InventoryQuery,
+    allocation::AllocationQuery,
+    audit::AuditQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(warehouse::WarehouseMutation, inventory::InventoryMutation, allocation::AllocationMutation);
+pub struct Mutation(
+    warehouse::WarehouseMutation,
+    inventory::InventoryMutation,
+    allocation::AllocationMutation,
+);
 
 pub type InventorySchema = Schema<Query, Mutation, subscription::Subscription>;
 
@@ -53,9 +62,13 @@ const MAX_DEPTH: usize = 12;
 const MAX_COMPLEXITY: usize = 5_000;
 
 pub fn schema(app: Option<AppContext>) -> InventorySchema {
-    let builder = Schema::build(Query::default(), Mutation::default(), subscription::Subscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY);
+    let builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        subscription::Subscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY);
     match app {
         Some(app) => builder.data(app).finish(),
         None => builder.finish(),
@@ -80,8 +93,12 @@ pub fn bad_argument(message: impl Into<String>) -> async_graphql::Error {
 }
 
 pub fn parse_id(field: &'static str, id: &ID) -> Result<Uuid, DomainError> {
-    Uuid::parse_str(id.as_str())
-        .map_err(|_| DomainError::invalid(field, format!("{field} is not a valid id: {:?}", truncate(id.as_str()))))
+    Uuid::parse_str(id.as_str()).map_err(|_| {
+        DomainError::invalid(
+            field,
+            format!("{field} is not a valid id: {:?}", truncate(id.as_str())),
+        )
+    })
 }
 
 /// For a query argument: a malformed id is a GraphQL error.
@@ -95,7 +112,9 @@ fn truncate(text: &str) -> String {
 
 pub fn user_error(error: &DomainError) -> UserError {
     UserError {
-        field: error.field().map(|f| vec!["input".to_owned(), f.to_owned()]),
+        field: error
+            .field()
+            .map(|f| vec!["input".to_owned(), f.to_owned()]),
         message: error.to_string(),
         code: error.code().to_owned(),
     }
@@ -103,7 +122,9 @@ pub fn user_error(error: &DomainError) -> UserError {
 
 /// Splits a command result into the outcome or user errors; infrastructure failures become
 /// GraphQL errors.
-pub fn outcome(result: Result<Outcome, CommandError>) -> async_graphql::Result<Result<Outcome, Vec<UserError>>> {
+pub fn outcome(
+    result: Result<Outcome, CommandError>,
+) -> async_graphql::Result<Result<Outcome, Vec<UserError>>> {
     match result {
         Ok(outcome) => Ok(Ok(outcome)),
         Err(CommandError::Rejected(error)) => Ok(Err(vec![user_error(&error)])),
@@ -116,11 +137,15 @@ pub fn outcome(result: Result<Outcome, CommandError>) -> async_graphql::Result<R
 }
 
 impl AppContext {
-    pub fn command_context(ctx: &async_graphql::Context<'_>, idempotency_key: Option<String>) -> CommandContext {
+    pub fn command_context(
+        ctx: &async_graphql::Context<'_>,
+        idempotency_key: Option<String>,
+    ) -> CommandContext {
         let meta = ctx.data_opt::<RequestMeta>();
         CommandContext {
             actor: meta.map_or_else(|| "anonymous".to_owned(), |m| m.actor.clone()),
-            correlation_id: meta.map_or_else(|| Uuid::now_v7().to_string(), |m| m.correlation_id.clone()),
+            correlation_id: meta
+                .map_or_else(|| Uuid::now_v7().to_string(), |m| m.correlation_id.clone()),
             idempotency_key,
             source: String::new(),
         }
@@ -134,7 +159,9 @@ pub const MAX_PAGE: i32 = 500;
 pub fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
     match first.unwrap_or(DEFAULT_PAGE) {
         n if (1..=MAX_PAGE).contains(&n) => Ok(n as usize),
-        n => Err(bad_argument(format!("first must be between 1 and {MAX_PAGE}, got {n}"))),
+        n => Err(bad_argument(format!(
+            "first must be between 1 and {MAX_PAGE}, got {n}"
+        ))),
     }
 }
 
@@ -148,8 +175,9 @@ pub fn connection<T: OutputType>(
     let has_next = rows.len() > size;
     rows.truncate(size);
     let mut connection = Connection::new(has_previous, has_next);
-    connection
-        .edges
-        .extend(rows.into_iter().map(|(cursor, node)| Edge::new(cursor, node)));
+    connection.edges.extend(
+        rows.into_iter()
+            .map(|(cursor, node)| Edge::new(cursor, node)),
+    );
     connection
 }

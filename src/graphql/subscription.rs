@@ -17,15 +17,17 @@ pub struct Subscription;
 
 fn live(ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = Arc<LiveMessage>>> {
     let app = ctx.data::<AppContext>()?;
-    Ok(BroadcastStream::new(app.bus.live()).filter_map(|message| async move {
-        match message {
-            Ok(message) => Some(message),
-            Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "a slow subscriber missed live messages");
-                None
+    Ok(
+        BroadcastStream::new(app.bus.live()).filter_map(|message| async move {
+            match message {
+                Ok(message) => Some(message),
+                Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a slow subscriber missed live messages");
+                    None
+                }
             }
-        }
-    }))
+        }),
+    )
 }
 
 fn optional_id(field: &'static str, id: Option<ID>) -> async_graphql::Result<Option<Uuid>> {
@@ -108,7 +110,8 @@ impl Subscription {
             let LiveMessage::ItemChanged(view) = &*message else {
                 return None;
             };
-            let wanted = warehouse.is_none_or(|w| w == view.warehouse_id) && item.is_none_or(|i| i == view.id);
+            let wanted = warehouse.is_none_or(|w| w == view.warehouse_id)
+                && item.is_none_or(|i| i == view.id);
             wanted.then(|| InventoryItem(view.clone()))
         }))
     }
@@ -125,7 +128,9 @@ impl Subscription {
                 let LiveMessage::AllocationChanged(view) = &*message else {
                     return None;
                 };
-                let wanted = order_id.as_deref().is_none_or(|o| o.trim() == view.order_id);
+                let wanted = order_id
+                    .as_deref()
+                    .is_none_or(|o| o.trim() == view.order_id);
                 wanted.then(|| Allocation(view.clone()))
             }
         }))

@@ -77,7 +77,12 @@ impl InventoryItem {
     /// The warehouse holding the item.
     async fn warehouse(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Warehouse>> {
         let app = ctx.data::<AppContext>()?;
-        Ok(app.read.warehouse(self.0.warehouse_id).await.map_err(super::infrastructure)?.map(Warehouse))
+        Ok(app
+            .read
+            .warehouse(self.0.warehouse_id)
+            .await
+            .map_err(super::infrastructure)?
+            .map(Warehouse))
     }
     /// Units physically in the warehouse.
     async fn on_hand(&self) -> i64 {

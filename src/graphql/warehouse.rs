@@ -4,7 +4,9 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::types::{UserError, Warehouse};
-use super::{connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
+use super::{
+    connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext,
+};
 use crate::application::CreateWarehouse;
 use crate::application::Outcome;
 use crate::domain::warehouse::WarehouseCommand;
@@ -16,10 +18,19 @@ pub struct WarehouseQuery;
 #[Object]
 impl WarehouseQuery {
     /// A warehouse by id, or null if there is none.
-    async fn warehouse(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Warehouse>> {
+    async fn warehouse(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<Warehouse>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
-        Ok(app.read.warehouse(id).await.map_err(infrastructure)?.map(Warehouse))
+        Ok(app
+            .read
+            .warehouse(id)
+            .await
+            .map_err(infrastructure)?
+            .map(Warehouse))
     }
 
     /// Warehouses in creation order; inactive ones only when asked for.
@@ -28,7 +39,8 @@ impl WarehouseQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
-        #[graphql(desc = "Include deactivated warehouses.", default = false)] include_inactive: bool,
+        #[graphql(desc = "Include deactivated warehouses.", default = false)]
+        include_inactive: bool,
     ) -> async_graphql::Result<Connection<String, Warehouse>> {
         let size = page_size(first)?;
         let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
@@ -39,7 +51,9 @@ impl WarehouseQuery {
             .await
             .map_err(infrastructure)?;
         Ok(connection(
-            rows.into_iter().map(|w| (w.id.to_string(), Warehouse(w))).collect(),
+            rows.into_iter()
+                .map(|w| (w.id.to_string(), Warehouse(w)))
+                .collect(),
             size,
             after.is_some(),
         ))
@@ -153,7 +167,10 @@ impl WarehouseMutation {
             name: input.name,
             address: input.address,
         };
-        let result = app.commands.change_warehouse(&command_ctx, id, command).await;
+        let result = app
+            .commands
+            .change_warehouse(&command_ctx, id, command)
+            .await;
         Ok(payload(outcome(result)?))
     }
 
@@ -172,7 +189,10 @@ impl WarehouseMutation {
         let command = WarehouseCommand::DeactivateWarehouse {
             reason: input.reason,
         };
-        let result = app.commands.change_warehouse(&command_ctx, id, command).await;
+        let result = app
+            .commands
+            .change_warehouse(&command_ctx, id, command)
+            .await;
         Ok(payload(outcome(result)?))
     }
 }

@@ -66,7 +66,11 @@ pub trait ReadModel: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<WarehouseView>, ProjectionError>;
     async fn item(&self, id: Uuid) -> Result<Option<ItemView>, ProjectionError>;
-    async fn item_by_sku(&self, warehouse_id: Uuid, sku: &str) -> Result<Option<ItemView>, ProjectionError>;
+    async fn item_by_sku(
+        &self,
+        warehouse_id: Uuid,
+        sku: &str,
+    ) -> Result<Option<ItemView>, ProjectionError>;
     async fn items(
         &self,
         warehouse_id: Option<Uuid>,

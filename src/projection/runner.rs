@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{ItemView, AllocationView, ProjectionError, ProjectionStore, ReadModel};
+use super::{AllocationView, ItemView, ProjectionError, ProjectionStore, ReadModel};
 use crate::store::{EventEnvelope, EventStore};
 
 /// Read-model rows changed by a batch, for live subscribers.
@@ -30,7 +30,10 @@ impl<P: ProjectionStore + ReadModel> ProjectionRunner<P> {
     }
 
     /// Applies the batch (filling gaps first) and returns the changed rows as now stored.
-    pub async fn handle(&self, mut events: Vec<EventEnvelope>) -> Result<ReadModelChanges, ProjectionError> {
+    pub async fn handle(
+        &self,
+        mut events: Vec<EventEnvelope>,
+    ) -> Result<ReadModelChanges, ProjectionError> {
         let mut items = std::collections::BTreeSet::new();
         let mut allocations = std::collections::BTreeSet::new();
         for _ in 0..MAX_GAP_FILLS {
@@ -61,7 +64,9 @@ impl<P: ProjectionStore + ReadModel> ProjectionRunner<P> {
             events = missing;
             events.extend(rest);
         }
-        Err(ProjectionError::Unavailable("too many gaps in one batch".into()))
+        Err(ProjectionError::Unavailable(
+            "too many gaps in one batch".into(),
+        ))
     }
 
     async fn changes(
@@ -74,7 +79,9 @@ impl<P: ProjectionStore + ReadModel> ProjectionRunner<P> {
             changes.items.extend(self.projections.item(id).await?);
         }
         for id in allocations {
-            changes.allocations.extend(self.projections.allocation(id).await?);
+            changes
+                .allocations
+                .extend(self.projections.allocation(id).await?);
         }
         Ok(changes)
     }

@@ -93,7 +93,11 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<EventEnvelope>, StoreError>;
 
     /// One page of every stored event; `cursor` is the previous page's `next`.
-    async fn read_all(&self, cursor: Option<String>, limit: usize) -> Result<AllEventsPage, StoreError>;
+    async fn read_all(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<AllEventsPage, StoreError>;
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 

@@ -101,7 +101,10 @@ impl SqliteEventStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.reads.read(f).await.map_err(|e: PoolError| unavailable(&e))
+        self.reads
+            .read(f)
+            .await
+            .map_err(|e: PoolError| unavailable(&e))
     }
 }
 
@@ -120,7 +123,8 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
         }
         let mut results = Vec::with_capacity(group.len());
         let outcome = (|| -> rusqlite::Result<()> {
-            let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut tx =
+                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for job in &group {
                 let mut savepoint = tx.savepoint()?;
                 let result = match job {
@@ -226,8 +230,8 @@ fn apply_commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
         }
     }
     for event in &commit.events {
-        let metadata =
-            serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let metadata = serde_json::to_string(&event.metadata)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let inserted = conn
             .prepare_cached(
                 "INSERT INTO events (aggregate_id, sequence_number, event_id, aggregate_type,
@@ -323,7 +327,11 @@ impl EventStore for SqliteEventStore {
                  ORDER BY sequence_number"
             ))?;
             let rows = statement.query_map(
-                params![aggregate_id.to_string(), after.min(i64::MAX as u64) as i64, up_to],
+                params![
+                    aggregate_id.to_string(),
+                    after.min(i64::MAX as u64) as i64,
+                    up_to
+                ],
                 event_from_row,
             )?;
             rows.collect()
@@ -331,7 +339,11 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
-    async fn read_all(&self, cursor: Option<String>, limit: usize) -> Result<AllEventsPage, StoreError> {
+    async fn read_all(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<AllEventsPage, StoreError> {
         let after: i64 = match cursor {
             None => 0,
             Some(text) => text
@@ -366,11 +378,17 @@ impl EventStore for SqliteEventStore {
         let key = key.to_owned();
         let row = self
             .read(move |conn| {
-                conn.prepare_cached("SELECT key, fingerprint, response FROM idempotency WHERE key = ?1")?
-                    .query_row([key], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-                    })
-                    .optional()
+                conn.prepare_cached(
+                    "SELECT key, fingerprint, response FROM idempotency WHERE key = ?1",
+                )?
+                .query_row([key], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()
             })
             .await?;
         row.map(|(key, fingerprint, response)| {
@@ -412,7 +430,8 @@ impl EventStore for SqliteEventStore {
             return Ok(());
         }
         let ids = ids.to_vec();
-        self.submit(|reply| WriteJob::RemoveOutbox(ids, reply)).await
+        self.submit(|reply| WriteJob::RemoveOutbox(ids, reply))
+            .await
     }
 
     async fn outbox_wait(&self) {
@@ -420,6 +439,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
     }
 }

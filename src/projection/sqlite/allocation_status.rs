@@ -46,7 +46,11 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AllocationView> {
     })
 }
 
-pub fn apply(conn: &Connection, envelope: &EventEnvelope, changes: &mut Changes) -> Result<(), ProjectionError> {
+pub fn apply(
+    conn: &Connection,
+    envelope: &EventEnvelope,
+    changes: &mut Changes,
+) -> Result<(), ProjectionError> {
     let event: AllocationEvent = decode(envelope)?;
     let id = envelope.aggregate_id.to_string();
     let row = conn

@@ -64,11 +64,17 @@ pub fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ItemView> {
     })
 }
 
-pub fn apply_warehouse(conn: &Connection, envelope: &EventEnvelope, _: &mut Changes) -> Result<(), ProjectionError> {
+pub fn apply_warehouse(
+    conn: &Connection,
+    envelope: &EventEnvelope,
+    _: &mut Changes,
+) -> Result<(), ProjectionError> {
     let event: WarehouseEvent = decode(envelope)?;
     let id = envelope.aggregate_id.to_string();
     let row = conn
-        .prepare_cached(&format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1"))
+        .prepare_cached(&format!(
+            "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1"
+        ))
         .and_then(|mut s| s.query_row([&id], warehouse_from_row).optional())
         .map_err(sql)?;
     let mut state = match &row {
@@ -104,7 +110,11 @@ pub fn apply_warehouse(conn: &Connection, envelope: &EventEnvelope, _: &mut Chan
     Ok(())
 }
 
-pub fn apply_item(conn: &Connection, envelope: &EventEnvelope, changes: &mut Changes) -> Result<(), ProjectionError> {
+pub fn apply_item(
+    conn: &Connection,
+    envelope: &EventEnvelope,
+    changes: &mut Changes,
+) -> Result<(), ProjectionError> {
     let event: ItemEvent = decode(envelope)?;
     let id = envelope.aggregate_id.to_string();
     let row = conn

@@ -35,11 +35,20 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
     })
 }
 
-pub fn apply(conn: &Connection, envelope: &EventEnvelope, _: &mut Changes) -> Result<(), ProjectionError> {
+pub fn apply(
+    conn: &Connection,
+    envelope: &EventEnvelope,
+    _: &mut Changes,
+) -> Result<(), ProjectionError> {
     let (reason, delta, quantity_after, reference) = match decode(envelope)? {
         ItemEvent::InventoryItemCreated {
             initial_quantity, ..
-        } => ("initial".to_owned(), initial_quantity, initial_quantity, None),
+        } => (
+            "initial".to_owned(),
+            initial_quantity,
+            initial_quantity,
+            None,
+        ),
         ItemEvent::StockLevelChanged {
             new_quantity,
             delta,

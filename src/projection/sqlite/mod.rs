@@ -110,7 +110,8 @@ impl SqliteProjections {
     /// Opens (creating if needed) a projection database file.
     pub fn open(path: &Path) -> Result<Self, ProjectionError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
         }
         let conn = sqlite_pool::open(path, Durability::Normal).map_err(sql)?;
         conn.execute_batch(CHECKPOINTS).map_err(sql)?;
@@ -145,9 +146,13 @@ impl SqliteProjections {
         self.read(|conn| {
             let mut out = BTreeMap::new();
             for (table, order) in TABLES {
-                let mut statement = conn.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
-                let columns: Vec<String> =
-                    statement.column_names().iter().map(|c| c.to_string()).collect();
+                let mut statement =
+                    conn.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+                let columns: Vec<String> = statement
+                    .column_names()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
                 let rows = statement.query_map([], |row| {
                     let mut object = serde_json::Map::new();
                     for (index, name) in columns.iter().enumerate() {
@@ -164,7 +169,10 @@ impl SqliteProjections {
                     }
                     Ok(serde_json::Value::Object(object))
                 })?;
-                out.insert(table.to_string(), rows.collect::<rusqlite::Result<Vec<_>>>()?);
+                out.insert(
+                    table.to_string(),
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?,
+                );
             }
             Ok(out)
         })
@@ -172,21 +180,36 @@ impl SqliteProjections {
     }
 }
 
-fn checkpoint(conn: &Connection, projector: &str, aggregate_id: &str) -> Result<u64, ProjectionError> {
+fn checkpoint(
+    conn: &Connection,
+    projector: &str,
+    aggregate_id: &str,
+) -> Result<u64, ProjectionError> {
     let last: Option<i64> = conn
-        .prepare_cached("SELECT last_sequence FROM checkpoints WHERE projector = ?1 AND aggregate_id = ?2")
-        .and_then(|mut s| s.query_row([projector, aggregate_id], |r| r.get(0)).optional())
+        .prepare_cached(
+            "SELECT last_sequence FROM checkpoints WHERE projector = ?1 AND aggregate_id = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row([projector, aggregate_id], |r| r.get(0))
+                .optional()
+        })
         .map_err(sql)?;
     Ok(last.unwrap_or(0) as u64)
 }
 
-fn apply_batch(conn: &mut Connection, events: &[EventEnvelope]) -> Result<Applied, ProjectionError> {
+fn apply_batch(
+    conn: &mut Connection,
+    events: &[EventEnvelope],
+) -> Result<Applied, ProjectionError> {
     let tx = conn.transaction().map_err(sql)?;
     let mut changes = Changes::default();
     let mut outcome = Applied::default();
     'events: for (index, envelope) in events.iter().enumerate() {
         let aggregate_id = envelope.aggregate_id.to_string();
-        for projector in PROJECTORS.iter().filter(|p| p.handles == envelope.aggregate_type) {
+        for projector in PROJECTORS
+            .iter()
+            .filter(|p| p.handles == envelope.aggregate_type)
+        {
             let last = checkpoint(&tx, projector.name, &aggregate_id)?;
             if envelope.sequence_number <= last {
                 continue; // already applied: a redelivery
@@ -204,7 +227,13 @@ fn apply_batch(conn: &mut Connection, events: &[EventEnvelope]) -> Result<Applie
                 "INSERT OR REPLACE INTO checkpoints (projector, aggregate_id, last_sequence)
                  VALUES (?1, ?2, ?3)",
             )
-            .and_then(|mut s| s.execute(params![projector.name, aggregate_id, envelope.sequence_number as i64]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    projector.name,
+                    aggregate_id,
+                    envelope.sequence_number as i64
+                ])
+            })
             .map_err(sql)?;
         }
         outcome.applied = index + 1;

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use rusqlite::{params, types::Value, OptionalExtension};
 use uuid::Uuid;
 
-use super::{allocation_status, current_inventory, inventory_history, stock_movements, SqliteProjections};
+use super::{
+    allocation_status, current_inventory, inventory_history, stock_movements, SqliteProjections,
+};
 use crate::projection::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, ProjectionError,
     ReadModel, WarehouseView,
@@ -21,7 +23,8 @@ struct Filter {
 impl Filter {
     fn add(&mut self, clause: &str, value: impl Into<Value>) {
         self.values.push(value.into());
-        self.clauses.push(clause.replace('?', &format!("?{}", self.values.len())));
+        self.clauses
+            .push(clause.replace('?', &format!("?{}", self.values.len())));
     }
 
     fn when(&mut self, clause: &str) {
@@ -75,7 +78,10 @@ impl ReadModel for SqliteProjections {
                 filter.sql(),
                 limit(n)
             ))?;
-            let rows = statement.query_map(rusqlite::params_from_iter(filter.values), current_inventory::warehouse_from_row)?;
+            let rows = statement.query_map(
+                rusqlite::params_from_iter(filter.values),
+                current_inventory::warehouse_from_row,
+            )?;
             rows.collect()
         })
         .await
@@ -93,14 +99,21 @@ impl ReadModel for SqliteProjections {
         .await
     }
 
-    async fn item_by_sku(&self, warehouse_id: Uuid, sku: &str) -> Result<Option<ItemView>, ProjectionError> {
+    async fn item_by_sku(
+        &self,
+        warehouse_id: Uuid,
+        sku: &str,
+    ) -> Result<Option<ItemView>, ProjectionError> {
         let sku = sku.trim().to_owned();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {} FROM items WHERE warehouse_id = ?1 AND sku = ?2",
                 current_inventory::ITEM_COLUMNS
             ))?
-            .query_row(params![warehouse_id.to_string(), sku], current_inventory::item_from_row)
+            .query_row(
+                params![warehouse_id.to_string(), sku],
+                current_inventory::item_from_row,
+            )
             .optional()
         })
         .await
@@ -130,7 +143,10 @@ impl ReadModel for SqliteProjections {
                 filter.sql(),
                 limit(n)
             ))?;
-            let rows = statement.query_map(rusqlite::params_from_iter(filter.values), current_inventory::item_from_row)?;
+            let rows = statement.query_map(
+                rusqlite::params_from_iter(filter.values),
+                current_inventory::item_from_row,
+            )?;
             rows.collect()
         })
         .await
@@ -174,7 +190,10 @@ impl ReadModel for SqliteProjections {
                 filter.sql(),
                 limit(n)
             ))?;
-            let rows = statement.query_map(rusqlite::params_from_iter(filter.values), allocation_status::from_row)?;
+            let rows = statement.query_map(
+                rusqlite::params_from_iter(filter.values),
+                allocation_status::from_row,
+            )?;
             rows.collect()
         })
         .await
@@ -206,7 +225,10 @@ impl ReadModel for SqliteProjections {
                 filter.sql(),
                 limit(n)
             ))?;
-            let rows = statement.query_map(rusqlite::params_from_iter(filter.values), inventory_history::from_row)?;
+            let rows = statement.query_map(
+                rusqlite::params_from_iter(filter.values),
+                inventory_history::from_row,
+            )?;
             rows.collect()
         })
         .await
@@ -238,13 +260,17 @@ impl ReadModel for SqliteProjections {
                 stock_movements::COLUMNS,
                 filter.sql(),
             ))?;
-            let rows = statement.query_map(rusqlite::params_from_iter(filter.values), stock_movements::from_row)?;
+            let rows = statement.query_map(
+                rusqlite::params_from_iter(filter.values),
+                stock_movements::from_row,
+            )?;
             rows.collect()
         })
         .await
     }
 
     async fn ping(&self) -> Result<(), ProjectionError> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
     }
 }

@@ -47,7 +47,11 @@ pub fn day_of(timestamp_ms: i64) -> String {
         .unwrap_or_else(|| "1970-01-01".to_owned())
 }
 
-pub fn apply(conn: &Connection, envelope: &EventEnvelope, _: &mut Changes) -> Result<(), ProjectionError> {
+pub fn apply(
+    conn: &Connection,
+    envelope: &EventEnvelope,
+    _: &mut Changes,
+) -> Result<(), ProjectionError> {
     let item_id = envelope.aggregate_id.to_string();
     // (received, removed, allocated, released, fulfilled, net)
     let movement = match decode(envelope)? {
@@ -75,7 +79,10 @@ pub fn apply(conn: &Connection, envelope: &EventEnvelope, _: &mut Changes) -> Re
     };
     let owner: Option<(String, String)> = conn
         .prepare_cached("SELECT warehouse_id, sku FROM movement_items WHERE item_id = ?1")
-        .and_then(|mut s| s.query_row([&item_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .and_then(|mut s| {
+            s.query_row([&item_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(sql)?;
     let Some((warehouse_id, sku)) = owner else {
         return Err(ProjectionError::Poison {
