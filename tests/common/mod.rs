@@ -1,0 +1,277 @@
+//! The shared test harness: starts the real `inventory-service` binary on a random port with a
+//! temporary data directory, and talks to it like a client does — GraphQL over HTTP and
+//! subscriptions over WebSocket. Also runs the `verify` command (projections vs. a replay).
+#![allow(dead_code)]
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_inventory-service");
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// A fresh server on a fresh data directory.
+    pub async fn start() -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::start_on(temp.path()).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server on an existing data directory (e.g. after a crash).
+    pub async fn start_on(data_dir: &Path) -> Server {
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start inventory-service");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        });
+        let line = tokio::time::timeout(Duration::from_secs(30), line)
+            .await
+            .expect("server printed its address in time")
+            .expect("join")
+            .expect("read stdout");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+            _temp: None,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.url.replacen("http", "ws", 1))
+    }
+
+    /// The whole GraphQL response (data and errors).
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.client
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json response")
+    }
+
+    /// `data` of a response that must have no errors.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.gql(query, variables).await;
+        assert!(response.get("errors").is_none(), "unexpected errors: {response}");
+        response["data"].clone()
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        self.child.wait().expect("wait")
+    }
+
+    /// Polls `inventory-service verify` until the projections equal a replay of the store;
+    /// returns the last differences (empty when consistent).
+    pub async fn settle_and_verify(&self) -> Vec<String> {
+        verify_until_consistent(&self.data_dir).await
+    }
+
+    // --- fixtures ---
+
+    pub async fn create_warehouse(&self, code: &str) -> String {
+        let data = self
+            .data(
+                "mutation($code: String!) { warehouseCreate(input: {name: \"Warehouse\", code: $code}) {
+                    warehouse { id } userErrors { code message } } }",
+                json!({ "code": code }),
+            )
+            .await;
+        assert_eq!(data["warehouseCreate"]["userErrors"], json!([]));
+        data["warehouseCreate"]["warehouse"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn create_item(&self, warehouse_id: &str, sku: &str, quantity: i64, threshold: i64) -> String {
+        let data = self
+            .data(
+                "mutation($w: ID!, $sku: String!, $q: Int!, $t: Int!) {
+                    inventoryItemCreate(input: {warehouseId: $w, sku: $sku, productId: \"P\",
+                        initialQuantity: $q, reorderThreshold: $t, reorderQuantity: 25}) {
+                    inventoryItem { id } userErrors { code message } } }",
+                json!({ "w": warehouse_id, "sku": sku, "q": quantity, "t": threshold }),
+            )
+            .await;
+        assert_eq!(data["inventoryItemCreate"]["userErrors"], json!([]));
+        data["inventoryItemCreate"]["inventoryItem"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn adjust(&self, item_id: &str, delta: i64, reason: &str) -> Value {
+        self.data(
+            "mutation($i: ID!, $d: Int!, $r: AdjustmentReason!) {
+                inventoryAdjust(input: {itemId: $i, delta: $d, reason: $r}) {
+                inventoryItem { onHand allocated available version lowStock } userErrors { code field message } } }",
+            json!({ "i": item_id, "d": delta, "r": reason }),
+        )
+        .await["inventoryAdjust"]
+            .clone()
+    }
+
+    /// Polls a query until `done` holds for its data, or panics after 10 s.
+    pub async fn eventually(&self, query: &str, variables: Value, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let data = self.data(query, variables.clone()).await;
+            if done(&data) {
+                return data;
+            }
+            assert!(Instant::now() < deadline, "condition never held; last data: {data}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn verify_until_consistent(data_dir: &Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let output = tokio::process::Command::new(BINARY)
+            .arg("verify")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "error")
+            .output()
+            .await
+            .expect("run verify");
+        let report: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("verify printed {:?}", String::from_utf8_lossy(&output.stdout)));
+        if report["consistent"] == json!(true) || Instant::now() > deadline {
+            return report["differences"]
+                .as_array()
+                .map(|d| d.iter().map(|v| v.to_string()).collect())
+                .unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One GraphQL subscription over WebSocket.
+pub struct Subscription {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    legacy: bool,
+}
+
+impl Subscription {
+    /// Subscribes with graphql-transport-ws (or the legacy graphql-ws when `legacy`), and waits
+    /// briefly so the server has registered the subscription before the caller acts.
+    pub async fn open(server: &Server, query: &str, variables: Value, legacy: bool) -> Subscription {
+        let mut request = server.ws_url().into_client_request().expect("request");
+        let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket");
+        socket
+            .send(Message::text(json!({"type": "connection_init", "payload": {}}).to_string()))
+            .await
+            .expect("init");
+        loop {
+            let message = next_json(&mut socket).await.expect("ack");
+            if message["type"] == "connection_ack" {
+                break;
+            }
+        }
+        let start = if legacy { "start" } else { "subscribe" };
+        socket
+            .send(Message::text(
+                json!({"id": "1", "type": start, "payload": {"query": query, "variables": variables}}).to_string(),
+            ))
+            .await
+            .expect("subscribe");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Subscription { socket, legacy }
+    }
+
+    /// The next `data` delivered, or None if nothing arrives within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let message = tokio::time::timeout(left, next_json(&mut self.socket)).await.ok()??;
+            let kind = message["type"].as_str().unwrap_or_default();
+            match kind {
+                "next" | "data" => {
+                    let payload = &message["payload"];
+                    assert!(payload.get("errors").is_none(), "subscription error: {payload}");
+                    return Some(payload["data"].clone());
+                }
+                "error" => panic!("subscription error: {message}"),
+                "ping" => {
+                    let _ = self.socket.send(Message::text(json!({"type": "pong"}).to_string())).await;
+                }
+                _ => {}
+            }
+            let _ = self.legacy;
+        }
+    }
+}
+
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> Option<Value> {
+    while let Some(message) = socket.next().await {
+        match message.ok()? {
+            Message::Text(text) => return serde_json::from_str(&text).ok(),
+            Message::Close(_) => return None,
+            _ => continue,
+        }
+    }
+    None
+}
