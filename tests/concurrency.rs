@@ -17,19 +17,29 @@ async fn sixty_four_concurrent_allocations_never_oversell_ten_units() {
         .map(|n| {
             let server = server.clone();
             let item = item.clone();
-            tokio::spawn(async move { server.gql(create, json!({ "i": item, "o": format!("order-{n}") })).await })
+            tokio::spawn(async move {
+                server
+                    .gql(create, json!({ "i": item, "o": format!("order-{n}") }))
+                    .await
+            })
         })
         .collect();
     let mut succeeded = 0;
     let mut insufficient = 0;
     for task in tasks {
         let response = task.await.expect("task");
-        assert!(response.get("errors").is_none(), "no infrastructure error reaches a client: {response}");
+        assert!(
+            response.get("errors").is_none(),
+            "no infrastructure error reaches a client: {response}"
+        );
         let payload = &response["data"]["allocationCreate"];
         if payload["allocation"].is_object() {
             succeeded += 1;
         } else {
-            assert_eq!(payload["userErrors"][0]["code"], "INSUFFICIENT_STOCK", "{payload}");
+            assert_eq!(
+                payload["userErrors"][0]["code"], "INSUFFICIENT_STOCK",
+                "{payload}"
+            );
             insufficient += 1;
         }
     }
@@ -102,7 +112,11 @@ async fn a_sku_raced_by_many_creators_exists_once() {
         );
     }
     assert_eq!(codes.iter().filter(|c| *c == "OK").count(), 1, "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| *c == "DUPLICATE_SKU").count(), 15, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "DUPLICATE_SKU").count(),
+        15,
+        "{codes:?}"
+    );
     // The same SKU in another warehouse is fine.
     let other = server.create_warehouse("SKUS2").await;
     server.create_item(&other, "ONE", 0, 0).await;

@@ -40,7 +40,10 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
             json!({ "i": item }),
         )
         .await;
-    assert_eq!(sold["inventoryAdjust"]["inventoryItem"], json!({"onHand": 27, "version": 3}));
+    assert_eq!(
+        sold["inventoryAdjust"]["inventoryItem"],
+        json!({"onHand": 27, "version": 3})
+    );
 
     // A stale expectedVersion is refused and changes nothing.
     let stale = server
@@ -65,10 +68,16 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
         )
         .await["allocationCreate"]
         .clone();
-    let allocation = created["allocation"]["id"].as_str().expect("allocation id").to_owned();
+    let allocation = created["allocation"]["id"]
+        .as_str()
+        .expect("allocation id")
+        .to_owned();
     assert_eq!(created["allocation"]["status"], "CREATED");
     assert_eq!(created["allocation"]["warehouseId"], json!(warehouse));
-    assert_eq!(created["inventoryItem"], json!({"onHand": 27, "allocated": 7, "available": 20}));
+    assert_eq!(
+        created["inventoryItem"],
+        json!({"onHand": 27, "allocated": 7, "available": 20})
+    );
 
     // Fulfilling before confirming is an invalid transition.
     let early = server
@@ -77,7 +86,10 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
             json!({ "a": allocation }),
         )
         .await;
-    assert_eq!(early["allocationFulfill"]["userErrors"][0]["code"], "INVALID_STATE_TRANSITION");
+    assert_eq!(
+        early["allocationFulfill"]["userErrors"][0]["code"],
+        "INVALID_STATE_TRANSITION"
+    );
 
     let confirmed = server
         .data(
@@ -85,7 +97,10 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
             json!({ "a": allocation }),
         )
         .await;
-    assert_eq!(confirmed["allocationConfirm"]["allocation"], json!({"status": "CONFIRMED", "version": 2}));
+    assert_eq!(
+        confirmed["allocationConfirm"]["allocation"],
+        json!({"status": "CONFIRMED", "version": 2})
+    );
     let fulfilled = server
         .data(
             "mutation($a: ID!) { allocationFulfill(input: {id: $a}) { allocation { status }
@@ -93,7 +108,10 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
             json!({ "a": allocation }),
         )
         .await;
-    assert_eq!(fulfilled["allocationFulfill"]["allocation"]["status"], "FULFILLED");
+    assert_eq!(
+        fulfilled["allocationFulfill"]["allocation"]["status"],
+        "FULFILLED"
+    );
     assert_eq!(
         fulfilled["allocationFulfill"]["inventoryItem"],
         json!({"onHand": 20, "allocated": 0, "available": 20})
@@ -108,7 +126,10 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
         )
         .await["allocationCreate"]
         .clone();
-    assert_eq!(second["inventoryItem"], json!({"available": 4, "lowStock": true}));
+    assert_eq!(
+        second["inventoryItem"],
+        json!({"available": 4, "lowStock": true})
+    );
     let second_id = second["allocation"]["id"].as_str().expect("id").to_owned();
     let cancelled = server
         .data(
@@ -128,7 +149,10 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
             json!({ "a": second_id }),
         )
         .await;
-    assert_eq!(again["allocationCancel"]["userErrors"][0]["code"], "INVALID_STATE_TRANSITION");
+    assert_eq!(
+        again["allocationCancel"]["userErrors"][0]["code"],
+        "INVALID_STATE_TRANSITION"
+    );
 
     // Reorder settings, then deactivation.
     let settings = server
@@ -159,9 +183,11 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
         }}"
     );
     let data = server
-        .eventually(&query, json!({ "i": item, "w": warehouse, "a": allocation }), |d| {
-            d["inventoryItem"]["reorderThreshold"] == 8
-        })
+        .eventually(
+            &query,
+            json!({ "i": item, "w": warehouse, "a": allocation }),
+            |d| d["inventoryItem"]["reorderThreshold"] == 8,
+        )
         .await;
     let current = &data["inventoryItem"];
     assert_eq!(current["onHand"], 20);
@@ -170,15 +196,33 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
     assert_eq!(current["lowStock"], false);
     assert_eq!(current["active"], true);
     assert_eq!(data["inventoryItemBySku"]["id"], json!(item));
-    assert_eq!(data["inventoryItems"]["edges"].as_array().map(Vec::len), Some(1));
-    assert_eq!(data["allocation"], json!({"status": "FULFILLED", "quantity": 7}));
-    assert_eq!(data["allocations"]["edges"][0]["node"]["status"], "FULFILLED");
-    assert_eq!(data["cancelled"]["edges"], json!([{"node": {"orderId": "order-2"}}]));
+    assert_eq!(
+        data["inventoryItems"]["edges"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        data["allocation"],
+        json!({"status": "FULFILLED", "quantity": 7})
+    );
+    assert_eq!(
+        data["allocations"]["edges"][0]["node"]["status"],
+        "FULFILLED"
+    );
+    assert_eq!(
+        data["cancelled"]["edges"],
+        json!([{"node": {"orderId": "order-2"}}])
+    );
     let history: Vec<_> = data["inventoryHistory"]["edges"]
         .as_array()
         .expect("history")
         .iter()
-        .map(|e| (e["node"]["reason"].clone(), e["node"]["delta"].clone(), e["node"]["quantityAfter"].clone()))
+        .map(|e| {
+            (
+                e["node"]["reason"].clone(),
+                e["node"]["delta"].clone(),
+                e["node"]["quantityAfter"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         history,
@@ -189,7 +233,10 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
             (json!("allocation_fulfilled"), json!(-7), json!(20)),
         ]
     );
-    assert_eq!(data["inventoryHistory"]["edges"][2]["node"]["reference"], "till-7");
+    assert_eq!(
+        data["inventoryHistory"]["edges"][2]["node"]["reference"],
+        "till-7"
+    );
     assert_eq!(
         data["stockMovementReport"]["totals"],
         json!({"received": 30, "removed": 3, "allocated": 23, "released": 16, "fulfilled": 7, "net": 20})
@@ -198,7 +245,12 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
         .as_array()
         .expect("events")
         .iter()
-        .map(|e| e["node"]["eventType"].as_str().unwrap_or_default().to_owned())
+        .map(|e| {
+            e["node"]["eventType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         types,
@@ -223,8 +275,14 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
             json!({ "i": item }),
         )
         .await;
-    assert_eq!(deactivated["inventoryItemDeactivate"]["inventoryItem"]["active"], false);
-    assert_eq!(server.adjust(&item, 1, "RECEIVED").await["userErrors"][0]["code"], "INACTIVE");
+    assert_eq!(
+        deactivated["inventoryItemDeactivate"]["inventoryItem"]["active"],
+        false
+    );
+    assert_eq!(
+        server.adjust(&item, 1, "RECEIVED").await["userErrors"][0]["code"],
+        "INACTIVE"
+    );
     server
         .data(
             "mutation($w: ID!) { warehouseDeactivate(input: {id: $w, reason: \"closed\"}) { userErrors { code } } }",
@@ -261,17 +319,32 @@ async fn the_same_idempotency_key_applies_once_and_returns_the_first_result() {
     // Concurrent retries of one key: still applied once.
     let concurrent = "mutation($i: ID!) { inventoryAdjust(input: {itemId: $i, delta: 1, reason: RECEIVED, idempotencyKey: \"burst\"}) {
         inventoryItem { onHand version } userErrors { code } } }";
-    let results = futures::future::join_all((0..16).map(|_| server.data(concurrent, json!({ "i": item })))).await;
-    assert!(results.iter().all(|r| *r == results[0]), "all retries see the first result: {results:?}");
+    let results =
+        futures::future::join_all((0..16).map(|_| server.data(concurrent, json!({ "i": item }))))
+            .await;
+    assert!(
+        results.iter().all(|r| *r == results[0]),
+        "all retries see the first result: {results:?}"
+    );
 
     // The same key with a different input is refused.
     let reused = server.data(adjust, json!({ "i": item, "d": 6 })).await;
-    assert_eq!(reused["inventoryAdjust"]["userErrors"][0]["field"], json!(["input", "idempotencyKey"]));
+    assert_eq!(
+        reused["inventoryAdjust"]["userErrors"][0]["field"],
+        json!(["input", "idempotencyKey"])
+    );
 
     let events = server
-        .data("query($i: ID!) { events(aggregateId: $i) { edges { node { eventType } } } }", json!({ "i": item }))
+        .data(
+            "query($i: ID!) { events(aggregateId: $i) { edges { node { eventType } } } }",
+            json!({ "i": item }),
+        )
         .await;
-    assert_eq!(events["events"]["edges"].as_array().map(Vec::len), Some(3), "created + 2 adjustments");
+    assert_eq!(
+        events["events"]["edges"].as_array().map(Vec::len),
+        Some(3),
+        "created + 2 adjustments"
+    );
 
     // Creating with a key twice returns the same new warehouse rather than a second one.
     let create = "mutation { warehouseCreate(input: {name: \"W\", code: \"ONCE\", idempotencyKey: \"w-1\"}) { warehouse { id } userErrors { code } } }";
@@ -287,14 +360,27 @@ async fn pagination_walks_every_item_once() {
     let warehouse = server.create_warehouse("PAGE").await;
     let mut created = Vec::new();
     for n in 0..7 {
-        created.push(server.create_item(&warehouse, &format!("SKU-{n}"), 10, if n % 2 == 0 { 20 } else { 0 }).await);
+        created.push(
+            server
+                .create_item(
+                    &warehouse,
+                    &format!("SKU-{n}"),
+                    10,
+                    if n % 2 == 0 { 20 } else { 0 },
+                )
+                .await,
+        );
     }
     let query = "query($w: ID!, $after: String, $low: Boolean!) { inventoryItems(warehouseId: $w, first: 3, after: $after, lowStockOnly: $low) {
         edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }";
     let mut seen = Vec::new();
     let mut after = serde_json::Value::Null;
     let _ = server
-        .eventually(query, json!({ "w": warehouse, "after": null, "low": false }), |_| true)
+        .eventually(
+            query,
+            json!({ "w": warehouse, "after": null, "low": false }),
+            |_| true,
+        )
         .await;
     // Wait until every item is projected.
     server
@@ -305,7 +391,12 @@ async fn pagination_walks_every_item_once() {
         )
         .await;
     loop {
-        let page = server.data(query, json!({ "w": warehouse, "after": after, "low": false })).await;
+        let page = server
+            .data(
+                query,
+                json!({ "w": warehouse, "after": after, "low": false }),
+            )
+            .await;
         let connection = &page["inventoryItems"];
         for edge in connection["edges"].as_array().expect("edges") {
             seen.push(edge["node"]["id"].as_str().expect("id").to_owned());
@@ -316,7 +407,12 @@ async fn pagination_walks_every_item_once() {
         after = connection["pageInfo"]["endCursor"].clone();
     }
     assert_eq!(seen, created);
-    let low = server.data(query, json!({ "w": warehouse, "after": null, "low": true })).await;
-    assert_eq!(low["inventoryItems"]["edges"].as_array().map(Vec::len), Some(3));
+    let low = server
+        .data(query, json!({ "w": warehouse, "after": null, "low": true }))
+        .await;
+    assert_eq!(
+        low["inventoryItems"]["edges"].as_array().map(Vec::len),
+        Some(3)
+    );
     assert_eq!(low["inventoryItems"]["pageInfo"]["hasNextPage"], true);
 }

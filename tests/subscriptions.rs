@@ -31,7 +31,10 @@ async fn a_low_stock_alert_reaches_its_warehouse_subscriber_within_a_second() {
     let sent = Instant::now();
     let payload = server.adjust(&north_item, -4, "SOLD").await;
     assert_eq!(payload["inventoryItem"]["lowStock"], true);
-    let alert = north_alerts.next(Duration::from_secs(1)).await.expect("alert within a second");
+    let alert = north_alerts
+        .next(Duration::from_secs(1))
+        .await
+        .expect("alert within a second");
     let latency = sent.elapsed();
     eprintln!("low-stock alert latency (mutation sent → alert received): {latency:?}");
     let alert = &alert["lowStockAlerts"];
@@ -41,8 +44,15 @@ async fn a_low_stock_alert_reaches_its_warehouse_subscriber_within_a_second() {
     assert_eq!(alert["available"], 2);
     assert_eq!(alert["threshold"], 3);
     assert_eq!(alert["suggestedReorderQuantity"], 25);
-    assert!(all_alerts.next(Duration::from_secs(1)).await.is_some(), "unfiltered (graphql-ws) subscriber sees it");
-    assert_eq!(south_alerts.next(QUIET).await, None, "other warehouse's subscriber sees nothing");
+    assert!(
+        all_alerts.next(Duration::from_secs(1)).await.is_some(),
+        "unfiltered (graphql-ws) subscriber sees it"
+    );
+    assert_eq!(
+        south_alerts.next(QUIET).await,
+        None,
+        "other warehouse's subscriber sees nothing"
+    );
 
     // 2 → 1: already low, no second alert.
     server.adjust(&north_item, -1, "DAMAGED").await;
@@ -55,7 +65,10 @@ async fn a_low_stock_alert_reaches_its_warehouse_subscriber_within_a_second() {
             json!({ "i": south_item }),
         )
         .await;
-    let alert = south_alerts.next(Duration::from_secs(1)).await.expect("south alert");
+    let alert = south_alerts
+        .next(Duration::from_secs(1))
+        .await
+        .expect("south alert");
     assert_eq!(alert["lowStockAlerts"]["available"], 2);
     assert_eq!(north_alerts.next(QUIET).await, None);
 }
@@ -91,10 +104,21 @@ async fn read_model_subscriptions_carry_the_projected_row_and_respect_filters() 
 
     server.adjust(&other, 5, "RECEIVED").await;
     server.adjust(&watched, 5, "RECEIVED").await;
-    let change = item_changes.next(Duration::from_secs(2)).await.expect("item change");
-    assert_eq!(change["inventoryItemChanged"]["id"], json!(watched), "only the watched item");
+    let change = item_changes
+        .next(Duration::from_secs(2))
+        .await
+        .expect("item change");
+    assert_eq!(
+        change["inventoryItemChanged"]["id"],
+        json!(watched),
+        "only the watched item"
+    );
     assert_eq!(change["inventoryItemChanged"]["onHand"], 15);
-    assert_eq!(allocation_events.next(QUIET).await, None, "item events are not allocation events");
+    assert_eq!(
+        allocation_events.next(QUIET).await,
+        None,
+        "item events are not allocation events"
+    );
 
     for order in ["order-B", "order-A"] {
         server
@@ -104,16 +128,26 @@ async fn read_model_subscriptions_carry_the_projected_row_and_respect_filters() 
             )
             .await;
     }
-    let allocation = order_changes.next(Duration::from_secs(2)).await.expect("allocation change");
+    let allocation = order_changes
+        .next(Duration::from_secs(2))
+        .await
+        .expect("allocation change");
     assert_eq!(
         allocation["allocationChanged"],
         json!({"orderId": "order-A", "status": "CREATED", "quantity": 2})
     );
     assert_eq!(order_changes.next(QUIET).await, None);
     for _ in 0..2 {
-        let event = allocation_events.next(Duration::from_secs(2)).await.expect("allocation event");
+        let event = allocation_events
+            .next(Duration::from_secs(2))
+            .await
+            .expect("allocation event");
         assert_eq!(event["inventoryEvents"]["eventType"], "AllocationCreated");
         assert_eq!(event["inventoryEvents"]["aggregateType"], "Allocation");
     }
-    assert_eq!(item_changes.next(QUIET).await, None, "allocations on the other item are not shown");
+    assert_eq!(
+        item_changes.next(QUIET).await,
+        None,
+        "allocations on the other item are not shown"
+    );
 }

@@ -1,13 +1,12 @@
 //! Allocations: stock reserved for order lines. Each mutation commits the allocation and its
 //! item together, so the payload carries both as they are right after the commit.
 
-use async_graphql::connection::Connection;
+use super::page::AllocationConnection;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::types::{Allocation, AllocationStatus, InventoryItem, UserError};
 use super::{
-    bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error,
-    AppContext,
+    bad_argument, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext,
 };
 use crate::application::{CreateAllocation, Outcome};
 use crate::domain::allocation::AllocationCommand;
@@ -23,7 +22,7 @@ impl AllocationQuery {
     async fn allocation(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The allocation's id.")] id: ID,
     ) -> async_graphql::Result<Option<Allocation>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
@@ -44,7 +43,7 @@ impl AllocationQuery {
         #[graphql(desc = "Only allocations in this status.")] status: Option<AllocationStatus>,
         #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Allocation>> {
+    ) -> async_graphql::Result<AllocationConnection> {
         let size = page_size(first)?;
         if order_id
             .as_ref()
@@ -66,7 +65,7 @@ impl AllocationQuery {
             .allocations(filter, after, size + 1)
             .await
             .map_err(infrastructure)?;
-        Ok(connection(
+        Ok(AllocationConnection::from_rows(
             rows.into_iter()
                 .map(|a| (a.id.to_string(), Allocation(a)))
                 .collect(),
@@ -181,7 +180,7 @@ impl AllocationMutation {
     async fn allocation_create(
         &self,
         ctx: &Context<'_>,
-        input: AllocationCreateInput,
+        #[graphql(desc = "What to do; see the input type.")] input: AllocationCreateInput,
     ) -> async_graphql::Result<AllocationPayload> {
         let item_id = match parse_id("itemId", &input.item_id) {
             Ok(id) => id,
@@ -203,7 +202,7 @@ impl AllocationMutation {
     async fn allocation_confirm(
         &self,
         ctx: &Context<'_>,
-        input: AllocationConfirmInput,
+        #[graphql(desc = "What to do; see the input type.")] input: AllocationConfirmInput,
     ) -> async_graphql::Result<AllocationPayload> {
         change(
             ctx,
@@ -219,7 +218,7 @@ impl AllocationMutation {
     async fn allocation_cancel(
         &self,
         ctx: &Context<'_>,
-        input: AllocationCancelInput,
+        #[graphql(desc = "What to do; see the input type.")] input: AllocationCancelInput,
     ) -> async_graphql::Result<AllocationPayload> {
         let command = AllocationCommand::CancelAllocation {
             reason: input.reason,
@@ -238,7 +237,7 @@ impl AllocationMutation {
     async fn allocation_fulfill(
         &self,
         ctx: &Context<'_>,
-        input: AllocationFulfillInput,
+        #[graphql(desc = "What to do; see the input type.")] input: AllocationFulfillInput,
     ) -> async_graphql::Result<AllocationPayload> {
         change(
             ctx,

@@ -1,10 +1,10 @@
 //! The raw audit trail: an aggregate's stored events, straight from the event store.
 
-use async_graphql::connection::Connection;
+use super::page::EventConnection;
 use async_graphql::{Context, Object, ID};
 
 use super::types::Event;
-use super::{bad_argument, connection, infrastructure, page_size, query_id, AppContext};
+use super::{bad_argument, infrastructure, page_size, query_id, AppContext};
 
 #[derive(Default)]
 pub struct AuditQuery;
@@ -19,7 +19,7 @@ impl AuditQuery {
         #[graphql(desc = "A warehouse, item or allocation id.")] aggregate_id: ID,
         #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Event>> {
+    ) -> async_graphql::Result<EventConnection> {
         let size = page_size(first)?;
         let aggregate_id = query_id("aggregateId", &aggregate_id)?;
         let after = after
@@ -39,7 +39,7 @@ impl AuditQuery {
             )
             .await
             .map_err(infrastructure)?;
-        Ok(connection(
+        Ok(EventConnection::from_rows(
             events
                 .into_iter()
                 .map(|e| (e.sequence_number.to_string(), Event(e)))

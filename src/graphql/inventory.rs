@@ -1,15 +1,14 @@
 //! Inventory items: current stock, history and movement report queries, and the stock
 //! commands (create, adjust, reorder settings, deactivate).
 
-use async_graphql::connection::Connection;
+use super::page::{InventoryHistoryEntryConnection, InventoryItemConnection};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
 use super::{
-    bad_argument, connection, infrastructure, outcome, page_size, parse_id, query_id, user_error,
-    AppContext,
+    bad_argument, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext,
 };
 use crate::application::{AdjustStock, CreateItem, Outcome};
 use crate::domain::item::{AdjustmentReason as DomainReason, ItemCommand};
@@ -25,7 +24,7 @@ impl InventoryQuery {
     async fn inventory_item(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The item's id.")] id: ID,
     ) -> async_graphql::Result<Option<InventoryItem>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
@@ -41,8 +40,8 @@ impl InventoryQuery {
     async fn inventory_item_by_sku(
         &self,
         ctx: &Context<'_>,
-        warehouse_id: ID,
-        sku: String,
+        #[graphql(desc = "The warehouse.")] warehouse_id: ID,
+        #[graphql(desc = "The SKU, as given when the item was created.")] sku: String,
     ) -> async_graphql::Result<Option<InventoryItem>> {
         let warehouse_id = query_id("warehouseId", &warehouse_id)?;
         if sku.len() > 256 {
@@ -69,7 +68,7 @@ impl InventoryQuery {
         low_stock_only: bool,
         #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, InventoryItem>> {
+    ) -> async_graphql::Result<InventoryItemConnection> {
         let size = page_size(first)?;
         let warehouse_id = warehouse_id
             .map(|w| query_id("warehouseId", &w))
@@ -81,7 +80,7 @@ impl InventoryQuery {
             .items(warehouse_id, low_stock_only, after, size + 1)
             .await
             .map_err(infrastructure)?;
-        Ok(connection(
+        Ok(InventoryItemConnection::from_rows(
             rows.into_iter()
                 .map(|i| (i.id.to_string(), InventoryItem(i)))
                 .collect(),
@@ -94,12 +93,12 @@ impl InventoryQuery {
     async fn inventory_history(
         &self,
         ctx: &Context<'_>,
-        item_id: ID,
+        #[graphql(desc = "The item.")] item_id: ID,
         #[graphql(desc = "Only changes at or after this time.")] from: Option<DateTime<Utc>>,
         #[graphql(desc = "Only changes before this time.")] to: Option<DateTime<Utc>>,
         #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, InventoryHistoryEntry>> {
+    ) -> async_graphql::Result<InventoryHistoryEntryConnection> {
         let size = page_size(first)?;
         let item_id = query_id("itemId", &item_id)?;
         let after = after
@@ -120,7 +119,7 @@ impl InventoryQuery {
             )
             .await
             .map_err(infrastructure)?;
-        Ok(connection(
+        Ok(InventoryHistoryEntryConnection::from_rows(
             rows.into_iter()
                 .map(|h| (h.sequence_number.to_string(), InventoryHistoryEntry(h)))
                 .collect(),
@@ -134,8 +133,8 @@ impl InventoryQuery {
     async fn stock_movement_report(
         &self,
         ctx: &Context<'_>,
-        warehouse_id: Option<ID>,
-        item_id: Option<ID>,
+        #[graphql(desc = "Only items of this warehouse.")] warehouse_id: Option<ID>,
+        #[graphql(desc = "Only this item.")] item_id: Option<ID>,
         #[graphql(desc = "First day (UTC) included.")] from: Option<NaiveDate>,
         #[graphql(desc = "Last day (UTC) included.")] to: Option<NaiveDate>,
     ) -> async_graphql::Result<StockMovementReport> {
@@ -300,7 +299,7 @@ impl InventoryMutation {
     async fn inventory_item_create(
         &self,
         ctx: &Context<'_>,
-        input: InventoryItemCreateInput,
+        #[graphql(desc = "What to do; see the input type.")] input: InventoryItemCreateInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
         let warehouse_id = match parse_id("warehouseId", &input.warehouse_id) {
             Ok(id) => id,
@@ -326,7 +325,7 @@ impl InventoryMutation {
     async fn inventory_adjust(
         &self,
         ctx: &Context<'_>,
-        input: InventoryAdjustInput,
+        #[graphql(desc = "What to do; see the input type.")] input: InventoryAdjustInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
         let item_id = match parse_id("itemId", &input.item_id) {
             Ok(id) => id,
@@ -351,6 +350,7 @@ impl InventoryMutation {
     async fn inventory_item_update_reorder_settings(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do; see the input type.")]
         input: InventoryItemUpdateReorderSettingsInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
         let item_id = match parse_id("itemId", &input.item_id) {
@@ -382,7 +382,7 @@ impl InventoryMutation {
     async fn inventory_item_deactivate(
         &self,
         ctx: &Context<'_>,
-        input: InventoryItemDeactivateInput,
+        #[graphql(desc = "What to do; see the input type.")] input: InventoryItemDeactivateInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
         let item_id = match parse_id("itemId", &input.item_id) {
             Ok(id) => id,

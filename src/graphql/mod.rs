@@ -6,12 +6,12 @@
 mod allocation;
 mod audit;
 mod inventory;
+mod page;
 mod subscription;
 pub mod types;
 mod warehouse;
 
-use async_graphql::connection::{Connection, Edge};
-use async_graphql::{ErrorExtensions, MergedObject, OutputType, Schema, ID};
+use async_graphql::{ErrorExtensions, MergedObject, Schema, ID};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -38,6 +38,8 @@ pub struct RequestMeta {
     pub correlation_id: String,
 }
 
+/// Read the projections (current inventory, allocations, history, movements) and the
+/// audit trail.
 #[derive(MergedObject, Default)]
 pub struct Query(
     warehouse::WarehouseQuery,
@@ -46,6 +48,8 @@ pub struct Query(
     audit::AuditQuery,
 );
 
+/// Commands. Each takes one `input` with an optional `idempotencyKey` and returns a payload
+/// with the entity as it is right after the commit and any `userErrors`.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     warehouse::WarehouseMutation,
@@ -163,21 +167,4 @@ pub fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
             "first must be between 1 and {MAX_PAGE}, got {n}"
         ))),
     }
-}
-
-/// Builds a connection from up to `size + 1` fetched rows (the extra one only tells whether a
-/// next page exists).
-pub fn connection<T: OutputType>(
-    mut rows: Vec<(String, T)>,
-    size: usize,
-    has_previous: bool,
-) -> Connection<String, T> {
-    let has_next = rows.len() > size;
-    rows.truncate(size);
-    let mut connection = Connection::new(has_previous, has_next);
-    connection.edges.extend(
-        rows.into_iter()
-            .map(|(cursor, node)| Edge::new(cursor, node)),
-    );
-    connection
 }

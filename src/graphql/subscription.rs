@@ -34,6 +34,7 @@ fn optional_id(field: &'static str, id: Option<ID>) -> async_graphql::Result<Opt
     id.map(|id| query_id(field, &id)).transpose()
 }
 
+/// Live feeds over WebSocket (`/graphql/ws`, graphql-transport-ws or graphql-ws).
 #[Subscription]
 impl Subscription {
     /// Fires when an item's available stock falls from above its reorder threshold to at or
@@ -41,7 +42,7 @@ impl Subscription {
     async fn low_stock_alerts(
         &self,
         ctx: &Context<'_>,
-        warehouse_id: Option<ID>,
+        #[graphql(desc = "Only alerts of this warehouse.")] warehouse_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = LowStockAlert>> {
         let warehouse = optional_id("warehouseId", warehouse_id)?;
         Ok(live(ctx)?.filter_map(move |message| async move {
@@ -81,8 +82,10 @@ impl Subscription {
     async fn inventory_events(
         &self,
         ctx: &Context<'_>,
-        aggregate_type: Option<AggregateType>,
-        aggregate_id: Option<ID>,
+        #[graphql(desc = "Only events of this kind of aggregate.")] aggregate_type: Option<
+            AggregateType,
+        >,
+        #[graphql(desc = "Only events of this aggregate.")] aggregate_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = Event>> {
         let aggregate = optional_id("aggregateId", aggregate_id)?;
         let kind: Option<crate::domain::AggregateType> = aggregate_type.map(Into::into);
@@ -101,8 +104,8 @@ impl Subscription {
     async fn inventory_item_changed(
         &self,
         ctx: &Context<'_>,
-        warehouse_id: Option<ID>,
-        item_id: Option<ID>,
+        #[graphql(desc = "Only items of this warehouse.")] warehouse_id: Option<ID>,
+        #[graphql(desc = "Only this item.")] item_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = InventoryItem>> {
         let warehouse = optional_id("warehouseId", warehouse_id)?;
         let item = optional_id("itemId", item_id)?;
@@ -120,7 +123,7 @@ impl Subscription {
     async fn allocation_changed(
         &self,
         ctx: &Context<'_>,
-        order_id: Option<String>,
+        #[graphql(desc = "Only allocations of this order.")] order_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = Allocation>> {
         Ok(live(ctx)?.filter_map(move |message| {
             let order_id = order_id.clone();

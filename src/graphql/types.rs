@@ -17,6 +17,7 @@ pub fn time(ms: i64) -> DateTime<Utc> {
 /// A place that holds stock. Items and allocations belong to exactly one warehouse.
 pub struct Warehouse(pub WarehouseView);
 
+/// A place that holds stock. Items and allocations belong to exactly one warehouse.
 #[Object]
 impl Warehouse {
     /// Unique id (UUID).
@@ -56,6 +57,7 @@ impl Warehouse {
 /// One SKU at one warehouse, with its stock figures.
 pub struct InventoryItem(pub ItemView);
 
+/// One SKU at one warehouse, with its stock figures.
 #[Object]
 impl InventoryItem {
     /// Unique id (UUID).
@@ -165,6 +167,7 @@ impl From<AllocationStatus> for DomainStatus {
 /// Stock of one item reserved for one order line.
 pub struct Allocation(pub AllocationView);
 
+/// Stock of one item reserved for one order line.
 #[Object]
 impl Allocation {
     /// Unique id (UUID).
@@ -224,6 +227,7 @@ pub struct UserError {
 /// One change of an item's on-hand stock.
 pub struct InventoryHistoryEntry(pub HistoryEntry);
 
+/// One change of an item's on-hand stock.
 #[Object]
 impl InventoryHistoryEntry {
     /// The item's event sequence number of this change.
@@ -263,6 +267,7 @@ impl InventoryHistoryEntry {
 /// Stock movements of one item on one UTC day.
 pub struct StockMovementRow(pub MovementRow);
 
+/// Stock movements of one item on one UTC day.
 #[Object]
 impl StockMovementRow {
     /// The item.
@@ -329,6 +334,7 @@ pub struct StockMovementReport {
     pub rows: Vec<MovementRow>,
 }
 
+/// Stock movements per item per day over a period, with totals.
 #[Object]
 impl StockMovementReport {
     /// One row per item per day with any movement, by day then SKU.
@@ -389,6 +395,7 @@ pub struct EventMetadata {
 /// A stored event: the immutable audit trail.
 pub struct Event(pub EventEnvelope);
 
+/// A stored event: the immutable audit trail.
 #[Object]
 impl Event {
     /// Unique event id (UUID v7).

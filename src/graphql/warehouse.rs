@@ -1,12 +1,10 @@
 //! Warehouses: queries and the admin mutations that create, update and deactivate them.
 
-use async_graphql::connection::Connection;
+use super::page::WarehouseConnection;
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::types::{UserError, Warehouse};
-use super::{
-    connection, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext,
-};
+use super::{infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
 use crate::application::CreateWarehouse;
 use crate::application::Outcome;
 use crate::domain::warehouse::WarehouseCommand;
@@ -21,7 +19,7 @@ impl WarehouseQuery {
     async fn warehouse(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The warehouse's id.")] id: ID,
     ) -> async_graphql::Result<Option<Warehouse>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
@@ -41,7 +39,7 @@ impl WarehouseQuery {
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
         #[graphql(desc = "Include deactivated warehouses.", default = false)]
         include_inactive: bool,
-    ) -> async_graphql::Result<Connection<String, Warehouse>> {
+    ) -> async_graphql::Result<WarehouseConnection> {
         let size = page_size(first)?;
         let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
         let app = ctx.data::<AppContext>()?;
@@ -50,7 +48,7 @@ impl WarehouseQuery {
             .warehouses(include_inactive, after, size + 1)
             .await
             .map_err(infrastructure)?;
-        Ok(connection(
+        Ok(WarehouseConnection::from_rows(
             rows.into_iter()
                 .map(|w| (w.id.to_string(), Warehouse(w)))
                 .collect(),
@@ -133,7 +131,7 @@ impl WarehouseMutation {
     async fn warehouse_create(
         &self,
         ctx: &Context<'_>,
-        input: WarehouseCreateInput,
+        #[graphql(desc = "What to do; see the input type.")] input: WarehouseCreateInput,
     ) -> async_graphql::Result<WarehousePayload> {
         let app = ctx.data::<AppContext>()?;
         let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
@@ -155,7 +153,7 @@ impl WarehouseMutation {
     async fn warehouse_update(
         &self,
         ctx: &Context<'_>,
-        input: WarehouseUpdateInput,
+        #[graphql(desc = "What to do; see the input type.")] input: WarehouseUpdateInput,
     ) -> async_graphql::Result<WarehousePayload> {
         let id = match parse_id("id", &input.id) {
             Ok(id) => id,
@@ -178,7 +176,7 @@ impl WarehouseMutation {
     async fn warehouse_deactivate(
         &self,
         ctx: &Context<'_>,
-        input: WarehouseDeactivateInput,
+        #[graphql(desc = "What to do; see the input type.")] input: WarehouseDeactivateInput,
     ) -> async_graphql::Result<WarehousePayload> {
         let id = match parse_id("id", &input.id) {
             Ok(id) => id,

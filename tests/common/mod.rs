@@ -85,7 +85,10 @@ impl Server {
     /// `data` of a response that must have no errors.
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let response = self.gql(query, variables).await;
-        assert!(response.get("errors").is_none(), "unexpected errors: {response}");
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {response}"
+        );
         response["data"].clone()
     }
 
@@ -109,7 +112,9 @@ impl Server {
 
     /// SIGTERM, then wait for a graceful exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().expect("wait")
     }
 
@@ -130,10 +135,19 @@ impl Server {
             )
             .await;
         assert_eq!(data["warehouseCreate"]["userErrors"], json!([]));
-        data["warehouseCreate"]["warehouse"]["id"].as_str().expect("id").to_owned()
+        data["warehouseCreate"]["warehouse"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
     }
 
-    pub async fn create_item(&self, warehouse_id: &str, sku: &str, quantity: i64, threshold: i64) -> String {
+    pub async fn create_item(
+        &self,
+        warehouse_id: &str,
+        sku: &str,
+        quantity: i64,
+        threshold: i64,
+    ) -> String {
         let data = self
             .data(
                 "mutation($w: ID!, $sku: String!, $q: Int!, $t: Int!) {
@@ -144,7 +158,10 @@ impl Server {
             )
             .await;
         assert_eq!(data["inventoryItemCreate"]["userErrors"], json!([]));
-        data["inventoryItemCreate"]["inventoryItem"]["id"].as_str().expect("id").to_owned()
+        data["inventoryItemCreate"]["inventoryItem"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
     }
 
     pub async fn adjust(&self, item_id: &str, delta: i64, reason: &str) -> Value {
@@ -159,14 +176,22 @@ impl Server {
     }
 
     /// Polls a query until `done` holds for its data, or panics after 10 s.
-    pub async fn eventually(&self, query: &str, variables: Value, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn eventually(
+        &self,
+        query: &str,
+        variables: Value,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let data = self.data(query, variables.clone()).await;
             if done(&data) {
                 return data;
             }
-            assert!(Instant::now() < deadline, "condition never held; last data: {data}");
+            assert!(
+                Instant::now() < deadline,
+                "condition never held; last data: {data}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -190,8 +215,12 @@ pub async fn verify_until_consistent(data_dir: &Path) -> Vec<String> {
             .output()
             .await
             .expect("run verify");
-        let report: Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|_| panic!("verify printed {:?}", String::from_utf8_lossy(&output.stdout)));
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+            panic!(
+                "verify printed {:?}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        });
         if report["consistent"] == json!(true) || Instant::now() > deadline {
             return report["differences"]
                 .as_array()
@@ -204,22 +233,37 @@ pub async fn verify_until_consistent(data_dir: &Path) -> Vec<String> {
 
 /// One GraphQL subscription over WebSocket.
 pub struct Subscription {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     legacy: bool,
 }
 
 impl Subscription {
     /// Subscribes with graphql-transport-ws (or the legacy graphql-ws when `legacy`), and waits
     /// briefly so the server has registered the subscription before the caller acts.
-    pub async fn open(server: &Server, query: &str, variables: Value, legacy: bool) -> Subscription {
+    pub async fn open(
+        server: &Server,
+        query: &str,
+        variables: Value,
+        legacy: bool,
+    ) -> Subscription {
         let mut request = server.ws_url().into_client_request().expect("request");
-        let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
+        let protocol = if legacy {
+            "graphql-ws"
+        } else {
+            "graphql-transport-ws"
+        };
         request
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket");
+        let (mut socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket");
         socket
-            .send(Message::text(json!({"type": "connection_init", "payload": {}}).to_string()))
+            .send(Message::text(
+                json!({"type": "connection_init", "payload": {}}).to_string(),
+            ))
             .await
             .expect("init");
         loop {
@@ -244,17 +288,25 @@ impl Subscription {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let message = tokio::time::timeout(left, next_json(&mut self.socket)).await.ok()??;
+            let message = tokio::time::timeout(left, next_json(&mut self.socket))
+                .await
+                .ok()??;
             let kind = message["type"].as_str().unwrap_or_default();
             match kind {
                 "next" | "data" => {
                     let payload = &message["payload"];
-                    assert!(payload.get("errors").is_none(), "subscription error: {payload}");
+                    assert!(
+                        payload.get("errors").is_none(),
+                        "subscription error: {payload}"
+                    );
                     return Some(payload["data"].clone());
                 }
                 "error" => panic!("subscription error: {message}"),
                 "ping" => {
-                    let _ = self.socket.send(Message::text(json!({"type": "pong"}).to_string())).await;
+                    let _ = self
+                        .socket
+                        .send(Message::text(json!({"type": "pong"}).to_string()))
+                        .await;
                 }
                 _ => {}
             }
@@ -264,7 +316,9 @@ impl Subscription {
 }
 
 async fn next_json(
-    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 ) -> Option<Value> {
     while let Some(message) = socket.next().await {
         match message.ok()? {
