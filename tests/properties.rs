@@ -1,0 +1,263 @@
+//! Property test: for random command sequences, every projection equals a fold of the stored
+//! events — both a replay through the projectors (`verify`) and the domain's own aggregate
+//! fold — and stock invariants hold (available never negative, allocated equals the open
+//! allocations).
+
+use inventory_service::app::{verify_projections, Service};
+use inventory_service::application::{
+    load, AdjustStock, CommandContext, CreateAllocation, CreateItem, CreateWarehouse, Outcome,
+};
+use inventory_service::domain::allocation::{AllocationCommand, AllocationStatus};
+use inventory_service::domain::item::{AdjustmentReason, InventoryItem, ItemCommand};
+use inventory_service::domain::warehouse::WarehouseCommand;
+use inventory_service::projection::AllocationFilter;
+use proptest::prelude::*;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Adjust(usize, i64, usize),
+    Allocate(usize, i64),
+    Confirm(usize),
+    Cancel(usize),
+    Fulfil(usize),
+    Threshold(usize, i64),
+    DeactivateItem(usize),
+    DeactivateWarehouse,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, -20..20i64, 0..6usize).prop_map(|(i, d, r)| Op::Adjust(i, d, r)),
+        4 => (0..3usize, 1..8i64).prop_map(|(i, q)| Op::Allocate(i, q)),
+        2 => (0..12usize).prop_map(Op::Confirm),
+        2 => (0..12usize).prop_map(Op::Cancel),
+        2 => (0..12usize).prop_map(Op::Fulfil),
+        1 => (0..3usize, 0..15i64).prop_map(|(i, t)| Op::Threshold(i, t)),
+        1 => (0..3usize).prop_map(Op::DeactivateItem),
+        1 => Just(Op::DeactivateWarehouse),
+    ]
+}
+
+const REASONS: [AdjustmentReason; 6] = [
+    AdjustmentReason::Received,
+    AdjustmentReason::Sold,
+    AdjustmentReason::Damaged,
+    AdjustmentReason::Returned,
+    AdjustmentReason::Correction,
+    AdjustmentReason::Other,
+];
+
+async fn run(initial: Vec<i64>, ops: Vec<Op>) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let service = Service::start(temp.path()).await.expect("start");
+    let app = service.context.clone();
+    let ctx = CommandContext {
+        actor: "property".into(),
+        correlation_id: "prop".into(),
+        ..CommandContext::default()
+    };
+    let Ok(Outcome::Warehouse(warehouse)) = app
+        .commands
+        .create_warehouse(
+            &ctx,
+            CreateWarehouse {
+                name: "W".into(),
+                code: "W".into(),
+                address: None,
+            },
+        )
+        .await
+    else {
+        panic!("warehouse")
+    };
+    let mut items = Vec::new();
+    for (n, quantity) in initial.into_iter().enumerate() {
+        let command = CreateItem {
+            warehouse_id: warehouse.id,
+            sku: format!("SKU-{n}"),
+            product_id: "P".into(),
+            initial_quantity: quantity,
+            reorder_threshold: 5,
+            reorder_quantity: 10,
+        };
+        let Ok(Outcome::Item(item)) = app.commands.create_item(&ctx, command).await else {
+            panic!("item")
+        };
+        items.push(item.id);
+    }
+    let mut allocations: Vec<Uuid> = Vec::new();
+    for op in ops {
+        // Business-rule rejections are expected; only infrastructure errors fail the test.
+        let result = match op {
+            Op::Adjust(i, delta, r) => {
+                let command = AdjustStock {
+                    item_id: items[i],
+                    delta,
+                    reason: REASONS[r],
+                    reference: None,
+                    expected_version: None,
+                };
+                app.commands.adjust_stock(&ctx, command).await
+            }
+            Op::Allocate(i, quantity) => {
+                let command = CreateAllocation {
+                    order_id: "order".into(),
+                    item_id: items[i],
+                    quantity,
+                };
+                let result = app.commands.create_allocation(&ctx, command).await;
+                if let Ok(Outcome::Allocation { allocation, .. }) = &result {
+                    allocations.push(allocation.id);
+                }
+                result
+            }
+            Op::Confirm(a) | Op::Cancel(a) | Op::Fulfil(a) if allocations.is_empty() => {
+                let _ = a;
+                continue;
+            }
+            Op::Confirm(a) => {
+                let id = allocations[a % allocations.len()];
+                app.commands
+                    .change_allocation(
+                        &ctx,
+                        "allocationConfirm",
+                        id,
+                        AllocationCommand::ConfirmAllocation,
+                    )
+                    .await
+            }
+            Op::Cancel(a) => {
+                let id = allocations[a % allocations.len()];
+                let command = AllocationCommand::CancelAllocation {
+                    reason: "prop".into(),
+                };
+                app.commands
+                    .change_allocation(&ctx, "allocationCancel", id, command)
+                    .await
+            }
+            Op::Fulfil(a) => {
+                let id = allocations[a % allocations.len()];
+                app.commands
+                    .change_allocation(
+                        &ctx,
+                        "allocationFulfill",
+                        id,
+                        AllocationCommand::FulfillAllocation,
+                    )
+                    .await
+            }
+            Op::Threshold(i, threshold) => {
+                let command = ItemCommand::UpdateReorderSettings {
+                    reorder_threshold: Some(threshold),
+                    reorder_quantity: None,
+                };
+                app.commands
+                    .change_item(&ctx, "settings", items[i], None, command, &threshold)
+                    .await
+            }
+            Op::DeactivateItem(i) => {
+                let command = ItemCommand::DeactivateItem {
+                    reason: "prop".into(),
+                };
+                app.commands
+                    .change_item(&ctx, "deactivate", items[i], None, command, &i)
+                    .await
+            }
+            Op::DeactivateWarehouse => {
+                let command = WarehouseCommand::DeactivateWarehouse {
+                    reason: "prop".into(),
+                };
+                app.commands
+                    .change_warehouse(&ctx, warehouse.id, command)
+                    .await
+            }
+        };
+        if let Err(inventory_service::application::CommandError::Store(e)) = result {
+            panic!("infrastructure failure: {e}");
+        }
+    }
+    // Wait for the relay to drain the outbox into the projections.
+    for _ in 0..500 {
+        if app
+            .store
+            .outbox_pending(1)
+            .await
+            .expect("outbox")
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    for &id in &items {
+        let folded = load::<InventoryItem>(&*app.store, id, None)
+            .await
+            .expect("load");
+        let view = app.read.item(id).await.expect("read").expect("projected");
+        assert_eq!(
+            (
+                view.on_hand,
+                view.allocated,
+                view.reorder_threshold,
+                view.active,
+                view.version
+            ),
+            (
+                folded.state.on_hand,
+                folded.state.allocated,
+                folded.state.reorder_threshold,
+                folded.state.active,
+                folded.version
+            ),
+            "item projection equals the aggregate fold"
+        );
+        assert!(view.available() >= 0, "available never negative");
+        let open: i64 = app
+            .read
+            .allocations(
+                AllocationFilter {
+                    item_id: Some(id),
+                    ..AllocationFilter::default()
+                },
+                None,
+                10_000,
+            )
+            .await
+            .expect("allocations")
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    AllocationStatus::Created | AllocationStatus::Confirmed
+                )
+            })
+            .map(|a| a.quantity)
+            .sum();
+        assert_eq!(
+            view.allocated, open,
+            "allocated equals the open allocations"
+        );
+    }
+    service.stop().await;
+    assert_eq!(
+        verify_projections(temp.path()).await.expect("verify"),
+        Vec::<String>::new()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn projections_equal_a_fold_of_the_stored_events(
+        initial in proptest::collection::vec(0..30i64, 3),
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        runtime.block_on(run(initial, ops));
+    }
+}
