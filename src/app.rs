@@ -2,7 +2,6 @@
 //! command handling — and takes it down gracefully. The only place that names adapters.
 
 use async_trait::async_trait;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +11,15 @@ use tokio::task::JoinHandle;
 use crate::application::Commands;
 use crate::bus::local::LocalBus;
 use crate::bus::{relay, EventBus, EventHandler, HandlerError};
+use crate::config::{StorageConfig, StoreKind};
+use crate::dynamodb::{self, Tables};
 use crate::graphql::AppContext;
+use crate::projection::dynamodb::DynamoProjections;
 use crate::projection::runner::ProjectionRunner;
 use crate::projection::sqlite::SqliteProjections;
+use crate::projection::ReadModel;
 use crate::projection::{ProjectionError, ProjectionStore};
+use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
 use crate::store::{EventEnvelope, EventStore};
 
@@ -29,13 +33,13 @@ pub struct Service {
 }
 
 /// The durable consumer that keeps the projections up to date and announces changed rows.
-struct Projector {
-    runner: ProjectionRunner<SqliteProjections>,
+struct Projector<P> {
+    runner: ProjectionRunner<P>,
     bus: Arc<dyn EventBus>,
 }
 
 #[async_trait]
-impl EventHandler for Projector {
+impl<P: ProjectionStore + ReadModel> EventHandler for Projector<P> {
     async fn handle(&self, events: &[EventEnvelope]) -> Result<(), HandlerError> {
         match self.runner.handle(events.to_vec()).await {
             Ok(changes) => {
@@ -56,17 +60,106 @@ pub fn projections_path(data_dir: &Path) -> PathBuf {
     data_dir.join("projections.db")
 }
 
+/// The store, projections and their technology, opened from configuration.
+pub struct Storage {
+    pub store: Arc<dyn EventStore>,
+    pub projections: Projections,
+}
+
+/// The projection adapter in use (the runner is generic over it).
+#[derive(Clone)]
+pub enum Projections {
+    Sqlite(Arc<SqliteProjections>),
+    Dynamo(Arc<DynamoProjections>),
+}
+
+impl Projections {
+    pub fn read_model(&self) -> Arc<dyn ReadModel> {
+        match self {
+            Self::Sqlite(p) => p.clone(),
+            Self::Dynamo(p) => p.clone(),
+        }
+    }
+
+    pub async fn dump(&self) -> Result<crate::projection::ProjectionDump, ProjectionError> {
+        match self {
+            Self::Sqlite(p) => p.dump().await,
+            Self::Dynamo(p) => p.dump().await,
+        }
+    }
+
+    fn projector(
+        &self,
+        store: Arc<dyn EventStore>,
+        bus: Arc<dyn EventBus>,
+    ) -> Arc<dyn EventHandler> {
+        match self {
+            Self::Sqlite(p) => Arc::new(Projector {
+                runner: ProjectionRunner::new(store, p.clone()),
+                bus,
+            }),
+            Self::Dynamo(p) => Arc::new(Projector {
+                runner: ProjectionRunner::new(store, p.clone()),
+                bus,
+            }),
+        }
+    }
+}
+
+impl Storage {
+    pub async fn open(config: &StorageConfig) -> anyhow::Result<Self> {
+        match config.store {
+            StoreKind::Sqlite => Ok(Self {
+                store: Arc::new(SqliteEventStore::open(&config.data_dir)?),
+                projections: Projections::Sqlite(Arc::new(SqliteProjections::open(
+                    &projections_path(&config.data_dir),
+                )?)),
+            }),
+            StoreKind::Dynamodb => {
+                let client = dynamodb::client(config.dynamodb_endpoint.as_deref()).await;
+                let tables = Tables::new(config.table_prefix.clone());
+                if config.migrate {
+                    let created = dynamodb::migrate(&client, &tables).await?;
+                    if !created.is_empty() {
+                        tracing::info!(?created, "created DynamoDB tables");
+                    }
+                }
+                Ok(Self {
+                    store: Arc::new(DynamoEventStore::new(client.clone(), tables.clone())),
+                    projections: Projections::Dynamo(Arc::new(DynamoProjections::new(
+                        client, tables,
+                    ))),
+                })
+            }
+        }
+    }
+}
+
+/// Creates the store's tables (DynamoDB) and returns their names; the embedded store creates
+/// its tables when it opens, so there is nothing to do for it.
+pub async fn migrate(config: &StorageConfig) -> anyhow::Result<Vec<String>> {
+    match config.store {
+        StoreKind::Sqlite => {
+            Storage::open(config).await?;
+            Ok(vec![])
+        }
+        StoreKind::Dynamodb => {
+            let client = dynamodb::client(config.dynamodb_endpoint.as_deref()).await;
+            Ok(dynamodb::migrate(&client, &Tables::new(config.table_prefix.clone())).await?)
+        }
+    }
+}
+
 impl Service {
-    /// Starts the embedded service on `data_dir`: SQLite store and projections, local bus.
-    pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
-        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(data_dir)?);
-        let projections = Arc::new(SqliteProjections::open(&projections_path(data_dir))?);
+    /// Starts the service on the configured storage with the in-process bus.
+    pub async fn start(config: &StorageConfig) -> anyhow::Result<Self> {
+        let Storage { store, projections } = Storage::open(config).await?;
         let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new());
-        let projector = Projector {
-            runner: ProjectionRunner::new(store.clone(), projections.clone()),
-            bus: bus.clone(),
-        };
-        bus.consume("projections", Arc::new(projector)).await?;
+        bus.consume(
+            "projections",
+            projections.projector(store.clone(), bus.clone()),
+        )
+        .await?;
         let (shutdown, stopping) = watch::channel(false);
         let relay = tokio::spawn(relay::run(
             store.clone(),
@@ -78,7 +171,7 @@ impl Service {
         Ok(Self {
             context: AppContext {
                 commands: Arc::new(Commands::new(store.clone(), source)),
-                read: projections,
+                read: projections.read_model(),
                 store,
                 bus,
             },
@@ -96,56 +189,33 @@ impl Service {
     }
 }
 
-/// Differences between the live projections and a rebuild from every stored event; empty when
-/// they agree. Run it when writes have settled (the live side may lag by milliseconds).
-pub async fn verify_projections(data_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let store = SqliteEventStore::open(data_dir)?;
-    let live = SqliteProjections::open(&projections_path(data_dir))?;
-    let scratch = tempfile_dir(data_dir)?;
-    let rebuilt = SqliteProjections::open(&scratch.join("rebuild.db"))?;
+/// Differences between the live projections and a rebuild from every stored event into a
+/// scratch SQLite file; empty when they agree. Run it when writes have settled (the live side
+/// may lag by milliseconds).
+pub async fn verify_projections(config: &StorageConfig) -> anyhow::Result<Vec<String>> {
+    let Storage { store, projections } = Storage::open(config).await?;
+    let scratch = std::env::temp_dir().join(format!("inventory-verify-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&scratch)?;
+    let rebuilt = Arc::new(SqliteProjections::open(&scratch.join("rebuild.db"))?);
+    let runner = ProjectionRunner::new(store.clone(), rebuilt.clone());
     let mut cursor = None;
-    loop {
-        let page = store.read_all(cursor, 5_000).await?;
-        let applied = rebuilt.apply(page.events.clone()).await?;
-        anyhow::ensure!(
-            applied.gap.is_none(),
-            "the store has a gap in a stream: {:?}",
-            applied.gap
-        );
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
+    let result = async {
+        loop {
+            let page = store.read_all(cursor, 5_000).await?;
+            runner.handle(page.events).await?;
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
         }
+        Ok::<_, anyhow::Error>(
+            projections
+                .dump()
+                .await?
+                .differences(&rebuilt.dump().await?),
+        )
     }
-    let differences = diff(&live.dump().await?, &rebuilt.dump().await?);
+    .await;
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(differences)
-}
-
-fn tempfile_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
-    let dir = data_dir.join(format!("verify-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-fn diff(
-    live: &BTreeMap<String, Vec<serde_json::Value>>,
-    rebuilt: &BTreeMap<String, Vec<serde_json::Value>>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (table, rows) in rebuilt {
-        let empty = Vec::new();
-        let live_rows = live.get(table).unwrap_or(&empty);
-        if live_rows.len() != rows.len() {
-            out.push(format!(
-                "{table}: {} live rows, {} rebuilt",
-                live_rows.len(),
-                rows.len()
-            ));
-        }
-        if let Some((l, r)) = live_rows.iter().zip(rows).find(|(l, r)| l != r) {
-            out.push(format!("{table}: live {l} differs from rebuilt {r}"));
-        }
-    }
-    out
+    result
 }

@@ -2,7 +2,9 @@
 pub mod app;
 pub mod application;
 pub mod bus;
+pub mod config;
 pub mod domain;
+pub mod dynamodb;
 pub mod graphql;
 pub mod http;
 pub mod projection;

@@ -4,9 +4,9 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use inventory_service::app::{verify_projections, Service};
+use inventory_service::app::{migrate, verify_projections, Service};
+use inventory_service::config::StorageConfig;
 use inventory_service::{graphql, http};
 
 #[derive(Parser)]
@@ -27,9 +27,8 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, env = "INVENTORY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory of the embedded store (events.db, projections.db).
-    #[arg(long, env = "INVENTORY_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    storage: StorageConfig,
     /// Log format.
     #[arg(long, env = "INVENTORY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -48,10 +47,9 @@ enum Command {
     /// Print the GraphQL schema (SDL) the service serves.
     Schema,
     /// Rebuild every projection from the store in a scratch file and compare with the live ones.
-    Verify {
-        #[arg(long, env = "INVENTORY_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
-    },
+    Verify(StorageConfig),
+    /// Create the store's tables and indexes (DynamoDB); safe to run again.
+    Migrate(StorageConfig),
 }
 
 fn init_logs(format: LogFormat) {
@@ -74,9 +72,15 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Some(Command::Verify { data_dir }) => {
+        Some(Command::Migrate(storage)) => {
             init_logs(LogFormat::Text);
-            let differences = verify_projections(&data_dir).await?;
+            let created = migrate(&storage).await?;
+            println!("{}", serde_json::json!({ "created": created }));
+            Ok(())
+        }
+        Some(Command::Verify(storage)) => {
+            init_logs(LogFormat::Text);
+            let differences = verify_projections(&storage).await?;
             println!(
                 "{}",
                 serde_json::json!({ "consistent": differences.is_empty(), "differences": differences })
@@ -94,9 +98,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
-    let service = Service::start(&args.data_dir)
+    let service = Service::start(&args.storage)
         .await
-        .with_context(|| format!("starting on data directory {}", args.data_dir.display()))?;
+        .with_context(|| format!("starting on the {:?} store", args.storage.store))?;
     let schema = graphql::schema(Some(service.context.clone()));
     let router = http::router(schema, service.context.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -105,7 +109,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     // The first stdout line is the address, for scripts and the test harness.
     println!("listening on http://{address}");
-    tracing::info!(%address, data_dir = %args.data_dir.display(), "inventory service ready; GraphiQL at /graphql");
+    tracing::info!(%address, store = ?args.storage.store, "inventory service ready; GraphiQL at /graphql");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -7,7 +7,7 @@ mod common;
 use common::Server;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +21,13 @@ async fn sigkill_mid_burst_loses_no_acknowledged_mutation_and_applies_none_twice
     // 8 writers each send +1 adjustments tagged with a unique reference until the kill.
     let server_ref = Arc::new(server.url.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged_so_far = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::new();
     let writers: Vec<_> = (0..8)
         .map(|writer| {
             let url = server_ref.clone();
             let stop = stop.clone();
+            let counter = acknowledged_so_far.clone();
             let client = client.clone();
             let item = item.clone();
             tokio::spawn(async move {
@@ -47,6 +49,7 @@ async fn sigkill_mid_burst_loses_no_acknowledged_mutation_and_applies_none_twice
                     let Ok(body) = response.json::<serde_json::Value>().await else { break };
                     if body["data"]["inventoryAdjust"]["userErrors"] == json!([]) {
                         acknowledged.push(reference);
+                        counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 acknowledged
@@ -54,7 +57,11 @@ async fn sigkill_mid_burst_loses_no_acknowledged_mutation_and_applies_none_twice
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill once the burst is well under way (whatever the backend's speed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acknowledged_so_far.load(Ordering::Relaxed) < 40 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.kill();
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = Vec::new();

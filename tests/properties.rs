@@ -7,6 +7,7 @@ use inventory_service::app::{verify_projections, Service};
 use inventory_service::application::{
     load, AdjustStock, CommandContext, CreateAllocation, CreateItem, CreateWarehouse, Outcome,
 };
+use inventory_service::config::{StorageConfig, StoreKind};
 use inventory_service::domain::allocation::{AllocationCommand, AllocationStatus};
 use inventory_service::domain::item::{AdjustmentReason, InventoryItem, ItemCommand};
 use inventory_service::domain::warehouse::WarehouseCommand;
@@ -51,7 +52,14 @@ const REASONS: [AdjustmentReason; 6] = [
 
 async fn run(initial: Vec<i64>, ops: Vec<Op>) {
     let temp = tempfile::tempdir().expect("temp dir");
-    let service = Service::start(temp.path()).await.expect("start");
+    let config = StorageConfig {
+        store: StoreKind::Sqlite,
+        data_dir: temp.path().to_owned(),
+        dynamodb_endpoint: None,
+        table_prefix: String::new(),
+        migrate: false,
+    };
+    let service = Service::start(&config).await.expect("start");
     let app = service.context.clone();
     let ctx = CommandContext {
         actor: "property".into(),
@@ -244,7 +252,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
     }
     service.stop().await;
     assert_eq!(
-        verify_projections(temp.path()).await.expect("verify"),
+        verify_projections(&config).await.expect("verify"),
         Vec::<String>::new()
     );
 }

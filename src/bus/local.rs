@@ -40,6 +40,13 @@ impl LocalBus {
 #[async_trait]
 impl EventBus for LocalBus {
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), BusError> {
+        // Live subscribers first: an alert need not wait for the projections. If a consumer
+        // then fails, the relay publishes again and subscribers may see an event twice
+        // (at-least-once, as with the broker; each carries its sequence number).
+        for event in events {
+            // No receivers is fine: nobody is subscribed right now.
+            let _ = self.live.send(Arc::new(LiveMessage::Event(event.clone())));
+        }
         for (queue, handler) in self.consumers.read().await.iter() {
             match handler.handle(events).await {
                 Ok(()) => {}
@@ -51,10 +58,6 @@ impl EventBus for LocalBus {
                     tracing::error!(queue, %reason, events = events.len(), "dead-lettered a message");
                 }
             }
-        }
-        for event in events {
-            // No receivers is fine: nobody is subscribed right now.
-            let _ = self.live.send(Arc::new(LiveMessage::Event(event.clone())));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! events and read-model changes for GraphQL subscriptions.
 
 pub mod local;
+pub mod rabbitmq;
 pub mod relay;
 
 use async_trait::async_trait;

@@ -58,7 +58,7 @@ pub async fn run(
             continue;
         }
         failures = 0;
-        let ids: Vec<i64> = pending.iter().map(|entry| entry.id).collect();
+        let ids: Vec<String> = pending.iter().map(|entry| entry.id.clone()).collect();
         if let Err(error) = store.outbox_remove(&ids).await {
             // The events were published; they will be published again, harmlessly.
             tracing::warn!(%error, "cannot clear published outbox rows");

@@ -136,6 +136,13 @@ pub fn outcome(
             "the item is under heavy concurrent change; gave up after {attempts} attempts, retry with the same idempotency key"
         ))
         .extend_with(|_, e| e.set("code", "CONTENTION"))),
+        Err(CommandError::Store(error @ crate::store::StoreError::Throttled(_))) => {
+            Err(async_graphql::Error::new(format!("{error}; retry with the same idempotency key"))
+                .extend_with(|_, e| {
+                    e.set("code", "THROTTLED");
+                    e.set("retryable", true);
+                }))
+        }
         Err(CommandError::Store(error)) => Err(infrastructure(error)),
     }
 }

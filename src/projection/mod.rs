@@ -2,6 +2,7 @@
 //! events, exactly-once in effect per aggregate sequence number) and `ReadModel` (the queries
 //! the API needs); `runner` fills gaps from the event store and announces changed rows.
 
+pub mod dynamodb;
 pub mod model;
 pub mod runner;
 pub mod sqlite;
@@ -41,10 +42,57 @@ pub struct Gap {
     pub after: u64,
 }
 
+/// Every projected row, each list in key order: two projection stores built from the same
+/// events dump equal, whatever their technology.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectionDump {
+    pub warehouses: Vec<WarehouseView>,
+    pub items: Vec<ItemView>,
+    pub allocations: Vec<AllocationView>,
+    /// By item, then sequence number.
+    pub history: Vec<HistoryEntry>,
+    /// By item, then day.
+    pub movements: Vec<MovementRow>,
+}
+
+impl ProjectionDump {
+    /// Human-readable differences, empty when equal.
+    pub fn differences(&self, other: &ProjectionDump) -> Vec<String> {
+        fn compare<T: PartialEq + std::fmt::Debug>(
+            name: &str,
+            a: &[T],
+            b: &[T],
+            out: &mut Vec<String>,
+        ) {
+            if a.len() != b.len() {
+                out.push(format!("{name}: {} rows against {}", a.len(), b.len()));
+            }
+            if let Some((x, y)) = a.iter().zip(b).find(|(x, y)| x != y) {
+                out.push(format!("{name}: {x:?} differs from {y:?}"));
+            }
+        }
+        let mut out = Vec::new();
+        compare("warehouses", &self.warehouses, &other.warehouses, &mut out);
+        compare("items", &self.items, &other.items, &mut out);
+        compare(
+            "allocations",
+            &self.allocations,
+            &other.allocations,
+            &mut out,
+        );
+        compare("history", &self.history, &other.history, &mut out);
+        compare("movements", &self.movements, &other.movements, &mut out);
+        out
+    }
+}
+
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + 'static {
     /// Applies events in order, skipping those already applied, stopping at the first gap.
     async fn apply(&self, events: Vec<EventEnvelope>) -> Result<Applied, ProjectionError>;
+
+    /// Every projected row (for verification and audits; reads whole tables).
+    async fn dump(&self) -> Result<ProjectionDump, ProjectionError>;
 }
 
 #[derive(Debug, Clone, Default)]

@@ -2,6 +2,7 @@
 //! and drain the transactional outbox. Adapters (`sqlite`, later DynamoDB) live beside this file
 //! and must all pass the same contract tests; the guarantees below are the contract.
 
+pub mod dynamodb;
 pub mod envelope;
 pub mod sqlite;
 
@@ -47,7 +48,8 @@ pub struct IdempotencyRecord {
 /// An outbox row: an event committed but not yet confirmed published.
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
-    pub id: i64,
+    /// Opaque to callers; adapters choose the format.
+    pub id: String,
     pub envelope: EventEnvelope,
 }
 
@@ -68,6 +70,9 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The store refused for now (DynamoDB throttling after the SDK's retries): retry later.
+    #[error("event store throttled: {0}")]
+    Throttled(String),
     /// The store could not be reached or failed; the commit may be retried by the client.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
@@ -105,7 +110,7 @@ pub trait EventStore: Send + Sync + 'static {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// Forgets outbox rows whose publication was confirmed.
-    async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError>;
+    async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError>;
 
     /// Waits until a commit may have added outbox rows (or a while has passed).
     async fn outbox_wait(&self);

@@ -417,7 +417,7 @@ impl EventStore for SqliteEventStore {
         rows.into_iter()
             .map(|(id, body)| {
                 Ok(OutboxEntry {
-                    id,
+                    id: id.to_string(),
                     envelope: serde_json::from_str(&body)
                         .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?,
                 })
@@ -425,11 +425,15 @@ impl EventStore for SqliteEventStore {
             .collect()
     }
 
-    async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {
+    async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let ids = ids.to_vec();
+        let ids = ids
+            .iter()
+            .map(|id| id.parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("outbox id: {e}")))?;
         self.submit(|reply| WriteJob::RemoveOutbox(ids, reply))
             .await
     }

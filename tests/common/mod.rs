@@ -14,6 +14,31 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_inventory-service");
 
+/// Which storage the server under test uses: `INVENTORY_TEST_BACKEND=dynamodb` (with
+/// `INVENTORY_TEST_DYNAMODB_ENDPOINT`) runs the same tests on DynamoDB; the default is SQLite.
+pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
+    match std::env::var("INVENTORY_TEST_BACKEND").as_deref() {
+        Ok("dynamodb") => {
+            let endpoint = std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT").expect(
+                "INVENTORY_TEST_DYNAMODB_ENDPOINT must name the endpoint (scripts/dynamodb-local.sh start prints one)",
+            );
+            // One table set per data directory, so a restarted server finds its own tables.
+            let name = data_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let prefix: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            vec![
+                ("INVENTORY_STORE".into(), "dynamodb".into()),
+                ("INVENTORY_DYNAMODB_ENDPOINT".into(), endpoint),
+                ("INVENTORY_TABLE_PREFIX".into(), format!("t{prefix}_")),
+                ("INVENTORY_MIGRATE".into(), "true".into()),
+            ]
+        }
+        _ => vec![("INVENTORY_STORE".into(), "sqlite".into())],
+    }
+}
+
 pub struct Server {
     child: Child,
     pub url: String,
@@ -37,6 +62,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            .envs(backend_env(data_dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -93,16 +119,19 @@ impl Server {
     }
 
     pub async fn post_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        self.try_post_raw(body).await.expect("request")
+    }
+
+    pub async fn try_post_raw(&self, body: Vec<u8>) -> Result<(u16, Value), reqwest::Error> {
         let response = self
             .client
             .post(format!("{}/graphql", self.url))
             .header("content-type", "application/json")
             .body(body)
             .send()
-            .await
-            .expect("request");
+            .await?;
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
     pub fn kill(&mut self) {
@@ -211,6 +240,7 @@ pub async fn verify_until_consistent(data_dir: &Path) -> Vec<String> {
             .arg("verify")
             .arg("--data-dir")
             .arg(data_dir)
+            .envs(backend_env(data_dir))
             .env("RUST_LOG", "error")
             .output()
             .await

@@ -11,12 +11,12 @@ mod stock_movements;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-use super::{Applied, Gap, ProjectionError, ProjectionStore};
+use super::{Applied, Gap, ProjectionDump, ProjectionError, ProjectionStore};
 use crate::domain::{AggregateType, DomainEvent};
 use crate::sqlite_pool::{self, Durability, ReadPool};
 use crate::store::EventEnvelope;
@@ -71,17 +71,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     projector TEXT NOT NULL, aggregate_id TEXT NOT NULL, last_sequence INTEGER NOT NULL,
     PRIMARY KEY (projector, aggregate_id)
 );";
-
-/// Every table, with the columns that order its rows, for comparisons and dumps.
-const TABLES: &[(&str, &str)] = &[
-    ("checkpoints", "projector, aggregate_id"),
-    ("warehouses", "id"),
-    ("items", "id"),
-    ("allocations", "id"),
-    ("history", "item_id, sequence_number"),
-    ("movement_items", "item_id"),
-    ("movements", "item_id, day"),
-];
 
 pub(crate) fn sql(error: rusqlite::Error) -> ProjectionError {
     ProjectionError::Unavailable(error.to_string())
@@ -139,45 +128,6 @@ impl SqliteProjections {
             .await
             .map_err(|e| ProjectionError::Unavailable(e.to_string()))
     }
-
-    /// Every row of every table as JSON, in key order: two stores built from the same events
-    /// dump identically.
-    pub async fn dump(&self) -> Result<BTreeMap<String, Vec<serde_json::Value>>, ProjectionError> {
-        self.read(|conn| {
-            let mut out = BTreeMap::new();
-            for (table, order) in TABLES {
-                let mut statement =
-                    conn.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
-                let columns: Vec<String> = statement
-                    .column_names()
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect();
-                let rows = statement.query_map([], |row| {
-                    let mut object = serde_json::Map::new();
-                    for (index, name) in columns.iter().enumerate() {
-                        let value = match row.get_ref(index)? {
-                            rusqlite::types::ValueRef::Null => serde_json::Value::Null,
-                            rusqlite::types::ValueRef::Integer(i) => i.into(),
-                            rusqlite::types::ValueRef::Real(f) => f.into(),
-                            rusqlite::types::ValueRef::Text(t) => {
-                                String::from_utf8_lossy(t).into_owned().into()
-                            }
-                            rusqlite::types::ValueRef::Blob(b) => b.len().into(),
-                        };
-                        object.insert(name.clone(), value);
-                    }
-                    Ok(serde_json::Value::Object(object))
-                })?;
-                out.insert(
-                    table.to_string(),
-                    rows.collect::<rusqlite::Result<Vec<_>>>()?,
-                );
-            }
-            Ok(out)
-        })
-        .await
-    }
 }
 
 fn checkpoint(
@@ -201,7 +151,11 @@ fn apply_batch(
     conn: &mut Connection,
     events: &[EventEnvelope],
 ) -> Result<Applied, ProjectionError> {
-    let tx = conn.transaction().map_err(sql)?;
+    // IMMEDIATE: take the write lock before reading checkpoints, so two processes sharing
+    // this file cannot both read the same checkpoint and apply the same event.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
     let mut changes = Changes::default();
     let mut outcome = Applied::default();
     'events: for (index, envelope) in events.iter().enumerate() {
@@ -256,5 +210,62 @@ impl ProjectionStore for SqliteProjections {
         })
         .await
         .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
+    }
+
+    async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {
+        self.read(|conn| {
+            fn all<T>(
+                conn: &Connection,
+                sql: &str,
+                map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+            ) -> rusqlite::Result<Vec<T>> {
+                let mut statement = conn.prepare(sql)?;
+                let rows = statement.query_map([], map)?;
+                rows.collect()
+            }
+            Ok(ProjectionDump {
+                warehouses: all(
+                    conn,
+                    &format!(
+                        "SELECT {} FROM warehouses ORDER BY id",
+                        current_inventory::WAREHOUSE_COLUMNS
+                    ),
+                    current_inventory::warehouse_from_row,
+                )?,
+                items: all(
+                    conn,
+                    &format!(
+                        "SELECT {} FROM items ORDER BY id",
+                        current_inventory::ITEM_COLUMNS
+                    ),
+                    current_inventory::item_from_row,
+                )?,
+                allocations: all(
+                    conn,
+                    &format!(
+                        "SELECT {} FROM allocations ORDER BY id",
+                        allocation_status::COLUMNS
+                    ),
+                    allocation_status::from_row,
+                )?,
+                history: all(
+                    conn,
+                    &format!(
+                        "SELECT {} FROM history ORDER BY item_id, sequence_number",
+                        inventory_history::COLUMNS
+                    ),
+                    inventory_history::from_row,
+                )?,
+                movements: all(
+                    conn,
+                    &format!(
+                        "SELECT {} FROM movements ORDER BY item_id, day",
+                        stock_movements::COLUMNS
+                    ),
+                    stock_movements::from_row,
+                )?,
+            })
+        })
+        .await
     }
 }

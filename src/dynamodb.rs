@@ -1,0 +1,334 @@
+//! Shared DynamoDB plumbing: the client (with retry and timeout settings chosen on purpose),
+//! the table names under a configurable prefix, and `migrate`, which creates every table and
+//! index idempotently. The event store and projection adapters both build on it.
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+};
+use aws_sdk_dynamodb::Client;
+use std::time::Duration;
+
+pub use aws_sdk_dynamodb::types::ScalarAttributeType as AttributeType;
+
+/// Builds a client from the standard AWS chain (environment, profile, instance role). With an
+/// explicit endpoint (DynamoDB Local or another local emulator) and no credentials in the
+/// environment, static dummy credentials and `us-east-1` are used, as such servers expect.
+///
+/// Retries: the SDK's standard mode, 3 attempts with exponential backoff, which covers
+/// throttling and transient 5xx; a throttled request that still fails surfaces as a retryable
+/// error (`SERVICE_UNAVAILABLE`) instead of hanging. Timeouts: 1 s to connect, 3 s per attempt,
+/// 10 s per operation in total, so a dead endpoint fails a request in bounded time.
+pub async fn client(endpoint: Option<&str>) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        );
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none()
+        {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "static-local",
+            ));
+        }
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    Client::new(&loader.load().await)
+}
+
+/// Table names, each under the same prefix so several environments can share an account.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    pub prefix: String,
+}
+
+impl Tables {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+    fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+    pub fn events(&self) -> String {
+        self.name("inventory_events")
+    }
+    pub fn outbox(&self) -> String {
+        self.name("inventory_outbox")
+    }
+    pub fn guards(&self) -> String {
+        self.name("inventory_guards")
+    }
+    pub fn snapshots(&self) -> String {
+        self.name("inventory_snapshots")
+    }
+    pub fn warehouses(&self) -> String {
+        self.name("projection_warehouses")
+    }
+    pub fn items(&self) -> String {
+        self.name("projection_items")
+    }
+    pub fn allocations(&self) -> String {
+        self.name("projection_allocations")
+    }
+    pub fn history(&self) -> String {
+        self.name("projection_history")
+    }
+    pub fn movements(&self) -> String {
+        self.name("projection_movements")
+    }
+    pub fn checkpoints(&self) -> String {
+        self.name("projection_checkpoints")
+    }
+
+    /// Every table with its keys and indexes.
+    pub fn specs(&self) -> Vec<TableSpec> {
+        use ScalarAttributeType::{N, S};
+        vec![
+            // The seed's layout: partition key aggregateId, sort key sequenceNumber.
+            TableSpec::new(
+                self.events(),
+                ("aggregateId", S),
+                Some(("sequenceNumber", N)),
+            ),
+            // One partition holds every pending row, sorted by commit time: the outbox is small
+            // (rows live until confirmed) so a single partition is not a hot spot in practice.
+            TableSpec::new(self.outbox(), ("shard", N), Some(("outboxId", S))),
+            TableSpec::new(self.guards(), ("guardKey", S), None),
+            TableSpec::new(self.snapshots(), ("aggregateId", S), None),
+            TableSpec::new(self.warehouses(), ("id", S), None).global(
+                "all",
+                ("listKey", S),
+                Some(("id", S)),
+            ),
+            TableSpec::new(self.items(), ("id", S), None)
+                .global("by_warehouse", ("warehouseId", S), Some(("id", S)))
+                .global("by_sku", ("skuKey", S), None)
+                .global("all", ("listKey", S), Some(("id", S)))
+                // Sparse: only items at or below their threshold carry these attributes.
+                .global(
+                    "low_stock_by_warehouse",
+                    ("lowStockWarehouse", S),
+                    Some(("id", S)),
+                )
+                .global("low_stock", ("lowStockKey", S), Some(("id", S))),
+            TableSpec::new(self.allocations(), ("id", S), None)
+                .global("by_order", ("orderId", S), Some(("id", S)))
+                .global("by_item", ("itemId", S), Some(("id", S)))
+                .global("by_status", ("status", S), Some(("id", S)))
+                .global("all", ("listKey", S), Some(("id", S))),
+            TableSpec::new(self.history(), ("itemId", S), Some(("sequenceNumber", N)))
+                .local("by_time", ("occurredAt", N)),
+            TableSpec::new(self.movements(), ("itemId", S), Some(("day", S))).global(
+                "by_warehouse",
+                ("warehouseId", S),
+                Some(("day", S)),
+            ),
+            TableSpec::new(self.checkpoints(), ("checkpointKey", S), None),
+        ]
+    }
+}
+
+pub type KeyAttribute = (&'static str, ScalarAttributeType);
+
+#[derive(Debug, Clone)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition: KeyAttribute,
+    pub sort: Option<KeyAttribute>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: String,
+    pub partition: KeyAttribute,
+    pub sort: Option<KeyAttribute>,
+    pub global: Vec<IndexSpec>,
+    pub local: Vec<IndexSpec>,
+}
+
+impl TableSpec {
+    fn new(name: String, partition: KeyAttribute, sort: Option<KeyAttribute>) -> Self {
+        Self {
+            name,
+            partition,
+            sort,
+            global: vec![],
+            local: vec![],
+        }
+    }
+    fn global(
+        mut self,
+        name: &'static str,
+        partition: KeyAttribute,
+        sort: Option<KeyAttribute>,
+    ) -> Self {
+        self.global.push(IndexSpec {
+            name,
+            partition,
+            sort,
+        });
+        self
+    }
+    fn local(mut self, name: &'static str, sort: KeyAttribute) -> Self {
+        let partition = self.partition.clone();
+        self.local.push(IndexSpec {
+            name,
+            partition,
+            sort: Some(sort),
+        });
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("migrate {table}: {message}")]
+pub struct MigrateError {
+    pub table: String,
+    pub message: String,
+}
+
+fn key_schema(
+    partition: &KeyAttribute,
+    sort: &Option<KeyAttribute>,
+) -> Result<Vec<KeySchemaElement>, String> {
+    let mut keys = vec![KeySchemaElement::builder()
+        .attribute_name(partition.0)
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(|e| e.to_string())?];
+    if let Some(sort) = sort {
+        keys.push(
+            KeySchemaElement::builder()
+                .attribute_name(sort.0)
+                .key_type(KeyType::Range)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(keys)
+}
+
+/// Creates every missing table (on-demand capacity) and waits until all are active. Tables
+/// that exist are left alone, so running it again is harmless.
+pub async fn migrate(client: &Client, tables: &Tables) -> Result<Vec<String>, MigrateError> {
+    let mut created = Vec::new();
+    for spec in tables.specs() {
+        let fail = |message: String| MigrateError {
+            table: spec.name.clone(),
+            message,
+        };
+        match client.describe_table().table_name(&spec.name).send().await {
+            Ok(_) => continue,
+            Err(error) => {
+                let not_found = error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception());
+                if !not_found {
+                    return Err(fail(format!(
+                        "{}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&error)
+                    )));
+                }
+            }
+        }
+        let mut attributes: Vec<KeyAttribute> = vec![spec.partition.clone()];
+        attributes.extend(spec.sort.clone());
+        for index in spec.global.iter().chain(&spec.local) {
+            attributes.push(index.partition.clone());
+            attributes.extend(index.sort.clone());
+        }
+        attributes.sort_by(|a, b| a.0.cmp(b.0));
+        attributes.dedup_by(|a, b| a.0 == b.0);
+        let mut request = client
+            .create_table()
+            .table_name(&spec.name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(key_schema(&spec.partition, &spec.sort).map_err(fail)?));
+        for (name, kind) in attributes {
+            request = request.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(kind)
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?,
+            );
+        }
+        let all = Projection::builder()
+            .projection_type(ProjectionType::All)
+            .build();
+        for index in &spec.global {
+            request = request.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .set_key_schema(Some(
+                        key_schema(&index.partition, &index.sort).map_err(fail)?,
+                    ))
+                    .projection(all.clone())
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?,
+            );
+        }
+        for index in &spec.local {
+            request = request.local_secondary_indexes(
+                LocalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .set_key_schema(Some(
+                        key_schema(&index.partition, &index.sort).map_err(fail)?,
+                    ))
+                    .projection(all.clone())
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?,
+            );
+        }
+        match request.send().await {
+            Ok(_) => created.push(spec.name.clone()),
+            // Another process created it meanwhile: fine.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(error) => {
+                return Err(fail(format!(
+                    "{}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&error)
+                )))
+            }
+        }
+    }
+    for spec in tables.specs() {
+        for _ in 0..600 {
+            let status = client
+                .describe_table()
+                .table_name(&spec.name)
+                .send()
+                .await
+                .ok()
+                .and_then(|d| d.table)
+                .and_then(|t| t.table_status);
+            if status == Some(TableStatus::Active) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(created)
+}

@@ -1,0 +1,99 @@
+//! Allocation status: one record per allocation, folded with the domain's `evolve` and found
+//! by order, item or status through GSIs keyed (attribute, id), so each list pages by id.
+//! The record's `version` is its checkpoint, as for every single-row projection.
+
+use super::attributes::{Record, RecordBuilder, RecordReader};
+use super::{decode, Cache, DynamoProjections, Outcome, VersionedRow};
+use crate::domain::allocation::{Allocation, AllocationEvent, AllocationStatus};
+use crate::domain::Aggregate;
+use crate::projection::{AllocationView, ProjectionError};
+use crate::store::EventEnvelope;
+
+/// The `listKey` of every allocation: a list of all of them is a Query on the `all` index.
+pub const ALLOCATION_LIST: &str = "ALLOCATION";
+
+impl VersionedRow for AllocationView {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn to_record(&self) -> Record {
+        RecordBuilder::default()
+            .s("id", self.id.to_string())
+            .s("listKey", ALLOCATION_LIST)
+            .s("orderId", &self.order_id)
+            .s("itemId", self.item_id.to_string())
+            .s("warehouseId", self.warehouse_id.to_string())
+            .n("quantity", self.quantity)
+            .s("status", self.status.as_str())
+            .opt_s("cancelReason", self.cancel_reason.as_deref())
+            .n("version", self.version)
+            .n("createdAt", self.created_at)
+            .n("updatedAt", self.updated_at)
+            .build()
+    }
+
+    fn from_record(record: &Record) -> Result<Self, ProjectionError> {
+        let r = RecordReader::new("projection_allocations", record);
+        let status = r.string("status")?;
+        Ok(Self {
+            id: r.uuid("id")?,
+            order_id: r.string("orderId")?,
+            item_id: r.uuid("itemId")?,
+            warehouse_id: r.uuid("warehouseId")?,
+            quantity: r.int("quantity")?,
+            status: AllocationStatus::parse(&status).ok_or_else(|| {
+                ProjectionError::Unavailable(format!(
+                    "malformed projection_allocations row: unknown status {status}"
+                ))
+            })?,
+            cancel_reason: r.opt_string("cancelReason")?,
+            version: r.uint("version")?,
+            created_at: r.int("createdAt")?,
+            updated_at: r.int("updatedAt")?,
+        })
+    }
+}
+
+pub async fn apply(
+    store: &DynamoProjections,
+    envelope: &EventEnvelope,
+    cache: &mut Cache,
+) -> Result<Outcome, ProjectionError> {
+    let event: AllocationEvent = decode(envelope)?;
+    let fold = |row: Option<&AllocationView>| {
+        let mut state = match row {
+            Some(view) => Allocation {
+                exists: true,
+                order_id: view.order_id.clone(),
+                item_id: view.item_id,
+                warehouse_id: view.warehouse_id,
+                quantity: view.quantity,
+                status: view.status,
+                cancel_reason: view.cancel_reason.clone(),
+            },
+            None => Allocation::default(),
+        };
+        state.evolve(&event);
+        AllocationView {
+            id: envelope.aggregate_id,
+            order_id: state.order_id,
+            item_id: state.item_id,
+            warehouse_id: state.warehouse_id,
+            quantity: state.quantity,
+            status: state.status,
+            cancel_reason: state.cancel_reason,
+            version: envelope.sequence_number,
+            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
+            updated_at: envelope.timestamp,
+        }
+    };
+    store
+        .apply_row(
+            &store.tables.allocations(),
+            envelope,
+            &mut cache.allocations,
+            fold,
+        )
+        .await
+}

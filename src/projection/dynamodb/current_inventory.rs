@@ -1,0 +1,194 @@
+//! Current inventory: one record per warehouse and one per item, folded with the domain's own
+//! `evolve`, so the read model cannot disagree with the aggregate about what an event means.
+//! An item low on stock also carries the keys of the two sparse low-stock indexes; a PutItem
+//! replaces the whole record, so those keys vanish as soon as the item is no longer low.
+
+use super::attributes::{Record, RecordBuilder, RecordReader};
+use super::{decode, Cache, DynamoProjections, Outcome, VersionedRow};
+use crate::domain::item::{InventoryItem, ItemEvent};
+use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
+use crate::domain::Aggregate;
+use crate::projection::{ItemView, ProjectionError, WarehouseView};
+use crate::store::EventEnvelope;
+
+/// The `listKey` of every warehouse: a list of all warehouses is a Query on the `all` index.
+pub const WAREHOUSE_LIST: &str = "WAREHOUSE";
+/// The `listKey` of every item.
+pub const ITEM_LIST: &str = "ITEM";
+/// The `lowStockKey` of every item low on stock (absent otherwise).
+pub const LOW_STOCK: &str = "LOW";
+
+/// The `skuKey` the `by_sku` index finds an item by: a SKU is unique per warehouse.
+pub fn sku_key(warehouse_id: &str, sku: &str) -> String {
+    format!("{warehouse_id}#{sku}")
+}
+
+impl VersionedRow for WarehouseView {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn to_record(&self) -> Record {
+        RecordBuilder::default()
+            .s("id", self.id.to_string())
+            .s("listKey", WAREHOUSE_LIST)
+            .s("code", &self.code)
+            .s("name", &self.name)
+            .opt_s("address", self.address.as_deref())
+            .bool("active", self.active)
+            .n("version", self.version)
+            .n("createdAt", self.created_at)
+            .n("updatedAt", self.updated_at)
+            .build()
+    }
+
+    fn from_record(record: &Record) -> Result<Self, ProjectionError> {
+        let r = RecordReader::new("projection_warehouses", record);
+        Ok(Self {
+            id: r.uuid("id")?,
+            code: r.string("code")?,
+            name: r.string("name")?,
+            address: r.opt_string("address")?,
+            active: r.bool("active")?,
+            version: r.uint("version")?,
+            created_at: r.int("createdAt")?,
+            updated_at: r.int("updatedAt")?,
+        })
+    }
+}
+
+impl VersionedRow for ItemView {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn to_record(&self) -> Record {
+        let warehouse_id = self.warehouse_id.to_string();
+        let record = RecordBuilder::default()
+            .s("id", self.id.to_string())
+            .s("listKey", ITEM_LIST)
+            .s("skuKey", sku_key(&warehouse_id, &self.sku))
+            .s("warehouseId", &warehouse_id)
+            .s("sku", &self.sku)
+            .s("productId", &self.product_id)
+            .n("onHand", self.on_hand)
+            .n("allocated", self.allocated)
+            .n("reorderThreshold", self.reorder_threshold)
+            .n("reorderQuantity", self.reorder_quantity)
+            .bool("active", self.active)
+            .n("version", self.version)
+            .n("createdAt", self.created_at)
+            .n("updatedAt", self.updated_at);
+        // Same rule as the SQLite partial index: available at or below the threshold,
+        // whether or not the item is active.
+        if self.low_stock() {
+            record
+                .s("lowStockWarehouse", warehouse_id)
+                .s("lowStockKey", LOW_STOCK)
+                .build()
+        } else {
+            record.build()
+        }
+    }
+
+    fn from_record(record: &Record) -> Result<Self, ProjectionError> {
+        let r = RecordReader::new("projection_items", record);
+        Ok(Self {
+            id: r.uuid("id")?,
+            warehouse_id: r.uuid("warehouseId")?,
+            sku: r.string("sku")?,
+            product_id: r.string("productId")?,
+            on_hand: r.int("onHand")?,
+            allocated: r.int("allocated")?,
+            reorder_threshold: r.int("reorderThreshold")?,
+            reorder_quantity: r.int("reorderQuantity")?,
+            active: r.bool("active")?,
+            version: r.uint("version")?,
+            created_at: r.int("createdAt")?,
+            updated_at: r.int("updatedAt")?,
+        })
+    }
+}
+
+pub async fn apply_warehouse(
+    store: &DynamoProjections,
+    envelope: &EventEnvelope,
+    cache: &mut Cache,
+) -> Result<Outcome, ProjectionError> {
+    let event: WarehouseEvent = decode(envelope)?;
+    let fold = |row: Option<&WarehouseView>| {
+        let mut state = match row {
+            Some(view) => Warehouse {
+                exists: true,
+                code: view.code.clone(),
+                details: WarehouseDetails {
+                    name: view.name.clone(),
+                    address: view.address.clone(),
+                },
+                active: view.active,
+            },
+            None => Warehouse::default(),
+        };
+        state.evolve(&event);
+        WarehouseView {
+            id: envelope.aggregate_id,
+            code: state.code,
+            name: state.details.name,
+            address: state.details.address,
+            active: state.active,
+            version: envelope.sequence_number,
+            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
+            updated_at: envelope.timestamp,
+        }
+    };
+    store
+        .apply_row(
+            &store.tables.warehouses(),
+            envelope,
+            &mut cache.warehouses,
+            fold,
+        )
+        .await
+}
+
+pub async fn apply_item(
+    store: &DynamoProjections,
+    envelope: &EventEnvelope,
+    cache: &mut Cache,
+) -> Result<Outcome, ProjectionError> {
+    let event: ItemEvent = decode(envelope)?;
+    let fold = |row: Option<&ItemView>| {
+        let mut state = match row {
+            Some(view) => InventoryItem {
+                exists: true,
+                warehouse_id: view.warehouse_id,
+                sku: view.sku.clone(),
+                product_id: view.product_id.clone(),
+                on_hand: view.on_hand,
+                allocated: view.allocated,
+                reorder_threshold: view.reorder_threshold,
+                reorder_quantity: view.reorder_quantity,
+                active: view.active,
+            },
+            None => InventoryItem::default(),
+        };
+        state.evolve(&event);
+        ItemView {
+            id: envelope.aggregate_id,
+            warehouse_id: state.warehouse_id,
+            sku: state.sku,
+            product_id: state.product_id,
+            on_hand: state.on_hand,
+            allocated: state.allocated,
+            reorder_threshold: state.reorder_threshold,
+            reorder_quantity: state.reorder_quantity,
+            active: state.active,
+            version: envelope.sequence_number,
+            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
+            updated_at: envelope.timestamp,
+        }
+    };
+    store
+        .apply_row(&store.tables.items(), envelope, &mut cache.items, fold)
+        .await
+}

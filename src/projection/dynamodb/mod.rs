@@ -1,0 +1,323 @@
+//! DynamoDB projection store: one table per read model (created by `crate::dynamodb::migrate`),
+//! written with conditional requests so that every projector is exactly-once in effect without
+//! a cross-table transaction: a duplicate is skipped, a gap stops the batch, and a concurrent
+//! or stale writer can never roll a row back. Queries live in `queries`; the only Scan is
+//! `dump`, for operators' verification.
+
+mod allocation_status;
+mod attributes;
+mod current_inventory;
+mod inventory_history;
+mod queries;
+mod stock_movements;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::Client;
+use std::collections::{BTreeSet, HashMap};
+use uuid::Uuid;
+
+use super::{
+    AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
+    WarehouseView,
+};
+use crate::domain::{AggregateType, DomainEvent};
+use crate::dynamodb::Tables;
+use crate::store::EventEnvelope;
+use attributes::{s, Record};
+
+pub struct DynamoProjections {
+    client: Client,
+    tables: Tables,
+}
+
+impl DynamoProjections {
+    /// Uses tables that already exist (`crate::dynamodb::migrate` creates them).
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+}
+
+/// What one projector made of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    Duplicate,
+    /// The projector's checkpoint is `after`, more than one behind the event.
+    Gap {
+        after: u64,
+    },
+}
+
+/// Where an event with `sequence` stands against a checkpoint `last`: `None` when it is the
+/// next one and must be applied.
+fn position(last: u64, sequence: u64) -> Option<Outcome> {
+    if sequence <= last {
+        Some(Outcome::Duplicate)
+    } else if sequence > last + 1 {
+        Some(Outcome::Gap { after: last })
+    } else {
+        None
+    }
+}
+
+/// How many times one event's conditional write may lose a race before the batch fails as
+/// unavailable. Each loss means another writer made progress, so this bounds only contention.
+const MAX_RACES: usize = 8;
+
+/// Rows and checkpoints as read or written earlier in this batch, so a batch of N events on
+/// one aggregate costs one read and N writes. Only a hint: every write is still conditioned on
+/// the version it expects, and a failed condition drops the entry and re-reads.
+#[derive(Default)]
+struct Cache {
+    warehouses: HashMap<Uuid, Option<WarehouseView>>,
+    items: HashMap<Uuid, Option<ItemView>>,
+    allocations: HashMap<Uuid, Option<AllocationView>>,
+    movements: HashMap<Uuid, Option<stock_movements::Checkpoint>>,
+}
+
+/// A single-row read model whose `version` attribute is its checkpoint.
+trait VersionedRow: Clone + Send + Sync + Sized {
+    fn version(&self) -> u64;
+    fn to_record(&self) -> Record;
+    fn from_record(record: &Record) -> Result<Self, ProjectionError>;
+}
+
+fn unavailable(error: impl std::error::Error) -> ProjectionError {
+    ProjectionError::Unavailable(DisplayErrorContext(&error).to_string())
+}
+
+fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Result<E, ProjectionError> {
+    envelope.decode().map_err(|e| ProjectionError::Poison {
+        event_id: envelope.event_id,
+        reason: e.to_string(),
+    })
+}
+
+fn lost_races(envelope: &EventEnvelope) -> ProjectionError {
+    ProjectionError::Unavailable(format!(
+        "event {} lost {MAX_RACES} races for its projection row; retry later",
+        envelope.event_id
+    ))
+}
+
+impl DynamoProjections {
+    async fn get_row<V: VersionedRow>(
+        &self,
+        table: &str,
+        id: Uuid,
+    ) -> Result<Option<V>, ProjectionError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("id", s(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item.as_ref().map(V::from_record).transpose()
+    }
+
+    /// Applies one event to the row keyed by its aggregate id: reads the row (an absent row is
+    /// version 0), skips a duplicate, reports a gap, or writes `fold(row)` on condition that
+    /// the row is still at `s - 1`, so a stale or concurrent writer cannot roll it back.
+    async fn apply_row<V: VersionedRow>(
+        &self,
+        table: &str,
+        envelope: &EventEnvelope,
+        cache: &mut HashMap<Uuid, Option<V>>,
+        fold: impl Fn(Option<&V>) -> V + Send + Sync,
+    ) -> Result<Outcome, ProjectionError> {
+        let id = envelope.aggregate_id;
+        let sequence = envelope.sequence_number;
+        for _ in 0..MAX_RACES {
+            let row = match cache.get(&id) {
+                Some(row) => row.clone(),
+                None => self.get_row::<V>(table, id).await?,
+            };
+            let version = row.as_ref().map_or(0, V::version);
+            if let Some(outcome) = position(version, sequence) {
+                cache.insert(id, row);
+                return Ok(outcome);
+            }
+            let next = fold(row.as_ref());
+            let request = self
+                .client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(next.to_record()));
+            let request = if version == 0 {
+                request.condition_expression("attribute_not_exists(id)")
+            } else {
+                request
+                    .condition_expression("#version = :previous")
+                    .expression_attribute_names("#version", "version")
+                    .expression_attribute_values(":previous", attributes::n(version))
+            };
+            match request.send().await {
+                Ok(_) => {
+                    cache.insert(id, Some(next));
+                    return Ok(Outcome::Applied);
+                }
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    // Someone else moved the row: read it again and decide afresh.
+                    cache.remove(&id);
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+        Err(lost_races(envelope))
+    }
+
+    /// Every record of a table. Only `dump` may do this: it reads the whole table.
+    async fn scan(&self, table: &str) -> Result<Vec<Record>, ProjectionError> {
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            records.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(records);
+            }
+        }
+    }
+}
+
+/// The projectors, in the order each event goes through those of its aggregate type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Projector {
+    Warehouses,
+    CurrentInventory,
+    AllocationStatus,
+    InventoryHistory,
+    StockMovements,
+}
+
+impl Projector {
+    const ALL: [Projector; 5] = [
+        Self::Warehouses,
+        Self::CurrentInventory,
+        Self::AllocationStatus,
+        Self::InventoryHistory,
+        Self::StockMovements,
+    ];
+
+    fn handles(self) -> AggregateType {
+        match self {
+            Self::Warehouses => AggregateType::Warehouse,
+            Self::AllocationStatus => AggregateType::Allocation,
+            Self::CurrentInventory | Self::InventoryHistory | Self::StockMovements => {
+                AggregateType::InventoryItem
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for DynamoProjections {
+    /// Events are applied one at a time, each projector with its own condition; there is no
+    /// batch transaction (it would hit the 100-item limit and gain nothing). An error part-way
+    /// leaves the earlier events applied, which a redelivery then skips as duplicates.
+    async fn apply(&self, events: Vec<EventEnvelope>) -> Result<Applied, ProjectionError> {
+        let mut cache = Cache::default();
+        let mut items = BTreeSet::new();
+        let mut allocations = BTreeSet::new();
+        let mut outcome = Applied::default();
+        'events: for (index, envelope) in events.iter().enumerate() {
+            for projector in Projector::ALL
+                .into_iter()
+                .filter(|p| p.handles() == envelope.aggregate_type)
+            {
+                let result = match projector {
+                    Projector::Warehouses => {
+                        current_inventory::apply_warehouse(self, envelope, &mut cache).await?
+                    }
+                    Projector::CurrentInventory => {
+                        current_inventory::apply_item(self, envelope, &mut cache).await?
+                    }
+                    Projector::AllocationStatus => {
+                        allocation_status::apply(self, envelope, &mut cache).await?
+                    }
+                    Projector::InventoryHistory => inventory_history::apply(self, envelope).await?,
+                    Projector::StockMovements => {
+                        stock_movements::apply(self, envelope, &mut cache).await?
+                    }
+                };
+                match (result, projector) {
+                    (Outcome::Gap { after }, _) => {
+                        outcome.gap = Some(Gap {
+                            aggregate_id: envelope.aggregate_id,
+                            after,
+                        });
+                        outcome.applied = index;
+                        break 'events;
+                    }
+                    (Outcome::Applied, Projector::CurrentInventory) => {
+                        items.insert(envelope.aggregate_id);
+                    }
+                    (Outcome::Applied, Projector::AllocationStatus) => {
+                        allocations.insert(envelope.aggregate_id);
+                    }
+                    _ => {}
+                }
+            }
+            outcome.applied = index + 1;
+        }
+        outcome.changed_items = items.into_iter().collect();
+        outcome.changed_allocations = allocations.into_iter().collect();
+        Ok(outcome)
+    }
+
+    async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {
+        fn decode_all<T>(
+            records: Vec<Record>,
+            decode: fn(&Record) -> Result<T, ProjectionError>,
+        ) -> Result<Vec<T>, ProjectionError> {
+            records.iter().map(decode).collect()
+        }
+        let mut dump = ProjectionDump {
+            warehouses: decode_all(
+                self.scan(&self.tables.warehouses()).await?,
+                WarehouseView::from_record,
+            )?,
+            items: decode_all(
+                self.scan(&self.tables.items()).await?,
+                ItemView::from_record,
+            )?,
+            allocations: decode_all(
+                self.scan(&self.tables.allocations()).await?,
+                AllocationView::from_record,
+            )?,
+            history: decode_all(
+                self.scan(&self.tables.history()).await?,
+                inventory_history::from_record,
+            )?,
+            movements: decode_all(
+                self.scan(&self.tables.movements()).await?,
+                stock_movements::from_record,
+            )?,
+        };
+        // The orders of the SQLite dump (UUID order is the order of their text).
+        dump.warehouses.sort_by_key(|w| w.id);
+        dump.items.sort_by_key(|i| i.id);
+        dump.allocations.sort_by_key(|a| a.id);
+        dump.history.sort_by_key(|h| (h.item_id, h.sequence_number));
+        dump.movements
+            .sort_by(|a, b| (a.item_id, &a.day).cmp(&(b.item_id, &b.day)));
+        Ok(dump)
+    }
+}

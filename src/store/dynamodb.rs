@@ -1,0 +1,580 @@
+//! Event store on DynamoDB. `inventory_events` is the seed's layout (partition `aggregateId`,
+//! sort `sequenceNumber`); a commit is one `TransactWriteItems` holding each event's Put with
+//! `attribute_not_exists(sequenceNumber)` (two writers of one version cannot both win), a
+//! `ConditionCheck` for each aggregate that is only read, the outbox rows, the uniqueness
+//! guards and the idempotency record. Limits (100 items, 4 MB, 400 KB per item) are checked
+//! before the call; a cancelled transaction is decoded into a race, a taken key or a failure.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, DeleteRequest, Put, TransactWriteItem, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    AllEventsPage, Commit, EventEnvelope, EventStore, IdempotencyRecord, OutboxEntry, StoreError,
+};
+use crate::domain::AggregateType;
+use crate::dynamodb::Tables;
+
+type Item = HashMap<String, AttributeValue>;
+
+const MAX_TRANSACTION_ITEMS: usize = 100;
+const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
+/// DynamoDB's item limit is 400 KB; leave room for attribute names and overhead.
+const MAX_ITEM_BYTES: usize = 390 * 1024;
+/// Parallel scan segments used by `read_all` (replay).
+const SCAN_SEGMENTS: i32 = 4;
+/// How often a relay looks for rows written by other processes.
+const OUTBOX_POLL: Duration = Duration::from_millis(200);
+
+pub struct DynamoEventStore {
+    client: Client,
+    tables: Tables,
+    outbox_signal: Arc<Notify>,
+}
+
+/// What each transaction item is, to decode a cancellation's reasons by position.
+enum Part {
+    Event(Uuid),
+    Check(Uuid),
+    Outbox,
+    Guard(String),
+    Idempotency(String),
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// An SDK failure after its own retries. Throttling is told apart: the client may retry it.
+fn unavailable<E: std::error::Error + ProvideErrorMetadata + 'static>(
+    error: &SdkError<E>,
+) -> StoreError {
+    let message = format!("{}", DisplayErrorContext(error));
+    match error.as_service_error().and_then(|e| e.code()) {
+        Some(
+            "ThrottlingException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded",
+        ) => StoreError::Throttled(message),
+        _ => StoreError::Unavailable(message),
+    }
+}
+
+fn text(item: &Item, name: &str) -> Result<String, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value.clone()),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute {name} missing or not a string"
+        ))),
+    }
+}
+
+fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a number: {value}"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute {name} missing or not a number"
+        ))),
+    }
+}
+
+fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
+    let metadata =
+        serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(HashMap::from([
+        ("aggregateId".to_owned(), s(event.aggregate_id.to_string())),
+        ("sequenceNumber".to_owned(), n(event.sequence_number)),
+        ("eventId".to_owned(), s(event.event_id.to_string())),
+        ("aggregateType".to_owned(), s(event.aggregate_type.as_str())),
+        ("eventType".to_owned(), s(event.event_type.clone())),
+        ("schemaVersion".to_owned(), n(event.schema_version)),
+        ("eventData".to_owned(), s(event.event_data.to_string())),
+        ("metadata".to_owned(), s(metadata)),
+        ("timestamp".to_owned(), n(event.timestamp)),
+    ]))
+}
+
+fn event_from_item(item: &Item) -> Result<EventEnvelope, StoreError> {
+    let aggregate_type = text(item, "aggregateType")?;
+    let uuid = |name: &str| -> Result<Uuid, StoreError> {
+        Uuid::parse_str(&text(item, name)?).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+    };
+    Ok(EventEnvelope {
+        event_id: uuid("eventId")?,
+        aggregate_id: uuid("aggregateId")?,
+        aggregate_type: AggregateType::parse(&aggregate_type).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown aggregate type {aggregate_type}"))
+        })?,
+        sequence_number: number(item, "sequenceNumber")?,
+        event_type: text(item, "eventType")?,
+        schema_version: number(item, "schemaVersion")?,
+        event_data: serde_json::from_str(&text(item, "eventData")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        metadata: serde_json::from_str(&text(item, "metadata")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        timestamp: number(item, "timestamp")?,
+    })
+}
+
+/// A rough item size (attribute names + values), as DynamoDB counts it, for the limits.
+fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(text) => text.len(),
+                    AttributeValue::N(number) => number.len(),
+                    _ => 16,
+                }
+        })
+        .sum()
+}
+
+fn build<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
+    result.map_err(|e| StoreError::Corrupt(format!("building a request: {e}")))
+}
+
+impl DynamoEventStore {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self {
+            client,
+            tables,
+            outbox_signal: Arc::new(Notify::new()),
+        }
+    }
+
+    fn transaction(
+        &self,
+        commit: &Commit,
+    ) -> Result<(Vec<TransactWriteItem>, Vec<Part>), StoreError> {
+        let mut items = Vec::new();
+        let mut parts = Vec::new();
+        let mut bytes = 0;
+        let mut add =
+            |write: TransactWriteItem, part: Part, size: usize| -> Result<(), StoreError> {
+                if size > MAX_ITEM_BYTES {
+                    return Err(StoreError::TooLarge(format!(
+                        "an item of {size} bytes exceeds DynamoDB's 400 KB item limit"
+                    )));
+                }
+                bytes += size;
+                items.push(write);
+                parts.push(part);
+                Ok(())
+            };
+        for event in &commit.events {
+            let item = event_item(event)?;
+            let size = item_size(&item);
+            let put = build(
+                Put::builder()
+                    .table_name(self.tables.events())
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(sequenceNumber)")
+                    .build(),
+            )?;
+            add(
+                TransactWriteItem::builder().put(put).build(),
+                Part::Event(event.aggregate_id),
+                size,
+            )?;
+            let body =
+                serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let outbox = HashMap::from([
+                ("shard".to_owned(), n(0)),
+                // UUID v7: sorts by commit time, so the relay publishes oldest first.
+                ("outboxId".to_owned(), s(event.event_id.to_string())),
+                ("envelope".to_owned(), s(body)),
+            ]);
+            let size = item_size(&outbox);
+            let put = build(
+                Put::builder()
+                    .table_name(self.tables.outbox())
+                    .set_item(Some(outbox))
+                    .build(),
+            )?;
+            add(
+                TransactWriteItem::builder().put(put).build(),
+                Part::Outbox,
+                size,
+            )?;
+        }
+        for expectation in &commit.expectations {
+            // A stream that is written is already guarded by its events' conditions; one that is
+            // only read must still be at the loaded version: nothing at version + 1 yet.
+            if commit
+                .events
+                .iter()
+                .any(|e| e.aggregate_id == expectation.aggregate_id)
+            {
+                continue;
+            }
+            let check = build(
+                ConditionCheck::builder()
+                    .table_name(self.tables.events())
+                    .key("aggregateId", s(expectation.aggregate_id.to_string()))
+                    .key("sequenceNumber", n(expectation.version + 1))
+                    .condition_expression("attribute_not_exists(sequenceNumber)")
+                    .build(),
+            )?;
+            add(
+                TransactWriteItem::builder().condition_check(check).build(),
+                Part::Check(expectation.aggregate_id),
+                64,
+            )?;
+        }
+        let owner = commit
+            .events
+            .first()
+            .map(|e| e.aggregate_id.to_string())
+            .unwrap_or_default();
+        for key in &commit.guards {
+            let item = HashMap::from([
+                ("guardKey".to_owned(), s(key.clone())),
+                ("owner".to_owned(), s(owner.clone())),
+            ]);
+            let put = build(
+                Put::builder()
+                    .table_name(self.tables.guards())
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(guardKey)")
+                    .build(),
+            )?;
+            add(
+                TransactWriteItem::builder().put(put).build(),
+                Part::Guard(key.clone()),
+                key.len() + owner.len(),
+            )?;
+        }
+        if let Some(record) = &commit.idempotency {
+            let item = HashMap::from([
+                (
+                    "guardKey".to_owned(),
+                    s(format!("idempotency#{}", record.key)),
+                ),
+                ("fingerprint".to_owned(), s(record.fingerprint.clone())),
+                ("response".to_owned(), s(record.response.to_string())),
+            ]);
+            let size = item_size(&item);
+            let put = build(
+                Put::builder()
+                    .table_name(self.tables.guards())
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(guardKey)")
+                    .build(),
+            )?;
+            add(
+                TransactWriteItem::builder().put(put).build(),
+                Part::Idempotency(record.key.clone()),
+                size,
+            )?;
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::TooLarge(format!(
+                "{} transaction items; DynamoDB allows {MAX_TRANSACTION_ITEMS}",
+                items.len()
+            )));
+        }
+        if bytes > MAX_TRANSACTION_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "{bytes} bytes; DynamoDB allows 4 MB per transaction"
+            )));
+        }
+        Ok((items, parts))
+    }
+}
+
+/// Turns a cancelled transaction into what the command runner understands.
+fn decode_failure(
+    error: &SdkError<TransactWriteItemsError>,
+    parts: &[Part],
+    commit: &Commit,
+) -> StoreError {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        error.as_service_error()
+    else {
+        return unavailable(error);
+    };
+    let reasons = cancelled.cancellation_reasons();
+    for (reason, part) in reasons.iter().zip(parts) {
+        match (reason.code().unwrap_or("None"), part) {
+            ("ConditionalCheckFailed", Part::Event(id) | Part::Check(id)) => {
+                return StoreError::Conflict { aggregate_id: *id }
+            }
+            ("ConditionalCheckFailed", Part::Guard(key)) => {
+                return StoreError::GuardTaken { key: key.clone() }
+            }
+            ("ConditionalCheckFailed", Part::Idempotency(key)) => {
+                return StoreError::IdempotencyKeyUsed { key: key.clone() }
+            }
+            _ => {}
+        }
+    }
+    // Another transaction on the same items was in flight: a race, retried from a fresh load.
+    if reasons
+        .iter()
+        .any(|r| r.code() == Some("TransactionConflict"))
+    {
+        return StoreError::Conflict {
+            aggregate_id: commit
+                .events
+                .first()
+                .map_or(Uuid::nil(), |e| e.aggregate_id),
+        };
+    }
+    let codes: Vec<_> = reasons
+        .iter()
+        .filter_map(|r| r.code())
+        .filter(|c| *c != "None")
+        .collect();
+    StoreError::Unavailable(format!("transaction cancelled: {codes:?}"))
+}
+
+/// Where each parallel-scan segment stands between `read_all` calls.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+enum Segment {
+    Start,
+    After(String, u64),
+    Done,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScanCursor {
+    segments: Vec<Segment>,
+}
+
+#[async_trait]
+impl EventStore for DynamoEventStore {
+    async fn append(&self, commit: Commit) -> Result<(), StoreError> {
+        let (items, parts) = self.transaction(&commit)?;
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => {
+                self.outbox_signal.notify_one();
+                Ok(())
+            }
+            Err(error) => Err(decode_failure(&error, &parts, &commit)),
+        }
+    }
+
+    async fn load(
+        &self,
+        aggregate_id: Uuid,
+        after: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let high = up_to.unwrap_or(i64::MAX as u64);
+        if high <= after {
+            return Ok(vec![]);
+        }
+        let mut events = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(self.tables.events())
+                .key_condition_expression(
+                    "aggregateId = :a AND sequenceNumber BETWEEN :low AND :high",
+                )
+                .expression_attribute_values(":a", s(aggregate_id.to_string()))
+                .expression_attribute_values(":low", n(after + 1))
+                .expression_attribute_values(":high", n(high))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            for item in page.items() {
+                events.push(event_from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(events),
+            }
+        }
+    }
+
+    async fn read_all(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<AllEventsPage, StoreError> {
+        let mut state: ScanCursor = match cursor {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("bad cursor: {e}")))?,
+            None => ScanCursor {
+                segments: vec![Segment::Start; SCAN_SEGMENTS as usize],
+            },
+        };
+        let per_segment = (limit / SCAN_SEGMENTS as usize).max(1) as i32;
+        // One page from every unfinished segment, all at once: a parallel scan.
+        let scans = state
+            .segments
+            .iter()
+            .enumerate()
+            .filter_map(|(segment, position)| {
+                let start = match position {
+                    Segment::Done => return None,
+                    Segment::After(id, seq) => Some(HashMap::from([
+                        ("aggregateId".to_owned(), s(id.clone())),
+                        ("sequenceNumber".to_owned(), n(*seq)),
+                    ])),
+                    Segment::Start => None,
+                };
+                let request = self
+                    .client
+                    .scan()
+                    .table_name(self.tables.events())
+                    .segment(segment as i32)
+                    .total_segments(SCAN_SEGMENTS)
+                    .limit(per_segment)
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start);
+                Some(async move { (segment, request.send().await) })
+            });
+        let results = futures::future::join_all(scans).await;
+        let mut events = Vec::new();
+        for (segment, result) in results {
+            let page = result.map_err(|e| unavailable(&e))?;
+            for item in page.items() {
+                events.push(event_from_item(item)?);
+            }
+            state.segments[segment] = match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => {
+                    Segment::After(text(key, "aggregateId")?, number(key, "sequenceNumber")?)
+                }
+                _ => Segment::Done,
+            };
+        }
+        // Within one partition a scan returns items in sort-key order; keep it per aggregate.
+        events.sort_by(|a, b| {
+            (a.aggregate_id, a.sequence_number).cmp(&(b.aggregate_id, b.sequence_number))
+        });
+        let done = state.segments.iter().all(|s| matches!(s, Segment::Done));
+        let next = if done {
+            None
+        } else {
+            Some(serde_json::to_string(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        };
+        Ok(AllEventsPage { events, next })
+    }
+
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(self.tables.guards())
+            .key("guardKey", s(format!("idempotency#{key}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(item) = found.item() else {
+            return Ok(None);
+        };
+        Ok(Some(IdempotencyRecord {
+            key: key.to_owned(),
+            fingerprint: text(item, "fingerprint")?,
+            response: serde_json::from_str(&text(item, "response")?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        }))
+    }
+
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(self.tables.outbox())
+            .key_condition_expression("shard = :shard")
+            .expression_attribute_values(":shard", n(0))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        page.items()
+            .iter()
+            .map(|item| {
+                let id = text(item, "outboxId")?;
+                let envelope = serde_json::from_str(&text(item, "envelope")?)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
+                Ok(OutboxEntry { id, envelope })
+            })
+            .collect()
+    }
+
+    async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|id| {
+                    let delete = build(
+                        DeleteRequest::builder()
+                            .key("shard", n(0))
+                            .key("outboxId", s(id.clone()))
+                            .build(),
+                    )?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<_, StoreError>>()?;
+            for attempt in 0..10u32 {
+                let answer = self
+                    .client
+                    .batch_write_item()
+                    .request_items(self.tables.outbox(), requests.clone())
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                requests = answer
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.tables.outbox()))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "outbox rows left unprocessed".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbox_wait(&self) {
+        let _ = tokio::time::timeout(OUTBOX_POLL, self.outbox_signal.notified()).await;
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(self.tables.events())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&e))
+    }
+}
