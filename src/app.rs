@@ -43,6 +43,11 @@ impl<P: ProjectionStore + ReadModel> EventHandler for Projector<P> {
     async fn handle(&self, events: &[EventEnvelope]) -> Result<(), HandlerError> {
         match self.runner.handle(events.to_vec()).await {
             Ok(changes) => {
+                if let Some(last) = events.last() {
+                    let lag =
+                        (crate::application::now_ms() - last.timestamp).max(0) as f64 / 1000.0;
+                    metrics::gauge!(crate::metrics::PROJECTION_LAG).set(lag);
+                }
                 if let Err(error) = self.bus.announce(changes).await {
                     tracing::warn!(%error, "could not announce read-model changes");
                 }

@@ -32,6 +32,7 @@ pub fn router(schema: InventorySchema, app: AppContext) -> Router {
         .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(HttpState { schema, app })
 }
@@ -107,6 +108,20 @@ async fn graphql(
         response.headers_mut().insert("x-correlation-id", value);
     }
     response
+}
+
+async fn metrics_text() -> Response {
+    match crate::metrics::handle() {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
+    }
 }
 
 async fn ready(State(state): State<HttpState>) -> Response {

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod dynamodb;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod projection;
 pub mod sqlite_pool;
 pub mod store;

@@ -98,6 +98,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
+    if inventory_service::metrics::handle().is_some() {
+        inventory_service::metrics::describe();
+    }
     let service = Service::start(&args.storage)
         .await
         .with_context(|| format!("starting on the {:?} store", args.storage.store))?;

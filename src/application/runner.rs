@@ -153,6 +153,28 @@ where
             Some((scoped, fingerprint))
         }
     };
+    let started = std::time::Instant::now();
+    let result = attempts(store, idempotency, &mut attempt).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(_) => "failed",
+    };
+    metrics::counter!(crate::metrics::COMMANDS, "mutation" => mutation.to_owned(), "outcome" => outcome).increment(1);
+    metrics::histogram!(crate::metrics::COMMAND_SECONDS, "mutation" => mutation.to_owned())
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn attempts<F, Fut>(
+    store: &dyn EventStore,
+    idempotency: Option<(String, String)>,
+    attempt: &mut F,
+) -> Result<Outcome, CommandError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Plan, CommandError>>,
+{
     for attempt_number in 1..=MAX_ATTEMPTS {
         let plan = attempt().await?;
         if plan.events.is_empty() {
@@ -180,6 +202,7 @@ where
             Ok(()) => return Ok(plan.outcome),
             Err(StoreError::Conflict { aggregate_id }) => {
                 tracing::debug!(%aggregate_id, attempt_number, "lost a race; reloading");
+                metrics::counter!(crate::metrics::CONFLICTS).increment(1);
                 tokio::time::sleep(backoff(attempt_number)).await;
             }
             Err(StoreError::GuardTaken { key }) => {

@@ -20,6 +20,7 @@ pub async fn run(
     drain_deadline: Duration,
 ) {
     let mut failures: u32 = 0;
+    let mut stats_due = tokio::time::Instant::now();
     let mut stop_by: Option<tokio::time::Instant> = None;
     loop {
         if *shutdown.borrow() && stop_by.is_none() {
@@ -30,6 +31,10 @@ pub async fn run(
                 "outbox relay stopped before draining; the rest is published on restart"
             );
             return;
+        }
+        if tokio::time::Instant::now() >= stats_due {
+            stats_due = tokio::time::Instant::now() + STATS_EVERY;
+            record_outbox_stats(&*store, &*bus).await;
         }
         let pending = match store.outbox_pending(BATCH).await {
             Ok(pending) => pending,
@@ -58,12 +63,30 @@ pub async fn run(
             continue;
         }
         failures = 0;
+        metrics::counter!(crate::metrics::PUBLISHED).increment(pending.len() as u64);
         let ids: Vec<String> = pending.iter().map(|entry| entry.id.clone()).collect();
         if let Err(error) = store.outbox_remove(&ids).await {
             // The events were published; they will be published again, harmlessly.
             tracing::warn!(%error, "cannot clear published outbox rows");
         }
     }
+}
+
+/// How often outbox depth and age are measured.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+async fn record_outbox_stats(store: &dyn EventStore, bus: &dyn EventBus) {
+    match store.outbox_stats().await {
+        Ok((depth, oldest)) => {
+            metrics::gauge!(crate::metrics::OUTBOX_DEPTH).set(depth as f64);
+            let age = oldest.map_or(0.0, |t| {
+                (crate::application::now_ms() - t).max(0) as f64 / 1000.0
+            });
+            metrics::gauge!(crate::metrics::OUTBOX_OLDEST_AGE).set(age);
+        }
+        Err(error) => tracing::debug!(%error, "cannot measure the outbox"),
+    }
+    metrics::gauge!(crate::metrics::DEAD_LETTERS).set(bus.dead_letters() as f64);
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -15,15 +15,36 @@ use crate::domain::item::ItemEvent;
 
 pub struct Subscription;
 
+/// Counts open subscriptions: up when a stream starts, down when the client goes away.
+struct Subscriber;
+
+impl Subscriber {
+    fn new() -> Self {
+        metrics::gauge!(crate::metrics::SUBSCRIBERS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::SUBSCRIBERS).decrement(1.0);
+    }
+}
+
 fn live(ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = Arc<LiveMessage>>> {
     let app = ctx.data::<AppContext>()?;
+    let subscriber = Subscriber::new();
     Ok(
-        BroadcastStream::new(app.bus.live()).filter_map(|message| async move {
-            match message {
-                Ok(message) => Some(message),
-                Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "a slow subscriber missed live messages");
-                    None
+        BroadcastStream::new(app.bus.live()).filter_map(move |message| {
+            // Owned by the stream, so dropped (and counted down) with it.
+            let _open = &subscriber;
+            async move {
+                match message {
+                    Ok(message) => Some(message),
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a slow subscriber missed live messages");
+                        None
+                    }
                 }
             }
         }),

@@ -523,6 +523,34 @@ impl EventStore for DynamoEventStore {
             .collect()
     }
 
+    async fn outbox_stats(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let oldest = self
+            .outbox_pending(1)
+            .await?
+            .first()
+            .map(|e| e.envelope.timestamp);
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(self.tables.outbox())
+                .key_condition_expression("shard = :shard")
+                .expression_attribute_values(":shard", n(0))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            count += page.count().max(0) as u64;
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok((count, oldest)),
+            }
+        }
+    }
+
     async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError> {
         for chunk in ids.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk

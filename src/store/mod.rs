@@ -109,6 +109,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// The oldest unpublished events, oldest first.
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// How many outbox rows wait, and the commit time (ms) of the oldest.
+    async fn outbox_stats(&self) -> Result<(u64, Option<i64>), StoreError>;
+
     /// Forgets outbox rows whose publication was confirmed.
     async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError>;
 

@@ -425,6 +425,24 @@ impl EventStore for SqliteEventStore {
             .collect()
     }
 
+    async fn outbox_stats(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let (count, oldest) = self
+            .read(|conn| {
+                let count: i64 = conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+                let oldest: Option<String> = conn
+                    .query_row("SELECT envelope FROM outbox ORDER BY id LIMIT 1", [], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                Ok((count, oldest))
+            })
+            .await?;
+        let oldest = oldest
+            .and_then(|body| serde_json::from_str::<EventEnvelope>(&body).ok())
+            .map(|e| e.timestamp);
+        Ok((count as u64, oldest))
+    }
+
     async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());

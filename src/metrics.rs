@@ -1,0 +1,72 @@
+//! Prometheus metrics: the recorder is installed once per process and `/metrics` renders it.
+//! Code elsewhere records through the `metrics` facade with the names below, so the names a
+//! dashboard depends on are all in one place.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const COMMANDS: &str = "inventory_commands_total";
+pub const COMMAND_SECONDS: &str = "inventory_command_duration_seconds";
+pub const CONFLICTS: &str = "inventory_command_conflicts_total";
+pub const OUTBOX_DEPTH: &str = "inventory_outbox_depth";
+pub const OUTBOX_OLDEST_AGE: &str = "inventory_outbox_oldest_age_seconds";
+pub const PUBLISHED: &str = "inventory_events_published_total";
+pub const PROJECTION_LAG: &str = "inventory_projection_lag_seconds";
+pub const DEAD_LETTERS: &str = "inventory_dead_lettered_messages";
+pub const SUBSCRIBERS: &str = "inventory_subscribers";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder (first call only) and returns the handle that renders it. `None` if
+/// another recorder was installed first (e.g. by an embedding program).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Describes every metric once, so `/metrics` carries HELP lines.
+pub fn describe() {
+    metrics::describe_counter!(
+        COMMANDS,
+        "Commands handled, by mutation and outcome (ok, rejected, failed)."
+    );
+    metrics::describe_histogram!(
+        COMMAND_SECONDS,
+        metrics::Unit::Seconds,
+        "Command latency, load to commit."
+    );
+    metrics::describe_counter!(
+        CONFLICTS,
+        "Appends that lost an optimistic-concurrency race and were retried."
+    );
+    metrics::describe_gauge!(
+        OUTBOX_DEPTH,
+        "Events committed but not yet confirmed published."
+    );
+    metrics::describe_gauge!(
+        OUTBOX_OLDEST_AGE,
+        metrics::Unit::Seconds,
+        "Age of the oldest unpublished event."
+    );
+    metrics::describe_counter!(PUBLISHED, "Events the bus confirmed.");
+    metrics::describe_gauge!(
+        PROJECTION_LAG,
+        metrics::Unit::Seconds,
+        "Commit-to-projection delay of the last projected event."
+    );
+    metrics::describe_gauge!(
+        DEAD_LETTERS,
+        "Messages given up on and dead-lettered since start."
+    );
+    metrics::describe_gauge!(SUBSCRIBERS, "Open GraphQL subscriptions on this instance.");
+}
