@@ -175,7 +175,9 @@ impl Service {
         let source = format!("inventory-service/{}", std::process::id());
         Ok(Self {
             context: AppContext {
-                commands: Arc::new(Commands::new(store.clone(), source)),
+                commands: Arc::new(
+                    Commands::new(store.clone(), source).with_snapshots(config.snapshot_every),
+                ),
                 read: projections.read_model(),
                 store,
                 bus,
@@ -192,6 +194,64 @@ impl Service {
             tracing::error!(%error, "outbox relay ended abnormally");
         }
     }
+}
+
+/// Rewrites the snapshot of every aggregate with at least `snapshot_every` events, folded from
+/// its events (so a stale, corrupt or missing snapshot is replaced). Returns how many.
+pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
+    use crate::application::load;
+    use crate::domain::{
+        allocation::Allocation, item::InventoryItem, warehouse::Warehouse, Aggregate, AggregateType,
+    };
+    use crate::store::Snapshot;
+    anyhow::ensure!(
+        config.snapshot_every > 0,
+        "snapshots are disabled (--snapshot-every 0)"
+    );
+    let Storage { store, .. } = Storage::open(config).await?;
+    let mut streams: std::collections::HashMap<uuid::Uuid, (AggregateType, u64)> =
+        Default::default();
+    let mut cursor = None;
+    loop {
+        let page = store.read_all(cursor, 5_000).await?;
+        for event in page.events {
+            let entry = streams
+                .entry(event.aggregate_id)
+                .or_insert((event.aggregate_type, 0));
+            entry.1 = entry.1.max(event.sequence_number);
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    async fn snapshot<A: Aggregate>(
+        store: &dyn EventStore,
+        id: uuid::Uuid,
+    ) -> anyhow::Result<Snapshot> {
+        let state = load::<A>(store, id, None).await?;
+        Ok(Snapshot {
+            aggregate_id: id,
+            aggregate_type: A::TYPE,
+            version: state.version,
+            state_version: A::STATE_VERSION,
+            state: serde_json::to_value(&state)?,
+        })
+    }
+    let mut written = 0;
+    for (id, (kind, version)) in streams {
+        if version < config.snapshot_every {
+            continue;
+        }
+        let snapshot = match kind {
+            AggregateType::Warehouse => snapshot::<Warehouse>(&*store, id).await?,
+            AggregateType::InventoryItem => snapshot::<InventoryItem>(&*store, id).await?,
+            AggregateType::Allocation => snapshot::<Allocation>(&*store, id).await?,
+        };
+        store.save_snapshot(snapshot).await?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 /// Differences between the live projections and a rebuild from every stored event into a

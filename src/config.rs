@@ -29,4 +29,7 @@ pub struct StorageConfig {
     /// Create missing DynamoDB tables at start-up (as `migrate` does).
     #[arg(long, env = "INVENTORY_MIGRATE", default_value_t = false)]
     pub migrate: bool,
+    /// Snapshot an aggregate every this many events (0 turns snapshots off).
+    #[arg(long, env = "INVENTORY_SNAPSHOT_EVERY", default_value_t = crate::application::commands::DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
 }

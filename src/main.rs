@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 
-use inventory_service::app::{migrate, verify_projections, Service};
+use inventory_service::app::{migrate, rebuild_snapshots, verify_projections, Service};
 use inventory_service::config::StorageConfig;
 use inventory_service::{graphql, http};
 
@@ -50,6 +50,8 @@ enum Command {
     Verify(StorageConfig),
     /// Create the store's tables and indexes (DynamoDB); safe to run again.
     Migrate(StorageConfig),
+    /// Rewrite every aggregate's snapshot from its events.
+    RebuildSnapshots(StorageConfig),
 }
 
 fn init_logs(format: LogFormat) {
@@ -76,6 +78,12 @@ async fn main() -> anyhow::Result<()> {
             init_logs(LogFormat::Text);
             let created = migrate(&storage).await?;
             println!("{}", serde_json::json!({ "created": created }));
+            Ok(())
+        }
+        Some(Command::RebuildSnapshots(storage)) => {
+            init_logs(LogFormat::Text);
+            let written = rebuild_snapshots(&storage).await?;
+            println!("{}", serde_json::json!({ "snapshots": written }));
             Ok(())
         }
         Some(Command::Verify(storage)) => {

@@ -202,6 +202,30 @@ async fn contract(store: Arc<dyn EventStore>) {
         sorted.sort_by_key(|e| e.sequence_number);
         assert_eq!(sorted, in_store, "read_all holds every event of {stream}");
     }
+    // Snapshots: the newest wins; an older one never replaces it.
+    let snapshot = |version: u64| inventory_service::store::Snapshot {
+        aggregate_id: a,
+        aggregate_type: AggregateType::InventoryItem,
+        version,
+        state_version: 1,
+        state: serde_json::json!({ "version": version }),
+    };
+    assert_eq!(store.load_snapshot(a).await.expect("none yet"), None);
+    store.save_snapshot(snapshot(3)).await.expect("save");
+    store
+        .save_snapshot(snapshot(2))
+        .await
+        .expect("older is accepted and ignored");
+    assert_eq!(
+        store.load_snapshot(a).await.expect("load"),
+        Some(snapshot(3))
+    );
+    store.save_snapshot(snapshot(4)).await.expect("newer");
+    assert_eq!(
+        store.load_snapshot(a).await.expect("load"),
+        Some(snapshot(4))
+    );
+
     store.ping().await.expect("ping");
 }
 

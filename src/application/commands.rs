@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::locks::StripedLocks;
 use super::runner::{run, Change, CommandContext, CommandError, Outcome, Plan};
-use super::{load, now_ms};
+use super::{load_latest, now_ms};
 use crate::domain::allocation::{self, Allocation, AllocationCommand};
 use crate::domain::item::{self, AdjustmentReason, InventoryItem, ItemCommand};
 use crate::domain::warehouse::{self, Warehouse, WarehouseCommand};
@@ -52,7 +52,13 @@ pub struct Commands {
     store: Arc<dyn EventStore>,
     locks: StripedLocks,
     source: String,
+    /// Snapshot an aggregate every this many events; 0 turns snapshots off.
+    snapshot_every: u64,
 }
+
+/// Events between snapshots unless configured otherwise: a load then reads at most this many
+/// events past the snapshot, which keeps command latency flat however long a stream grows.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
 
 fn warehouse_code_guard(code: &str) -> String {
     format!("warehouse-code#{}", code.trim().to_ascii_uppercase())
@@ -68,7 +74,14 @@ impl Commands {
             store,
             locks: StripedLocks::new(),
             source: source.into(),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
+    }
+
+    /// Snapshot every `every` events (0: never, and loads ignore snapshots).
+    pub fn with_snapshots(mut self, every: u64) -> Self {
+        self.snapshot_every = every;
+        self
     }
 
     fn context(&self, ctx: &CommandContext) -> CommandContext {
@@ -86,30 +99,36 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let id = Uuid::now_v7();
-        let store = &*self.store;
-        run(store, &ctx, "warehouseCreate", &input, || async {
-            let mut change = Change::new(id, Versioned::<Warehouse>::default());
-            let events = warehouse::decide(
-                id,
-                &change.current.state,
-                WarehouseCommand::CreateWarehouse {
-                    name: input.name.clone(),
-                    code: input.code.clone(),
-                    address: input.address.clone(),
-                },
-            )?;
-            change.record(events, &ctx, now_ms());
-            let code = change.current.state.code.clone();
-            Ok(Plan {
-                expectations: vec![change.expectation()],
-                guards: vec![(
-                    warehouse_code_guard(&code),
-                    DomainError::DuplicateCode { code },
-                )],
-                outcome: Outcome::Warehouse(change.entity()),
-                events: change.events,
-            })
-        })
+        run(
+            &self.store,
+            self.snapshot_every,
+            &ctx,
+            "warehouseCreate",
+            &input,
+            || async {
+                let mut change = Change::new(id, Versioned::<Warehouse>::default());
+                let events = warehouse::decide(
+                    id,
+                    &change.current.state,
+                    WarehouseCommand::CreateWarehouse {
+                        name: input.name.clone(),
+                        code: input.code.clone(),
+                        address: input.address.clone(),
+                    },
+                )?;
+                change.record(events, &ctx, now_ms());
+                let code = change.current.state.code.clone();
+                Ok(Plan {
+                    expectations: vec![change.expectation()],
+                    guards: vec![(
+                        warehouse_code_guard(&code),
+                        DomainError::DuplicateCode { code },
+                    )],
+                    outcome: Outcome::Warehouse(change.entity()),
+                    events: change.events,
+                })
+            },
+        )
         .await
     }
 
@@ -123,22 +142,31 @@ impl Commands {
         let ctx = self.context(ctx);
         let _serialised = self.locks.lock(id).await;
         let store = &*self.store;
+        let snapshots = self.snapshot_every > 0;
         let mutation = match command {
             WarehouseCommand::DeactivateWarehouse { .. } => "warehouseDeactivate",
             _ => "warehouseUpdate",
         };
         let input = (id, format!("{command:?}"));
-        run(store, &ctx, mutation, &input, || async {
-            let mut change = Change::new(id, load::<Warehouse>(store, id, None).await?);
-            let events = warehouse::decide(id, &change.current.state, command.clone())?;
-            change.record(events, &ctx, now_ms());
-            Ok(Plan {
-                expectations: vec![change.expectation()],
-                guards: vec![],
-                outcome: Outcome::Warehouse(change.entity()),
-                events: change.events,
-            })
-        })
+        run(
+            &self.store,
+            self.snapshot_every,
+            &ctx,
+            mutation,
+            &input,
+            || async {
+                let mut change =
+                    Change::new(id, load_latest::<Warehouse>(store, id, snapshots).await?);
+                let events = warehouse::decide(id, &change.current.state, command.clone())?;
+                change.record(events, &ctx, now_ms());
+                Ok(Plan {
+                    expectations: vec![change.expectation()],
+                    guards: vec![],
+                    outcome: Outcome::Warehouse(change.entity()),
+                    events: change.events,
+                })
+            },
+        )
         .await
     }
 
@@ -150,41 +178,50 @@ impl Commands {
         let ctx = self.context(ctx);
         let id = Uuid::now_v7();
         let store = &*self.store;
-        run(store, &ctx, "inventoryItemCreate", &input, || async {
-            let warehouse = load::<Warehouse>(store, input.warehouse_id, None).await?;
-            let mut change = Change::new(id, Versioned::<InventoryItem>::default());
-            let events = item::decide(
-                id,
-                &change.current.state,
-                &warehouse.state,
-                ItemCommand::CreateItem {
-                    warehouse_id: input.warehouse_id,
-                    sku: input.sku.clone(),
-                    product_id: input.product_id.clone(),
-                    initial_quantity: input.initial_quantity,
-                    reorder_threshold: input.reorder_threshold,
-                    reorder_quantity: input.reorder_quantity,
-                },
-            )?;
-            change.record(events, &ctx, now_ms());
-            let sku = change.current.state.sku.clone();
-            Ok(Plan {
-                // The warehouse must still be as loaded (active) when the item lands.
-                expectations: vec![
-                    change.expectation(),
-                    Expectation {
-                        aggregate_id: input.warehouse_id,
-                        version: warehouse.version,
+        let snapshots = self.snapshot_every > 0;
+        run(
+            &self.store,
+            self.snapshot_every,
+            &ctx,
+            "inventoryItemCreate",
+            &input,
+            || async {
+                let warehouse =
+                    load_latest::<Warehouse>(store, input.warehouse_id, snapshots).await?;
+                let mut change = Change::new(id, Versioned::<InventoryItem>::default());
+                let events = item::decide(
+                    id,
+                    &change.current.state,
+                    &warehouse.state,
+                    ItemCommand::CreateItem {
+                        warehouse_id: input.warehouse_id,
+                        sku: input.sku.clone(),
+                        product_id: input.product_id.clone(),
+                        initial_quantity: input.initial_quantity,
+                        reorder_threshold: input.reorder_threshold,
+                        reorder_quantity: input.reorder_quantity,
                     },
-                ],
-                guards: vec![(
-                    sku_guard(input.warehouse_id, &sku),
-                    DomainError::DuplicateSku { sku },
-                )],
-                outcome: Outcome::Item(change.entity()),
-                events: change.events,
-            })
-        })
+                )?;
+                change.record(events, &ctx, now_ms());
+                let sku = change.current.state.sku.clone();
+                Ok(Plan {
+                    // The warehouse must still be as loaded (active) when the item lands.
+                    expectations: vec![
+                        change.expectation(),
+                        Expectation {
+                            aggregate_id: input.warehouse_id,
+                            version: warehouse.version,
+                        },
+                    ],
+                    guards: vec![(
+                        sku_guard(input.warehouse_id, &sku),
+                        DomainError::DuplicateSku { sku },
+                    )],
+                    outcome: Outcome::Item(change.entity()),
+                    events: change.events,
+                })
+            },
+        )
         .await
     }
 
@@ -222,31 +259,42 @@ impl Commands {
         let ctx = self.context(ctx);
         let _serialised = self.locks.lock(id).await;
         let store = &*self.store;
-        run(store, &ctx, mutation, input, || async {
-            let mut change = Change::new(id, load::<InventoryItem>(store, id, None).await?);
-            if let Some(expected) = expected_version {
-                if change.current.state.exists && expected != change.current.version {
-                    return Err(DomainError::VersionConflict {
-                        expected,
-                        actual: change.current.version,
+        let snapshots = self.snapshot_every > 0;
+        run(
+            &self.store,
+            self.snapshot_every,
+            &ctx,
+            mutation,
+            input,
+            || async {
+                let mut change = Change::new(
+                    id,
+                    load_latest::<InventoryItem>(store, id, snapshots).await?,
+                );
+                if let Some(expected) = expected_version {
+                    if change.current.state.exists && expected != change.current.version {
+                        return Err(DomainError::VersionConflict {
+                            expected,
+                            actual: change.current.version,
+                        }
+                        .into());
                     }
-                    .into());
                 }
-            }
-            let events = item::decide(
-                id,
-                &change.current.state,
-                &Warehouse::default(),
-                command.clone(),
-            )?;
-            change.record(events, &ctx, now_ms());
-            Ok(Plan {
-                expectations: vec![change.expectation()],
-                guards: vec![],
-                outcome: Outcome::Item(change.entity()),
-                events: change.events,
-            })
-        })
+                let events = item::decide(
+                    id,
+                    &change.current.state,
+                    &Warehouse::default(),
+                    command.clone(),
+                )?;
+                change.record(events, &ctx, now_ms());
+                Ok(Plan {
+                    expectations: vec![change.expectation()],
+                    guards: vec![],
+                    outcome: Outcome::Item(change.entity()),
+                    events: change.events,
+                })
+            },
+        )
         .await
     }
 
@@ -259,33 +307,41 @@ impl Commands {
         let id = Uuid::now_v7();
         let _serialised = self.locks.lock(input.item_id).await;
         let store = &*self.store;
-        run(store, &ctx, "allocationCreate", &input, || async {
-            let item = load::<InventoryItem>(store, input.item_id, None).await?;
-            let warehouse = if item.state.exists {
-                load::<Warehouse>(store, item.state.warehouse_id, None).await?
-            } else {
-                Versioned::default()
-            };
-            let command = AllocationCommand::CreateAllocation {
-                order_id: input.order_id.clone(),
-                item_id: input.item_id,
-                quantity: input.quantity,
-            };
-            let mut plan = self.decide_allocation(
-                &ctx,
-                id,
-                Versioned::default(),
-                input.item_id,
-                item,
-                &warehouse.state,
-                command,
-            )?;
-            plan.expectations.push(Expectation {
-                aggregate_id: item_warehouse(&plan),
-                version: warehouse.version,
-            });
-            Ok(plan)
-        })
+        let snapshots = self.snapshot_every > 0;
+        run(
+            &self.store,
+            self.snapshot_every,
+            &ctx,
+            "allocationCreate",
+            &input,
+            || async {
+                let item = load_latest::<InventoryItem>(store, input.item_id, snapshots).await?;
+                let warehouse = if item.state.exists {
+                    load_latest::<Warehouse>(store, item.state.warehouse_id, snapshots).await?
+                } else {
+                    Versioned::default()
+                };
+                let command = AllocationCommand::CreateAllocation {
+                    order_id: input.order_id.clone(),
+                    item_id: input.item_id,
+                    quantity: input.quantity,
+                };
+                let mut plan = self.decide_allocation(
+                    &ctx,
+                    id,
+                    Versioned::default(),
+                    input.item_id,
+                    item,
+                    &warehouse.state,
+                    command,
+                )?;
+                plan.expectations.push(Expectation {
+                    aggregate_id: item_warehouse(&plan),
+                    version: warehouse.version,
+                });
+                Ok(plan)
+            },
+        )
         .await
     }
 
@@ -299,23 +355,35 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let store = &*self.store;
+        let snapshots = self.snapshot_every > 0;
         // The item id never changes, so it can be read before taking the item's lock.
-        let item_id = load::<Allocation>(store, id, None).await?.state.item_id;
+        let item_id = load_latest::<Allocation>(store, id, snapshots)
+            .await?
+            .state
+            .item_id;
         let _serialised = self.locks.lock(item_id).await;
         let input = (id, format!("{command:?}"));
-        run(store, &ctx, mutation, &input, || async {
-            let allocation = load::<Allocation>(store, id, None).await?;
-            let item = load::<InventoryItem>(store, allocation.state.item_id, None).await?;
-            self.decide_allocation(
-                &ctx,
-                id,
-                allocation,
-                item_id,
-                item,
-                &Warehouse::default(),
-                command.clone(),
-            )
-        })
+        run(
+            &self.store,
+            self.snapshot_every,
+            &ctx,
+            mutation,
+            &input,
+            || async {
+                let allocation = load_latest::<Allocation>(store, id, snapshots).await?;
+                let item = load_latest::<InventoryItem>(store, allocation.state.item_id, snapshots)
+                    .await?;
+                self.decide_allocation(
+                    &ctx,
+                    id,
+                    allocation,
+                    item_id,
+                    item,
+                    &Warehouse::default(),
+                    command.clone(),
+                )
+            },
+        )
         .await
     }
 

@@ -23,7 +23,50 @@ pub async fn load<A: Aggregate>(
     up_to: Option<u64>,
 ) -> Result<Versioned<A>, StoreError> {
     let events = store.load(id, 0, up_to).await?;
-    let mut state = Versioned::<A>::default();
+    fold(Versioned::<A>::default(), id, events)
+}
+
+/// The current state, from the latest usable snapshot plus the events after it (or from every
+/// event when `use_snapshots` is false or no snapshot can be trusted). A snapshot of another
+/// aggregate type, of an older state shape, or that does not decode is ignored and logged.
+pub async fn load_latest<A: Aggregate>(
+    store: &dyn EventStore,
+    id: Uuid,
+    use_snapshots: bool,
+) -> Result<Versioned<A>, StoreError> {
+    if use_snapshots {
+        match store.load_snapshot(id).await {
+            Ok(Some(snapshot))
+                if snapshot.aggregate_type == A::TYPE
+                    && snapshot.state_version == A::STATE_VERSION =>
+            {
+                match serde_json::from_value::<Versioned<A>>(snapshot.state) {
+                    Ok(mut state) if state.version == snapshot.version => {
+                        state.from_snapshot = snapshot.version;
+                        let tail = store.load(id, snapshot.version, None).await?;
+                        return fold(state, id, tail);
+                    }
+                    Ok(_) => {
+                        tracing::warn!(%id, "snapshot version disagrees with its state; ignored")
+                    }
+                    Err(error) => tracing::warn!(%id, %error, "unreadable snapshot ignored"),
+                }
+            }
+            Ok(Some(snapshot)) => {
+                tracing::info!(%id, state_version = snapshot.state_version, "stale snapshot ignored")
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%id, %error, "cannot read snapshot; loading every event"),
+        }
+    }
+    load(store, id, None).await
+}
+
+fn fold<A: Aggregate>(
+    mut state: Versioned<A>,
+    id: Uuid,
+    events: Vec<crate::store::EventEnvelope>,
+) -> Result<Versioned<A>, StoreError> {
     for envelope in events {
         if envelope.aggregate_type != A::TYPE {
             return Ok(Versioned::default());

@@ -12,8 +12,10 @@ use crate::domain::item::InventoryItem;
 use crate::domain::warehouse::Warehouse;
 use crate::domain::{validate, Aggregate, DomainError, Versioned};
 use crate::store::{
-    Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, StoreError,
+    Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, Snapshot,
+    StoreError,
 };
+use std::sync::Arc;
 
 /// Who asks, and how to trace it: becomes every event's metadata.
 #[derive(Debug, Clone, Default)]
@@ -130,7 +132,8 @@ const IDEMPOTENCY_KEY_MAX: usize = 200;
 
 /// Runs `attempt` until its commit lands, a rule rejects it, or contention wins.
 pub(crate) async fn run<F, Fut>(
-    store: &dyn EventStore,
+    store: &Arc<dyn EventStore>,
+    snapshot_every: u64,
     ctx: &CommandContext,
     mutation: &str,
     input: &impl Serialize,
@@ -147,14 +150,17 @@ where
             let fingerprint =
                 serde_json::to_string(input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let scoped = format!("{mutation}:{key}");
-            if let Some(outcome) = replay(store, &scoped, &fingerprint).await? {
+            if let Some(outcome) = replay(&**store, &scoped, &fingerprint).await? {
                 return Ok(outcome);
             }
             Some((scoped, fingerprint))
         }
     };
     let started = std::time::Instant::now();
-    let result = attempts(store, idempotency, &mut attempt).await;
+    let result = attempts(&**store, idempotency, &mut attempt).await;
+    if let Ok(outcome) = &result {
+        save_snapshots(store, snapshot_every, outcome);
+    }
     let outcome = match &result {
         Ok(_) => "ok",
         Err(CommandError::Rejected(_)) => "rejected",
@@ -226,6 +232,42 @@ where
         }
     }
     Err(CommandError::Contention(MAX_ATTEMPTS))
+}
+
+/// Snapshots every aggregate of the outcome that is `every` or more events past its last
+/// snapshot, in the background: a command never waits for it, and a lost snapshot only means
+/// a longer load next time.
+fn save_snapshots(store: &Arc<dyn EventStore>, every: u64, outcome: &Outcome) {
+    fn candidate<A: Aggregate>(entity: &Entity<A>, every: u64) -> Option<Snapshot> {
+        let current = &entity.current;
+        if every == 0 || current.version < current.from_snapshot + every {
+            return None;
+        }
+        Some(Snapshot {
+            aggregate_id: entity.id,
+            aggregate_type: A::TYPE,
+            version: current.version,
+            state_version: A::STATE_VERSION,
+            state: serde_json::to_value(current).ok()?,
+        })
+    }
+    let snapshots: Vec<Snapshot> = match outcome {
+        Outcome::Warehouse(w) => candidate(w, every).into_iter().collect(),
+        Outcome::Item(i) => candidate(i, every).into_iter().collect(),
+        Outcome::Allocation { allocation, item } => candidate(allocation, every)
+            .into_iter()
+            .chain(candidate(item, every))
+            .collect(),
+    };
+    for snapshot in snapshots {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let id = snapshot.aggregate_id;
+            if let Err(error) = store.save_snapshot(snapshot).await {
+                tracing::warn!(%id, %error, "snapshot not saved");
+            }
+        });
+    }
 }
 
 /// The first result recorded under `key`, if the same input was sent with it.

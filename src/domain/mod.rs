@@ -29,11 +29,20 @@ pub struct Versioned<S> {
     pub created_at: i64,
     /// Timestamp (ms since epoch) of the last event, 0 before any.
     pub updated_at: i64,
+    /// Version of the snapshot this state was loaded from (0: folded from the first event).
+    /// Bookkeeping for the loader, never stored.
+    #[serde(skip)]
+    pub from_snapshot: u64,
 }
 
 /// A decider: the state of one aggregate and how an event changes it.
-pub trait Aggregate: Default + Clone + Send + Sync + 'static {
+pub trait Aggregate:
+    Default + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static
+{
     const TYPE: AggregateType;
+    /// Version of the state's shape in snapshots: bump it when the state struct changes, and
+    /// older snapshots are ignored (rebuilt from events) instead of misread.
+    const STATE_VERSION: u32 = 1;
     type Event: DomainEvent;
     fn evolve(&mut self, event: &Self::Event);
 }

@@ -19,7 +19,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    AllEventsPage, Commit, EventEnvelope, EventStore, IdempotencyRecord, OutboxEntry, StoreError,
+    AllEventsPage, Commit, EventEnvelope, EventStore, IdempotencyRecord, OutboxEntry, Snapshot,
+    StoreError,
 };
 use crate::domain::AggregateType;
 use crate::dynamodb::Tables;
@@ -594,6 +595,75 @@ impl EventStore for DynamoEventStore {
 
     async fn outbox_wait(&self) {
         let _ = tokio::time::timeout(OUTBOX_POLL, self.outbox_signal.notified()).await;
+    }
+
+    async fn load_snapshot(&self, aggregate_id: Uuid) -> Result<Option<Snapshot>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(self.tables.snapshots())
+            .key("aggregateId", s(aggregate_id.to_string()))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(item) = found.item() else {
+            return Ok(None);
+        };
+        let kind = text(item, "aggregateType")?;
+        Ok(Some(Snapshot {
+            aggregate_id,
+            aggregate_type: AggregateType::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("snapshot of unknown type {kind}")))?,
+            version: number(item, "version")?,
+            state_version: number(item, "stateVersion")?,
+            state: serde_json::from_str(&text(item, "state")?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            (
+                "aggregateId".to_owned(),
+                s(snapshot.aggregate_id.to_string()),
+            ),
+            (
+                "aggregateType".to_owned(),
+                s(snapshot.aggregate_type.as_str()),
+            ),
+            ("version".to_owned(), n(snapshot.version)),
+            ("stateVersion".to_owned(), n(snapshot.state_version)),
+            ("state".to_owned(), s(snapshot.state.to_string())),
+        ]);
+        if item_size(&item) > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge(
+                "snapshot over the 400 KB item limit".into(),
+            ));
+        }
+        let written = self
+            .client
+            .put_item()
+            .table_name(self.tables.snapshots())
+            .set_item(Some(item))
+            // Never replace a newer snapshot with an older one.
+            .condition_expression(
+                "attribute_not_exists(aggregateId) OR version < :v OR stateVersion <> :sv",
+            )
+            .expression_attribute_values(":v", n(snapshot.version))
+            .expression_attribute_values(":sv", n(snapshot.state_version))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable(&error)),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -78,6 +78,17 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// An aggregate's state as of `version`, so a load reads only the events after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub aggregate_id: Uuid,
+    pub aggregate_type: crate::domain::AggregateType,
+    pub version: u64,
+    /// The state's shape version; a snapshot of another shape is ignored, never trusted.
+    pub state_version: u32,
+    pub state: serde_json::Value,
+}
+
 /// A page of the whole store, in an order the adapter chooses, with where to go on.
 #[derive(Debug, Clone, Default)]
 pub struct AllEventsPage {
@@ -117,6 +128,12 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Waits until a commit may have added outbox rows (or a while has passed).
     async fn outbox_wait(&self);
+
+    /// The latest snapshot of an aggregate, if any.
+    async fn load_snapshot(&self, aggregate_id: Uuid) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Stores a snapshot unless a newer one is already there.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
 
     /// Cheap reachability check for readiness.
     async fn ping(&self) -> Result<(), StoreError>;

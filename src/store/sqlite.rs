@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use super::{
-    AllEventsPage, Commit, EventEnvelope, EventStore, IdempotencyRecord, OutboxEntry, StoreError,
+    AllEventsPage, Commit, EventEnvelope, EventStore, IdempotencyRecord, OutboxEntry, Snapshot,
+    StoreError,
 };
 use crate::domain::AggregateType;
 use crate::sqlite_pool::{self, Durability, PoolError, ReadPool};
@@ -39,6 +40,13 @@ CREATE TABLE IF NOT EXISTS guards (
     key   TEXT PRIMARY KEY,
     owner TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    aggregate_id   TEXT PRIMARY KEY,
+    aggregate_type TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    state_version  INTEGER NOT NULL,
+    state          TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     key         TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -53,6 +61,7 @@ const MAX_GROUP: usize = 512;
 enum WriteJob {
     Append(Commit, oneshot::Sender<Result<(), StoreError>>),
     RemoveOutbox(Vec<i64>, oneshot::Sender<Result<(), StoreError>>),
+    SaveSnapshot(Snapshot, oneshot::Sender<Result<(), StoreError>>),
 }
 
 pub struct SqliteEventStore {
@@ -130,6 +139,7 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
                 let result = match job {
                     WriteJob::Append(commit, _) => apply_commit(&savepoint, commit),
                     WriteJob::RemoveOutbox(ids, _) => remove_outbox(&savepoint, ids),
+                    WriteJob::SaveSnapshot(snapshot, _) => save_snapshot(&savepoint, snapshot),
                 };
                 if result.is_ok() {
                     savepoint.commit()?;
@@ -158,7 +168,7 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
                     wrote_events |= result.is_ok();
                     let _ = reply.send(result);
                 }
-                WriteJob::RemoveOutbox(_, reply) => {
+                WriteJob::RemoveOutbox(_, reply) | WriteJob::SaveSnapshot(_, reply) => {
                     let _ = reply.send(result);
                 }
             }
@@ -266,6 +276,27 @@ fn apply_commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
             .map_err(sql)?;
     }
     Ok(())
+}
+
+fn save_snapshot(conn: &Connection, snapshot: &Snapshot) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO snapshots (aggregate_id, aggregate_type, version, state_version, state)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (aggregate_id) DO UPDATE SET
+            version = excluded.version, state_version = excluded.state_version, state = excluded.state
+         WHERE excluded.version > snapshots.version OR excluded.state_version <> snapshots.state_version",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            snapshot.aggregate_id.to_string(),
+            snapshot.aggregate_type.as_str(),
+            snapshot.version as i64,
+            snapshot.state_version,
+            snapshot.state.to_string()
+        ])
+    })
+    .map(|_| ())
+    .map_err(|e| unavailable(&e))
 }
 
 fn remove_outbox(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
@@ -458,6 +489,36 @@ impl EventStore for SqliteEventStore {
 
     async fn outbox_wait(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.outbox_signal.notified()).await;
+    }
+
+    async fn load_snapshot(&self, aggregate_id: Uuid) -> Result<Option<Snapshot>, StoreError> {
+        let row = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT aggregate_type, version, state_version, state FROM snapshots WHERE aggregate_id = ?1",
+                )?
+                .query_row([aggregate_id.to_string()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, u32>(2)?, r.get::<_, String>(3)?))
+                })
+                .optional()
+            })
+            .await?;
+        let Some((kind, version, state_version, state)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot {
+            aggregate_id,
+            aggregate_type: AggregateType::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("snapshot of unknown type {kind}")))?,
+            version: version as u64,
+            state_version,
+            state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.submit(|reply| WriteJob::SaveSnapshot(snapshot, reply))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -9,8 +9,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use std::collections::HashMap;
 
 use super::attributes::{n, s, Record, RecordReader};
-use super::MAX_RACES;
-use super::{decode, lost_races, position, unavailable, Cache, DynamoProjections, Outcome};
+use super::{
+    decode, lost_races, position, unavailable, Cache, DynamoProjections, Outcome, MAX_RACES,
+};
 use crate::domain::item::{ItemEvent, StockChangeReason};
 use crate::projection::sqlite::day_of;
 use crate::projection::{MovementRow, ProjectionError};
@@ -239,6 +240,64 @@ fn lost_race(error: &TransactWriteItemsError) -> bool {
     }
 }
 
+/// Writes the checkpoint alone; false when another writer moved it first.
+async fn advance_only(
+    store: &DynamoProjections,
+    envelope: &EventEnvelope,
+    advance: Expression,
+) -> Result<bool, ProjectionError> {
+    let result = store
+        .client
+        .update_item()
+        .table_name(store.tables.checkpoints())
+        .set_key(Some(checkpoint_key(envelope)))
+        .update_expression(advance.update)
+        .set_condition_expression(advance.condition)
+        .set_expression_attribute_names(Some(advance.names))
+        .set_expression_attribute_values(Some(advance.values))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error.as_service_error().is_some_and(|e| {
+                e.is_conditional_check_failed_exception() || e.is_transaction_conflict_exception()
+            }) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
+/// Writes the checkpoint and the day's counters in one transaction; false when another writer
+/// moved the checkpoint first (then nothing was counted).
+async fn advance_and_count(
+    store: &DynamoProjections,
+    envelope: &EventEnvelope,
+    advance: Expression,
+    count: Expression,
+) -> Result<bool, ProjectionError> {
+    let row_key = HashMap::from([
+        ("itemId".to_owned(), s(envelope.aggregate_id.to_string())),
+        ("day".to_owned(), s(day_of(envelope.timestamp))),
+    ]);
+    let checkpoint = advance.into_update(store.tables.checkpoints(), checkpoint_key(envelope))?;
+    let counters = count.into_update(store.tables.movements(), row_key)?;
+    let result = store
+        .client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(checkpoint).build())
+        .transact_items(TransactWriteItem::builder().update(counters).build())
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if error.as_service_error().is_some_and(lost_race) => Ok(false),
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
 pub async fn apply(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
@@ -268,31 +327,7 @@ pub async fn apply(
         let won = match &movement {
             // Nothing to count: the checkpoint still moves on, or the next event would look
             // like a gap.
-            None => {
-                let result = store
-                    .client
-                    .update_item()
-                    .table_name(store.tables.checkpoints())
-                    .set_key(Some(checkpoint_key(envelope)))
-                    .update_expression(advance.update)
-                    .set_condition_expression(advance.condition)
-                    .set_expression_attribute_names(Some(advance.names))
-                    .set_expression_attribute_values(Some(advance.values))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => true,
-                    Err(error)
-                        if error.as_service_error().is_some_and(|e| {
-                            e.is_conditional_check_failed_exception()
-                                || e.is_transaction_conflict_exception()
-                        }) =>
-                    {
-                        false
-                    }
-                    Err(error) => return Err(unavailable(error)),
-                }
-            }
+            None => advance_only(store, envelope, advance).await?,
             Some(movement) => {
                 let Some(owner) = &owner else {
                     return Err(ProjectionError::Poison {
@@ -301,36 +336,8 @@ pub async fn apply(
                             .into(),
                     });
                 };
-                let row_key = HashMap::from([
-                    ("itemId".to_owned(), s(id.to_string())),
-                    ("day".to_owned(), s(day_of(envelope.timestamp))),
-                ]);
-                let result = store
-                    .client
-                    .transact_write_items()
-                    .transact_items(
-                        TransactWriteItem::builder()
-                            .update(advance.into_update(
-                                store.tables.checkpoints(),
-                                checkpoint_key(envelope),
-                            )?)
-                            .build(),
-                    )
-                    .transact_items(
-                        TransactWriteItem::builder()
-                            .update(
-                                count(movement, owner)
-                                    .into_update(store.tables.movements(), row_key)?,
-                            )
-                            .build(),
-                    )
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => true,
-                    Err(error) if error.as_service_error().is_some_and(lost_race) => false,
-                    Err(error) => return Err(unavailable(error)),
-                }
+                let count = count(movement, owner);
+                advance_and_count(store, envelope, advance, count).await?
             }
         };
         if won {
