@@ -6,10 +6,23 @@ cd "$(dirname "$0")/.."
 
 endpoint=$(scripts/dynamodb-local.sh start)
 port=${endpoint##*:}
-trap 'scripts/dynamodb-local.sh stop "$port" || true' EXIT
+cleanup() {
+    scripts/dynamodb-local.sh stop "$port" || true
+    # Server-level tests declare durable queues under a per-test prefix ("ttmp…"); drop them.
+    if command -v rabbitmqctl >/dev/null; then
+        rabbitmqctl list_queues -q name 2>/dev/null | grep '^ttmp' | while read -r queue; do
+            rabbitmqctl delete_queue "$queue" >/dev/null 2>&1 || true
+        done
+    fi
+}
+trap cleanup EXIT
 export INVENTORY_TEST_DYNAMODB_ENDPOINT=$endpoint
 
 cargo test --locked "$@"
-# The same lifecycle, concurrency, subscription, bad-input and fault tests, on DynamoDB.
+# The same lifecycle, concurrency, subscription, bad-input and fault tests, on DynamoDB...
 INVENTORY_TEST_BACKEND=dynamodb cargo test --locked \
-    --test lifecycle --test concurrency --test subscriptions --test bad_input --test faults --test multi_process "$@"
+    --test lifecycle --test concurrency --test subscriptions --test bad_input --test faults \
+    --test multi_process --test rabbitmq "$@"
+# ...and through RabbitMQ instead of the in-process bus.
+INVENTORY_TEST_BUS=rabbitmq cargo test --locked \
+    --test lifecycle --test concurrency --test subscriptions --test faults "$@"

@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::application::Commands;
 use crate::bus::local::LocalBus;
+use crate::bus::rabbitmq::RabbitBus;
 use crate::bus::{relay, EventBus, EventHandler, HandlerError};
-use crate::config::{StorageConfig, StoreKind};
+use crate::config::{BusConfig, BusKind, StorageConfig, StoreKind};
 use crate::dynamodb::{self, Tables};
 use crate::graphql::AppContext;
 use crate::projection::dynamodb::DynamoProjections;
@@ -158,20 +159,46 @@ pub async fn migrate(config: &StorageConfig) -> anyhow::Result<Vec<String>> {
 impl Service {
     /// Starts the service on the configured storage with the in-process bus.
     pub async fn start(config: &StorageConfig) -> anyhow::Result<Self> {
+        Self::start_with(config, &BusConfig::default()).await
+    }
+
+    /// Starts the service on the configured storage and bus.
+    pub async fn start_with(
+        config: &StorageConfig,
+        bus_config: &BusConfig,
+    ) -> anyhow::Result<Self> {
         let Storage { store, projections } = Storage::open(config).await?;
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new());
+        let bus: Arc<dyn EventBus> = match bus_config.bus {
+            BusKind::Local => Arc::new(LocalBus::new()),
+            BusKind::Rabbitmq => {
+                let rabbit = RabbitBus::connect(&bus_config.amqp_url, &bus_config.bus_prefix)?;
+                // Give the first connection a moment; if the broker is down the service starts
+                // anyway (commits wait in the outbox) and reports not ready.
+                if let Err(error) = rabbit.wait_ready(Duration::from_secs(5)).await {
+                    tracing::warn!(%error, "RabbitMQ not reachable yet; starting without it");
+                }
+                rabbit
+            }
+        };
+        // The projectors' queue must exist before the relay publishes, or a broker would confirm
+        // events that no durable queue holds.
         bus.consume(
             "projections",
             projections.projector(store.clone(), bus.clone()),
         )
         .await?;
         let (shutdown, stopping) = watch::channel(false);
-        let relay = tokio::spawn(relay::run(
-            store.clone(),
-            bus.clone(),
-            stopping,
-            DRAIN_DEADLINE,
-        ));
+        let relay = if bus_config.relay_paused {
+            tracing::warn!("outbox relay paused: commits stay in the outbox");
+            tokio::spawn(async {})
+        } else {
+            tokio::spawn(relay::run(
+                store.clone(),
+                bus.clone(),
+                stopping,
+                DRAIN_DEADLINE,
+            ))
+        };
         let source = format!("inventory-service/{}", std::process::id());
         Ok(Self {
             context: AppContext {
@@ -193,6 +220,7 @@ impl Service {
         if let Err(error) = self.relay.await {
             tracing::error!(%error, "outbox relay ended abnormally");
         }
+        self.context.bus.close().await;
     }
 }
 

@@ -12,6 +12,50 @@ pub enum StoreKind {
     Dynamodb,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusKind {
+    /// In-process: one instance, no broker.
+    Local,
+    /// RabbitMQ: several instances share projections and live subscriptions.
+    Rabbitmq,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BusConfig {
+    /// How committed events travel to projectors and subscribers.
+    #[arg(long, env = "INVENTORY_BUS", value_enum, default_value = "local")]
+    pub bus: BusKind,
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "INVENTORY_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name, so several environments can share a broker.
+    #[arg(long, env = "INVENTORY_BUS_PREFIX", default_value = "")]
+    pub bus_prefix: String,
+    /// Do not run the outbox relay (operations and fault tests: commits stay in the outbox).
+    #[arg(
+        long,
+        env = "INVENTORY_RELAY_PAUSED",
+        default_value_t = false,
+        hide = true
+    )]
+    pub relay_paused: bool,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            bus: BusKind::Local,
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            bus_prefix: String::new(),
+            relay_paused: false,
+        }
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct StorageConfig {
     /// Where events, outbox, snapshots and projections live.

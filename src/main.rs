@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 
 use inventory_service::app::{migrate, rebuild_snapshots, verify_projections, Service};
-use inventory_service::config::StorageConfig;
+use inventory_service::config::{BusConfig, StorageConfig};
 use inventory_service::{graphql, http};
 
 #[derive(Parser)]
@@ -29,6 +29,8 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     storage: StorageConfig,
+    #[command(flatten)]
+    bus: BusConfig,
     /// Log format.
     #[arg(long, env = "INVENTORY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -109,7 +111,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if inventory_service::metrics::handle().is_some() {
         inventory_service::metrics::describe();
     }
-    let service = Service::start(&args.storage)
+    let service = Service::start_with(&args.storage, &args.bus)
         .await
         .with_context(|| format!("starting on the {:?} store", args.storage.store))?;
     let schema = graphql::schema(Some(service.context.clone()));

@@ -63,4 +63,7 @@ pub trait EventBus: Send + Sync + 'static {
     fn dead_letters(&self) -> u64;
 
     fn is_ready(&self) -> bool;
+
+    /// Lets consumers finish the message in hand and closes connections (graceful shutdown).
+    async fn close(&self) {}
 }

@@ -17,7 +17,7 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_inventory-service");
 /// Which storage the server under test uses: `INVENTORY_TEST_BACKEND=dynamodb` (with
 /// `INVENTORY_TEST_DYNAMODB_ENDPOINT`) runs the same tests on DynamoDB; the default is SQLite.
 pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
-    match std::env::var("INVENTORY_TEST_BACKEND").as_deref() {
+    let mut env = match std::env::var("INVENTORY_TEST_BACKEND").as_deref() {
         Ok("dynamodb") => {
             let endpoint = std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT").expect(
                 "INVENTORY_TEST_DYNAMODB_ENDPOINT must name the endpoint (scripts/dynamodb-local.sh start prints one)",
@@ -36,7 +36,26 @@ pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
             ]
         }
         _ => vec![("INVENTORY_STORE".into(), "sqlite".into())],
+    };
+    // `INVENTORY_TEST_BUS=rabbitmq` runs the same tests through the broker.
+    if std::env::var("INVENTORY_TEST_BUS").as_deref() == Ok("rabbitmq") {
+        env.push(("INVENTORY_BUS".into(), "rabbitmq".into()));
+        env.push((
+            "INVENTORY_BUS_PREFIX".into(),
+            format!("{}.", prefix_of(data_dir)),
+        ));
     }
+    env
+}
+
+/// A name unique to a data directory, shared by every server started on it.
+pub fn prefix_of(data_dir: &Path) -> String {
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("t{clean}")
 }
 
 pub struct Server {
@@ -58,11 +77,17 @@ impl Server {
 
     /// A server on an existing data directory (e.g. after a crash).
     pub async fn start_on(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[]).await
+    }
+
+    /// A server on a data directory with extra environment (bus, test hooks).
+    pub async fn start_with(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .envs(backend_env(data_dir))
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -2,7 +2,10 @@
 //! each to the handler and acknowledges only after the handler returned. `Reject` and bodies
 //! that are not an envelope are dead-lettered at once; `Retry` is requeued after a pause that
 //! grows with each try, and dead-lettered on the last permitted delivery. A retried message
-//! waits out its pause off the loop, so the messages behind it keep flowing.
+//! waits out its pause off the loop, so the messages behind it keep flowing (it then arrives
+//! after its successors; the gap-aware projector fills the hole from the store meanwhile).
+//! While the handler keeps failing, retried messages hold their prefetch slots, so at most
+//! `prefetch` of them are in flight and the rest wait in the queue rather than burning tries.
 
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;

@@ -38,6 +38,9 @@ use session::Session;
 
 /// Live messages buffered per subscriber before a slow one starts missing messages.
 const LIVE_CAPACITY: usize = 16_384;
+/// Seconds between heartbeats unless the URL says otherwise (`?heartbeat=`): a peer that
+/// vanished without closing the socket is noticed within two of them, not RabbitMQ's 2 × 60 s.
+const HEARTBEAT_SECS: u16 = 10;
 
 /// Tuning of the adapter; `Default` is what production uses.
 #[derive(Debug, Clone)]
@@ -65,8 +68,9 @@ impl Default for RabbitConfig {
         Self {
             prefetch: 32,
             max_deliveries: 5,
-            retry_delay: Duration::from_millis(500),
-            retry_delay_max: Duration::from_secs(10),
+            // 1 + 2 + 4 + 8 s: a blip of the projection store is ridden out, not dead-lettered.
+            retry_delay: Duration::from_secs(1),
+            retry_delay_max: Duration::from_secs(30),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
@@ -137,9 +141,10 @@ impl RabbitBus {
         prefix: &str,
         config: RabbitConfig,
     ) -> Result<Arc<Self>, BusError> {
-        let uri: AMQPUri = url
+        let mut uri: AMQPUri = url
             .parse()
             .map_err(|error| unavailable(format!("invalid AMQP url: {error}")))?;
+        uri.query.heartbeat.get_or_insert(HEARTBEAT_SECS);
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| unavailable("RabbitBus::connect needs a tokio runtime"))?;
         let shared = Arc::new(Shared {
@@ -347,5 +352,9 @@ impl EventBus for RabbitBus {
 
     fn is_ready(&self) -> bool {
         *self.shared.ready.borrow()
+    }
+
+    async fn close(&self) {
+        RabbitBus::close(self).await;
     }
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -18,6 +18,8 @@ use super::{consumer, live, topology, Shared};
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
 /// How long a clean close may take before the connection is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A session that lasted this long was healthy: the next loss starts the backoff afresh.
+const STABLE: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for the deliveries being handled to finish and be acknowledged.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -110,6 +112,7 @@ impl Session {
 /// Runs until `stop` turns true or its sender is dropped.
 pub(super) async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let config = shared.config.clone();
+    let exchange = shared.names.events.clone();
     let mut delay = config.reconnect_min;
     let mut failures: u32 = 0;
     let mut connected_before = false;
@@ -124,41 +127,45 @@ pub(super) async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
             }
             return;
         }
-        let session = match attempt {
-            Ok(session) => session,
+        match attempt {
             Err(error) => {
                 failures += 1;
-                tracing::warn!(%error, failures, retry_in = ?delay, prefix = %shared.names.events, "cannot connect to RabbitMQ");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stopped(&mut stop) => return,
+                tracing::warn!(%error, failures, retry_in = ?delay, %exchange, "cannot connect to RabbitMQ");
+            }
+            Ok(session) => {
+                if connected_before {
+                    tracing::info!(after_failures = failures, %exchange, "reconnected to RabbitMQ");
+                } else {
+                    tracing::info!(%exchange, "connected to RabbitMQ");
                 }
-                delay = (delay * 2).min(config.reconnect_max);
-                continue;
+                connected_before = true;
+                failures = 0;
+                let started = Instant::now();
+                let stopping = tokio::select! {
+                    reason = session.lost() => {
+                        tracing::warn!(%reason, %exchange, "lost the RabbitMQ connection; reconnecting");
+                        false
+                    }
+                    _ = stopped(&mut stop) => true,
+                };
+                // Not ready from here on: `publish` fails fast until the next session is up.
+                shared.set_session(None);
+                session.close(stopping).await;
+                if stopping {
+                    return;
+                }
+                // Only a session that held for a while resets the backoff, so a session that
+                // breaks as soon as it is up cannot make the manager spin.
+                if started.elapsed() >= STABLE {
+                    delay = config.reconnect_min;
+                }
             }
-        };
-        if connected_before {
-            tracing::info!(after_failures = failures, exchange = %shared.names.events, "reconnected to RabbitMQ");
-        } else {
-            tracing::info!(exchange = %shared.names.events, "connected to RabbitMQ");
         }
-        connected_before = true;
-        failures = 0;
-        delay = config.reconnect_min;
-
-        let stopping = tokio::select! {
-            reason = session.lost() => {
-                tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting");
-                false
-            }
-            _ = stopped(&mut stop) => true,
-        };
-        // Not ready from here on: `publish` fails fast until the next session is up.
-        shared.set_session(None);
-        session.close(stopping).await;
-        if stopping {
-            return;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(&mut stop) => return,
         }
+        delay = (delay * 2).min(config.reconnect_max);
     }
 }
 

@@ -1,0 +1,237 @@
+//! The project's benchmark. `latency`: the latency of one command (`inventoryAdjust` through the
+//! application layer, i.e. load + decide + durable commit) on an item with 10, 1,000 and
+//! 100,000 prior events, with snapshots on and off, measured side by side in one run. Prints a
+//! table and writes every figure as JSON (`--json FILE`) for scripts to compare.
+//!
+//! `cargo run --release --bin bench -- latency [--store dynamodb --dynamodb-endpoint URL]`
+
+use anyhow::Context as _;
+use clap::Parser;
+use inventory_service::application::{
+    AdjustStock, CommandContext, Commands, CreateItem, CreateWarehouse, Outcome,
+};
+use inventory_service::domain::item::{AdjustmentReason, ItemEvent, StockChangeReason};
+use inventory_service::domain::AggregateType;
+use inventory_service::dynamodb::{self, Tables};
+use inventory_service::store::dynamodb::DynamoEventStore;
+use inventory_service::store::sqlite::SqliteEventStore;
+use inventory_service::store::{Commit, EventEnvelope, EventStore, Expectation, Metadata};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(Parser)]
+struct Args {
+    /// Which benchmark.
+    #[arg(value_parser = ["latency"], default_value = "latency")]
+    which: String,
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "dynamodb"])]
+    store: String,
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// Prior-event counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,100000")]
+    sizes: Vec<u64>,
+    /// Measured commands per case (after warm-up).
+    #[arg(long, default_value_t = 50)]
+    commands: usize,
+    /// Where to write the JSON figures.
+    #[arg(long, default_value = "target/bench-latency.json")]
+    json: String,
+}
+
+async fn open_store(
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Arc<dyn EventStore>, usize)> {
+    Ok(match args.store.as_str() {
+        "dynamodb" => {
+            let client = dynamodb::client(args.dynamodb_endpoint.as_deref()).await;
+            let tables = Tables::new(format!("bench{}_", Uuid::now_v7().simple()));
+            dynamodb::migrate(&client, &tables).await?;
+            // 49 events + 49 outbox rows per transaction stay under DynamoDB's 100 items.
+            (Arc::new(DynamoEventStore::new(client, tables)), 49)
+        }
+        _ => (Arc::new(SqliteEventStore::open(dir)?), 5_000),
+    })
+}
+
+/// Appends `count` stock changes to the item directly (the seeding is not what is measured).
+async fn seed(
+    store: &dyn EventStore,
+    item: Uuid,
+    from: u64,
+    count: u64,
+    per_commit: usize,
+) -> anyhow::Result<()> {
+    let mut version = from;
+    let target = from + count;
+    while version < target {
+        let batch = (target - version).min(per_commit as u64);
+        let events = (1..=batch)
+            .map(|i| {
+                let on_hand = (version + i) as i64;
+                EventEnvelope::new(
+                    Uuid::now_v7(),
+                    AggregateType::InventoryItem,
+                    item,
+                    version + i,
+                    &ItemEvent::StockLevelChanged {
+                        previous_quantity: on_hand - 1,
+                        new_quantity: on_hand,
+                        delta: 1,
+                        reason: StockChangeReason::Received,
+                        reference: None,
+                        allocation_id: None,
+                    },
+                    Metadata::default(),
+                    inventory_service::application::now_ms(),
+                )
+            })
+            .collect();
+        store
+            .append(Commit {
+                expectations: vec![Expectation {
+                    aggregate_id: item,
+                    version,
+                }],
+                events,
+                guards: vec![],
+                idempotency: None,
+            })
+            .await?;
+        version += batch;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1_000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile_dir()?;
+    let (store, per_commit) = open_store(&args, &dir).await?;
+    let ctx = CommandContext {
+        actor: "bench".into(),
+        correlation_id: "bench".into(),
+        ..CommandContext::default()
+    };
+    let setup = Commands::new(store.clone(), "bench");
+    let Outcome::Warehouse(warehouse) = setup
+        .create_warehouse(
+            &ctx,
+            CreateWarehouse {
+                name: "Bench".into(),
+                code: format!("B{}", Uuid::now_v7().simple()),
+                address: None,
+            },
+        )
+        .await?
+    else {
+        anyhow::bail!("unexpected outcome")
+    };
+    let mut rows = Vec::new();
+    println!(
+        "{:>9} {:>10} {:>9} {:>9} {:>9}",
+        "prior", "snapshots", "p50 ms", "p99 ms", "max ms"
+    );
+    for &size in &args.sizes {
+        // One item per size, seeded to `size` events (creation included).
+        let create = CreateItem {
+            warehouse_id: warehouse.id,
+            sku: format!("SKU-{size}"),
+            product_id: "bench".into(),
+            initial_quantity: 1_000_000,
+            reorder_threshold: 0,
+            reorder_quantity: 0,
+        };
+        let Outcome::Item(item) = setup.create_item(&ctx, create).await? else {
+            anyhow::bail!("unexpected outcome")
+        };
+        let seeded = Instant::now();
+        seed(&*store, item.id, 1, size.saturating_sub(1), per_commit)
+            .await
+            .context("seeding")?;
+        eprintln!(
+            "seeded {size} events in {:.1}s",
+            seeded.elapsed().as_secs_f64()
+        );
+        for snapshots in [true, false] {
+            let commands = Commands::new(store.clone(), "bench").with_snapshots(if snapshots {
+                100
+            } else {
+                0
+            });
+            let measured = if !snapshots && size >= 100_000 {
+                args.commands.min(20)
+            } else {
+                args.commands
+            };
+            let adjust = || AdjustStock {
+                item_id: item.id,
+                delta: 1,
+                reason: AdjustmentReason::Received,
+                reference: None,
+                expected_version: None,
+            };
+            // Warm-up (also lets the first snapshot be written in the background).
+            for _ in 0..3 {
+                commands.adjust_stock(&ctx, adjust()).await?;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut latencies = Vec::with_capacity(measured);
+            for _ in 0..measured {
+                let started = Instant::now();
+                commands.adjust_stock(&ctx, adjust()).await?;
+                latencies.push(started.elapsed());
+            }
+            latencies.sort();
+            let (p50, p99, max) = (
+                percentile(&latencies, 0.5),
+                percentile(&latencies, 0.99),
+                percentile(&latencies, 1.0),
+            );
+            println!(
+                "{size:>9} {:>10} {p50:>9.2} {p99:>9.2} {max:>9.2}",
+                if snapshots { "on" } else { "off" }
+            );
+            rows.push(json!({ "priorEvents": size, "snapshots": snapshots, "commands": measured, "p50Ms": p50, "p99Ms": p99, "maxMs": max }));
+        }
+    }
+    let on = |size: u64| {
+        rows.iter()
+            .find(|r| r["priorEvents"] == size && r["snapshots"] == true)
+            .and_then(|r| r["p50Ms"].as_f64())
+    };
+    let (smallest, largest) = (
+        args.sizes.iter().min().copied(),
+        args.sizes.iter().max().copied(),
+    );
+    let ratio = match (smallest.and_then(on), largest.and_then(on)) {
+        (Some(small), Some(large)) if small > 0.0 => Some(large / small),
+        _ => None,
+    };
+    if let Some(ratio) = ratio {
+        println!(
+            "with snapshots, p50 at {} prior events / p50 at {}: {ratio:.2}",
+            largest.unwrap_or(0),
+            smallest.unwrap_or(0)
+        );
+    }
+    let report = json!({ "benchmark": "command-latency", "store": args.store, "rows": rows, "snapshotRatioLargestToSmallest": ratio });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("figures written to {}", args.json);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("inventory-bench-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
