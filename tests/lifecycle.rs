@@ -301,6 +301,20 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
         json!([{"code": "INACTIVE", "field": ["input", "warehouseId"]}])
     );
 
+    // Point in time: the item as of version 2 (after receiving 10), rebuilt from its events.
+    let past = server
+        .data(
+            "query($i: ID!, $a: ID!) { inventoryItemAsOf(id: $i, version: 2) { onHand version active }
+                allocationAsOf(id: $a, version: 1) { status } }",
+            json!({ "i": item, "a": allocation }),
+        )
+        .await;
+    assert_eq!(
+        past["inventoryItemAsOf"],
+        json!({"onHand": 30, "version": 2, "active": true})
+    );
+    assert_eq!(past["allocationAsOf"]["status"], "CREATED");
+
     assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
 }
 

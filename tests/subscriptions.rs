@@ -156,3 +156,50 @@ async fn read_model_subscriptions_carry_the_projected_row_and_respect_filters() 
         "allocations on the other item are not shown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_catch_up_subscription_sends_every_event_once_in_order_across_the_seam() {
+    let server = std::sync::Arc::new(Server::start().await);
+    let warehouse = server.create_warehouse("SEAM").await;
+    let item = server.create_item(&warehouse, "SEAM", 0, 0).await; // versions 1 (created) and 2 (alert)
+    let writer = {
+        let server = server.clone();
+        let item = item.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                assert_eq!(
+                    server.adjust(&item, 1, "RECEIVED").await["userErrors"],
+                    json!([])
+                );
+            }
+        })
+    };
+    // Connect while the writer is mid-way.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut events = Subscription::open(
+        &server,
+        "subscription($i: ID!) { inventoryEvents(aggregateId: $i, afterSequence: 0) { sequenceNumber eventType } }",
+        json!({ "i": item }),
+        false,
+    )
+    .await;
+    writer.await.expect("writer");
+    let mut seen = Vec::new();
+    while seen.last() != Some(&62) {
+        let event = events
+            .next(Duration::from_secs(5))
+            .await
+            .expect("next event");
+        seen.push(
+            event["inventoryEvents"]["sequenceNumber"]
+                .as_u64()
+                .expect("number"),
+        );
+    }
+    assert_eq!(
+        seen,
+        (1..=62).collect::<Vec<u64>>(),
+        "each event once, in order"
+    );
+    assert_eq!(events.next(QUIET).await, None, "nothing after the last");
+}

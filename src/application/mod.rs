@@ -26,6 +26,29 @@ pub async fn load<A: Aggregate>(
     fold(Versioned::<A>::default(), id, events)
 }
 
+/// The state as of a moment (`at`, ms: every event committed at or before it) and/or a version
+/// (every event up to it), folded from the events; `None` if the aggregate did not exist then.
+pub async fn load_as_of<A: Aggregate>(
+    store: &dyn EventStore,
+    id: Uuid,
+    at: Option<i64>,
+    version: Option<u64>,
+) -> Result<Option<Versioned<A>>, StoreError> {
+    let mut events = store.load(id, 0, version).await?;
+    if let Some(at) = at {
+        // A prefix of the stream, so a clock that stepped back cannot skip an event.
+        let cut = events
+            .iter()
+            .position(|e| e.timestamp > at)
+            .unwrap_or(events.len());
+        events.truncate(cut);
+    }
+    if events.is_empty() || events.iter().any(|e| e.aggregate_type != A::TYPE) {
+        return Ok(None);
+    }
+    fold(Versioned::<A>::default(), id, events).map(Some)
+}
+
 /// The current state, from the latest usable snapshot plus the events after it (or from every
 /// event when `use_snapshots` is false or no snapshot can be trusted). A snapshot of another
 /// aggregate type, of an older state shape, or that does not decode is ignored and logged.

@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
             &ctx,
             CreateWarehouse {
                 name: "Bench".into(),
-                code: format!("B{}", Uuid::now_v7().simple()),
+                code: "BENCH".into(),
                 address: None,
             },
         )

@@ -41,9 +41,9 @@ pub trait DomainEvent:
 {
     fn event_type(&self) -> &'static str;
 
-    /// The schema version written with new events of this type.
+    /// The schema version written with new events of this type (see `upcast`).
     fn schema_version(&self) -> u32 {
-        1
+        super::upcast::current_version(self.event_type())
     }
 
     /// Splits the event into the envelope's `eventType` and `eventData`.

@@ -6,6 +6,7 @@ pub mod allocation;
 pub mod error;
 pub mod event;
 pub mod item;
+pub mod upcast;
 pub mod validate;
 pub mod warehouse;
 

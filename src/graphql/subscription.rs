@@ -3,13 +3,14 @@
 //! to keep up skips what it missed (logged) rather than slowing everyone else.
 
 use async_graphql::{Context, Subscription, ID};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 use uuid::Uuid;
 
 use super::types::{time, AggregateType, Allocation, Event, InventoryItem, LowStockAlert};
-use super::{query_id, AppContext};
+use super::{bad_argument, query_id, AppContext};
 use crate::bus::LiveMessage;
 use crate::domain::item::ItemEvent;
 
@@ -99,7 +100,11 @@ impl Subscription {
         }))
     }
 
-    /// Every committed event, optionally of one aggregate type and/or one aggregate.
+    /// Every committed event, optionally of one aggregate type and/or one aggregate. With
+    /// `aggregateId` and `afterSequence`, it first sends that aggregate's events after the
+    /// given sequence number from the store (catch-up), then continues live: each event exactly
+    /// once and in order, with no gap at the seam (a gap in the live feed is filled from the
+    /// store).
     async fn inventory_events(
         &self,
         ctx: &Context<'_>,
@@ -107,17 +112,65 @@ impl Subscription {
             AggregateType,
         >,
         #[graphql(desc = "Only events of this aggregate.")] aggregate_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = Event>> {
+        #[graphql(
+            desc = "Resume after this sequence number of `aggregateId` (0: from the start)."
+        )]
+        after_sequence: Option<u64>,
+    ) -> async_graphql::Result<BoxStream<'static, Event>> {
         let aggregate = optional_id("aggregateId", aggregate_id)?;
         let kind: Option<crate::domain::AggregateType> = aggregate_type.map(Into::into);
-        Ok(live(ctx)?.filter_map(move |message| async move {
+        // Subscribe before reading the store, so nothing committed meanwhile is missed.
+        let live = live(ctx)?.filter_map(move |message| async move {
             let LiveMessage::Event(envelope) = &*message else {
                 return None;
             };
             let wanted = kind.is_none_or(|k| k == envelope.aggregate_type)
                 && aggregate.is_none_or(|a| a == envelope.aggregate_id);
-            wanted.then(|| Event(envelope.clone()))
-        }))
+            wanted.then(|| envelope.clone())
+        });
+        let Some(after) = after_sequence else {
+            return Ok(live.map(Event).boxed());
+        };
+        let Some(aggregate) = aggregate else {
+            return Err(bad_argument("afterSequence needs an aggregateId"));
+        };
+        let store = ctx.data::<AppContext>()?.store.clone();
+        let backlog = store
+            .load(aggregate, after, None)
+            .await
+            .map_err(super::infrastructure)?;
+        let last = Arc::new(tokio::sync::Mutex::new(
+            backlog.last().map_or(after, |e| e.sequence_number),
+        ));
+        let tail = live
+            .then(move |envelope| {
+                let (store, last) = (store.clone(), last.clone());
+                async move {
+                    let mut last = last.lock().await;
+                    if envelope.sequence_number <= *last {
+                        return vec![]; // already sent (from the store or a redelivery)
+                    }
+                    let mut out = vec![];
+                    if envelope.sequence_number > *last + 1 {
+                        // The live feed skipped some: read them from the store.
+                        match store
+                            .load(aggregate, *last, Some(envelope.sequence_number - 1))
+                            .await
+                        {
+                            Ok(missing) => out.extend(missing),
+                            Err(error) => tracing::warn!(%error, "cannot fill a subscription gap"),
+                        }
+                    }
+                    *last = envelope.sequence_number;
+                    out.push(envelope);
+                    out
+                }
+            })
+            .flat_map(futures::stream::iter);
+        Ok(futures::stream::iter(backlog)
+            .chain(tail)
+            .map(Event)
+            .boxed())
     }
 
     /// An item's read model each time its projection changes, optionally for one warehouse

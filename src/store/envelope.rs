@@ -56,8 +56,16 @@ impl EventEnvelope {
         }
     }
 
-    /// Decodes the domain event inside.
+    /// Decodes the domain event inside, upcasting an older schema version to the current one.
     pub fn decode<E: DomainEvent>(&self) -> Result<E, serde_json::Error> {
-        E::from_parts(&self.event_type, &self.event_data)
+        if self.schema_version == crate::domain::upcast::current_version(&self.event_type) {
+            return E::from_parts(&self.event_type, &self.event_data);
+        }
+        let data = crate::domain::upcast::upcast(
+            &self.event_type,
+            self.schema_version,
+            self.event_data.clone(),
+        );
+        E::from_parts(&self.event_type, &data)
     }
 }
