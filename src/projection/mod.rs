@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::allocation::AllocationStatus;
 use crate::store::EventEnvelope;
-pub use model::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+pub use model::{day_of, AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
 
 #[derive(Debug, Error)]
 pub enum ProjectionError {

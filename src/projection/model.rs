@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::application::Entity;
-use crate::domain::allocation::{Allocation, AllocationStatus};
-use crate::domain::item::InventoryItem;
-use crate::domain::warehouse::Warehouse;
+use crate::domain::allocation::{Allocation, AllocationEvent, AllocationStatus};
+use crate::domain::item::{InventoryItem, ItemEvent};
+use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
+use crate::domain::Aggregate;
+use crate::store::EventEnvelope;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -148,4 +150,156 @@ impl From<&Entity<Allocation>> for AllocationView {
             updated_at: entity.current.updated_at,
         }
     }
+}
+
+// The pure half of the projectors, shared by every adapter: the next row given the current
+// one and an event, folded with the domain's own `evolve`, so no adapter can disagree with the
+// aggregate (or with another adapter) about what an event means. Adapters only persist.
+
+impl WarehouseView {
+    pub fn next(
+        row: Option<&WarehouseView>,
+        envelope: &EventEnvelope,
+        event: &WarehouseEvent,
+    ) -> WarehouseView {
+        let mut state = match row {
+            Some(view) => Warehouse {
+                exists: true,
+                code: view.code.clone(),
+                details: WarehouseDetails {
+                    name: view.name.clone(),
+                    address: view.address.clone(),
+                },
+                active: view.active,
+            },
+            None => Warehouse::default(),
+        };
+        state.evolve(event);
+        WarehouseView {
+            id: envelope.aggregate_id,
+            code: state.code,
+            name: state.details.name,
+            address: state.details.address,
+            active: state.active,
+            version: envelope.sequence_number,
+            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
+            updated_at: envelope.timestamp,
+        }
+    }
+}
+
+impl ItemView {
+    pub fn next(row: Option<&ItemView>, envelope: &EventEnvelope, event: &ItemEvent) -> ItemView {
+        let mut state = match row {
+            Some(view) => InventoryItem {
+                exists: true,
+                warehouse_id: view.warehouse_id,
+                sku: view.sku.clone(),
+                product_id: view.product_id.clone(),
+                on_hand: view.on_hand,
+                allocated: view.allocated,
+                reorder_threshold: view.reorder_threshold,
+                reorder_quantity: view.reorder_quantity,
+                active: view.active,
+            },
+            None => InventoryItem::default(),
+        };
+        state.evolve(event);
+        ItemView {
+            id: envelope.aggregate_id,
+            warehouse_id: state.warehouse_id,
+            sku: state.sku,
+            product_id: state.product_id,
+            on_hand: state.on_hand,
+            allocated: state.allocated,
+            reorder_threshold: state.reorder_threshold,
+            reorder_quantity: state.reorder_quantity,
+            active: state.active,
+            version: envelope.sequence_number,
+            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
+            updated_at: envelope.timestamp,
+        }
+    }
+}
+
+impl AllocationView {
+    pub fn next(
+        row: Option<&AllocationView>,
+        envelope: &EventEnvelope,
+        event: &AllocationEvent,
+    ) -> AllocationView {
+        let mut state = match row {
+            Some(view) => Allocation {
+                exists: true,
+                order_id: view.order_id.clone(),
+                item_id: view.item_id,
+                warehouse_id: view.warehouse_id,
+                quantity: view.quantity,
+                status: view.status,
+                cancel_reason: view.cancel_reason.clone(),
+            },
+            None => Allocation::default(),
+        };
+        state.evolve(event);
+        AllocationView {
+            id: envelope.aggregate_id,
+            order_id: state.order_id,
+            item_id: state.item_id,
+            warehouse_id: state.warehouse_id,
+            quantity: state.quantity,
+            status: state.status,
+            cancel_reason: state.cancel_reason,
+            version: envelope.sequence_number,
+            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
+            updated_at: envelope.timestamp,
+        }
+    }
+}
+
+impl HistoryEntry {
+    /// The history entry an item event makes: its creation and every on-hand change; none for
+    /// the others.
+    pub fn from_event(envelope: &EventEnvelope, event: &ItemEvent) -> Option<HistoryEntry> {
+        let (reason, delta, quantity_after, reference) = match event {
+            ItemEvent::InventoryItemCreated {
+                initial_quantity, ..
+            } => (
+                "initial".to_owned(),
+                *initial_quantity,
+                *initial_quantity,
+                None,
+            ),
+            ItemEvent::StockLevelChanged {
+                new_quantity,
+                delta,
+                reason,
+                reference,
+                ..
+            } => (
+                reason.as_str().to_owned(),
+                *delta,
+                *new_quantity,
+                reference.clone(),
+            ),
+            _ => return None,
+        };
+        Some(HistoryEntry {
+            item_id: envelope.aggregate_id,
+            sequence_number: envelope.sequence_number,
+            reason,
+            delta,
+            quantity_after,
+            reference,
+            actor: envelope.metadata.actor.clone(),
+            correlation_id: envelope.metadata.correlation_id.clone(),
+            occurred_at: envelope.timestamp,
+        })
+    }
+}
+
+/// The UTC day of a timestamp in ms, as `YYYY-MM-DD`.
+pub fn day_of(timestamp_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(timestamp_ms)
+        .map(|t| t.date_naive().to_string())
+        .unwrap_or_else(|| "1970-01-01".to_owned())
 }

@@ -4,8 +4,7 @@
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
 use super::{decode, Cache, DynamoProjections, Outcome, VersionedRow};
-use crate::domain::allocation::{Allocation, AllocationEvent, AllocationStatus};
-use crate::domain::Aggregate;
+use crate::domain::allocation::{AllocationEvent, AllocationStatus};
 use crate::projection::{AllocationView, ProjectionError};
 use crate::store::EventEnvelope;
 
@@ -61,33 +60,7 @@ pub async fn apply(
     cache: &mut Cache,
 ) -> Result<Outcome, ProjectionError> {
     let event: AllocationEvent = decode(envelope)?;
-    let fold = |row: Option<&AllocationView>| {
-        let mut state = match row {
-            Some(view) => Allocation {
-                exists: true,
-                order_id: view.order_id.clone(),
-                item_id: view.item_id,
-                warehouse_id: view.warehouse_id,
-                quantity: view.quantity,
-                status: view.status,
-                cancel_reason: view.cancel_reason.clone(),
-            },
-            None => Allocation::default(),
-        };
-        state.evolve(&event);
-        AllocationView {
-            id: envelope.aggregate_id,
-            order_id: state.order_id,
-            item_id: state.item_id,
-            warehouse_id: state.warehouse_id,
-            quantity: state.quantity,
-            status: state.status,
-            cancel_reason: state.cancel_reason,
-            version: envelope.sequence_number,
-            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
-            updated_at: envelope.timestamp,
-        }
-    };
+    let fold = |row: Option<&AllocationView>| AllocationView::next(row, envelope, &event);
     store
         .apply_row(
             &store.tables.allocations(),

@@ -5,9 +5,8 @@
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
 use super::{decode, Cache, DynamoProjections, Outcome, VersionedRow};
-use crate::domain::item::{InventoryItem, ItemEvent};
-use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
-use crate::domain::Aggregate;
+use crate::domain::item::ItemEvent;
+use crate::domain::warehouse::WarehouseEvent;
 use crate::projection::{ItemView, ProjectionError, WarehouseView};
 use crate::store::EventEnvelope;
 
@@ -116,31 +115,7 @@ pub async fn apply_warehouse(
     cache: &mut Cache,
 ) -> Result<Outcome, ProjectionError> {
     let event: WarehouseEvent = decode(envelope)?;
-    let fold = |row: Option<&WarehouseView>| {
-        let mut state = match row {
-            Some(view) => Warehouse {
-                exists: true,
-                code: view.code.clone(),
-                details: WarehouseDetails {
-                    name: view.name.clone(),
-                    address: view.address.clone(),
-                },
-                active: view.active,
-            },
-            None => Warehouse::default(),
-        };
-        state.evolve(&event);
-        WarehouseView {
-            id: envelope.aggregate_id,
-            code: state.code,
-            name: state.details.name,
-            address: state.details.address,
-            active: state.active,
-            version: envelope.sequence_number,
-            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
-            updated_at: envelope.timestamp,
-        }
-    };
+    let fold = |row: Option<&WarehouseView>| WarehouseView::next(row, envelope, &event);
     store
         .apply_row(
             &store.tables.warehouses(),
@@ -157,37 +132,7 @@ pub async fn apply_item(
     cache: &mut Cache,
 ) -> Result<Outcome, ProjectionError> {
     let event: ItemEvent = decode(envelope)?;
-    let fold = |row: Option<&ItemView>| {
-        let mut state = match row {
-            Some(view) => InventoryItem {
-                exists: true,
-                warehouse_id: view.warehouse_id,
-                sku: view.sku.clone(),
-                product_id: view.product_id.clone(),
-                on_hand: view.on_hand,
-                allocated: view.allocated,
-                reorder_threshold: view.reorder_threshold,
-                reorder_quantity: view.reorder_quantity,
-                active: view.active,
-            },
-            None => InventoryItem::default(),
-        };
-        state.evolve(&event);
-        ItemView {
-            id: envelope.aggregate_id,
-            warehouse_id: state.warehouse_id,
-            sku: state.sku,
-            product_id: state.product_id,
-            on_hand: state.on_hand,
-            allocated: state.allocated,
-            reorder_threshold: state.reorder_threshold,
-            reorder_quantity: state.reorder_quantity,
-            active: state.active,
-            version: envelope.sequence_number,
-            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
-            updated_at: envelope.timestamp,
-        }
-    };
+    let fold = |row: Option<&ItemView>| ItemView::next(row, envelope, &event);
     store
         .apply_row(&store.tables.items(), envelope, &mut cache.items, fold)
         .await

@@ -43,35 +43,10 @@ pub async fn apply(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
 ) -> Result<Outcome, ProjectionError> {
-    let (reason, delta, quantity_after, reference) = match decode(envelope)? {
-        ItemEvent::InventoryItemCreated {
-            initial_quantity, ..
-        } => (
-            "initial".to_owned(),
-            initial_quantity,
-            initial_quantity,
-            None,
-        ),
-        ItemEvent::StockLevelChanged {
-            new_quantity,
-            delta,
-            reason,
-            reference,
-            ..
-        } => (reason.as_str().to_owned(), delta, new_quantity, reference),
-        // Nothing to record; there is no checkpoint to advance either.
-        _ => return Ok(Outcome::Applied),
-    };
-    let entry = HistoryEntry {
-        item_id: envelope.aggregate_id,
-        sequence_number: envelope.sequence_number,
-        reason,
-        delta,
-        quantity_after,
-        reference,
-        actor: envelope.metadata.actor.clone(),
-        correlation_id: envelope.metadata.correlation_id.clone(),
-        occurred_at: envelope.timestamp,
+    let event: ItemEvent = decode(envelope)?;
+    // Nothing to record for other events; there is no checkpoint to advance either.
+    let Some(entry) = HistoryEntry::from_event(envelope, &event) else {
+        return Ok(Outcome::Applied);
     };
     let written = store
         .client

@@ -13,7 +13,7 @@ use super::{
     decode, lost_races, position, unavailable, Cache, DynamoProjections, Outcome, MAX_RACES,
 };
 use crate::domain::item::{ItemEvent, StockChangeReason};
-use crate::projection::sqlite::day_of;
+use crate::projection::day_of;
 use crate::projection::{MovementRow, ProjectionError};
 use crate::store::EventEnvelope;
 

@@ -4,8 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{decode, sql, Changes};
-use crate::domain::allocation::{Allocation, AllocationEvent, AllocationStatus};
-use crate::domain::Aggregate;
+use crate::domain::allocation::{AllocationEvent, AllocationStatus};
 use crate::projection::{AllocationView, ProjectionError};
 use crate::store::EventEnvelope;
 
@@ -57,35 +56,22 @@ pub fn apply(
         .prepare_cached(&format!("SELECT {COLUMNS} FROM allocations WHERE id = ?1"))
         .and_then(|mut s| s.query_row([&id], from_row).optional())
         .map_err(sql)?;
-    let mut state = match &row {
-        Some(view) => Allocation {
-            exists: true,
-            order_id: view.order_id.clone(),
-            item_id: view.item_id,
-            warehouse_id: view.warehouse_id,
-            quantity: view.quantity,
-            status: view.status,
-            cancel_reason: view.cancel_reason.clone(),
-        },
-        None => Allocation::default(),
-    };
-    state.evolve(&event);
-    let created_at = row.as_ref().map_or(envelope.timestamp, |r| r.created_at);
+    let next = AllocationView::next(row.as_ref(), envelope, &event);
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO allocations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))
     .and_then(|mut s| {
         s.execute(params![
             id,
-            state.order_id,
-            state.item_id.to_string(),
-            state.warehouse_id.to_string(),
-            state.quantity,
-            state.status.as_str(),
-            state.cancel_reason,
-            envelope.sequence_number as i64,
-            created_at,
-            envelope.timestamp
+            next.order_id,
+            next.item_id.to_string(),
+            next.warehouse_id.to_string(),
+            next.quantity,
+            next.status.as_str(),
+            next.cancel_reason,
+            next.version as i64,
+            next.created_at,
+            next.updated_at
         ])
     })
     .map_err(sql)?;

@@ -4,9 +4,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{decode, sql, Changes};
-use crate::domain::item::{InventoryItem, ItemEvent};
-use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
-use crate::domain::Aggregate;
+use crate::domain::item::ItemEvent;
+use crate::domain::warehouse::WarehouseEvent;
 use crate::projection::{ItemView, ProjectionError, WarehouseView};
 use crate::store::EventEnvelope;
 
@@ -77,33 +76,20 @@ pub fn apply_warehouse(
         ))
         .and_then(|mut s| s.query_row([&id], warehouse_from_row).optional())
         .map_err(sql)?;
-    let mut state = match &row {
-        Some(view) => Warehouse {
-            exists: true,
-            code: view.code.clone(),
-            details: WarehouseDetails {
-                name: view.name.clone(),
-                address: view.address.clone(),
-            },
-            active: view.active,
-        },
-        None => Warehouse::default(),
-    };
-    state.evolve(&event);
-    let created_at = row.as_ref().map_or(envelope.timestamp, |r| r.created_at);
+    let next = WarehouseView::next(row.as_ref(), envelope, &event);
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO warehouses ({WAREHOUSE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))
     .and_then(|mut s| {
         s.execute(params![
             id,
-            state.code,
-            state.details.name,
-            state.details.address,
-            state.active,
-            envelope.sequence_number as i64,
-            created_at,
-            envelope.timestamp
+            next.code,
+            next.name,
+            next.address,
+            next.active,
+            next.version as i64,
+            next.created_at,
+            next.updated_at
         ])
     })
     .map_err(sql)?;
@@ -121,22 +107,7 @@ pub fn apply_item(
         .prepare_cached(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ?1"))
         .and_then(|mut s| s.query_row([&id], item_from_row).optional())
         .map_err(sql)?;
-    let mut state = match &row {
-        Some(view) => InventoryItem {
-            exists: true,
-            warehouse_id: view.warehouse_id,
-            sku: view.sku.clone(),
-            product_id: view.product_id.clone(),
-            on_hand: view.on_hand,
-            allocated: view.allocated,
-            reorder_threshold: view.reorder_threshold,
-            reorder_quantity: view.reorder_quantity,
-            active: view.active,
-        },
-        None => InventoryItem::default(),
-    };
-    state.evolve(&event);
-    let created_at = row.as_ref().map_or(envelope.timestamp, |r| r.created_at);
+    let next = ItemView::next(row.as_ref(), envelope, &event);
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO items ({ITEM_COLUMNS})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
@@ -144,17 +115,17 @@ pub fn apply_item(
     .and_then(|mut s| {
         s.execute(params![
             id,
-            state.warehouse_id.to_string(),
-            state.sku,
-            state.product_id,
-            state.on_hand,
-            state.allocated,
-            state.reorder_threshold,
-            state.reorder_quantity,
-            state.active,
-            envelope.sequence_number as i64,
-            created_at,
-            envelope.timestamp
+            next.warehouse_id.to_string(),
+            next.sku,
+            next.product_id,
+            next.on_hand,
+            next.allocated,
+            next.reorder_threshold,
+            next.reorder_quantity,
+            next.active,
+            next.version as i64,
+            next.created_at,
+            next.updated_at
         ])
     })
     .map_err(sql)?;

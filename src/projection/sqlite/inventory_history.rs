@@ -40,38 +40,24 @@ pub fn apply(
     envelope: &EventEnvelope,
     _: &mut Changes,
 ) -> Result<(), ProjectionError> {
-    let (reason, delta, quantity_after, reference) = match decode(envelope)? {
-        ItemEvent::InventoryItemCreated {
-            initial_quantity, ..
-        } => (
-            "initial".to_owned(),
-            initial_quantity,
-            initial_quantity,
-            None,
-        ),
-        ItemEvent::StockLevelChanged {
-            new_quantity,
-            delta,
-            reason,
-            reference,
-            ..
-        } => (reason.as_str().to_owned(), delta, new_quantity, reference),
-        _ => return Ok(()),
+    let event: ItemEvent = decode(envelope)?;
+    let Some(entry) = HistoryEntry::from_event(envelope, &event) else {
+        return Ok(());
     };
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))
     .and_then(|mut s| {
         s.execute(params![
-            envelope.aggregate_id.to_string(),
-            envelope.sequence_number as i64,
-            reason,
-            delta,
-            quantity_after,
-            reference,
-            envelope.metadata.actor,
-            envelope.metadata.correlation_id,
-            envelope.timestamp
+            entry.item_id.to_string(),
+            entry.sequence_number as i64,
+            entry.reason,
+            entry.delta,
+            entry.quantity_after,
+            entry.reference,
+            entry.actor,
+            entry.correlation_id,
+            entry.occurred_at
         ])
     })
     .map_err(sql)?;

@@ -21,8 +21,6 @@ use crate::domain::{AggregateType, DomainEvent};
 use crate::sqlite_pool::{self, Durability, ReadPool};
 use crate::store::EventEnvelope;
 
-pub use stock_movements::day_of;
-
 /// Rows touched by a batch, announced to subscribers once the batch is committed.
 #[derive(Debug, Default)]
 pub struct Changes {

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{decode, sql, Changes};
 use crate::domain::item::{ItemEvent, StockChangeReason};
-use crate::projection::{MovementRow, ProjectionError};
+use crate::projection::{day_of, MovementRow, ProjectionError};
 use crate::store::EventEnvelope;
 
 pub const SCHEMA: &str = "
@@ -38,13 +38,6 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementRow> {
         fulfilled: row.get(8)?,
         net: row.get(9)?,
     })
-}
-
-/// The UTC day of a timestamp in ms, as `YYYY-MM-DD`.
-pub fn day_of(timestamp_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(timestamp_ms)
-        .map(|t| t.date_naive().to_string())
-        .unwrap_or_else(|| "1970-01-01".to_owned())
 }
 
 pub fn apply(
