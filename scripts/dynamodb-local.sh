@@ -19,7 +19,7 @@ install() {
   rm -rf "$VENV"
   if ! python3 -m venv "$VENV" >&2; then
     log "python3 -m venv failed; installing python3-venv"
-    apt-get install -y python3-venv >&2
+    { apt-get update -qq && apt-get install -y -qq python3-venv; } >&2
     rm -rf "$VENV" && python3 -m venv "$VENV" >&2
   fi
   # moto[server] pulls in every service's deps (~300 MB); DynamoDB needs only these.
