@@ -425,7 +425,10 @@ async fn rabbit_bus_publishes_persistent_messages_with_routing_key_and_headers()
         text(published.aggregate_id.to_string())
     );
     assert_eq!(header("sequence-number"), Some(AMQPValue::LongLongInt(7)));
-    assert_eq!(header("schema-version"), Some(AMQPValue::LongLongInt(1)));
+    assert_eq!(
+        header("schema-version"),
+        Some(AMQPValue::LongLongInt(i64::from(published.schema_version)))
+    );
     assert_eq!(
         header("correlation-id"),
         text(published.metadata.correlation_id.clone())
