@@ -55,7 +55,11 @@ async fn rebuild(args: &Args) -> anyhow::Result<()> {
     use inventory_service::config::{StorageConfig, StoreKind};
     let dir = tempfile_dir()?;
     let config = StorageConfig {
-        store: if args.store == "dynamodb" { StoreKind::Dynamodb } else { StoreKind::Sqlite },
+        store: if args.store == "dynamodb" {
+            StoreKind::Dynamodb
+        } else {
+            StoreKind::Sqlite
+        },
         data_dir: dir.clone(),
         dynamodb_endpoint: args.dynamodb_endpoint.clone(),
         table_prefix: format!("rebuild{}_", Uuid::now_v7().simple()),
@@ -66,7 +70,14 @@ async fn rebuild(args: &Args) -> anyhow::Result<()> {
     let ctx = CommandContext::default();
     let commands = &service.context.commands;
     let Outcome::Warehouse(warehouse) = commands
-        .create_warehouse(&ctx, CreateWarehouse { name: "Rebuild".into(), code: "REBUILD".into(), address: None })
+        .create_warehouse(
+            &ctx,
+            CreateWarehouse {
+                name: "Rebuild".into(),
+                code: "REBUILD".into(),
+                address: None,
+            },
+        )
         .await?
     else {
         anyhow::bail!("unexpected outcome")
@@ -83,12 +94,24 @@ async fn rebuild(args: &Args) -> anyhow::Result<()> {
             reorder_threshold: 0,
             reorder_quantity: 0,
         };
-        let Outcome::Item(item) = commands.create_item(&ctx, create).await? else { anyhow::bail!("unexpected outcome") };
+        let Outcome::Item(item) = commands.create_item(&ctx, create).await? else {
+            anyhow::bail!("unexpected outcome")
+        };
         // Created + the alert at 0 are versions 1 and 2.
-        seed(&*service.context.store, item.id, 2, per_item - 2, per_commit).await?;
+        seed(
+            &*service.context.store,
+            item.id,
+            2,
+            per_item - 2,
+            per_commit,
+        )
+        .await?;
     }
     let total = 1 + args.items * per_item;
-    eprintln!("seeded {total} events in {:.1}s; waiting for the live projections", seeded.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {total} events in {:.1}s; waiting for the live projections",
+        seeded.elapsed().as_secs_f64()
+    );
     loop {
         let (depth, _) = service.context.store.outbox_stats().await?;
         if depth == 0 {
