@@ -118,15 +118,12 @@ impl Commands {
                 )?;
                 change.record(events, &ctx, now_ms());
                 let code = change.current.state.code.clone();
-                Ok(Plan {
-                    expectations: vec![change.expectation()],
-                    guards: vec![(
-                        warehouse_code_guard(&code),
-                        DomainError::DuplicateCode { code },
-                    )],
-                    outcome: Outcome::Warehouse(change.entity()),
-                    events: change.events,
-                })
+                let mut plan = change.into_plan(Outcome::Warehouse);
+                plan.guards.push((
+                    warehouse_code_guard(&code),
+                    DomainError::DuplicateCode { code },
+                ));
+                Ok(plan)
             },
         )
         .await
@@ -159,12 +156,7 @@ impl Commands {
                     Change::new(id, load_latest::<Warehouse>(store, id, snapshots).await?);
                 let events = warehouse::decide(id, &change.current.state, command.clone())?;
                 change.record(events, &ctx, now_ms());
-                Ok(Plan {
-                    expectations: vec![change.expectation()],
-                    guards: vec![],
-                    outcome: Outcome::Warehouse(change.entity()),
-                    events: change.events,
-                })
+                Ok(change.into_plan(Outcome::Warehouse))
             },
         )
         .await
@@ -204,22 +196,17 @@ impl Commands {
                 )?;
                 change.record(events, &ctx, now_ms());
                 let sku = change.current.state.sku.clone();
-                Ok(Plan {
-                    // The warehouse must still be as loaded (active) when the item lands.
-                    expectations: vec![
-                        change.expectation(),
-                        Expectation {
-                            aggregate_id: input.warehouse_id,
-                            version: warehouse.version,
-                        },
-                    ],
-                    guards: vec![(
-                        sku_guard(input.warehouse_id, &sku),
-                        DomainError::DuplicateSku { sku },
-                    )],
-                    outcome: Outcome::Item(change.entity()),
-                    events: change.events,
-                })
+                let mut plan = change.into_plan(Outcome::Item);
+                // The warehouse must still be as loaded (active) when the item lands.
+                plan.expectations.push(Expectation {
+                    aggregate_id: input.warehouse_id,
+                    version: warehouse.version,
+                });
+                plan.guards.push((
+                    sku_guard(input.warehouse_id, &sku),
+                    DomainError::DuplicateSku { sku },
+                ));
+                Ok(plan)
             },
         )
         .await
@@ -287,12 +274,7 @@ impl Commands {
                     command.clone(),
                 )?;
                 change.record(events, &ctx, now_ms());
-                Ok(Plan {
-                    expectations: vec![change.expectation()],
-                    guards: vec![],
-                    outcome: Outcome::Item(change.entity()),
-                    events: change.events,
-                })
+                Ok(change.into_plan(Outcome::Item))
             },
         )
         .await

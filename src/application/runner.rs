@@ -123,6 +123,17 @@ impl<A: Aggregate> Change<A> {
             current: self.current.clone(),
         }
     }
+
+    /// A plan committing just this change, on condition that its stream has not moved since
+    /// it was loaded; `outcome` wraps the resulting entity.
+    pub fn into_plan(self, outcome: impl FnOnce(Entity<A>) -> Outcome) -> Plan {
+        Plan {
+            expectations: vec![self.expectation()],
+            guards: vec![],
+            outcome: outcome(self.entity()),
+            events: self.events,
+        }
+    }
 }
 
 /// Most attempts per command. Commands on one aggregate are serialised in-process first, so
