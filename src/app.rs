@@ -224,6 +224,24 @@ impl Service {
     }
 }
 
+/// Reads every stored event, page by page (a parallel scan on DynamoDB), handing each page to
+/// `handle` before reading the next.
+async fn for_each_page<F, Fut>(store: &dyn EventStore, mut handle: F) -> anyhow::Result<()>
+where
+    F: FnMut(Vec<EventEnvelope>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut cursor = None;
+    loop {
+        let page = store.read_all(cursor, 5_000).await?;
+        handle(page.events).await?;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Rewrites the snapshot of every aggregate with at least `snapshot_every` events, folded from
 /// its events (so a stale, corrupt or missing snapshot is replaced). Returns how many.
 pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
@@ -239,20 +257,16 @@ pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
     let Storage { store, .. } = Storage::open(config).await?;
     let mut streams: std::collections::HashMap<uuid::Uuid, (AggregateType, u64)> =
         Default::default();
-    let mut cursor = None;
-    loop {
-        let page = store.read_all(cursor, 5_000).await?;
-        for event in page.events {
+    for_each_page(&*store, |events| {
+        for event in events {
             let entry = streams
                 .entry(event.aggregate_id)
                 .or_insert((event.aggregate_type, 0));
             entry.1 = entry.1.max(event.sequence_number);
         }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+        async { Ok(()) }
+    })
+    .await?;
     async fn snapshot<A: Aggregate>(
         store: &dyn EventStore,
         id: uuid::Uuid,
@@ -291,16 +305,11 @@ pub async fn verify_projections(config: &StorageConfig) -> anyhow::Result<Vec<St
     std::fs::create_dir_all(&scratch)?;
     let rebuilt = Arc::new(SqliteProjections::open(&scratch.join("rebuild.db"))?);
     let runner = ProjectionRunner::new(store.clone(), rebuilt.clone());
-    let mut cursor = None;
     let result = async {
-        loop {
-            let page = store.read_all(cursor, 5_000).await?;
-            runner.handle(page.events).await?;
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
+        for_each_page(&*store, |events| async {
+            Ok(runner.handle(events).await.map(|_| ())?)
+        })
+        .await?;
         Ok::<_, anyhow::Error>(
             projections
                 .dump()

@@ -4,14 +4,13 @@
 use super::page::{InventoryHistoryEntryConnection, InventoryItemConnection};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
 
 use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
 use super::{
     bad_argument, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext,
 };
 use crate::application::{AdjustStock, CreateItem, Outcome};
-use crate::domain::item::{AdjustmentReason as DomainReason, ItemCommand};
+use crate::domain::item::ItemCommand;
 use crate::projection::ItemView;
 
 #[derive(Default)]
@@ -162,7 +161,8 @@ impl InventoryQuery {
 
 /// Why stock is adjusted. RECEIVED and RETURNED need a positive delta, SOLD and DAMAGED a
 /// negative one; CORRECTION and OTHER may go either way.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Serialize)]
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::item::AdjustmentReason")]
 pub enum AdjustmentReason {
     /// Goods arrived.
     Received,
@@ -176,19 +176,6 @@ pub enum AdjustmentReason {
     Correction,
     /// Anything else; say what in `reference`.
     Other,
-}
-
-impl From<AdjustmentReason> for DomainReason {
-    fn from(reason: AdjustmentReason) -> Self {
-        match reason {
-            AdjustmentReason::Received => Self::Received,
-            AdjustmentReason::Sold => Self::Sold,
-            AdjustmentReason::Damaged => Self::Damaged,
-            AdjustmentReason::Returned => Self::Returned,
-            AdjustmentReason::Correction => Self::Correction,
-            AdjustmentReason::Other => Self::Other,
-        }
-    }
 }
 
 /// Create an inventory item: one SKU in one active warehouse.

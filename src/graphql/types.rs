@@ -6,7 +6,6 @@ use async_graphql::{Context, Enum, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::AppContext;
-use crate::domain::allocation::AllocationStatus as DomainStatus;
 use crate::projection::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
 use crate::store::EventEnvelope;
 
@@ -131,6 +130,7 @@ impl InventoryItem {
 
 /// Where an allocation is in its life.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::allocation::AllocationStatus")]
 pub enum AllocationStatus {
     /// Stock is reserved for the order line.
     Created,
@@ -140,28 +140,6 @@ pub enum AllocationStatus {
     Cancelled,
     /// The stock left the warehouse.
     Fulfilled,
-}
-
-impl From<DomainStatus> for AllocationStatus {
-    fn from(status: DomainStatus) -> Self {
-        match status {
-            DomainStatus::Created => Self::Created,
-            DomainStatus::Confirmed => Self::Confirmed,
-            DomainStatus::Cancelled => Self::Cancelled,
-            DomainStatus::Fulfilled => Self::Fulfilled,
-        }
-    }
-}
-
-impl From<AllocationStatus> for DomainStatus {
-    fn from(status: AllocationStatus) -> Self {
-        match status {
-            AllocationStatus::Created => Self::Created,
-            AllocationStatus::Confirmed => Self::Confirmed,
-            AllocationStatus::Cancelled => Self::Cancelled,
-            AllocationStatus::Fulfilled => Self::Fulfilled,
-        }
-    }
 }
 
 /// Stock of one item reserved for one order line.
@@ -358,6 +336,7 @@ impl StockMovementReport {
 
 /// The kinds of aggregate that have event streams.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::AggregateType")]
 pub enum AggregateType {
     /// A warehouse's stream.
     Warehouse,
@@ -365,16 +344,6 @@ pub enum AggregateType {
     InventoryItem,
     /// An allocation's stream.
     Allocation,
-}
-
-impl From<AggregateType> for crate::domain::AggregateType {
-    fn from(value: AggregateType) -> Self {
-        match value {
-            AggregateType::Warehouse => Self::Warehouse,
-            AggregateType::InventoryItem => Self::InventoryItem,
-            AggregateType::Allocation => Self::Allocation,
-        }
-    }
 }
 
 /// Who caused an event and in answer to what.

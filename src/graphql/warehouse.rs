@@ -155,21 +155,11 @@ impl WarehouseMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: WarehouseUpdateInput,
     ) -> async_graphql::Result<WarehousePayload> {
-        let id = match parse_id("id", &input.id) {
-            Ok(id) => id,
-            Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
         let command = WarehouseCommand::UpdateWarehouse {
             name: input.name,
             address: input.address,
         };
-        let result = app
-            .commands
-            .change_warehouse(&command_ctx, id, command)
-            .await;
-        Ok(payload(outcome(result)?))
+        change(ctx, &input.id, input.idempotency_key, command).await
     }
 
     /// Deactivate a warehouse. Fails with INACTIVE if it already is.
@@ -178,19 +168,29 @@ impl WarehouseMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: WarehouseDeactivateInput,
     ) -> async_graphql::Result<WarehousePayload> {
-        let id = match parse_id("id", &input.id) {
-            Ok(id) => id,
-            Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
         let command = WarehouseCommand::DeactivateWarehouse {
             reason: input.reason,
         };
-        let result = app
-            .commands
-            .change_warehouse(&command_ctx, id, command)
-            .await;
-        Ok(payload(outcome(result)?))
+        change(ctx, &input.id, input.idempotency_key, command).await
     }
+}
+
+/// Runs a command on an existing warehouse; a malformed id is a user error.
+async fn change(
+    ctx: &Context<'_>,
+    id: &ID,
+    idempotency_key: Option<String>,
+    command: WarehouseCommand,
+) -> async_graphql::Result<WarehousePayload> {
+    let id = match parse_id("id", id) {
+        Ok(id) => id,
+        Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
+    };
+    let app = ctx.data::<AppContext>()?;
+    let command_ctx = AppContext::command_context(ctx, idempotency_key);
+    let result = app
+        .commands
+        .change_warehouse(&command_ctx, id, command)
+        .await;
+    Ok(payload(outcome(result)?))
 }
