@@ -2,7 +2,6 @@
 //! command handling — and takes it down gracefully. The only place that names adapters.
 
 use async_trait::async_trait;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -15,11 +14,12 @@ use crate::bus::{relay, EventBus, EventHandler, HandlerError};
 use crate::config::{BusConfig, BusKind, StorageConfig, StoreKind};
 use crate::dynamodb::{self, Tables};
 use crate::graphql::AppContext;
-use crate::projection::dynamodb::DynamoProjections;
-use crate::projection::runner::ProjectionRunner;
-use crate::projection::sqlite::SqliteProjections;
-use crate::projection::ReadModel;
-use crate::projection::{ProjectionError, ProjectionStore};
+use crate::projection::dynamodb::DynamoGenerations;
+use crate::projection::replay::RebuildControl;
+use crate::projection::runner::{Changed, ProjectionRunner, ReadModelChanges};
+use crate::projection::sqlite::{SqliteGenerations, SqliteProjections};
+use crate::projection::switch::{Generations, Switchboard};
+use crate::projection::{ProjectionError, ProjectionStore, ReadModel};
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
 use crate::store::{EventEnvelope, EventStore};
@@ -33,16 +33,42 @@ pub struct Service {
     relay: JoinHandle<()>,
 }
 
-/// The durable consumer that keeps the projections up to date and announces changed rows.
-struct Projector<P> {
-    runner: ProjectionRunner<P>,
+/// The durable consumer that keeps the projections up to date — in every generation of tables
+/// that serves or is being rebuilt — and announces changed rows.
+struct Projector {
+    store: Arc<dyn EventStore>,
+    projections: Arc<Switchboard>,
     bus: Arc<dyn EventBus>,
 }
 
+impl Projector {
+    async fn apply(&self, events: &[EventEnvelope]) -> Result<ReadModelChanges, ProjectionError> {
+        let routing = self.projections.routing().await?;
+        let mut changed = Changed::default();
+        for target in routing.targets() {
+            let runner = ProjectionRunner::new(self.store.clone(), target.clone());
+            let applied = runner.handle(events.to_vec()).await?;
+            changed.items.extend(applied.items);
+            changed.allocations.extend(applied.allocations);
+        }
+        // The rows as readers now see them.
+        let mut changes = ReadModelChanges::default();
+        for id in changed.items {
+            changes.items.extend(self.projections.item(id).await?);
+        }
+        for id in changed.allocations {
+            changes
+                .allocations
+                .extend(self.projections.allocation(id).await?);
+        }
+        Ok(changes)
+    }
+}
+
 #[async_trait]
-impl<P: ProjectionStore + ReadModel> EventHandler for Projector<P> {
+impl EventHandler for Projector {
     async fn handle(&self, events: &[EventEnvelope]) -> Result<(), HandlerError> {
-        match self.runner.handle(events.to_vec()).await {
+        match self.apply(events).await {
             Ok(changes) => {
                 if let Some(last) = events.last() {
                     let lag =
@@ -62,65 +88,19 @@ impl<P: ProjectionStore + ReadModel> EventHandler for Projector<P> {
     }
 }
 
-pub fn projections_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("projections.db")
-}
-
-/// The store, projections and their technology, opened from configuration.
+/// The store and the projections (every generation of their tables), opened from configuration.
 pub struct Storage {
     pub store: Arc<dyn EventStore>,
-    pub projections: Projections,
-}
-
-/// The projection adapter in use (the runner is generic over it).
-#[derive(Clone)]
-pub enum Projections {
-    Sqlite(Arc<SqliteProjections>),
-    Dynamo(Arc<DynamoProjections>),
-}
-
-impl Projections {
-    pub fn read_model(&self) -> Arc<dyn ReadModel> {
-        match self {
-            Self::Sqlite(p) => p.clone(),
-            Self::Dynamo(p) => p.clone(),
-        }
-    }
-
-    pub async fn dump(&self) -> Result<crate::projection::ProjectionDump, ProjectionError> {
-        match self {
-            Self::Sqlite(p) => p.dump().await,
-            Self::Dynamo(p) => p.dump().await,
-        }
-    }
-
-    fn projector(
-        &self,
-        store: Arc<dyn EventStore>,
-        bus: Arc<dyn EventBus>,
-    ) -> Arc<dyn EventHandler> {
-        match self {
-            Self::Sqlite(p) => Arc::new(Projector {
-                runner: ProjectionRunner::new(store, p.clone()),
-                bus,
-            }),
-            Self::Dynamo(p) => Arc::new(Projector {
-                runner: ProjectionRunner::new(store, p.clone()),
-                bus,
-            }),
-        }
-    }
+    pub projections: Arc<Switchboard>,
 }
 
 impl Storage {
     pub async fn open(config: &StorageConfig) -> anyhow::Result<Self> {
-        match config.store {
-            StoreKind::Sqlite => Ok(Self {
-                store: Arc::new(SqliteEventStore::open(&config.data_dir)?),
-                projections: Projections::Sqlite(Arc::new(SqliteProjections::open(
-                    &projections_path(&config.data_dir),
-                )?)),
-            }),
+        let (store, generations): (Arc<dyn EventStore>, Arc<dyn Generations>) = match config.store {
+            StoreKind::Sqlite => (
+                Arc::new(SqliteEventStore::open(&config.data_dir)?),
+                Arc::new(SqliteGenerations::open(&config.data_dir)?),
+            ),
             StoreKind::Dynamodb => {
                 let client = dynamodb::client(config.dynamodb_endpoint.as_deref()).await;
                 let tables = Tables::new(config.table_prefix.clone());
@@ -130,14 +110,16 @@ impl Storage {
                         tracing::info!(?created, "created DynamoDB tables");
                     }
                 }
-                Ok(Self {
-                    store: Arc::new(DynamoEventStore::new(client.clone(), tables.clone())),
-                    projections: Projections::Dynamo(Arc::new(DynamoProjections::new(
-                        client, tables,
-                    ))),
-                })
+                (
+                    Arc::new(DynamoEventStore::new(client.clone(), tables.clone())),
+                    Arc::new(DynamoGenerations::new(client, tables)),
+                )
             }
-        }
+        };
+        Ok(Self {
+            store,
+            projections: Arc::new(Switchboard::open(generations).await?),
+        })
     }
 }
 
@@ -184,7 +166,11 @@ impl Service {
         // events that no durable queue holds.
         bus.consume(
             "projections",
-            projections.projector(store.clone(), bus.clone()),
+            Arc::new(Projector {
+                store: store.clone(),
+                projections: projections.clone(),
+                bus: bus.clone(),
+            }),
         )
         .await?;
         let (shutdown, stopping) = watch::channel(false);
@@ -205,7 +191,9 @@ impl Service {
                 commands: Arc::new(
                     Commands::new(store.clone(), source).with_snapshots(config.snapshot_every),
                 ),
-                read: projections.read_model(),
+                read: projections.clone(),
+                rebuilds: Arc::new(RebuildControl::new(store.clone(), projections.clone())),
+                projections,
                 store,
                 bus,
             },

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 pub use aws_sdk_dynamodb::types::ScalarAttributeType as AttributeType;
 
+use crate::projection::layout::ProjectionName;
+
 /// Builds a client from the standard AWS chain (environment, profile, instance role). With an
 /// explicit endpoint (DynamoDB Local or another local emulator) and no credentials in the
 /// environment, static dummy credentials and `us-east-1` are used, as such servers expect.
@@ -97,6 +99,18 @@ impl Tables {
     }
     pub fn checkpoints(&self) -> String {
         self.name("projection_checkpoints")
+    }
+
+    /// The tables of one projection.
+    pub fn projection_tables(&self, projection: ProjectionName) -> Vec<String> {
+        match projection {
+            ProjectionName::Warehouses => vec![self.warehouses()],
+            ProjectionName::CurrentInventory => vec![self.items()],
+            ProjectionName::AllocationStatus => vec![self.allocations()],
+            ProjectionName::InventoryHistory => vec![self.history()],
+            // Its checkpoints are rows in the generation's checkpoints table.
+            ProjectionName::StockMovements => vec![self.movements()],
+        }
     }
 
     /// Every table with its keys and indexes.
@@ -230,8 +244,16 @@ fn key_schema(
 /// Creates every missing table (on-demand capacity) and waits until all are active. Tables
 /// that exist are left alone, so running it again is harmless.
 pub async fn migrate(client: &Client, tables: &Tables) -> Result<Vec<String>, MigrateError> {
+    create_tables(client, tables.specs()).await
+}
+
+/// Creates the missing tables of `specs` and waits until all are active.
+pub async fn create_tables(
+    client: &Client,
+    specs: Vec<TableSpec>,
+) -> Result<Vec<String>, MigrateError> {
     let mut created = Vec::new();
-    for spec in tables.specs() {
+    for spec in &specs {
         let fail = |message: String| MigrateError {
             table: spec.name.clone(),
             message,
@@ -314,7 +336,7 @@ pub async fn migrate(client: &Client, tables: &Tables) -> Result<Vec<String>, Mi
             }
         }
     }
-    for spec in tables.specs() {
+    for spec in &specs {
         for _ in 0..600 {
             let status = client
                 .describe_table()
@@ -331,4 +353,22 @@ pub async fn migrate(client: &Client, tables: &Tables) -> Result<Vec<String>, Mi
         }
     }
     Ok(created)
+}
+
+/// Deletes tables; one that is already gone is fine.
+pub async fn delete_tables(client: &Client, names: &[String]) -> Result<(), MigrateError> {
+    for name in names {
+        if let Err(error) = client.delete_table().table_name(name).send().await {
+            let gone = error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception());
+            if !gone {
+                return Err(MigrateError {
+                    table: name.clone(),
+                    message: aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }

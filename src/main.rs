@@ -1,12 +1,15 @@
-//! The command line: `serve` (the default), `schema` and `verify`. Every flag is also an
+//! The command line: `serve` (the default), `schema`, `verify`, `migrate`, `replay` and
+//! `rebuild-snapshots`. Every flag is also an
 //! environment variable; the defaults run the embedded service with no servers to install.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
+use std::str::FromStr;
 
 use inventory_service::app::{migrate, rebuild_snapshots, verify_projections, Service};
 use inventory_service::config::{BusConfig, StorageConfig};
+use inventory_service::projection::layout::ProjectionName;
 use inventory_service::{graphql, http};
 
 #[derive(Parser)]
@@ -54,6 +57,32 @@ enum Command {
     Migrate(StorageConfig),
     /// Rewrite every aggregate's snapshot from its events.
     RebuildSnapshots(StorageConfig),
+    /// Rebuild projections from the store into fresh tables and switch readers over once
+    /// caught up; the API keeps serving the old tables meanwhile. Run it again (with no
+    /// projection named) to resume an interrupted rebuild.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// A projection to rebuild (repeatable): warehouses, current_inventory,
+    /// allocation_status, inventory_history, stock_movements.
+    #[arg(long = "projection", value_parser = ProjectionName::from_str)]
+    projections: Vec<ProjectionName>,
+    /// Rebuild every projection.
+    #[arg(long, conflicts_with = "projections")]
+    all: bool,
+    /// Stop the rebuild in progress and drop its tables.
+    #[arg(long, conflicts_with_all = ["projections", "all"])]
+    abandon: bool,
+    /// Events read from the store per page (progress is saved after each).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    page_size: u32,
+    /// Pause between pages, to leave room for live traffic.
+    #[arg(long, default_value_t = 0)]
+    throttle_ms: u64,
+    #[command(flatten)]
+    storage: StorageConfig,
 }
 
 fn init_logs(format: LogFormat) {
@@ -101,9 +130,68 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Some(Command::Replay(args)) => {
+            init_logs(LogFormat::Text);
+            replay_command(args).await
+        }
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }
+}
+
+/// `replay`: rebuilds (or resumes, or abandons) with progress on stderr and a JSON summary on
+/// stdout.
+async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
+    use inventory_service::app::Storage;
+    use inventory_service::projection::replay::{abandon, replay, ReplayOptions};
+    let Storage { store, projections } = Storage::open(&args.storage).await?;
+    if args.abandon {
+        let abandoned = abandon(&projections).await?;
+        println!(
+            "{}",
+            serde_json::json!({ "abandoned": abandoned.map(|r| r.generation) })
+        );
+        return Ok(());
+    }
+    let options = ReplayOptions {
+        projections: if args.all {
+            ProjectionName::ALL.to_vec()
+        } else {
+            args.projections
+        },
+        page_size: args.page_size as usize,
+        throttle: std::time::Duration::from_millis(args.throttle_ms),
+    };
+    let started = std::time::Instant::now();
+    let rebuild = replay(store, &projections, options, |rebuild| {
+        let total = rebuild
+            .events_total
+            .map_or_else(|| "?".to_owned(), |t| t.to_string());
+        let left = rebuild
+            .seconds_left()
+            .map_or_else(|| "unknown".to_owned(), |s| format!("{s:.0} s"));
+        eprintln!(
+            "replay generation {} ({:?}): {} of {total} events, {:.0} events/s, time left {left}",
+            rebuild.generation,
+            rebuild.phase,
+            rebuild.events_done,
+            rebuild.rate(),
+        );
+    })
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "generation": rebuild.generation,
+            "projections": rebuild.projections,
+            "events": rebuild.events_done,
+            "resumedAtEvents": rebuild.resumed_at_events,
+            "seconds": seconds,
+            "eventsPerSecond": rebuild.rate(),
+        })
+    );
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ mod allocation;
 mod audit;
 mod inventory;
 mod page;
+mod rebuild;
 mod subscription;
 pub mod types;
 mod warehouse;
@@ -18,6 +19,8 @@ use uuid::Uuid;
 use crate::application::{CommandContext, CommandError, Commands, Outcome};
 use crate::bus::EventBus;
 use crate::domain::DomainError;
+use crate::projection::replay::RebuildControl;
+use crate::projection::switch::Switchboard;
 use crate::projection::ReadModel;
 use crate::store::EventStore;
 use types::UserError;
@@ -29,6 +32,9 @@ pub struct AppContext {
     pub read: Arc<dyn ReadModel>,
     pub store: Arc<dyn EventStore>,
     pub bus: Arc<dyn EventBus>,
+    /// Which generation of tables serves each projection.
+    pub projections: Arc<Switchboard>,
+    pub rebuilds: Arc<RebuildControl>,
 }
 
 /// Per-request identity and tracing, taken from HTTP headers.
@@ -46,6 +52,7 @@ pub struct Query(
     inventory::InventoryQuery,
     allocation::AllocationQuery,
     audit::AuditQuery,
+    rebuild::RebuildQuery,
 );
 
 /// Commands. Each takes one `input` with an optional `idempotencyKey` and returns a payload
@@ -55,6 +62,7 @@ pub struct Mutation(
     warehouse::WarehouseMutation,
     inventory::InventoryMutation,
     allocation::AllocationMutation,
+    rebuild::RebuildMutation,
 );
 
 pub type InventorySchema = Schema<Query, Mutation, subscription::Subscription>;

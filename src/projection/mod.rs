@@ -3,9 +3,12 @@
 //! the API needs); `runner` fills gaps from the event store and announces changed rows.
 
 pub mod dynamodb;
+pub mod layout;
 pub mod model;
+pub mod replay;
 pub mod runner;
 pub mod sqlite;
+pub mod switch;
 
 use async_trait::async_trait;
 use thiserror::Error;

@@ -1,11 +1,13 @@
 //! Applies delivered events to the projections, exactly once in effect: duplicates are
 //! skipped by the store's checkpoints, and a gap is filled by reading the missing events from
-//! the event store — never by guessing. Afterwards it announces the changed rows so that
-//! `inventoryItemChanged` / `allocationChanged` subscribers see the updated read model.
+//! the event store — never by guessing. It returns which rows changed, so that the caller can
+//! announce them to `inventoryItemChanged` / `allocationChanged` subscribers.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use uuid::Uuid;
 
-use super::{AllocationView, ItemView, ProjectionError, ProjectionStore, ReadModel};
+use super::{AllocationView, ItemView, ProjectionError, ProjectionStore};
 use crate::store::{EventEnvelope, EventStore};
 
 /// Read-model rows changed by a batch, for live subscribers.
@@ -15,33 +17,36 @@ pub struct ReadModelChanges {
     pub allocations: Vec<AllocationView>,
 }
 
-pub struct ProjectionRunner<P> {
+/// The ids of the rows a batch changed.
+#[derive(Debug, Clone, Default)]
+pub struct Changed {
+    pub items: BTreeSet<Uuid>,
+    pub allocations: BTreeSet<Uuid>,
+}
+
+pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
-    projections: Arc<P>,
+    projections: Arc<dyn ProjectionStore>,
 }
 
 /// How many times one batch may hit a gap before giving up (each fill makes progress, so this
 /// only bounds pathological input).
 const MAX_GAP_FILLS: usize = 10_000;
 
-impl<P: ProjectionStore + ReadModel> ProjectionRunner<P> {
-    pub fn new(store: Arc<dyn EventStore>, projections: Arc<P>) -> Self {
+impl ProjectionRunner {
+    pub fn new(store: Arc<dyn EventStore>, projections: Arc<dyn ProjectionStore>) -> Self {
         Self { store, projections }
     }
 
-    /// Applies the batch (filling gaps first) and returns the changed rows as now stored.
-    pub async fn handle(
-        &self,
-        mut events: Vec<EventEnvelope>,
-    ) -> Result<ReadModelChanges, ProjectionError> {
-        let mut items = std::collections::BTreeSet::new();
-        let mut allocations = std::collections::BTreeSet::new();
+    /// Applies the batch (filling gaps first) and returns the ids of the changed rows.
+    pub async fn handle(&self, mut events: Vec<EventEnvelope>) -> Result<Changed, ProjectionError> {
+        let mut changed = Changed::default();
         for _ in 0..MAX_GAP_FILLS {
             let outcome = self.projections.apply(events.clone()).await?;
-            items.extend(outcome.changed_items);
-            allocations.extend(outcome.changed_allocations);
+            changed.items.extend(outcome.changed_items);
+            changed.allocations.extend(outcome.changed_allocations);
             let Some(gap) = outcome.gap else {
-                return self.changes(items, allocations).await;
+                return Ok(changed);
             };
             let rest = events.split_off(outcome.applied);
             let before = rest[0].sequence_number;
@@ -67,22 +72,5 @@ impl<P: ProjectionStore + ReadModel> ProjectionRunner<P> {
         Err(ProjectionError::Unavailable(
             "too many gaps in one batch".into(),
         ))
-    }
-
-    async fn changes(
-        &self,
-        items: std::collections::BTreeSet<uuid::Uuid>,
-        allocations: std::collections::BTreeSet<uuid::Uuid>,
-    ) -> Result<ReadModelChanges, ProjectionError> {
-        let mut changes = ReadModelChanges::default();
-        for id in items {
-            changes.items.extend(self.projections.item(id).await?);
-        }
-        for id in allocations {
-            changes
-                .allocations
-                .extend(self.projections.allocation(id).await?);
-        }
-        Ok(changes)
     }
 }

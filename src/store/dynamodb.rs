@@ -675,4 +675,15 @@ impl EventStore for DynamoEventStore {
             .map(|_| ())
             .map_err(|e| unavailable(&e))
     }
+
+    async fn count_events(&self) -> Result<u64, StoreError> {
+        let output = self
+            .client
+            .describe_table()
+            .table_name(self.tables.events())
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(output.table.and_then(|t| t.item_count).unwrap_or(0).max(0) as u64)
+    }
 }

@@ -137,4 +137,8 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Cheap reachability check for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How many events are stored, exactly or as the store's own estimate (DynamoDB refreshes
+    /// its count every few hours); for progress reports only.
+    async fn count_events(&self) -> Result<u64, StoreError>;
 }

@@ -525,4 +525,10 @@ impl EventStore for SqliteEventStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }
+
+    async fn count_events(&self) -> Result<u64, StoreError> {
+        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|count| count as u64)
+    }
 }

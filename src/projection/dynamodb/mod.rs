@@ -7,9 +7,12 @@
 mod allocation_status;
 mod attributes;
 mod current_inventory;
+mod generations;
 mod inventory_history;
 mod queries;
 mod stock_movements;
+
+pub use generations::DynamoGenerations;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
@@ -17,11 +20,12 @@ use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
+use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
     WarehouseView,
 };
-use crate::domain::{AggregateType, DomainEvent};
+use crate::domain::DomainEvent;
 use crate::dynamodb::Tables;
 use crate::store::EventEnvelope;
 use attributes::{s, Record};
@@ -29,12 +33,37 @@ use attributes::{s, Record};
 pub struct DynamoProjections {
     client: Client,
     tables: Tables,
+    /// The projections these tables hold (the others' tables are not touched).
+    serves: Vec<ProjectionName>,
 }
 
 impl DynamoProjections {
     /// Uses tables that already exist (`crate::dynamodb::migrate` creates them).
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            serves: ProjectionName::ALL.to_vec(),
+        }
+    }
+
+    /// Applies and dumps only these projections.
+    pub fn serving(mut self, projections: &[ProjectionName]) -> Self {
+        self.serves = projections.to_vec();
+        self
+    }
+
+    /// Scans the table of `projection` if these tables hold it (an empty list otherwise).
+    async fn scan_served<T>(
+        &self,
+        projection: ProjectionName,
+        table: String,
+        decode: fn(&Record) -> Result<T, ProjectionError>,
+    ) -> Result<Vec<T>, ProjectionError> {
+        if !self.serves.contains(&projection) {
+            return Ok(Vec::new());
+        }
+        self.scan(&table).await?.iter().map(decode).collect()
     }
 }
 
@@ -197,36 +226,6 @@ impl DynamoProjections {
     }
 }
 
-/// The projectors, in the order each event goes through those of its aggregate type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Projector {
-    Warehouses,
-    CurrentInventory,
-    AllocationStatus,
-    InventoryHistory,
-    StockMovements,
-}
-
-impl Projector {
-    const ALL: [Projector; 5] = [
-        Self::Warehouses,
-        Self::CurrentInventory,
-        Self::AllocationStatus,
-        Self::InventoryHistory,
-        Self::StockMovements,
-    ];
-
-    fn handles(self) -> AggregateType {
-        match self {
-            Self::Warehouses => AggregateType::Warehouse,
-            Self::AllocationStatus => AggregateType::Allocation,
-            Self::CurrentInventory | Self::InventoryHistory | Self::StockMovements => {
-                AggregateType::InventoryItem
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl ProjectionStore for DynamoProjections {
     /// Events are applied one at a time, each projector with its own condition; there is no
@@ -238,22 +237,26 @@ impl ProjectionStore for DynamoProjections {
         let mut allocations = BTreeSet::new();
         let mut outcome = Applied::default();
         'events: for (index, envelope) in events.iter().enumerate() {
-            for projector in Projector::ALL
-                .into_iter()
+            for projector in self
+                .serves
+                .iter()
+                .copied()
                 .filter(|p| p.handles() == envelope.aggregate_type)
             {
                 let result = match projector {
-                    Projector::Warehouses => {
+                    ProjectionName::Warehouses => {
                         current_inventory::apply_warehouse(self, envelope, &mut cache).await?
                     }
-                    Projector::CurrentInventory => {
+                    ProjectionName::CurrentInventory => {
                         current_inventory::apply_item(self, envelope, &mut cache).await?
                     }
-                    Projector::AllocationStatus => {
+                    ProjectionName::AllocationStatus => {
                         allocation_status::apply(self, envelope, &mut cache).await?
                     }
-                    Projector::InventoryHistory => inventory_history::apply(self, envelope).await?,
-                    Projector::StockMovements => {
+                    ProjectionName::InventoryHistory => {
+                        inventory_history::apply(self, envelope).await?
+                    }
+                    ProjectionName::StockMovements => {
                         stock_movements::apply(self, envelope, &mut cache).await?
                     }
                 };
@@ -266,10 +269,10 @@ impl ProjectionStore for DynamoProjections {
                         outcome.applied = index;
                         break 'events;
                     }
-                    (Outcome::Applied, Projector::CurrentInventory) => {
+                    (Outcome::Applied, ProjectionName::CurrentInventory) => {
                         items.insert(envelope.aggregate_id);
                     }
-                    (Outcome::Applied, Projector::AllocationStatus) => {
+                    (Outcome::Applied, ProjectionName::AllocationStatus) => {
                         allocations.insert(envelope.aggregate_id);
                     }
                     _ => {}
@@ -283,33 +286,43 @@ impl ProjectionStore for DynamoProjections {
     }
 
     async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {
-        fn decode_all<T>(
-            records: Vec<Record>,
-            decode: fn(&Record) -> Result<T, ProjectionError>,
-        ) -> Result<Vec<T>, ProjectionError> {
-            records.iter().map(decode).collect()
-        }
+        use ProjectionName as P;
         let mut dump = ProjectionDump {
-            warehouses: decode_all(
-                self.scan(&self.tables.warehouses()).await?,
-                WarehouseView::from_record,
-            )?,
-            items: decode_all(
-                self.scan(&self.tables.items()).await?,
-                ItemView::from_record,
-            )?,
-            allocations: decode_all(
-                self.scan(&self.tables.allocations()).await?,
-                AllocationView::from_record,
-            )?,
-            history: decode_all(
-                self.scan(&self.tables.history()).await?,
-                inventory_history::from_record,
-            )?,
-            movements: decode_all(
-                self.scan(&self.tables.movements()).await?,
-                stock_movements::from_record,
-            )?,
+            warehouses: self
+                .scan_served(
+                    P::Warehouses,
+                    self.tables.warehouses(),
+                    WarehouseView::from_record,
+                )
+                .await?,
+            items: self
+                .scan_served(
+                    P::CurrentInventory,
+                    self.tables.items(),
+                    ItemView::from_record,
+                )
+                .await?,
+            allocations: self
+                .scan_served(
+                    P::AllocationStatus,
+                    self.tables.allocations(),
+                    AllocationView::from_record,
+                )
+                .await?,
+            history: self
+                .scan_served(
+                    P::InventoryHistory,
+                    self.tables.history(),
+                    inventory_history::from_record,
+                )
+                .await?,
+            movements: self
+                .scan_served(
+                    P::StockMovements,
+                    self.tables.movements(),
+                    stock_movements::from_record,
+                )
+                .await?,
         };
         // The orders of the SQLite dump (UUID order is the order of their text).
         dump.warehouses.sort_by_key(|w| w.id);

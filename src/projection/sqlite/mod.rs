@@ -5,8 +5,10 @@
 
 mod allocation_status;
 mod current_inventory;
+mod generations;
 mod inventory_history;
 mod queries;
+pub use generations::SqliteGenerations;
 mod stock_movements;
 
 use async_trait::async_trait;
@@ -16,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+use super::layout::ProjectionName;
 use super::{Applied, Gap, ProjectionDump, ProjectionError, ProjectionStore};
-use crate::domain::{AggregateType, DomainEvent};
+use crate::domain::DomainEvent;
 use crate::sqlite_pool::{self, Durability, ReadPool};
 use crate::store::EventEnvelope;
 
@@ -30,39 +33,27 @@ pub struct Changes {
 
 type ApplyFn = fn(&Connection, &EventEnvelope, &mut Changes) -> Result<(), ProjectionError>;
 
-struct Projector {
-    name: &'static str,
-    handles: AggregateType,
-    apply: ApplyFn,
+/// How each projection folds one event into its tables (inside the batch's transaction).
+fn apply_fn(projection: ProjectionName) -> ApplyFn {
+    match projection {
+        ProjectionName::Warehouses => current_inventory::apply_warehouse,
+        ProjectionName::CurrentInventory => current_inventory::apply_item,
+        ProjectionName::AllocationStatus => allocation_status::apply,
+        ProjectionName::InventoryHistory => inventory_history::apply,
+        ProjectionName::StockMovements => stock_movements::apply,
+    }
 }
 
-const PROJECTORS: &[Projector] = &[
-    Projector {
-        name: "warehouses",
-        handles: AggregateType::Warehouse,
-        apply: current_inventory::apply_warehouse,
-    },
-    Projector {
-        name: "current_inventory",
-        handles: AggregateType::InventoryItem,
-        apply: current_inventory::apply_item,
-    },
-    Projector {
-        name: "allocation_status",
-        handles: AggregateType::Allocation,
-        apply: allocation_status::apply,
-    },
-    Projector {
-        name: "inventory_history",
-        handles: AggregateType::InventoryItem,
-        apply: inventory_history::apply,
-    },
-    Projector {
-        name: "stock_movements",
-        handles: AggregateType::InventoryItem,
-        apply: stock_movements::apply,
-    },
-];
+/// The tables each projection owns (emptied when a rebuilt generation replaces it).
+fn tables_of(projection: ProjectionName) -> &'static [&'static str] {
+    match projection {
+        ProjectionName::Warehouses => &["warehouses"],
+        ProjectionName::CurrentInventory => &["items"],
+        ProjectionName::AllocationStatus => &["allocations"],
+        ProjectionName::InventoryHistory => &["history"],
+        ProjectionName::StockMovements => &["movements", "movement_items"],
+    }
+}
 
 const CHECKPOINTS: &str = "
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -91,6 +82,8 @@ pub(crate) fn uuid_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result
 pub struct SqliteProjections {
     writer: Arc<Mutex<Connection>>,
     reads: ReadPool,
+    /// The projections this file holds for readers (the others' tables stay untouched).
+    serves: Arc<[ProjectionName]>,
 }
 
 impl SqliteProjections {
@@ -113,7 +106,40 @@ impl SqliteProjections {
         Ok(Self {
             writer: Arc::new(Mutex::new(conn)),
             reads: ReadPool::new(PathBuf::from(path)),
+            serves: ProjectionName::ALL.into(),
         })
+    }
+
+    /// Applies and dumps only these projections.
+    pub fn serving(mut self, projections: &[ProjectionName]) -> Self {
+        self.serves = projections.into();
+        self
+    }
+
+    /// Deletes the rows and checkpoints of projections that another generation now serves.
+    pub async fn clear(&self, projections: &[ProjectionName]) -> Result<(), ProjectionError> {
+        let writer = self.writer.clone();
+        let projections = projections.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .map_err(|_| ProjectionError::Unavailable("projection writer poisoned".into()))?;
+            let tx = conn.transaction().map_err(sql)?;
+            for projection in projections {
+                for table in tables_of(projection) {
+                    tx.execute(&format!("DELETE FROM {table}"), [])
+                        .map_err(sql)?;
+                }
+                tx.execute(
+                    "DELETE FROM checkpoints WHERE projector = ?1",
+                    [projection.as_str()],
+                )
+                .map_err(sql)?;
+            }
+            tx.commit().map_err(sql)
+        })
+        .await
+        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
     }
 
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ProjectionError>
@@ -147,6 +173,7 @@ fn checkpoint(
 
 fn apply_batch(
     conn: &mut Connection,
+    serves: &[ProjectionName],
     events: &[EventEnvelope],
 ) -> Result<Applied, ProjectionError> {
     // IMMEDIATE: take the write lock before reading checkpoints, so two processes sharing
@@ -158,11 +185,12 @@ fn apply_batch(
     let mut outcome = Applied::default();
     'events: for (index, envelope) in events.iter().enumerate() {
         let aggregate_id = envelope.aggregate_id.to_string();
-        for projector in PROJECTORS
+        for projector in serves
             .iter()
-            .filter(|p| p.handles == envelope.aggregate_type)
+            .copied()
+            .filter(|p| p.handles() == envelope.aggregate_type)
         {
-            let last = checkpoint(&tx, projector.name, &aggregate_id)?;
+            let last = checkpoint(&tx, projector.as_str(), &aggregate_id)?;
             if envelope.sequence_number <= last {
                 continue; // already applied: a redelivery
             }
@@ -174,14 +202,14 @@ fn apply_batch(
                 outcome.applied = index;
                 break 'events;
             }
-            (projector.apply)(&tx, envelope, &mut changes)?;
+            apply_fn(projector)(&tx, envelope, &mut changes)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO checkpoints (projector, aggregate_id, last_sequence)
                  VALUES (?1, ?2, ?3)",
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    projector.name,
+                    projector.as_str(),
                     aggregate_id,
                     envelope.sequence_number as i64
                 ])
@@ -200,30 +228,38 @@ fn apply_batch(
 impl ProjectionStore for SqliteProjections {
     async fn apply(&self, events: Vec<EventEnvelope>) -> Result<Applied, ProjectionError> {
         let writer = self.writer.clone();
+        let serves = self.serves.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer
                 .lock()
                 .map_err(|_| ProjectionError::Unavailable("projection writer poisoned".into()))?;
-            apply_batch(&mut conn, &events)
+            apply_batch(&mut conn, &serves, &events)
         })
         .await
         .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
     }
 
     async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {
-        self.read(|conn| {
+        let serves = self.serves.clone();
+        self.read(move |conn| {
+            // Reads the table of `projection` if this file serves it (an empty list otherwise).
             fn all<T>(
-                conn: &Connection,
+                (conn, serves): (&Connection, &[ProjectionName]),
+                projection: ProjectionName,
                 sql: &str,
                 map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
             ) -> rusqlite::Result<Vec<T>> {
+                if !serves.contains(&projection) {
+                    return Ok(Vec::new());
+                }
                 let mut statement = conn.prepare(sql)?;
                 let rows = statement.query_map([], map)?;
                 rows.collect()
             }
             Ok(ProjectionDump {
                 warehouses: all(
-                    conn,
+                    (conn, &serves),
+                    ProjectionName::Warehouses,
                     &format!(
                         "SELECT {} FROM warehouses ORDER BY id",
                         current_inventory::WAREHOUSE_COLUMNS
@@ -231,7 +267,8 @@ impl ProjectionStore for SqliteProjections {
                     current_inventory::warehouse_from_row,
                 )?,
                 items: all(
-                    conn,
+                    (conn, &serves),
+                    ProjectionName::CurrentInventory,
                     &format!(
                         "SELECT {} FROM items ORDER BY id",
                         current_inventory::ITEM_COLUMNS
@@ -239,7 +276,8 @@ impl ProjectionStore for SqliteProjections {
                     current_inventory::item_from_row,
                 )?,
                 allocations: all(
-                    conn,
+                    (conn, &serves),
+                    ProjectionName::AllocationStatus,
                     &format!(
                         "SELECT {} FROM allocations ORDER BY id",
                         allocation_status::COLUMNS
@@ -247,7 +285,8 @@ impl ProjectionStore for SqliteProjections {
                     allocation_status::from_row,
                 )?,
                 history: all(
-                    conn,
+                    (conn, &serves),
+                    ProjectionName::InventoryHistory,
                     &format!(
                         "SELECT {} FROM history ORDER BY item_id, sequence_number",
                         inventory_history::COLUMNS
@@ -255,7 +294,8 @@ impl ProjectionStore for SqliteProjections {
                     inventory_history::from_row,
                 )?,
                 movements: all(
-                    conn,
+                    (conn, &serves),
+                    ProjectionName::StockMovements,
                     &format!(
                         "SELECT {} FROM movements ORDER BY item_id, day",
                         stock_movements::COLUMNS

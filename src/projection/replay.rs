@@ -1,0 +1,432 @@
+//! Replay: rebuilds projections from every stored event into a fresh generation of tables while
+//! the API keeps serving the old ones, then switches readers over and drops the old tables.
+//!
+//! Why nothing is lost or applied twice: once the rebuild is recorded in the layout, every live
+//! projector applies each new event to the new generation as well (within `REFRESH`); the scan
+//! of the store starts only after `SETTLE`, so an event is either older than the scan (and the
+//! scan reads it) or delivered afterwards (and a live projector applies it). Both may happen;
+//! the per-aggregate checkpoints make the second a no-op, and a projector that meets an event
+//! before the scan reached its aggregate fills the gap from the store. Progress (the scan's
+//! cursor) is saved after each applied page, so an interrupted rebuild resumes where it was.
+
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+use super::layout::{Layout, Phase, ProjectionName, Rebuild};
+use super::runner::ProjectionRunner;
+use super::switch::{Switchboard, SETTLE};
+use crate::application::now_ms;
+use crate::store::EventStore;
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// What to rebuild; empty resumes the rebuild in progress.
+    pub projections: Vec<ProjectionName>,
+    /// Events read from the store per page.
+    pub page_size: usize,
+    /// Pause between pages, to leave room for live traffic.
+    pub throttle: Duration,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            projections: Vec::new(),
+            page_size: 5_000,
+            throttle: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The request cannot be served as it stands (another rebuild runs, nothing to resume...).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn failed(error: impl std::fmt::Display) -> ReplayError {
+    ReplayError::Failed(error.to_string())
+}
+
+/// How often progress is saved (and reported) at most.
+const SAVE_EVERY: Duration = Duration::from_millis(500);
+
+/// Rebuilds `options.projections` (or resumes the rebuild in progress), calling `report` as it
+/// goes; returns the finished rebuild.
+pub async fn replay(
+    store: Arc<dyn EventStore>,
+    board: &Switchboard,
+    options: ReplayOptions,
+    mut report: impl FnMut(&Rebuild) + Send,
+) -> Result<Rebuild, ReplayError> {
+    let generations = board.generations();
+    let mut layout = generations.load_layout().await.map_err(failed)?;
+    let mut wanted = options.projections.clone();
+    wanted.sort();
+    wanted.dedup();
+    let now = now_ms();
+    let mut rebuild = match layout.building.clone() {
+        Some(mut running) if wanted.is_empty() || wanted == running.projections => {
+            tracing::info!(
+                generation = running.generation,
+                events_done = running.events_done,
+                "resuming the projection rebuild"
+            );
+            running.resumed_at = now;
+            running.resumed_at_events = running.events_done;
+            running
+        }
+        Some(running) => {
+            return Err(ReplayError::Refused(format!(
+                "a rebuild of {} (generation {}) is in progress: resume it first, or abandon it",
+                names(&running.projections),
+                running.generation
+            )))
+        }
+        None if wanted.is_empty() => {
+            return Err(ReplayError::Refused(
+                "no rebuild is in progress: name the projections to rebuild".into(),
+            ))
+        }
+        None => {
+            let generation = layout.next_generation();
+            // The tables exist before any projector is told about them.
+            generations
+                .open(generation, &wanted, true)
+                .await
+                .map_err(failed)?;
+            Rebuild {
+                generation,
+                projections: wanted,
+                phase: Phase::Scanning,
+                cursor: None,
+                events_done: 0,
+                events_total: store.count_events().await.ok(),
+                started_at: now,
+                updated_at: now,
+                resumed_at_events: 0,
+                resumed_at: now,
+            }
+        }
+    };
+    layout.building = Some(rebuild.clone());
+    save(board, &mut layout).await?;
+    report(&rebuild);
+    // Every live projector now sees the new generation before the scan reads the store.
+    tokio::time::sleep(SETTLE).await;
+
+    let target = generations
+        .open(rebuild.generation, &rebuild.projections, true)
+        .await
+        .map_err(failed)?;
+    let runner = ProjectionRunner::new(store.clone(), target);
+    let mut saved = Instant::now();
+    loop {
+        let page = store
+            .read_all(rebuild.cursor.clone(), options.page_size)
+            .await
+            .map_err(failed)?;
+        let count = page.events.len() as u64;
+        runner.handle(page.events).await.map_err(failed)?;
+        rebuild.events_done += count;
+        rebuild.updated_at = now_ms();
+        let Some(next) = page.next else { break };
+        rebuild.cursor = Some(next);
+        if saved.elapsed() >= SAVE_EVERY {
+            layout.building = Some(rebuild.clone());
+            save(board, &mut layout).await?;
+            report(&rebuild);
+            saved = Instant::now();
+        }
+        if !options.throttle.is_zero() {
+            tokio::time::sleep(options.throttle).await;
+        }
+    }
+
+    // Caught up: switch readers and live projectors to the new generation.
+    let before = layout.clone();
+    rebuild.phase = Phase::Done;
+    rebuild.cursor = None;
+    rebuild.updated_at = now_ms();
+    for projection in &rebuild.projections {
+        layout.active.insert(*projection, rebuild.generation);
+    }
+    layout.building = None;
+    layout.last = Some(rebuild.clone());
+    save(board, &mut layout).await?;
+    report(&rebuild);
+    tracing::info!(
+        generation = rebuild.generation,
+        events = rebuild.events_done,
+        "projections rebuilt and switched over"
+    );
+
+    // Drop the old tables once no process reads or writes them any more.
+    tokio::time::sleep(SETTLE).await;
+    retire_replaced(board, &before, &rebuild.projections).await?;
+    Ok(rebuild)
+}
+
+/// Stops the rebuild in progress and drops its tables.
+pub async fn abandon(board: &Switchboard) -> Result<Option<Rebuild>, ReplayError> {
+    let generations = board.generations();
+    let mut layout = generations.load_layout().await.map_err(failed)?;
+    let Some(rebuild) = layout.building.take() else {
+        return Ok(None);
+    };
+    save(board, &mut layout).await?;
+    tokio::time::sleep(SETTLE).await;
+    generations
+        .retire(rebuild.generation, &rebuild.projections, true)
+        .await
+        .map_err(failed)?;
+    Ok(Some(rebuild))
+}
+
+/// Removes the replaced projections' rows from the generations that served them before.
+async fn retire_replaced(
+    board: &Switchboard,
+    before: &Layout,
+    replaced: &[ProjectionName],
+) -> Result<(), ReplayError> {
+    for (generation, served) in before.serving() {
+        let moved: Vec<_> = served
+            .iter()
+            .copied()
+            .filter(|p| replaced.contains(p))
+            .collect();
+        if moved.is_empty() {
+            continue;
+        }
+        let whole = moved.len() == served.len();
+        board
+            .generations()
+            .retire(generation, &moved, whole)
+            .await
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Writes the layout (compare-and-set) and routes this process by it at once.
+async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayError> {
+    if !board
+        .generations()
+        .save_layout(layout)
+        .await
+        .map_err(failed)?
+    {
+        return Err(ReplayError::Refused(
+            "the projection layout was changed by another process (another rebuild?); \
+             this rebuild stops here and can be resumed"
+                .into(),
+        ));
+    }
+    layout.revision += 1;
+    board.reload().await.map_err(failed)?;
+    Ok(())
+}
+
+fn names(projections: &[ProjectionName]) -> String {
+    let names: Vec<_> = projections.iter().map(|p| p.as_str()).collect();
+    names.join(", ")
+}
+
+/// What a status query shows about a rebuild.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebuildStatus {
+    pub rebuild: Rebuild,
+    pub state: RebuildState,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RebuildState {
+    Running,
+    /// Recorded as in progress but nobody has advanced it for a while: resume it.
+    Interrupted,
+    Done,
+    Failed,
+}
+
+/// A rebuild not advanced for this long is reported as interrupted.
+const STALLED_AFTER_MS: i64 = 15_000;
+
+/// Rebuilds started through the API, run as background tasks of this process.
+pub struct RebuildControl {
+    store: Arc<dyn EventStore>,
+    board: Arc<Switchboard>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    task: JoinHandle<()>,
+    latest: Arc<Mutex<RebuildStatus>>,
+}
+
+impl RebuildControl {
+    pub fn new(store: Arc<dyn EventStore>, board: Arc<Switchboard>) -> Self {
+        Self {
+            store,
+            board,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Starts rebuilding `projections` (or resuming the rebuild in progress when empty) in the
+    /// background; refused while one runs in this process or another process holds one.
+    pub async fn start(
+        &self,
+        projections: Vec<ProjectionName>,
+        throttle: Duration,
+    ) -> Result<RebuildStatus, ReplayError> {
+        if self
+            .lock()
+            .as_ref()
+            .is_some_and(|running| !running.task.is_finished())
+        {
+            return Err(ReplayError::Refused(
+                "a rebuild is already running in this server".into(),
+            ));
+        }
+        let layout = self
+            .board
+            .generations()
+            .load_layout()
+            .await
+            .map_err(failed)?;
+        if let Some(building) = &layout.building {
+            let mut wanted = projections.clone();
+            wanted.sort();
+            wanted.dedup();
+            let stalled = now_ms() - building.updated_at > STALLED_AFTER_MS;
+            if !stalled {
+                return Err(ReplayError::Refused(format!(
+                    "a rebuild of {} (generation {}) is running in another process",
+                    names(&building.projections),
+                    building.generation
+                )));
+            }
+            if !wanted.is_empty() && wanted != building.projections {
+                return Err(ReplayError::Refused(format!(
+                    "an interrupted rebuild of {} (generation {}) must be resumed first",
+                    names(&building.projections),
+                    building.generation
+                )));
+            }
+        } else if projections.is_empty() {
+            return Err(ReplayError::Refused(
+                "no rebuild is in progress: name the projections to rebuild".into(),
+            ));
+        }
+        let first = RebuildStatus {
+            rebuild: layout.building.clone().unwrap_or_else(|| Rebuild {
+                generation: layout.next_generation(),
+                projections: projections.clone(),
+                phase: Phase::Scanning,
+                cursor: None,
+                events_done: 0,
+                events_total: None,
+                started_at: now_ms(),
+                updated_at: now_ms(),
+                resumed_at_events: 0,
+                resumed_at: now_ms(),
+            }),
+            state: RebuildState::Running,
+            error: None,
+        };
+        let latest = Arc::new(Mutex::new(first.clone()));
+        let task = {
+            let store = self.store.clone();
+            let board = self.board.clone();
+            let latest = latest.clone();
+            let options = ReplayOptions {
+                projections,
+                throttle,
+                ..ReplayOptions::default()
+            };
+            tokio::spawn(async move {
+                let set = |change: &dyn Fn(&mut RebuildStatus)| {
+                    if let Ok(mut latest) = latest.lock() {
+                        change(&mut latest);
+                    }
+                };
+                let result = replay(store, &board, options, |rebuild| {
+                    set(&|status| status.rebuild = rebuild.clone())
+                })
+                .await;
+                match result {
+                    Ok(rebuild) => set(&|status| {
+                        status.rebuild = rebuild.clone();
+                        status.state = RebuildState::Done;
+                    }),
+                    Err(error) => {
+                        tracing::error!(%error, "projection rebuild failed");
+                        set(&|status| {
+                            status.state = RebuildState::Failed;
+                            status.error = Some(error.to_string());
+                        })
+                    }
+                }
+            })
+        };
+        *self.lock() = Some(Running { task, latest });
+        Ok(first)
+    }
+
+    /// The rebuild in progress (here or in another process), else the last one this server
+    /// ran, else the last one recorded.
+    pub async fn status(&self) -> Result<Option<RebuildStatus>, ReplayError> {
+        let layout = self
+            .board
+            .generations()
+            .load_layout()
+            .await
+            .map_err(failed)?;
+        let local = self
+            .lock()
+            .as_ref()
+            .and_then(|running| running.latest.lock().ok().map(|s| s.clone()));
+        if let Some(local) = &local {
+            let recorded = layout.building.as_ref().or(layout.last.as_ref());
+            let newer_elsewhere = recorded.is_some_and(|r| r.generation > local.rebuild.generation);
+            if !newer_elsewhere {
+                return Ok(Some(local.clone()));
+            }
+        }
+        Ok(match (layout.building, layout.last) {
+            (Some(rebuild), _) => {
+                let stalled = now_ms() - rebuild.updated_at > STALLED_AFTER_MS;
+                Some(RebuildStatus {
+                    rebuild,
+                    state: if stalled {
+                        RebuildState::Interrupted
+                    } else {
+                        RebuildState::Running
+                    },
+                    error: None,
+                })
+            }
+            (None, Some(rebuild)) => Some(RebuildStatus {
+                rebuild,
+                state: RebuildState::Done,
+                error: None,
+            }),
+            (None, None) => None,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        match self.running.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}

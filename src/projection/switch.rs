@@ -1,0 +1,364 @@
+//! Routes readers and live projectors to the generation of tables that serves each projection
+//! (see `layout`). Each process re-reads the durable layout at most `REFRESH` after it last
+//! did, so a switch made by another process (a `replay` command, another API server) reaches
+//! it within that time; a replay waits `SETTLE` — longer than that — before it relies on every
+//! projector having seen a change.
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+use super::layout::{Layout, ProjectionName};
+use super::{
+    AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, ProjectionDump,
+    ProjectionError, ProjectionStore, ReadModel, WarehouseView,
+};
+
+/// How stale a process's view of the layout may get.
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// How long a replay waits for every process to have seen a layout change.
+pub const SETTLE: Duration = Duration::from_millis(2 * REFRESH.as_millis() as u64 + 500);
+
+/// A projection adapter: applies events and answers queries.
+pub trait Projection: ProjectionStore + ReadModel {}
+impl<T: ProjectionStore + ReadModel> Projection for T {}
+
+/// One storage technology's generations of projection tables, and its durable layout record.
+#[async_trait]
+pub trait Generations: Send + Sync + 'static {
+    /// The tables of `generation` for `projections`; `create` makes the missing ones first.
+    async fn open(
+        &self,
+        generation: u32,
+        projections: &[ProjectionName],
+        create: bool,
+    ) -> Result<Arc<dyn Projection>, ProjectionError>;
+
+    /// Removes the rows of `projections` from `generation`, or the whole generation when
+    /// `whole` (no projection is served from it any more).
+    async fn retire(
+        &self,
+        generation: u32,
+        projections: &[ProjectionName],
+        whole: bool,
+    ) -> Result<(), ProjectionError>;
+
+    async fn load_layout(&self) -> Result<Layout, ProjectionError>;
+
+    /// Stores `layout` with its revision bumped by one, only if the stored revision is still
+    /// `layout.revision`; `false` when another process changed it first.
+    async fn save_layout(&self, layout: &Layout) -> Result<bool, ProjectionError>;
+}
+
+/// One view of the layout with its adapters opened.
+#[derive(Clone)]
+pub struct Routing {
+    pub layout: Layout,
+    serving: BTreeMap<ProjectionName, Arc<dyn Projection>>,
+    /// One adapter per active generation.
+    active: Vec<Arc<dyn Projection>>,
+    building: Option<Arc<dyn Projection>>,
+    fetched: Instant,
+}
+
+impl Routing {
+    /// Where a live projector applies new events: every active generation, then the one being
+    /// rebuilt.
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<dyn Projection>> {
+        self.active.iter().chain(self.building.iter())
+    }
+
+    fn of(&self, projection: ProjectionName) -> Result<&Arc<dyn Projection>, ProjectionError> {
+        self.serving.get(&projection).ok_or_else(|| {
+            ProjectionError::Unavailable(format!("no tables serve the {projection} projection"))
+        })
+    }
+}
+
+pub struct Switchboard {
+    generations: Arc<dyn Generations>,
+    current: RwLock<Arc<Routing>>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Switchboard {
+    pub async fn open(generations: Arc<dyn Generations>) -> Result<Self, ProjectionError> {
+        let layout = generations.load_layout().await?;
+        let routing = Self::route(&*generations, layout, None).await?;
+        Ok(Self {
+            generations,
+            current: RwLock::new(Arc::new(routing)),
+            refreshing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn generations(&self) -> Arc<dyn Generations> {
+        self.generations.clone()
+    }
+
+    /// Opens the adapters `layout` names, reusing those of `previous` that did not change.
+    async fn route(
+        generations: &dyn Generations,
+        layout: Layout,
+        previous: Option<&Routing>,
+    ) -> Result<Routing, ProjectionError> {
+        let reusable = |generation: u32, projections: &[ProjectionName]| {
+            let previous = previous?;
+            let same = previous
+                .layout
+                .serving()
+                .get(&generation)
+                .map(Vec::as_slice)
+                == Some(projections);
+            same.then(|| previous.serving.get(&projections[0]).cloned())
+                .flatten()
+        };
+        let mut serving = BTreeMap::new();
+        let mut active = Vec::new();
+        for (generation, projections) in layout.serving() {
+            let adapter = match reusable(generation, &projections) {
+                Some(adapter) => adapter,
+                None => generations.open(generation, &projections, false).await?,
+            };
+            for projection in &projections {
+                serving.insert(*projection, adapter.clone());
+            }
+            active.push(adapter);
+        }
+        let building = match &layout.building {
+            Some(rebuild) => {
+                let same = previous
+                    .and_then(|p| p.layout.building.as_ref())
+                    .is_some_and(|b| b.generation == rebuild.generation);
+                match previous.and_then(|p| p.building.clone()) {
+                    Some(adapter) if same => Some(adapter),
+                    _ => Some(
+                        generations
+                            .open(rebuild.generation, &rebuild.projections, false)
+                            .await?,
+                    ),
+                }
+            }
+            None => None,
+        };
+        Ok(Routing {
+            layout,
+            serving,
+            active,
+            building,
+            fetched: Instant::now(),
+        })
+    }
+
+    fn cached(&self) -> Arc<Routing> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The routing, re-read from the layout record when older than `REFRESH`. A live projector
+    /// must not act on an older view, so a failed refresh is an error for it.
+    pub async fn routing(&self) -> Result<Arc<Routing>, ProjectionError> {
+        let cached = self.cached();
+        if cached.fetched.elapsed() < REFRESH {
+            return Ok(cached);
+        }
+        self.reload().await
+    }
+
+    /// Re-reads the layout record now.
+    pub async fn reload(&self) -> Result<Arc<Routing>, ProjectionError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let cached = self.cached();
+        let layout = self.generations.load_layout().await?;
+        let routing = if layout == cached.layout {
+            Routing {
+                fetched: Instant::now(),
+                ..(*cached).clone()
+            }
+        } else {
+            tracing::info!(
+                revision = layout.revision,
+                "projection layout changed; routing to its tables"
+            );
+            Self::route(&*self.generations, layout, Some(&cached)).await?
+        };
+        let routing = Arc::new(routing);
+        match self.current.write() {
+            Ok(mut current) => *current = routing.clone(),
+            Err(poisoned) => *poisoned.into_inner() = routing.clone(),
+        }
+        Ok(routing)
+    }
+
+    /// For readers: a stale view is fine when the layout record cannot be read right now.
+    async fn reader(
+        &self,
+        projection: ProjectionName,
+    ) -> Result<Arc<dyn Projection>, ProjectionError> {
+        let routing = match self.routing().await {
+            Ok(routing) => routing,
+            Err(error) => {
+                tracing::warn!(%error, "cannot re-read the projection layout; using the last one");
+                self.cached()
+            }
+        };
+        routing.of(projection).cloned()
+    }
+
+    /// Every projected row, each projection from the generation serving it.
+    pub async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {
+        let routing = self.routing().await?;
+        let mut dumps = BTreeMap::new();
+        for (generation, _) in routing.layout.serving() {
+            let first = routing.layout.serving()[&generation][0];
+            dumps.insert(generation, routing.of(first)?.dump().await?);
+        }
+        let layout = &routing.layout;
+        let mut from = |projection: ProjectionName| {
+            dumps
+                .get_mut(&layout.generation_of(projection))
+                .map(|dump| match projection {
+                    ProjectionName::Warehouses => ProjectionDump {
+                        warehouses: std::mem::take(&mut dump.warehouses),
+                        ..Default::default()
+                    },
+                    ProjectionName::CurrentInventory => ProjectionDump {
+                        items: std::mem::take(&mut dump.items),
+                        ..Default::default()
+                    },
+                    ProjectionName::AllocationStatus => ProjectionDump {
+                        allocations: std::mem::take(&mut dump.allocations),
+                        ..Default::default()
+                    },
+                    ProjectionName::InventoryHistory => ProjectionDump {
+                        history: std::mem::take(&mut dump.history),
+                        ..Default::default()
+                    },
+                    ProjectionName::StockMovements => ProjectionDump {
+                        movements: std::mem::take(&mut dump.movements),
+                        ..Default::default()
+                    },
+                })
+                .unwrap_or_default()
+        };
+        use ProjectionName as P;
+        Ok(ProjectionDump {
+            warehouses: from(P::Warehouses).warehouses,
+            items: from(P::CurrentInventory).items,
+            allocations: from(P::AllocationStatus).allocations,
+            history: from(P::InventoryHistory).history,
+            movements: from(P::StockMovements).movements,
+        })
+    }
+}
+
+#[async_trait]
+impl ReadModel for Switchboard {
+    async fn warehouse(&self, id: Uuid) -> Result<Option<WarehouseView>, ProjectionError> {
+        self.reader(ProjectionName::Warehouses)
+            .await?
+            .warehouse(id)
+            .await
+    }
+
+    async fn warehouses(
+        &self,
+        include_inactive: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<WarehouseView>, ProjectionError> {
+        self.reader(ProjectionName::Warehouses)
+            .await?
+            .warehouses(include_inactive, after, limit)
+            .await
+    }
+
+    async fn item(&self, id: Uuid) -> Result<Option<ItemView>, ProjectionError> {
+        self.reader(ProjectionName::CurrentInventory)
+            .await?
+            .item(id)
+            .await
+    }
+
+    async fn item_by_sku(
+        &self,
+        warehouse_id: Uuid,
+        sku: &str,
+    ) -> Result<Option<ItemView>, ProjectionError> {
+        self.reader(ProjectionName::CurrentInventory)
+            .await?
+            .item_by_sku(warehouse_id, sku)
+            .await
+    }
+
+    async fn items(
+        &self,
+        warehouse_id: Option<Uuid>,
+        low_stock_only: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ItemView>, ProjectionError> {
+        self.reader(ProjectionName::CurrentInventory)
+            .await?
+            .items(warehouse_id, low_stock_only, after, limit)
+            .await
+    }
+
+    async fn allocation(&self, id: Uuid) -> Result<Option<AllocationView>, ProjectionError> {
+        self.reader(ProjectionName::AllocationStatus)
+            .await?
+            .allocation(id)
+            .await
+    }
+
+    async fn allocations(
+        &self,
+        filter: AllocationFilter,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<AllocationView>, ProjectionError> {
+        self.reader(ProjectionName::AllocationStatus)
+            .await?
+            .allocations(filter, after, limit)
+            .await
+    }
+
+    async fn history(
+        &self,
+        item_id: Uuid,
+        from: Option<i64>,
+        to: Option<i64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, ProjectionError> {
+        self.reader(ProjectionName::InventoryHistory)
+            .await?
+            .history(item_id, from, to, after, limit)
+            .await
+    }
+
+    async fn movements(
+        &self,
+        warehouse_id: Option<Uuid>,
+        item_id: Option<Uuid>,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> Result<Vec<MovementRow>, ProjectionError> {
+        self.reader(ProjectionName::StockMovements)
+            .await?
+            .movements(warehouse_id, item_id, from, to)
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), ProjectionError> {
+        let routing = self.routing().await?;
+        for adapter in &routing.active {
+            adapter.ping().await?;
+        }
+        Ok(())
+    }
+}
