@@ -22,7 +22,7 @@ cargo test --locked --no-fail-fast "$@"
 # The same lifecycle, concurrency, subscription, bad-input and fault tests, on DynamoDB...
 INVENTORY_TEST_BACKEND=dynamodb cargo test --locked --no-fail-fast \
     --test lifecycle --test concurrency --test subscriptions --test bad_input --test faults \
-    --test multi_process --test rabbitmq "$@"
+    --test multi_process --test rabbitmq --test replay "$@"
 # ...and through RabbitMQ instead of the in-process bus.
 INVENTORY_TEST_BUS=rabbitmq cargo test --locked --no-fail-fast \
     --test lifecycle --test concurrency --test subscriptions --test faults "$@"

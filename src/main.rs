@@ -166,6 +166,7 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
     let rebuild = replay(store, &projections, options, |rebuild| {
         let total = rebuild
             .events_total
+            .filter(|total| *total >= rebuild.events_done)
             .map_or_else(|| "?".to_owned(), |t| t.to_string());
         let left = rebuild
             .seconds_left()

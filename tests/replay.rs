@@ -38,7 +38,8 @@ async fn generations(server: &Server) -> Vec<i64> {
         .collect()
 }
 
-/// Adjusts the items round-robin until stopped; returns how many adjustments were accepted.
+/// Adjusts the items round-robin, one every 25 ms, until stopped; returns how many were
+/// accepted. (Paced so the DynamoDB emulator, which copies a table per transaction, keeps up.)
 fn keep_writing(
     server: Arc<Server>,
     items: Vec<String>,
@@ -51,6 +52,7 @@ fn keep_writing(
             let result = server.adjust(item, 1, "RECEIVED").await;
             assert_eq!(result["userErrors"], json!([]), "{result}");
             accepted += 1;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         accepted
     })
@@ -213,6 +215,7 @@ async fn the_admin_mutation_rebuilds_one_projection_and_reports_progress() {
     for _ in 0..20 {
         server.adjust(&item, -1, "DAMAGED").await;
     }
+    assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
     let before = readers_see(&server, &warehouse).await;
 
     const START: &str = "mutation($p: [ProjectionName!]!, $t: Int!) {

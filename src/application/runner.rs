@@ -209,13 +209,27 @@ where
         };
         let guards = plan.guards.iter().map(|(key, _)| key.clone()).collect();
         let guard_errors = plan.guards;
+        let first = plan
+            .events
+            .first()
+            .map(|e| (e.aggregate_id, e.sequence_number, e.event_id));
         let commit = Commit {
             expectations: plan.expectations,
             events: plan.events,
             guards,
             idempotency: record,
         };
-        match store.append(commit).await {
+        let result = store.append(commit).await;
+        if matches!(
+            result,
+            Err(StoreError::Conflict { .. } | StoreError::GuardTaken { .. })
+        ) && landed(store, first).await?
+        {
+            // A retried request (by the SDK after a timeout) met this very commit, which had
+            // landed: it is a success, not a conflict.
+            return Ok(plan.outcome);
+        }
+        match result {
             Ok(()) => return Ok(plan.outcome),
             Err(StoreError::Conflict { aggregate_id }) => {
                 tracing::debug!(%aggregate_id, attempt_number, "lost a race; reloading");
@@ -243,6 +257,21 @@ where
         }
     }
     Err(CommandError::Contention(MAX_ATTEMPTS))
+}
+
+/// Whether the commit whose first event is `first` is in the store after all: a request that
+/// timed out may have committed, and its retry then fails on the commit's own conditions.
+async fn landed(
+    store: &dyn EventStore,
+    first: Option<(Uuid, u64, Uuid)>,
+) -> Result<bool, CommandError> {
+    let Some((aggregate_id, sequence, event_id)) = first else {
+        return Ok(false);
+    };
+    let stored = store
+        .load(aggregate_id, sequence - 1, Some(sequence))
+        .await?;
+    Ok(stored.iter().any(|e| e.event_id == event_id))
 }
 
 /// Snapshots every aggregate of the outcome that is `every` or more events past its last

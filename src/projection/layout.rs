@@ -117,9 +117,12 @@ impl Rebuild {
         self.events_done.saturating_sub(self.resumed_at_events) as f64 / seconds
     }
 
-    /// Seconds left at the current rate, when the total is known.
+    /// Seconds left at the current rate, when the total is known (an estimate already passed
+    /// is not).
     pub fn seconds_left(&self) -> Option<f64> {
-        let total = self.events_total?;
+        let total = self
+            .events_total
+            .filter(|total| *total >= self.events_done)?;
         let rate = self.rate();
         match self.phase {
             Phase::Done => Some(0.0),

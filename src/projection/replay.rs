@@ -138,6 +138,10 @@ pub async fn replay(
         let Some(next) = page.next else { break };
         rebuild.cursor = Some(next);
         if saved.elapsed() >= SAVE_EVERY {
+            // Writes go on meanwhile: the total moves too.
+            if let Ok(total) = store.count_events().await {
+                rebuild.events_total = Some(total);
+            }
             layout.building = Some(rebuild.clone());
             save(board, &mut layout).await?;
             report(&rebuild);
@@ -215,19 +219,20 @@ async fn retire_replaced(
 
 /// Writes the layout (compare-and-set) and routes this process by it at once.
 async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayError> {
-    if !board
-        .generations()
-        .save_layout(layout)
-        .await
-        .map_err(failed)?
-    {
+    let generations = board.generations();
+    let written = generations.save_layout(layout).await.map_err(failed)?;
+    let mut ours = layout.clone();
+    ours.revision += 1;
+    // A write whose reply was lost may have been retried and refused by its own condition:
+    // it stands if the stored record is exactly ours.
+    if !written && generations.load_layout().await.map_err(failed)? != ours {
         return Err(ReplayError::Refused(
             "the projection layout was changed by another process (another rebuild?); \
              this rebuild stops here and can be resumed"
                 .into(),
         ));
     }
-    layout.revision += 1;
+    *layout = ours;
     board.reload().await.map_err(failed)?;
     Ok(())
 }

@@ -527,8 +527,13 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn count_events(&self) -> Result<u64, StoreError> {
-        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|count| count as u64)
+        // Positions are assigned in order and never reused: the largest is the count, at once.
+        self.read(|conn| {
+            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|count| count as u64)
     }
 }
