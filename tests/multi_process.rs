@@ -91,3 +91,43 @@ async fn two_processes_on_one_store_lose_no_update_and_never_oversell() {
     }
     assert_eq!(first.settle_and_verify().await, Vec::<String>::new());
 }
+
+/// Each process remembers the states it committed last and decides on them; when another
+/// process moved an item on, a rule must still be judged on the stored state, not the
+/// remembered one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_remembered_by_one_process_never_decides_against_another_processs_change() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let first = Server::start_on(temp.path()).await;
+    let second = Server::start_on(temp.path()).await;
+    let warehouse = first.create_warehouse("STALE").await;
+    let item = first.create_item(&warehouse, "MOVED", 1, 0).await;
+    // The first process now remembers the item with 0 on hand...
+    let emptied = first.adjust(&item, -1, "DAMAGED").await;
+    assert_eq!(emptied["inventoryItem"]["onHand"], 0);
+    // ...and the second receives stock.
+    let received = second.adjust(&item, 5, "RECEIVED").await;
+    assert_eq!(received["inventoryItem"]["onHand"], 5, "{received}");
+
+    // An allocation through the first process sees the 5 (not a stale 0)...
+    let create = "mutation($i: ID!) { allocationCreate(input: {orderId: \"o\", itemId: $i, quantity: 3}) {
+        allocation { id } inventoryItem { onHand allocated version } userErrors { code } } }";
+    let allocated = first.data(create, json!({ "i": item })).await;
+    assert_eq!(
+        allocated["allocationCreate"]["userErrors"],
+        json!([]),
+        "{allocated}"
+    );
+    assert_eq!(
+        allocated["allocationCreate"]["inventoryItem"],
+        json!({"onHand": 5, "allocated": 3, "version": 5})
+    );
+    // ...and an adjustment through the second builds on the first's allocation.
+    let adjusted = second.adjust(&item, -2, "DAMAGED").await;
+    assert_eq!(adjusted["userErrors"], json!([]), "{adjusted}");
+    assert_eq!(adjusted["inventoryItem"]["onHand"], 3);
+    assert_eq!(adjusted["inventoryItem"]["allocated"], 3);
+    // Nothing more may be removed from stock that is allocated.
+    let refused = first.adjust(&item, -1, "DAMAGED").await;
+    assert_eq!(refused["userErrors"][0]["code"], "INSUFFICIENT_STOCK", "{refused}");
+}

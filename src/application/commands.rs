@@ -3,16 +3,18 @@
 //! allocation and its item together, conditioned on the item's version: no oversell.
 
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
+use super::cache::StateCache;
 use super::locks::StripedLocks;
-use super::runner::{run, Change, CommandContext, CommandError, Outcome, Plan};
+use super::runner::{run, Change, CommandContext, CommandError, Entity, Outcome, Plan};
 use super::{load_latest, now_ms};
 use crate::domain::allocation::{self, Allocation, AllocationCommand};
 use crate::domain::item::{self, AdjustmentReason, InventoryItem, ItemCommand};
 use crate::domain::warehouse::{self, Warehouse, WarehouseCommand};
-use crate::domain::{DomainError, Versioned};
+use crate::domain::{Aggregate, DomainError, Versioned};
 use crate::store::{EventStore, Expectation};
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +56,48 @@ pub struct Commands {
     source: String,
     /// Snapshot an aggregate every this many events; 0 turns snapshots off.
     snapshot_every: u64,
+    cache: StateCache,
+}
+
+/// Aggregates whose last committed state each process keeps, unless configured otherwise.
+pub const DEFAULT_STATE_CACHE: usize = 10_000;
+
+/// Where one command's attempts get aggregate states: the first attempt may decide on states
+/// this process committed last (its commit is conditioned on their versions, so a state moved
+/// on elsewhere conflicts); every later attempt loads from the store.
+struct Loader<'a> {
+    commands: &'a Commands,
+    attempts: AtomicU32,
+    /// Whether a cached state was used: a rejection decided on one is decided again, fresh.
+    hit: AtomicBool,
+}
+
+impl Loader<'_> {
+    fn attempt(&self) -> Attempt<'_> {
+        let number = self.attempts.fetch_add(1, Ordering::SeqCst);
+        Attempt {
+            loader: self,
+            cached: number == 0,
+        }
+    }
+}
+
+struct Attempt<'a> {
+    loader: &'a Loader<'a>,
+    cached: bool,
+}
+
+impl Attempt<'_> {
+    async fn latest<A: Aggregate>(&self, id: Uuid) -> Result<Versioned<A>, CommandError> {
+        let commands = self.loader.commands;
+        if self.cached {
+            if let Some(state) = commands.cache.peek::<A>(id) {
+                self.loader.hit.store(true, Ordering::SeqCst);
+                return Ok(state);
+            }
+        }
+        Ok(load_latest::<A>(&*commands.store, id, commands.snapshot_every > 0).await?)
+    }
 }
 
 /// Events between snapshots unless configured otherwise: a load then reads at most this many
@@ -75,6 +119,58 @@ impl Commands {
             locks: StripedLocks::new(),
             source: source.into(),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            cache: StateCache::new(DEFAULT_STATE_CACHE),
+        }
+    }
+
+    /// Keep the last committed state of at most `capacity` aggregates (0: always load).
+    pub fn with_state_cache(mut self, capacity: usize) -> Self {
+        self.cache = StateCache::new(capacity);
+        self
+    }
+
+    fn loader(&self) -> Loader<'_> {
+        Loader {
+            commands: self,
+            attempts: AtomicU32::new(0),
+            hit: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs a command with `loader`: a rejection decided on a cached state is decided again on
+    /// the stored one (another process may have changed it); a success is remembered.
+    async fn cached<F, Fut>(&self, loader: &Loader<'_>, command: F) -> Result<Outcome, CommandError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Outcome, CommandError>>,
+    {
+        let mut result = command().await;
+        if matches!(result, Err(CommandError::Rejected(_))) && loader.hit.load(Ordering::SeqCst) {
+            result = command().await;
+        }
+        if let Ok(outcome) = &result {
+            self.remember(outcome);
+        }
+        result
+    }
+
+    fn remember(&self, outcome: &Outcome) {
+        fn keep<A: Aggregate>(commands: &Commands, entity: &Entity<A>) {
+            let mut state = entity.current.clone();
+            // The runner writes a snapshot at this point (in the background).
+            let every = commands.snapshot_every;
+            if every > 0 && state.version >= state.from_snapshot + every {
+                state.from_snapshot = state.version;
+            }
+            commands.cache.put(entity.id, state);
+        }
+        match outcome {
+            Outcome::Warehouse(warehouse) => keep(self, warehouse),
+            Outcome::Item(item) => keep(self, item),
+            Outcome::Allocation { allocation, item } => {
+                keep(self, allocation);
+                keep(self, item);
+            }
         }
     }
 
@@ -99,33 +195,36 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let id = Uuid::now_v7();
-        run(
-            &self.store,
-            self.snapshot_every,
-            &ctx,
-            "warehouseCreate",
-            &input,
-            || async {
-                let mut change = Change::new(id, Versioned::<Warehouse>::default());
-                let events = warehouse::decide(
-                    id,
-                    &change.current.state,
-                    WarehouseCommand::CreateWarehouse {
-                        name: input.name.clone(),
-                        code: input.code.clone(),
-                        address: input.address.clone(),
-                    },
-                )?;
-                change.record(events, &ctx, now_ms());
-                let code = change.current.state.code.clone();
-                let mut plan = change.into_plan(Outcome::Warehouse);
-                plan.guards.push((
-                    warehouse_code_guard(&code),
-                    DomainError::DuplicateCode { code },
-                ));
-                Ok(plan)
-            },
-        )
+        let loader = self.loader();
+        self.cached(&loader, || {
+            run(
+                &self.store,
+                self.snapshot_every,
+                &ctx,
+                "warehouseCreate",
+                &input,
+                || async {
+                    let mut change = Change::new(id, Versioned::<Warehouse>::default());
+                    let events = warehouse::decide(
+                        id,
+                        &change.current.state,
+                        WarehouseCommand::CreateWarehouse {
+                            name: input.name.clone(),
+                            code: input.code.clone(),
+                            address: input.address.clone(),
+                        },
+                    )?;
+                    change.record(events, &ctx, now_ms());
+                    let code = change.current.state.code.clone();
+                    let mut plan = change.into_plan(Outcome::Warehouse);
+                    plan.guards.push((
+                        warehouse_code_guard(&code),
+                        DomainError::DuplicateCode { code },
+                    ));
+                    Ok(plan)
+                },
+            )
+        })
         .await
     }
 
@@ -138,27 +237,28 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let _serialised = self.locks.lock(id).await;
-        let store = &*self.store;
-        let snapshots = self.snapshot_every > 0;
         let mutation = match command {
             WarehouseCommand::DeactivateWarehouse { .. } => "warehouseDeactivate",
             _ => "warehouseUpdate",
         };
         let input = (id, format!("{command:?}"));
-        run(
-            &self.store,
-            self.snapshot_every,
-            &ctx,
-            mutation,
-            &input,
-            || async {
-                let mut change =
-                    Change::new(id, load_latest::<Warehouse>(store, id, snapshots).await?);
-                let events = warehouse::decide(id, &change.current.state, command.clone())?;
-                change.record(events, &ctx, now_ms());
-                Ok(change.into_plan(Outcome::Warehouse))
-            },
-        )
+        let loader = self.loader();
+        self.cached(&loader, || {
+            run(
+                &self.store,
+                self.snapshot_every,
+                &ctx,
+                mutation,
+                &input,
+                || async {
+                    let attempt = loader.attempt();
+                    let mut change = Change::new(id, attempt.latest::<Warehouse>(id).await?);
+                    let events = warehouse::decide(id, &change.current.state, command.clone())?;
+                    change.record(events, &ctx, now_ms());
+                    Ok(change.into_plan(Outcome::Warehouse))
+                },
+            )
+        })
         .await
     }
 
@@ -169,46 +269,47 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let id = Uuid::now_v7();
-        let store = &*self.store;
-        let snapshots = self.snapshot_every > 0;
-        run(
-            &self.store,
-            self.snapshot_every,
-            &ctx,
-            "inventoryItemCreate",
-            &input,
-            || async {
-                let warehouse =
-                    load_latest::<Warehouse>(store, input.warehouse_id, snapshots).await?;
-                let mut change = Change::new(id, Versioned::<InventoryItem>::default());
-                let events = item::decide(
-                    id,
-                    &change.current.state,
-                    &warehouse.state,
-                    ItemCommand::CreateItem {
-                        warehouse_id: input.warehouse_id,
-                        sku: input.sku.clone(),
-                        product_id: input.product_id.clone(),
-                        initial_quantity: input.initial_quantity,
-                        reorder_threshold: input.reorder_threshold,
-                        reorder_quantity: input.reorder_quantity,
-                    },
-                )?;
-                change.record(events, &ctx, now_ms());
-                let sku = change.current.state.sku.clone();
-                let mut plan = change.into_plan(Outcome::Item);
-                // The warehouse must still be as loaded (active) when the item lands.
-                plan.expectations.push(Expectation {
-                    aggregate_id: input.warehouse_id,
-                    version: warehouse.version,
-                });
-                plan.guards.push((
-                    sku_guard(input.warehouse_id, &sku),
-                    DomainError::DuplicateSku { sku },
-                ));
-                Ok(plan)
-            },
-        )
+        let loader = self.loader();
+        self.cached(&loader, || {
+            run(
+                &self.store,
+                self.snapshot_every,
+                &ctx,
+                "inventoryItemCreate",
+                &input,
+                || async {
+                    let attempt = loader.attempt();
+                    let warehouse = attempt.latest::<Warehouse>(input.warehouse_id).await?;
+                    let mut change = Change::new(id, Versioned::<InventoryItem>::default());
+                    let events = item::decide(
+                        id,
+                        &change.current.state,
+                        &warehouse.state,
+                        ItemCommand::CreateItem {
+                            warehouse_id: input.warehouse_id,
+                            sku: input.sku.clone(),
+                            product_id: input.product_id.clone(),
+                            initial_quantity: input.initial_quantity,
+                            reorder_threshold: input.reorder_threshold,
+                            reorder_quantity: input.reorder_quantity,
+                        },
+                    )?;
+                    change.record(events, &ctx, now_ms());
+                    let sku = change.current.state.sku.clone();
+                    let mut plan = change.into_plan(Outcome::Item);
+                    // The warehouse must still be as loaded (active) when the item lands.
+                    plan.expectations.push(Expectation {
+                        aggregate_id: input.warehouse_id,
+                        version: warehouse.version,
+                    });
+                    plan.guards.push((
+                        sku_guard(input.warehouse_id, &sku),
+                        DomainError::DuplicateSku { sku },
+                    ));
+                    Ok(plan)
+                },
+            )
+        })
         .await
     }
 
@@ -245,38 +346,37 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let _serialised = self.locks.lock(id).await;
-        let store = &*self.store;
-        let snapshots = self.snapshot_every > 0;
-        run(
-            &self.store,
-            self.snapshot_every,
-            &ctx,
-            mutation,
-            input,
-            || async {
-                let mut change = Change::new(
-                    id,
-                    load_latest::<InventoryItem>(store, id, snapshots).await?,
-                );
-                if let Some(expected) = expected_version {
-                    if change.current.state.exists && expected != change.current.version {
-                        return Err(DomainError::VersionConflict {
-                            expected,
-                            actual: change.current.version,
+        let loader = self.loader();
+        self.cached(&loader, || {
+            run(
+                &self.store,
+                self.snapshot_every,
+                &ctx,
+                mutation,
+                input,
+                || async {
+                    let attempt = loader.attempt();
+                    let mut change = Change::new(id, attempt.latest::<InventoryItem>(id).await?);
+                    if let Some(expected) = expected_version {
+                        if change.current.state.exists && expected != change.current.version {
+                            return Err(DomainError::VersionConflict {
+                                expected,
+                                actual: change.current.version,
+                            }
+                            .into());
                         }
-                        .into());
                     }
-                }
-                let events = item::decide(
-                    id,
-                    &change.current.state,
-                    &Warehouse::default(),
-                    command.clone(),
-                )?;
-                change.record(events, &ctx, now_ms());
-                Ok(change.into_plan(Outcome::Item))
-            },
-        )
+                    let events = item::decide(
+                        id,
+                        &change.current.state,
+                        &Warehouse::default(),
+                        command.clone(),
+                    )?;
+                    change.record(events, &ctx, now_ms());
+                    Ok(change.into_plan(Outcome::Item))
+                },
+            )
+        })
         .await
     }
 
@@ -288,42 +388,44 @@ impl Commands {
         let ctx = self.context(ctx);
         let id = Uuid::now_v7();
         let _serialised = self.locks.lock(input.item_id).await;
-        let store = &*self.store;
-        let snapshots = self.snapshot_every > 0;
-        run(
-            &self.store,
-            self.snapshot_every,
-            &ctx,
-            "allocationCreate",
-            &input,
-            || async {
-                let item = load_latest::<InventoryItem>(store, input.item_id, snapshots).await?;
-                let warehouse = if item.state.exists {
-                    load_latest::<Warehouse>(store, item.state.warehouse_id, snapshots).await?
-                } else {
-                    Versioned::default()
-                };
-                let command = AllocationCommand::CreateAllocation {
-                    order_id: input.order_id.clone(),
-                    item_id: input.item_id,
-                    quantity: input.quantity,
-                };
-                let mut plan = self.decide_allocation(
-                    &ctx,
-                    id,
-                    Versioned::default(),
-                    input.item_id,
-                    item,
-                    &warehouse.state,
-                    command,
-                )?;
-                plan.expectations.push(Expectation {
-                    aggregate_id: item_warehouse(&plan),
-                    version: warehouse.version,
-                });
-                Ok(plan)
-            },
-        )
+        let loader = self.loader();
+        self.cached(&loader, || {
+            run(
+                &self.store,
+                self.snapshot_every,
+                &ctx,
+                "allocationCreate",
+                &input,
+                || async {
+                    let attempt = loader.attempt();
+                    let item = attempt.latest::<InventoryItem>(input.item_id).await?;
+                    let warehouse = if item.state.exists {
+                        attempt.latest::<Warehouse>(item.state.warehouse_id).await?
+                    } else {
+                        Versioned::default()
+                    };
+                    let command = AllocationCommand::CreateAllocation {
+                        order_id: input.order_id.clone(),
+                        item_id: input.item_id,
+                        quantity: input.quantity,
+                    };
+                    let mut plan = self.decide_allocation(
+                        &ctx,
+                        id,
+                        Versioned::default(),
+                        input.item_id,
+                        item,
+                        &warehouse.state,
+                        command,
+                    )?;
+                    plan.expectations.push(Expectation {
+                        aggregate_id: item_warehouse(&plan),
+                        version: warehouse.version,
+                    });
+                    Ok(plan)
+                },
+            )
+        })
         .await
     }
 
@@ -336,36 +438,42 @@ impl Commands {
         command: AllocationCommand,
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
-        let store = &*self.store;
-        let snapshots = self.snapshot_every > 0;
         // The item id never changes, so it can be read before taking the item's lock.
-        let item_id = load_latest::<Allocation>(store, id, snapshots)
+        let item_id = self
+            .loader()
+            .attempt()
+            .latest::<Allocation>(id)
             .await?
             .state
             .item_id;
         let _serialised = self.locks.lock(item_id).await;
         let input = (id, format!("{command:?}"));
-        run(
-            &self.store,
-            self.snapshot_every,
-            &ctx,
-            mutation,
-            &input,
-            || async {
-                let allocation = load_latest::<Allocation>(store, id, snapshots).await?;
-                let item = load_latest::<InventoryItem>(store, allocation.state.item_id, snapshots)
-                    .await?;
-                self.decide_allocation(
-                    &ctx,
-                    id,
-                    allocation,
-                    item_id,
-                    item,
-                    &Warehouse::default(),
-                    command.clone(),
-                )
-            },
-        )
+        let loader = self.loader();
+        self.cached(&loader, || {
+            run(
+                &self.store,
+                self.snapshot_every,
+                &ctx,
+                mutation,
+                &input,
+                || async {
+                    let attempt = loader.attempt();
+                    let allocation = attempt.latest::<Allocation>(id).await?;
+                    let item = attempt
+                        .latest::<InventoryItem>(allocation.state.item_id)
+                        .await?;
+                    self.decide_allocation(
+                        &ctx,
+                        id,
+                        allocation,
+                        item_id,
+                        item,
+                        &Warehouse::default(),
+                        command.clone(),
+                    )
+                },
+            )
+        })
         .await
     }
 
