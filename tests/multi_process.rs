@@ -110,7 +110,8 @@ async fn a_state_remembered_by_one_process_never_decides_against_another_process
     assert_eq!(received["inventoryItem"]["onHand"], 5, "{received}");
 
     // An allocation through the first process sees the 5 (not a stale 0)...
-    let create = "mutation($i: ID!) { allocationCreate(input: {orderId: \"o\", itemId: $i, quantity: 3}) {
+    let create =
+        "mutation($i: ID!) { allocationCreate(input: {orderId: \"o\", itemId: $i, quantity: 3}) {
         allocation { id } inventoryItem { onHand allocated version } userErrors { code } } }";
     let allocated = first.data(create, json!({ "i": item })).await;
     assert_eq!(
@@ -129,5 +130,8 @@ async fn a_state_remembered_by_one_process_never_decides_against_another_process
     assert_eq!(adjusted["inventoryItem"]["allocated"], 3);
     // Nothing more may be removed from stock that is allocated.
     let refused = first.adjust(&item, -1, "DAMAGED").await;
-    assert_eq!(refused["userErrors"][0]["code"], "INSUFFICIENT_STOCK", "{refused}");
+    assert_eq!(
+        refused["userErrors"][0]["code"], "INSUFFICIENT_STOCK",
+        "{refused}"
+    );
 }

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
+use super::batch::{Batcher, ItemBatch, Shared};
 use super::cache::StateCache;
 use super::locks::StripedLocks;
-use super::runner::{run, Change, CommandContext, CommandError, Entity, Outcome, Plan};
-use super::{load_latest, now_ms};
+use super::now_ms;
+use super::runner::{run, Change, CommandContext, CommandError, Outcome, Plan};
 use crate::domain::allocation::{self, Allocation, AllocationCommand};
 use crate::domain::item::{self, AdjustmentReason, InventoryItem, ItemCommand};
 use crate::domain::warehouse::{self, Warehouse, WarehouseCommand};
@@ -51,12 +52,9 @@ pub struct CreateAllocation {
 }
 
 pub struct Commands {
-    store: Arc<dyn EventStore>,
-    locks: StripedLocks,
+    shared: Arc<Shared>,
+    batcher: Arc<Batcher>,
     source: String,
-    /// Snapshot an aggregate every this many events; 0 turns snapshots off.
-    snapshot_every: u64,
-    cache: StateCache,
 }
 
 /// Aggregates whose last committed state each process keeps, unless configured otherwise.
@@ -66,7 +64,7 @@ pub const DEFAULT_STATE_CACHE: usize = 10_000;
 /// this process committed last (its commit is conditioned on their versions, so a state moved
 /// on elsewhere conflicts); every later attempt loads from the store.
 struct Loader<'a> {
-    commands: &'a Commands,
+    shared: &'a Shared,
     attempts: AtomicU32,
     /// Whether a cached state was used: a rejection decided on one is decided again, fresh.
     hit: AtomicBool,
@@ -77,26 +75,23 @@ impl Loader<'_> {
         let number = self.attempts.fetch_add(1, Ordering::SeqCst);
         Attempt {
             loader: self,
-            cached: number == 0,
+            fresh: number > 0,
         }
     }
 }
 
 struct Attempt<'a> {
     loader: &'a Loader<'a>,
-    cached: bool,
+    fresh: bool,
 }
 
 impl Attempt<'_> {
     async fn latest<A: Aggregate>(&self, id: Uuid) -> Result<Versioned<A>, CommandError> {
-        let commands = self.loader.commands;
-        if self.cached {
-            if let Some(state) = commands.cache.peek::<A>(id) {
-                self.loader.hit.store(true, Ordering::SeqCst);
-                return Ok(state);
-            }
+        let (state, hit) = self.loader.shared.latest::<A>(id, self.fresh).await?;
+        if hit {
+            self.loader.hit.store(true, Ordering::SeqCst);
         }
-        Ok(load_latest::<A>(&*commands.store, id, commands.snapshot_every > 0).await?)
+        Ok(state)
     }
 }
 
@@ -114,24 +109,50 @@ fn sku_guard(warehouse_id: Uuid, sku: &str) -> String {
 
 impl Commands {
     pub fn new(store: Arc<dyn EventStore>, source: impl Into<String>) -> Self {
+        Self::with(
+            Shared {
+                store,
+                locks: Arc::new(StripedLocks::new()),
+                cache: Arc::new(StateCache::new(DEFAULT_STATE_CACHE)),
+                snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            },
+            source.into(),
+        )
+    }
+
+    fn with(shared: Shared, source: String) -> Self {
+        let shared = Arc::new(shared);
         Self {
-            store,
-            locks: StripedLocks::new(),
-            source: source.into(),
-            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
-            cache: StateCache::new(DEFAULT_STATE_CACHE),
+            batcher: Batcher::new(shared.clone()),
+            shared,
+            source,
         }
     }
 
+    fn rebuilt(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Shared {
+            store: self.shared.store.clone(),
+            locks: self.shared.locks.clone(),
+            cache: self.shared.cache.clone(),
+            snapshot_every: self.shared.snapshot_every,
+        };
+        change(&mut shared);
+        Self::with(shared, self.source)
+    }
+
     /// Keep the last committed state of at most `capacity` aggregates (0: always load).
-    pub fn with_state_cache(mut self, capacity: usize) -> Self {
-        self.cache = StateCache::new(capacity);
-        self
+    pub fn with_state_cache(self, capacity: usize) -> Self {
+        self.rebuilt(|shared| shared.cache = Arc::new(StateCache::new(capacity)))
+    }
+
+    /// Snapshot every `every` events (0: never, and loads ignore snapshots).
+    pub fn with_snapshots(self, every: u64) -> Self {
+        self.rebuilt(|shared| shared.snapshot_every = every)
     }
 
     fn loader(&self) -> Loader<'_> {
         Loader {
-            commands: self,
+            shared: &self.shared,
             attempts: AtomicU32::new(0),
             hit: AtomicBool::new(false),
         }
@@ -149,35 +170,9 @@ impl Commands {
             result = command().await;
         }
         if let Ok(outcome) = &result {
-            self.remember(outcome);
+            self.shared.remember(outcome);
         }
         result
-    }
-
-    fn remember(&self, outcome: &Outcome) {
-        fn keep<A: Aggregate>(commands: &Commands, entity: &Entity<A>) {
-            let mut state = entity.current.clone();
-            // The runner writes a snapshot at this point (in the background).
-            let every = commands.snapshot_every;
-            if every > 0 && state.version >= state.from_snapshot + every {
-                state.from_snapshot = state.version;
-            }
-            commands.cache.put(entity.id, state);
-        }
-        match outcome {
-            Outcome::Warehouse(warehouse) => keep(self, warehouse),
-            Outcome::Item(item) => keep(self, item),
-            Outcome::Allocation { allocation, item } => {
-                keep(self, allocation);
-                keep(self, item);
-            }
-        }
-    }
-
-    /// Snapshot every `every` events (0: never, and loads ignore snapshots).
-    pub fn with_snapshots(mut self, every: u64) -> Self {
-        self.snapshot_every = every;
-        self
     }
 
     fn context(&self, ctx: &CommandContext) -> CommandContext {
@@ -198,8 +193,8 @@ impl Commands {
         let loader = self.loader();
         self.cached(&loader, || {
             run(
-                &self.store,
-                self.snapshot_every,
+                &self.shared.store,
+                self.shared.snapshot_every,
                 &ctx,
                 "warehouseCreate",
                 &input,
@@ -236,7 +231,7 @@ impl Commands {
         command: WarehouseCommand,
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
-        let _serialised = self.locks.lock(id).await;
+        let _serialised = self.shared.locks.lock(id).await;
         let mutation = match command {
             WarehouseCommand::DeactivateWarehouse { .. } => "warehouseDeactivate",
             _ => "warehouseUpdate",
@@ -245,8 +240,8 @@ impl Commands {
         let loader = self.loader();
         self.cached(&loader, || {
             run(
-                &self.store,
-                self.snapshot_every,
+                &self.shared.store,
+                self.shared.snapshot_every,
                 &ctx,
                 mutation,
                 &input,
@@ -272,8 +267,8 @@ impl Commands {
         let loader = self.loader();
         self.cached(&loader, || {
             run(
-                &self.store,
-                self.snapshot_every,
+                &self.shared.store,
+                self.shared.snapshot_every,
                 &ctx,
                 "inventoryItemCreate",
                 &input,
@@ -338,19 +333,42 @@ impl Commands {
     pub async fn change_item(
         &self,
         ctx: &CommandContext,
-        mutation: &str,
+        mutation: &'static str,
         id: Uuid,
         expected_version: Option<u64>,
         command: ItemCommand,
         input: &impl Serialize,
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
-        let _serialised = self.locks.lock(id).await;
+        if ctx.idempotency_key.is_none() {
+            let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
+                let current = &batch.item.current;
+                if let Some(expected) = expected_version {
+                    if current.state.exists && expected != current.version {
+                        return Err(DomainError::VersionConflict {
+                            expected,
+                            actual: current.version,
+                        }
+                        .into());
+                    }
+                }
+                let events =
+                    item::decide(id, &current.state, &Warehouse::default(), command.clone())?;
+                batch.item.record(events, ctx, batch.now);
+                Ok(Outcome::Item(batch.item.entity()))
+            };
+            return self
+                .batcher
+                .submit(id, ctx, mutation, false, Box::new(decide))
+                .await;
+        }
+        // With an idempotency key: alone, so that its record commits with its own events.
+        let _serialised = self.shared.locks.lock(id).await;
         let loader = self.loader();
         self.cached(&loader, || {
             run(
-                &self.store,
-                self.snapshot_every,
+                &self.shared.store,
+                self.shared.snapshot_every,
                 &ctx,
                 mutation,
                 input,
@@ -387,12 +405,52 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let id = Uuid::now_v7();
-        let _serialised = self.locks.lock(input.item_id).await;
+        if ctx.idempotency_key.is_none() {
+            let command = AllocationCommand::CreateAllocation {
+                order_id: input.order_id.clone(),
+                item_id: input.item_id,
+                quantity: input.quantity,
+            };
+            let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
+                let decision = {
+                    let inactive = Warehouse::default();
+                    let warehouse = batch.warehouse.as_ref().map_or(&inactive, |w| &w.state);
+                    allocation::decide(
+                        id,
+                        &Allocation::default(),
+                        &batch.item.current.state,
+                        warehouse,
+                        command.clone(),
+                    )?
+                };
+                let mut allocation = Change::new(id, Versioned::<Allocation>::default());
+                allocation.record(decision.allocation, ctx, batch.now);
+                batch.item.record(decision.item, ctx, batch.now);
+                batch.expectations.push(allocation.expectation());
+                batch.others.extend(allocation.events.iter().cloned());
+                Ok(Outcome::Allocation {
+                    allocation: allocation.entity(),
+                    item: batch.item.entity(),
+                })
+            };
+            return self
+                .batcher
+                .submit(
+                    input.item_id,
+                    ctx,
+                    "allocationCreate",
+                    true,
+                    Box::new(decide),
+                )
+                .await;
+        }
+        // With an idempotency key: alone, so that its record commits with its own events.
+        let _serialised = self.shared.locks.lock(input.item_id).await;
         let loader = self.loader();
         self.cached(&loader, || {
             run(
-                &self.store,
-                self.snapshot_every,
+                &self.shared.store,
+                self.shared.snapshot_every,
                 &ctx,
                 "allocationCreate",
                 &input,
@@ -446,13 +504,13 @@ impl Commands {
             .await?
             .state
             .item_id;
-        let _serialised = self.locks.lock(item_id).await;
+        let _serialised = self.shared.locks.lock(item_id).await;
         let input = (id, format!("{command:?}"));
         let loader = self.loader();
         self.cached(&loader, || {
             run(
-                &self.store,
-                self.snapshot_every,
+                &self.shared.store,
+                self.shared.snapshot_every,
                 &ctx,
                 mutation,
                 &input,

@@ -3,6 +3,7 @@
 //! is retried from a fresh load a bounded number of times, a business-rule failure never is.
 //! It knows the store only through its port.
 
+mod batch;
 mod cache;
 pub mod commands;
 mod locks;

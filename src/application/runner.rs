@@ -138,7 +138,7 @@ impl<A: Aggregate> Change<A> {
 
 /// Most attempts per command. Commands on one aggregate are serialised in-process first, so
 /// conflicts come only from other processes; this bounds the worst case under such contention.
-const MAX_ATTEMPTS: u32 = 20;
+pub(crate) const MAX_ATTEMPTS: u32 = 20;
 const IDEMPOTENCY_KEY_MAX: usize = 200;
 
 /// Runs `attempt` until its commit lands, a rule rejects it, or contention wins.
@@ -261,7 +261,7 @@ where
 
 /// Whether the commit whose first event is `first` is in the store after all: a request that
 /// timed out may have committed, and its retry then fails on the commit's own conditions.
-async fn landed(
+pub(crate) async fn landed(
     store: &dyn EventStore,
     first: Option<(Uuid, u64, Uuid)>,
 ) -> Result<bool, CommandError> {
@@ -277,7 +277,7 @@ async fn landed(
 /// Snapshots every aggregate of the outcome that is `every` or more events past its last
 /// snapshot, in the background: a command never waits for it, and a lost snapshot only means
 /// a longer load next time.
-fn save_snapshots(store: &Arc<dyn EventStore>, every: u64, outcome: &Outcome) {
+pub(crate) fn save_snapshots(store: &Arc<dyn EventStore>, every: u64, outcome: &Outcome) {
     fn candidate<A: Aggregate>(entity: &Entity<A>, every: u64) -> Option<Snapshot> {
         let current = &entity.current;
         if every == 0 || current.version < current.from_snapshot + every {
@@ -332,7 +332,7 @@ async fn replay(
 }
 
 /// A short, growing, jittered pause so racing writers from several processes spread out.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let jitter = Uuid::new_v4().as_u128() as u64 % 1_000;
     Duration::from_micros(u64::from(attempt.min(10)) * 1_000 + jitter)
 }
