@@ -50,7 +50,11 @@ async fn sixty_four_concurrent_allocations_never_oversell_ten_units() {
             "query($i: ID!) { inventoryItem(id: $i) { onHand allocated available version }
                  allocations(itemId: $i, first: 100) { edges { node { status } } } }",
             json!({ "i": item }),
-            |d| d["allocations"]["edges"].as_array().map(Vec::len) == Some(10),
+            // On DynamoDB each projector writes on its own: wait for both read models.
+            |d| {
+                d["allocations"]["edges"].as_array().map(Vec::len) == Some(10)
+                    && d["inventoryItem"]["version"] == 12
+            },
         )
         .await;
     assert_eq!(data["inventoryItem"]["available"], 0);
