@@ -16,14 +16,15 @@ use uuid::Uuid;
 use super::cache::StateCache;
 use super::locks::StripedLocks;
 use super::runner::{
-    backoff, landed, save_snapshots, Change, CommandContext, CommandError, Entity, Outcome,
-    MAX_ATTEMPTS,
+    backoff, idempotency, landed, record_metrics, replay, save_snapshots, Change, CommandContext,
+    CommandError, Entity, Idempotency, Outcome, MAX_ATTEMPTS,
 };
 use super::{load_latest, now_ms};
 use crate::domain::item::InventoryItem;
 use crate::domain::warehouse::Warehouse;
 use crate::domain::{Aggregate, Versioned};
-use crate::store::{Commit, EventEnvelope, EventStore, Expectation, StoreError};
+use crate::store::{Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, StoreError};
+use serde::Serialize;
 
 /// Most commands per batch: at most 4 events each, 2 write items per event (event and outbox
 /// row) and a condition on the warehouse keep a batch within DynamoDB's 100 items per
@@ -49,6 +50,9 @@ pub(crate) type Decide =
 pub(crate) struct Job {
     pub ctx: CommandContext,
     pub mutation: &'static str,
+    /// The scoped idempotency key and input fingerprint: such a command runs in a batch of
+    /// its own, so that its record commits with exactly its events.
+    idempotency: Option<(String, String)>,
     pub needs_warehouse: bool,
     pub decide: Decide,
     started: Instant,
@@ -129,14 +133,19 @@ impl Batcher {
         self: &Arc<Self>,
         item_id: Uuid,
         ctx: CommandContext,
-        mutation: &'static str,
+        (mutation, input): (&'static str, &impl Serialize),
         needs_warehouse: bool,
         decide: Decide,
     ) -> Result<Outcome, CommandError> {
+        let idempotency = match idempotency(&*self.shared.store, &ctx, mutation, input).await? {
+            Idempotency::Replayed(outcome) => return Ok(*outcome),
+            Idempotency::Fresh(idempotency) => idempotency,
+        };
         let (reply, result) = oneshot::channel();
         let job = Job {
             ctx,
             mutation,
+            idempotency,
             needs_warehouse,
             decide,
             started: Instant::now(),
@@ -176,7 +185,14 @@ impl Batcher {
                     queues.remove(&item_id);
                     return;
                 }
-                let take = queue.len().min(MAX_BATCH);
+                let take = match queue.front() {
+                    Some(first) if first.idempotency.is_some() => 1,
+                    _ => queue
+                        .iter()
+                        .take(MAX_BATCH)
+                        .take_while(|job| job.idempotency.is_none())
+                        .count(),
+                };
                 queue.drain(..take).collect()
             };
             let results = self.run(item_id, &mut jobs).await;
@@ -248,11 +264,25 @@ impl Batcher {
             let first = events
                 .first()
                 .map(|e| (e.aggregate_id, e.sequence_number, e.event_id));
+            // Only ever a batch of one: its record, with the response a retry gets back.
+            let record = match (&jobs[0].idempotency, &results[0]) {
+                (Some((key, fingerprint)), Ok(outcome)) => Some(IdempotencyRecord {
+                    key: key.clone(),
+                    fingerprint: fingerprint.clone(),
+                    response: match serde_json::to_value(outcome) {
+                        Ok(response) => response,
+                        Err(error) => {
+                            return fail_all(StoreError::Corrupt(error.to_string()).into())
+                        }
+                    },
+                }),
+                _ => None,
+            };
             let commit = Commit {
                 expectations,
                 events,
                 guards: vec![],
-                idempotency: None,
+                idempotency: record,
             };
             let mut appended = shared.store.append(commit).await;
             if matches!(appended, Err(StoreError::Conflict { .. })) {
@@ -275,6 +305,18 @@ impl Batcher {
                     }
                     return results;
                 }
+                Err(StoreError::IdempotencyKeyUsed { key }) => {
+                    // The same request raced itself through another process: its first result.
+                    let fingerprint = jobs[0].idempotency.as_ref().map_or("", |(_, f)| f.as_str());
+                    return match replay(&*shared.store, &key, fingerprint).await {
+                        Ok(Some(outcome)) => vec![Ok(outcome)],
+                        Ok(None) => fail_all(
+                            StoreError::Corrupt(format!("idempotency record {key} vanished"))
+                                .into(),
+                        ),
+                        Err(error) => vec![Err(error)],
+                    };
+                }
                 Err(StoreError::Conflict { aggregate_id }) => {
                     tracing::debug!(%aggregate_id, attempt, "batch lost a race; reloading");
                     metrics::counter!(crate::metrics::CONFLICTS).increment(1);
@@ -288,15 +330,4 @@ impl Batcher {
             .map(|_| Err(CommandError::Contention(MAX_ATTEMPTS)))
             .collect()
     }
-}
-
-fn record_metrics(mutation: &str, started: Instant, result: &Result<Outcome, CommandError>) {
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(CommandError::Rejected(_)) => "rejected",
-        Err(_) => "failed",
-    };
-    metrics::counter!(crate::metrics::COMMANDS, "mutation" => mutation.to_owned(), "outcome" => outcome).increment(1);
-    metrics::histogram!(crate::metrics::COMMAND_SECONDS, "mutation" => mutation.to_owned())
-        .record(started.elapsed().as_secs_f64());
 }

@@ -340,62 +340,24 @@ impl Commands {
         input: &impl Serialize,
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
-        if ctx.idempotency_key.is_none() {
-            let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
-                let current = &batch.item.current;
-                if let Some(expected) = expected_version {
-                    if current.state.exists && expected != current.version {
-                        return Err(DomainError::VersionConflict {
-                            expected,
-                            actual: current.version,
-                        }
-                        .into());
+        let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
+            let current = &batch.item.current;
+            if let Some(expected) = expected_version {
+                if current.state.exists && expected != current.version {
+                    return Err(DomainError::VersionConflict {
+                        expected,
+                        actual: current.version,
                     }
+                    .into());
                 }
-                let events =
-                    item::decide(id, &current.state, &Warehouse::default(), command.clone())?;
-                batch.item.record(events, ctx, batch.now);
-                Ok(Outcome::Item(batch.item.entity()))
-            };
-            return self
-                .batcher
-                .submit(id, ctx, mutation, false, Box::new(decide))
-                .await;
-        }
-        // With an idempotency key: alone, so that its record commits with its own events.
-        let _serialised = self.shared.locks.lock(id).await;
-        let loader = self.loader();
-        self.cached(&loader, || {
-            run(
-                &self.shared.store,
-                self.shared.snapshot_every,
-                &ctx,
-                mutation,
-                input,
-                || async {
-                    let attempt = loader.attempt();
-                    let mut change = Change::new(id, attempt.latest::<InventoryItem>(id).await?);
-                    if let Some(expected) = expected_version {
-                        if change.current.state.exists && expected != change.current.version {
-                            return Err(DomainError::VersionConflict {
-                                expected,
-                                actual: change.current.version,
-                            }
-                            .into());
-                        }
-                    }
-                    let events = item::decide(
-                        id,
-                        &change.current.state,
-                        &Warehouse::default(),
-                        command.clone(),
-                    )?;
-                    change.record(events, &ctx, now_ms());
-                    Ok(change.into_plan(Outcome::Item))
-                },
-            )
-        })
-        .await
+            }
+            let events = item::decide(id, &current.state, &Warehouse::default(), command.clone())?;
+            batch.item.record(events, ctx, batch.now);
+            Ok(Outcome::Item(batch.item.entity()))
+        };
+        self.batcher
+            .submit(id, ctx, (mutation, input), false, Box::new(decide))
+            .await
     }
 
     pub async fn create_allocation(
@@ -405,86 +367,42 @@ impl Commands {
     ) -> Result<Outcome, CommandError> {
         let ctx = self.context(ctx);
         let id = Uuid::now_v7();
-        if ctx.idempotency_key.is_none() {
-            let command = AllocationCommand::CreateAllocation {
-                order_id: input.order_id.clone(),
-                item_id: input.item_id,
-                quantity: input.quantity,
+        let command = AllocationCommand::CreateAllocation {
+            order_id: input.order_id.clone(),
+            item_id: input.item_id,
+            quantity: input.quantity,
+        };
+        let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
+            let decision = {
+                let inactive = Warehouse::default();
+                let warehouse = batch.warehouse.as_ref().map_or(&inactive, |w| &w.state);
+                allocation::decide(
+                    id,
+                    &Allocation::default(),
+                    &batch.item.current.state,
+                    warehouse,
+                    command.clone(),
+                )?
             };
-            let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
-                let decision = {
-                    let inactive = Warehouse::default();
-                    let warehouse = batch.warehouse.as_ref().map_or(&inactive, |w| &w.state);
-                    allocation::decide(
-                        id,
-                        &Allocation::default(),
-                        &batch.item.current.state,
-                        warehouse,
-                        command.clone(),
-                    )?
-                };
-                let mut allocation = Change::new(id, Versioned::<Allocation>::default());
-                allocation.record(decision.allocation, ctx, batch.now);
-                batch.item.record(decision.item, ctx, batch.now);
-                batch.expectations.push(allocation.expectation());
-                batch.others.extend(allocation.events.iter().cloned());
-                Ok(Outcome::Allocation {
-                    allocation: allocation.entity(),
-                    item: batch.item.entity(),
-                })
-            };
-            return self
-                .batcher
-                .submit(
-                    input.item_id,
-                    ctx,
-                    "allocationCreate",
-                    true,
-                    Box::new(decide),
-                )
-                .await;
-        }
-        // With an idempotency key: alone, so that its record commits with its own events.
-        let _serialised = self.shared.locks.lock(input.item_id).await;
-        let loader = self.loader();
-        self.cached(&loader, || {
-            run(
-                &self.shared.store,
-                self.shared.snapshot_every,
-                &ctx,
-                "allocationCreate",
-                &input,
-                || async {
-                    let attempt = loader.attempt();
-                    let item = attempt.latest::<InventoryItem>(input.item_id).await?;
-                    let warehouse = if item.state.exists {
-                        attempt.latest::<Warehouse>(item.state.warehouse_id).await?
-                    } else {
-                        Versioned::default()
-                    };
-                    let command = AllocationCommand::CreateAllocation {
-                        order_id: input.order_id.clone(),
-                        item_id: input.item_id,
-                        quantity: input.quantity,
-                    };
-                    let mut plan = self.decide_allocation(
-                        &ctx,
-                        id,
-                        Versioned::default(),
-                        input.item_id,
-                        item,
-                        &warehouse.state,
-                        command,
-                    )?;
-                    plan.expectations.push(Expectation {
-                        aggregate_id: item_warehouse(&plan),
-                        version: warehouse.version,
-                    });
-                    Ok(plan)
-                },
+            let mut allocation = Change::new(id, Versioned::<Allocation>::default());
+            allocation.record(decision.allocation, ctx, batch.now);
+            batch.item.record(decision.item, ctx, batch.now);
+            batch.expectations.push(allocation.expectation());
+            batch.others.extend(allocation.events.iter().cloned());
+            Ok(Outcome::Allocation {
+                allocation: allocation.entity(),
+                item: batch.item.entity(),
+            })
+        };
+        self.batcher
+            .submit(
+                input.item_id,
+                ctx,
+                ("allocationCreate", &input),
+                true,
+                Box::new(decide),
             )
-        })
-        .await
+            .await
     }
 
     /// Confirms, cancels or fulfils an existing allocation.
@@ -573,12 +491,5 @@ impl Commands {
                 item: item.entity(),
             },
         })
-    }
-}
-
-fn item_warehouse(plan: &Plan) -> Uuid {
-    match &plan.outcome {
-        Outcome::Allocation { item, .. } => item.current.state.warehouse_id,
-        _ => Uuid::nil(),
     }
 }

@@ -141,6 +141,48 @@ impl<A: Aggregate> Change<A> {
 pub(crate) const MAX_ATTEMPTS: u32 = 20;
 const IDEMPOTENCY_KEY_MAX: usize = 200;
 
+/// What an idempotency key says about a command before it runs.
+pub(crate) enum Idempotency {
+    /// The key was used with this input before: its first result.
+    Replayed(Box<Outcome>),
+    /// Run it; the scoped key and the input's fingerprint, if a key was given.
+    Fresh(Option<(String, String)>),
+}
+
+pub(crate) async fn idempotency(
+    store: &dyn EventStore,
+    ctx: &CommandContext,
+    mutation: &str,
+    input: &impl Serialize,
+) -> Result<Idempotency, CommandError> {
+    let Some(key) = &ctx.idempotency_key else {
+        return Ok(Idempotency::Fresh(None));
+    };
+    let key = validate::required_text("idempotencyKey", key, IDEMPOTENCY_KEY_MAX)?;
+    let fingerprint =
+        serde_json::to_string(input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let scoped = format!("{mutation}:{key}");
+    Ok(match replay(store, &scoped, &fingerprint).await? {
+        Some(outcome) => Idempotency::Replayed(Box::new(outcome)),
+        None => Idempotency::Fresh(Some((scoped, fingerprint))),
+    })
+}
+
+pub(crate) fn record_metrics(
+    mutation: &str,
+    started: std::time::Instant,
+    result: &Result<Outcome, CommandError>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(_) => "failed",
+    };
+    metrics::counter!(crate::metrics::COMMANDS, "mutation" => mutation.to_owned(), "outcome" => outcome).increment(1);
+    metrics::histogram!(crate::metrics::COMMAND_SECONDS, "mutation" => mutation.to_owned())
+        .record(started.elapsed().as_secs_f64());
+}
+
 /// Runs `attempt` until its commit lands, a rule rejects it, or contention wins.
 pub(crate) async fn run<F, Fut>(
     store: &Arc<dyn EventStore>,
@@ -154,32 +196,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Plan, CommandError>>,
 {
-    let idempotency = match &ctx.idempotency_key {
-        None => None,
-        Some(key) => {
-            let key = validate::required_text("idempotencyKey", key, IDEMPOTENCY_KEY_MAX)?;
-            let fingerprint =
-                serde_json::to_string(input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let scoped = format!("{mutation}:{key}");
-            if let Some(outcome) = replay(&**store, &scoped, &fingerprint).await? {
-                return Ok(outcome);
-            }
-            Some((scoped, fingerprint))
-        }
+    let idempotency = match idempotency(&**store, ctx, mutation, input).await? {
+        Idempotency::Replayed(outcome) => return Ok(*outcome),
+        Idempotency::Fresh(idempotency) => idempotency,
     };
     let started = std::time::Instant::now();
     let result = attempts(&**store, idempotency, &mut attempt).await;
     if let Ok(outcome) = &result {
         save_snapshots(store, snapshot_every, outcome);
     }
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(CommandError::Rejected(_)) => "rejected",
-        Err(_) => "failed",
-    };
-    metrics::counter!(crate::metrics::COMMANDS, "mutation" => mutation.to_owned(), "outcome" => outcome).increment(1);
-    metrics::histogram!(crate::metrics::COMMAND_SECONDS, "mutation" => mutation.to_owned())
-        .record(started.elapsed().as_secs_f64());
+    record_metrics(mutation, started, &result);
     result
 }
 
@@ -311,7 +337,7 @@ pub(crate) fn save_snapshots(store: &Arc<dyn EventStore>, every: u64, outcome: &
 }
 
 /// The first result recorded under `key`, if the same input was sent with it.
-async fn replay(
+pub(crate) async fn replay(
     store: &dyn EventStore,
     key: &str,
     fingerprint: &str,

@@ -94,7 +94,8 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
     }
 }
 
-fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
+/// An event as one item of the events table (also how the benchmark bulk-loads a store).
+pub fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
     let metadata =
         serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(HashMap::from([
