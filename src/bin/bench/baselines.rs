@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::{closed_loop, Gql, Outcome};
+use crate::client::{closed_loop, Gql};
 use crate::stats::Row;
 
 /// A payload the size of a stock change's `eventData` and metadata.
@@ -70,7 +70,7 @@ pub async fn raw_dynamodb(
     let per_stream = appends.div_ceil(concurrency as u64).max(1);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for stream in 0..concurrency {
+    for _ in 0..concurrency {
         let (client, table) = (client.clone(), table.clone());
         tasks.push(tokio::spawn(async move {
             let aggregate = uuid::Uuid::now_v7().to_string();

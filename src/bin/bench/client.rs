@@ -142,7 +142,7 @@ pub async fn closed_loop<F, Fut>(
 ) -> Tally
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send,
+    Fut: Future<Output = Outcome> + Send + 'static,
 {
     let op = Arc::new(op);
     let start = Instant::now() + warmup;

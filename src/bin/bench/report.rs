@@ -203,7 +203,7 @@ impl Report {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "seconds": self.seconds,
             "medians": rows(&self.medians),
-            "runs": self.runs.iter().map(|r| rows(r)).collect::<Vec<_>>(),
+            "runs": self.runs.iter().map(|r| rows(r.as_slice())).collect::<Vec<_>>(),
             "ratios": self.ratios.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "targets": self.targets.iter().map(|t| json!({ "target": t.name, "value": t.value, "pass": t.pass })).collect::<Vec<_>>(),
             "checksPassed": self.checks_passed(),

@@ -42,6 +42,7 @@ pub async fn seed_items(
     else {
         anyhow::bail!("warehouseCreate returned something else")
     };
+    let warehouse_id = warehouse.id;
     let per_commit = if instance.store == "dynamodb" {
         49
     } else {
@@ -54,7 +55,7 @@ pub async fn seed_items(
                 let (commands, store, ctx) = (commands.clone(), store.clone(), ctx.clone());
                 async move {
                     let create = CreateItem {
-                        warehouse_id: warehouse.id,
+                        warehouse_id,
                         sku: format!("SEED-{n}"),
                         product_id: "seeded".into(),
                         initial_quantity: 0,
