@@ -60,7 +60,7 @@ pub async fn subscriber_lag(
     while started.elapsed() < measure {
         ticker.tick().await;
         let item = items[(sent as usize) % items.len()].clone();
-        // Each item alternates -15 / +15, so on hand stays in {5, 20, 35} in any order.
+        // Each item alternates -15 / +15 (see CROSSING_ON_HAND).
         let delta = if (sent / items.len() as u64) % 2 == 0 {
             -15
         } else {
@@ -91,7 +91,13 @@ pub async fn subscriber_lag(
                             .insert((item, version), Response { at, available });
                     }
                 }
-                _ => *failures.lock().await += 1,
+                other => {
+                    let mut failures = failures.lock().await;
+                    if *failures < 3 {
+                        eprintln!("  s5: failed command: {other:?}");
+                    }
+                    *failures += 1;
+                }
             }
         }));
     }
@@ -104,10 +110,26 @@ pub async fn subscriber_lag(
     let responses = responses.lock().await;
     let failures = *failures.lock().await;
 
-    // Every committed mutation changes the item's read model once.
+    // Each committed mutation is delivered by the first read-model message of its item at
+    // its version or later (the projector may fold several commits into one message).
+    let mut by_item: HashMap<&str, Vec<(i64, Instant)>> = HashMap::new();
+    for ((item, version), at) in &changed {
+        by_item.entry(item).or_default().push((*version, *at));
+    }
+    for messages in by_item.values_mut() {
+        messages.sort_by_key(|(version, _)| *version);
+    }
     let mut changed_lags = Vec::new();
-    for (key, at) in &changed {
-        if let Some(response) = responses.get(key) {
+    let mut folded = 0usize;
+    for ((item, version), response) in responses.iter() {
+        let Some(messages) = by_item.get(item.as_str()) else {
+            continue;
+        };
+        let first = messages.partition_point(|(v, _)| v < version);
+        if let Some((delivered, at)) = messages.get(first) {
+            if delivered != version {
+                folded += 1;
+            }
             changed_lags.push(signed_ms(*at, response.at));
         }
     }
@@ -144,6 +166,7 @@ pub async fn subscriber_lag(
     );
     changed_row
         .set("events", changed_lags.len() as f64)
+        .set("folded", folded as f64)
         .set("missed", (responses.len() - changed_lags.len().min(responses.len())) as f64)
         .samples_ms(&mut changed_lags);
     let mut alert_row = Row::new("s5_lag_low_stock", "5. lag to lowStockAlerts subscriber");

@@ -39,9 +39,10 @@ pub struct Fixture {
     pub writers: Vec<String>,
 }
 
-/// Units and threshold of the crossing items: -15 takes 20 to 5 (≤ 10, an alert), +15 back.
-pub const CROSSING_ON_HAND: i64 = 20;
-pub const CROSSING_THRESHOLD: i64 = 10;
+/// Units and threshold of the crossing items: -15 takes 30 to 15 (≤ 20, an alert), +15 back;
+/// two -15 overtaking a +15 still leave 0, never less.
+pub const CROSSING_ON_HAND: i64 = 30;
+pub const CROSSING_THRESHOLD: i64 = 20;
 
 pub async fn create_warehouse(gql: &Gql, code: &str) -> anyhow::Result<String> {
     let data = gql
@@ -98,13 +99,13 @@ impl Fixture {
             gql,
             &warehouse,
             "CROSS",
-            32,
+            64,
             CROSSING_ON_HAND,
             CROSSING_THRESHOLD,
         )
         .await?;
         let writers = create_items(gql, &warehouse, "WRITE", 8, plenty, 0).await?;
-        create_items(gql, &warehouse, "FILL", 34, 10, 0).await?;
+        create_items(gql, &warehouse, "FILL", 2, 10, 0).await?;
         Ok(Self {
             warehouse,
             sequential,
