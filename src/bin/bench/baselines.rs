@@ -78,7 +78,10 @@ pub async fn raw_dynamodb(
             let mut failures = 0u64;
             for sequence in 1..=per_stream {
                 let item = HashMap::from([
-                    ("aggregateId".to_owned(), AttributeValue::S(aggregate.clone())),
+                    (
+                        "aggregateId".to_owned(),
+                        AttributeValue::S(aggregate.clone()),
+                    ),
                     (
                         "sequenceNumber".to_owned(),
                         AttributeValue::N(sequence.to_string()),
@@ -91,7 +94,10 @@ pub async fn raw_dynamodb(
                         "eventType".to_owned(),
                         AttributeValue::S("StockLevelChanged".into()),
                     ),
-                    ("eventData".to_owned(), AttributeValue::S(event_body(sequence))),
+                    (
+                        "eventData".to_owned(),
+                        AttributeValue::S(event_body(sequence)),
+                    ),
                     (
                         "timestamp".to_owned(),
                         AttributeValue::N(inventory_service::application::now_ms().to_string()),
@@ -189,7 +195,10 @@ pub async fn raw_sqlite(dir: &Path, inserts: u64) -> anyhow::Result<Row> {
     .await??;
     let mut latencies = latencies;
     let seconds: f64 = latencies.iter().map(Duration::as_secs_f64).sum();
-    let mut row = Row::new("raw_sqlite_sequential", "raw SQLite durable insert, sequential");
+    let mut row = Row::new(
+        "raw_sqlite_sequential",
+        "raw SQLite durable insert, sequential",
+    );
     row.set("ops", latencies.len() as f64)
         .set("opsPerSec", latencies.len() as f64 / seconds)
         .latencies(&mut latencies);
@@ -232,12 +241,7 @@ pub async fn start_floor() -> anyhow::Result<String> {
 }
 
 /// The floor at one concurrency: the same client, the same kind of request as scenario 1.
-pub async fn floor(
-    gql: &Gql,
-    concurrency: usize,
-    warmup: Duration,
-    measure: Duration,
-) -> Row {
+pub async fn floor(gql: &Gql, concurrency: usize, warmup: Duration, measure: Duration) -> Row {
     let gql = Arc::new(gql.clone());
     let tally = closed_loop(concurrency, warmup, measure, move |client, n| {
         let gql = gql.clone();

@@ -167,7 +167,10 @@ pub async fn subscriber_lag(
     changed_row
         .set("events", changed_lags.len() as f64)
         .set("folded", folded as f64)
-        .set("missed", (responses.len() - changed_lags.len().min(responses.len())) as f64)
+        .set(
+            "missed",
+            (responses.len() - changed_lags.len().min(responses.len())) as f64,
+        )
         .samples_ms(&mut changed_lags);
     let mut alert_row = Row::new("s5_lag_low_stock", "5. lag to lowStockAlerts subscriber");
     alert_row
@@ -205,8 +208,7 @@ async fn collect(
         let Some(node) = data.as_object().and_then(|o| o.values().next()) else {
             continue;
         };
-        if let (Some(id), Some(version)) = (node[id_field].as_str(), node[version_field].as_i64())
-        {
+        if let (Some(id), Some(version)) = (node[id_field].as_str(), node[version_field].as_i64()) {
             seen.entry((id.to_owned(), version)).or_insert(at);
         }
     }

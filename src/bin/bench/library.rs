@@ -107,7 +107,10 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
     }
     let report = json!({ "benchmark": "rebuild", "store": args.store, "events": total, "seconds": seconds,
         "eventsPerSecond": rate, "identical": differences.is_empty() });
-    std::fs::write(args.json_or("target/bench-rebuild.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        args.json_or("target/bench-rebuild.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -278,10 +281,7 @@ pub async fn latency(args: &Args) -> anyhow::Result<()> {
             .find(|r| r["priorEvents"] == size && r["snapshots"] == true)
             .and_then(|r| r["p50Ms"].as_f64())
     };
-    let (smallest, largest) = (
-        sizes.iter().min().copied(),
-        sizes.iter().max().copied(),
-    );
+    let (smallest, largest) = (sizes.iter().min().copied(), sizes.iter().max().copied());
     let ratio = match (smallest.and_then(on), largest.and_then(on)) {
         (Some(small), Some(large)) if small > 0.0 => Some(large / small),
         _ => None,
@@ -294,8 +294,14 @@ pub async fn latency(args: &Args) -> anyhow::Result<()> {
         );
     }
     let report = json!({ "benchmark": "command-latency", "store": args.store, "rows": rows, "snapshotRatioLargestToSmallest": ratio });
-    std::fs::write(args.json_or("target/bench-latency.json"), serde_json::to_string_pretty(&report)?)?;
-    eprintln!("figures written to {}", args.json_or("target/bench-latency.json"));
+    std::fs::write(
+        args.json_or("target/bench-latency.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!(
+        "figures written to {}",
+        args.json_or("target/bench-latency.json")
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

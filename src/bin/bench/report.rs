@@ -53,7 +53,8 @@ impl Report {
             .filter_map(|r| r.key.strip_prefix("s6_prior_"))
             .filter_map(|s| s.parse().ok())
             .collect();
-        let p50_at = |size: Option<&u64>| size.and_then(|s| figure(&format!("s6_prior_{s}"), "p50Ms"));
+        let p50_at =
+            |size: Option<&u64>| size.and_then(|s| figure(&format!("s6_prior_{s}"), "p50Ms"));
         let latency_ratio = ratio(p50_at(sizes.iter().max()), p50_at(sizes.iter().min()));
         let lag = |name: &str| {
             let a = figure("s5_lag_item_changed", name);
@@ -65,16 +66,42 @@ impl Report {
         };
         let hot_failures = figure("s3_hot_item", "failures");
         let ratios = vec![
-            ("s1_over_raw_dynamodb_sequential", ratio(ops("s1_sequential_adjust"), ops("raw_dynamodb_sequential"))),
-            ("s2_over_raw_dynamodb_16", ratio(ops("s2_concurrent_adjust"), ops("raw_dynamodb_16"))),
-            ("s3_over_raw_dynamodb_sequential", ratio(ops("s3_hot_item"), ops("raw_dynamodb_sequential"))),
-            ("s1_over_floor_1", ratio(ops("s1_sequential_adjust"), ops("floor_c1"))),
-            ("s2_over_floor_16", ratio(ops("s2_concurrent_adjust"), ops("floor_c16"))),
-            ("s3_over_floor_32", ratio(ops("s3_hot_item"), ops("floor_c32"))),
-            ("s1_over_raw_sqlite", ratio(ops("s1_sequential_adjust"), ops("raw_sqlite_sequential"))),
+            (
+                "s1_over_raw_dynamodb_sequential",
+                ratio(ops("s1_sequential_adjust"), ops("raw_dynamodb_sequential")),
+            ),
+            (
+                "s2_over_raw_dynamodb_16",
+                ratio(ops("s2_concurrent_adjust"), ops("raw_dynamodb_16")),
+            ),
+            (
+                "s3_over_raw_dynamodb_sequential",
+                ratio(ops("s3_hot_item"), ops("raw_dynamodb_sequential")),
+            ),
+            (
+                "s1_over_floor_1",
+                ratio(ops("s1_sequential_adjust"), ops("floor_c1")),
+            ),
+            (
+                "s2_over_floor_16",
+                ratio(ops("s2_concurrent_adjust"), ops("floor_c16")),
+            ),
+            (
+                "s3_over_floor_32",
+                ratio(ops("s3_hot_item"), ops("floor_c32")),
+            ),
+            (
+                "s1_over_raw_sqlite",
+                ratio(ops("s1_sequential_adjust"), ops("raw_sqlite_sequential")),
+            ),
             ("s6_p50_largest_over_smallest", latency_ratio),
         ];
-        let get = |name: &str| ratios.iter().find(|(n, _)| *n == name).and_then(|(_, v)| *v);
+        let get = |name: &str| {
+            ratios
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| *v)
+        };
         let at_least = |name: &str, value: Option<f64>, limit: f64| Target {
             name: name.into(),
             value,
@@ -85,20 +112,52 @@ impl Report {
             value,
             pass: value.map(|v| v <= limit),
         };
-        let mut targets = vec![at_most("3. hot item: failed or conflicted commands = 0", hot_failures, 0.0)];
+        let mut targets = vec![at_most(
+            "3. hot item: failed or conflicted commands = 0",
+            hot_failures,
+            0.0,
+        )];
         if args.store == "dynamodb" {
             targets.extend([
-                at_least("1. sequential ≥ 0.75 × raw sequential appends", get("s1_over_raw_dynamodb_sequential"), 0.75),
-                at_least("2. 16 clients ≥ 0.75 × raw 16-way appends", get("s2_over_raw_dynamodb_16"), 0.75),
-                at_least("3. hot item ≥ 1.0 × raw sequential appends", get("s3_over_raw_dynamodb_sequential"), 1.0),
-                at_most("6. p50 at largest history ≤ 1.2 × p50 at smallest", latency_ratio, 1.2),
+                at_least(
+                    "1. sequential ≥ 0.75 × raw sequential appends",
+                    get("s1_over_raw_dynamodb_sequential"),
+                    0.75,
+                ),
+                at_least(
+                    "2. 16 clients ≥ 0.75 × raw 16-way appends",
+                    get("s2_over_raw_dynamodb_16"),
+                    0.75,
+                ),
+                at_least(
+                    "3. hot item ≥ 1.0 × raw sequential appends",
+                    get("s3_over_raw_dynamodb_sequential"),
+                    1.0,
+                ),
+                at_most(
+                    "6. p50 at largest history ≤ 1.2 × p50 at smallest",
+                    latency_ratio,
+                    1.2,
+                ),
             ]);
         } else {
             targets.extend([
-                at_least("3. hot item ≥ 0.5 × framework floor at 32", get("s3_over_floor_32"), 0.5),
-                at_most("5. lag p99 ≤ 50 ms (worse subscription)", lag("p99Ms"), 50.0),
+                at_least(
+                    "3. hot item ≥ 0.5 × framework floor at 32",
+                    get("s3_over_floor_32"),
+                    0.5,
+                ),
+                at_most(
+                    "5. lag p99 ≤ 50 ms (worse subscription)",
+                    lag("p99Ms"),
+                    50.0,
+                ),
                 at_most("5. lag p50 ≤ 5 ms (worse subscription)", lag("p50Ms"), 5.0),
-                at_most("8. service RSS ≤ 200 MB", figure("s8_memory", "rssMb"), 200.0),
+                at_most(
+                    "8. service RSS ≤ 200 MB",
+                    figure("s8_memory", "rssMb"),
+                    200.0,
+                ),
             ]);
         }
         Self {
@@ -132,7 +191,10 @@ impl Report {
             "| {:<46} | {:>9} | {:>8} | {:>8} | {:>8} | {:>5} | {:>5} | {:>5} | {:<5} | other",
             "scenario", "ops/s", "p50 ms", "p99 ms", "max ms", "fail", "confl", "rej", "check"
         );
-        println!("|{:-<48}|{:->11}|{:->10}|{:->10}|{:->10}|{:->7}|{:->7}|{:->7}|{:-<7}|------", "", "", "", "", "", "", "", "", "");
+        println!(
+            "|{:-<48}|{:->11}|{:->10}|{:->10}|{:->10}|{:->7}|{:->7}|{:->7}|{:-<7}|------",
+            "", "", "", "", "", "", "", "", ""
+        );
         for row in &self.medians {
             let cell = |name: &str, width: usize, digits: usize| match row.get(name) {
                 Some(v) if v.is_finite() => format!("{v:>width$.digits$}"),

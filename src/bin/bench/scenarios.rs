@@ -151,12 +151,7 @@ pub fn tally_row(key: &str, label: &str, tally: &Tally) -> Row {
 }
 
 /// Scenario 4: `allocationCreate` of one unit by `clients` clients over the items.
-pub async fn allocate_load(
-    gql: &Gql,
-    items: &[String],
-    clients: usize,
-    timing: Timing,
-) -> Tally {
+pub async fn allocate_load(gql: &Gql, items: &[String], clients: usize, timing: Timing) -> Tally {
     let gql = Arc::new(gql.clone());
     let items = Arc::new(items.to_vec());
     closed_loop(clients, timing.warmup, timing.measure, move |client, n| {
@@ -178,7 +173,10 @@ pub async fn allocate_load(
 pub async fn command_latency(gql: &Gql, item: &str, commands: usize) -> anyhow::Result<Row> {
     // The first load reads the whole stream and writes a snapshot in the background.
     for _ in 0..3 {
-        expect_ok(gql.command(ADJUST, json!({ "i": item, "d": 1 }), "inventoryAdjust").await)?;
+        expect_ok(
+            gql.command(ADJUST, json!({ "i": item, "d": 1 }), "inventoryAdjust")
+                .await,
+        )?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut latencies = Vec::with_capacity(commands);

@@ -88,9 +88,6 @@ pub async fn seed_items(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     service.stop().await;
-    eprintln!(
-        "  seeding done in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("  seeding done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(ids)
 }
