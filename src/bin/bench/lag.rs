@@ -61,7 +61,7 @@ pub async fn subscriber_lag(
         ticker.tick().await;
         let item = items[(sent as usize) % items.len()].clone();
         // Each item alternates -15 / +15 (see CROSSING_ON_HAND).
-        let delta = if (sent / items.len() as u64) % 2 == 0 {
+        let delta = if (sent / items.len() as u64).is_multiple_of(2) {
             -15
         } else {
             15

@@ -156,7 +156,9 @@ impl Bench<'_> {
         let mut rows = Vec::new();
 
         eprintln!("  1. sequential inventoryAdjust");
-        let tally = scenarios::adjust_load(&gql, &[fixture.sequential.clone()], 1, timing).await;
+        let tally =
+            scenarios::adjust_load(&gql, std::slice::from_ref(&fixture.sequential), 1, timing)
+                .await;
         let mut row = scenarios::tally_row(
             "s1_sequential_adjust",
             "1. inventoryAdjust, 1 client, 1 item",
@@ -177,7 +179,8 @@ impl Bench<'_> {
         rows.push(row);
 
         eprintln!("  3. 32 clients on one hot item");
-        let tally = scenarios::adjust_load(&gql, &[fixture.hot.clone()], 32, timing).await;
+        let tally =
+            scenarios::adjust_load(&gql, std::slice::from_ref(&fixture.hot), 32, timing).await;
         let mut row = scenarios::tally_row(
             "s3_hot_item",
             "3. inventoryAdjust, 32 clients, 1 hot item",
