@@ -1,12 +1,10 @@
-//! The project's benchmark. `latency`: the latency of one command (`inventoryAdjust` through the
-//! application layer, i.e. load + decide + durable commit) on an item with 10, 1,000 and
-//! 100,000 prior events, with snapshots on and off, measured side by side in one run. Prints a
-//! table and writes every figure as JSON (`--json FILE`) for scripts to compare.
-//!
-//! `cargo run --release --bin bench -- latency [--store dynamodb --dynamodb-endpoint URL]`
+//! The library-level benchmarks. `latency`: the latency of one command (`inventoryAdjust`
+//! through the application layer, i.e. load + decide + durable commit) on an item with 10, 1,000
+//! and 100,000 prior events, with snapshots on and off, measured side by side in one run.
+//! `rebuild`: every projection rebuilt from a large store. Both print a table and write every
+//! figure as JSON (`--json FILE`) for scripts to compare.
 
 use anyhow::Context as _;
-use clap::Parser;
 use inventory_service::application::{
     AdjustStock, CommandContext, Commands, CreateItem, CreateWarehouse, Outcome,
 };
@@ -19,38 +17,14 @@ use inventory_service::store::{Commit, EventEnvelope, EventStore, Expectation, M
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
-#[derive(Parser)]
-struct Args {
-    /// Which benchmark.
-    #[arg(value_parser = ["latency", "rebuild"], default_value = "latency")]
-    which: String,
-    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "dynamodb"])]
-    store: String,
-    #[arg(long)]
-    dynamodb_endpoint: Option<String>,
-    /// Prior-event counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "10,1000,100000")]
-    sizes: Vec<u64>,
-    /// Measured commands per case (after warm-up).
-    #[arg(long, default_value_t = 50)]
-    commands: usize,
-    /// Where to write the JSON figures.
-    #[arg(long, default_value = "target/bench-latency.json")]
-    json: String,
-    /// `rebuild`: events in the store (spread over `--items` items).
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// `rebuild`: items the events are spread over.
-    #[arg(long, default_value_t = 1_000)]
-    items: u64,
-}
+use crate::Args;
+use uuid::Uuid;
 
 /// `rebuild`: a store of `--events` events with live projections built by the running
 /// service, then every projection rebuilt from the store into a scratch file (`verify`) and
 /// compared with the live ones; prints the rebuild rate.
-async fn rebuild(args: &Args) -> anyhow::Result<()> {
+pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
     use inventory_service::app::{verify_projections, Service};
     use inventory_service::config::{StorageConfig, StoreKind};
     let dir = tempfile_dir()?;
@@ -133,7 +107,10 @@ async fn rebuild(args: &Args) -> anyhow::Result<()> {
     }
     let report = json!({ "benchmark": "rebuild", "store": args.store, "events": total, "seconds": seconds,
         "eventsPerSecond": rate, "identical": differences.is_empty() });
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        args.json_or("target/bench-rebuild.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -155,7 +132,7 @@ async fn open_store(
 }
 
 /// Appends `count` stock changes to the item directly (the seeding is not what is measured).
-async fn seed(
+pub async fn seed(
     store: &dyn EventStore,
     item: Uuid,
     from: u64,
@@ -203,19 +180,14 @@ async fn seed(
     Ok(())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1_000.0
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.which == "rebuild" {
-        return rebuild(&args).await;
-    }
+pub async fn latency(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
-    let (store, per_commit) = open_store(&args, &dir).await?;
+    let (store, per_commit) = open_store(args, &dir).await?;
     let ctx = CommandContext {
         actor: "bench".into(),
         correlation_id: "bench".into(),
@@ -235,12 +207,13 @@ async fn main() -> anyhow::Result<()> {
     else {
         anyhow::bail!("unexpected outcome")
     };
+    let sizes = args.sizes_or(&[10, 1_000, 100_000]);
     let mut rows = Vec::new();
     println!(
         "{:>9} {:>10} {:>9} {:>9} {:>9}",
         "prior", "snapshots", "p50 ms", "p99 ms", "max ms"
     );
-    for &size in &args.sizes {
+    for &size in &sizes {
         // One item per size, seeded to `size` events (creation included).
         let create = CreateItem {
             warehouse_id: warehouse.id,
@@ -308,10 +281,7 @@ async fn main() -> anyhow::Result<()> {
             .find(|r| r["priorEvents"] == size && r["snapshots"] == true)
             .and_then(|r| r["p50Ms"].as_f64())
     };
-    let (smallest, largest) = (
-        args.sizes.iter().min().copied(),
-        args.sizes.iter().max().copied(),
-    );
+    let (smallest, largest) = (sizes.iter().min().copied(), sizes.iter().max().copied());
     let ratio = match (smallest.and_then(on), largest.and_then(on)) {
         (Some(small), Some(large)) if small > 0.0 => Some(large / small),
         _ => None,
@@ -324,13 +294,19 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let report = json!({ "benchmark": "command-latency", "store": args.store, "rows": rows, "snapshotRatioLargestToSmallest": ratio });
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("figures written to {}", args.json);
+    std::fs::write(
+        args.json_or("target/bench-latency.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!(
+        "figures written to {}",
+        args.json_or("target/bench-latency.json")
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("inventory-bench-{}", Uuid::now_v7()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -1,0 +1,348 @@
+//! `bench service`: starts what the run needs (the service binary, a local DynamoDB endpoint
+//! unless one is given, the framework-floor server), runs every scenario and baseline `--repeat`
+//! times on fresh data, checks correctness after each scenario, and reports medians.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::baselines;
+use crate::client::Gql;
+use crate::lag;
+use crate::library::tempfile_dir;
+use crate::report;
+use crate::scenarios::{self, Fixture, Timing};
+use crate::seeding;
+use crate::server::{self, Instance, LocalDynamo, ServiceProcess};
+use crate::stats::{self, Row};
+use crate::Args;
+
+/// Everything a run shares.
+struct Bench<'a> {
+    args: &'a Args,
+    binary: std::path::PathBuf,
+    root: std::path::PathBuf,
+    template: Instance,
+    http: reqwest::Client,
+    timing: Timing,
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<bool> {
+    let binary = server::service_binary(args.service_binary.as_deref())?;
+    let local = if args.store == "dynamodb" && args.dynamodb_endpoint.is_none() {
+        eprintln!("starting a local DynamoDB endpoint (scripts/dynamodb-local.sh start)");
+        Some(LocalDynamo::start()?)
+    } else {
+        None
+    };
+    let endpoint = args
+        .dynamodb_endpoint
+        .clone()
+        .or_else(|| local.as_ref().map(|l| l.endpoint.clone()));
+    let root = tempfile_dir()?;
+    let bench = Bench {
+        args,
+        binary,
+        template: Instance {
+            data_dir: root.clone(),
+            prefix: String::new(),
+            store: args.store.clone(),
+            dynamodb_endpoint: endpoint.clone(),
+            bus: args.bus.clone(),
+            amqp_url: args.amqp_url.clone(),
+        },
+        root: root.clone(),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?,
+        timing: if args.quick {
+            Timing {
+                warmup: Duration::from_millis(500),
+                measure: Duration::from_secs(2),
+            }
+        } else {
+            Timing {
+                warmup: Duration::from_secs(2),
+                measure: Duration::from_secs(10),
+            }
+        },
+    };
+    let result = bench.run_all(endpoint.as_deref()).await;
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&root);
+    } else {
+        eprintln!("data and service logs kept in {}", root.display());
+    }
+    drop(local);
+    result
+}
+
+impl Bench<'_> {
+    async fn run_all(&self, endpoint: Option<&str>) -> anyhow::Result<bool> {
+        let started = std::time::Instant::now();
+        let floor = Gql::new(self.http.clone(), &baselines::start_floor().await?);
+        // Scenario 6's long streams are seeded once and served by one process for all repeats.
+        let default_sizes: &[u64] = if self.args.quick {
+            &[10, 1_000]
+        } else {
+            &[10, 1_000, 100_000]
+        };
+        let sizes = self.args.sizes_or(default_sizes);
+        let history = Instance::new(&self.root, "history", &self.template)?;
+        eprintln!("scenario 6: seeding streams of {sizes:?} events");
+        let streams = seeding::seed_items(&history, &sizes, 4).await?;
+        let history_service = ServiceProcess::start(&self.binary, &history).await?;
+        let history_gql = Gql::new(self.http.clone(), &history_service.url);
+
+        let mut runs = Vec::new();
+        for repeat in 0..self.args.repeat {
+            eprintln!("run {} of {}", repeat + 1, self.args.repeat);
+            let mut rows = self.one_run(repeat, &floor, endpoint).await?;
+            // Scenario 6 on the seeded streams.
+            let mut latest = None;
+            for (size, item) in sizes.iter().zip(&streams) {
+                eprintln!("  6. command latency, {size} prior events");
+                let mut row =
+                    scenarios::command_latency(&history_gql, &item.to_string(), self.commands())
+                        .await?;
+                row.key = format!("s6_prior_{size}");
+                row.label = format!("6. inventoryAdjust after {size} prior events");
+                rows.push(row);
+                latest = Some(rows.len() - 1);
+            }
+            if let Some(index) = latest {
+                rows[index].check = Some(self.check(&history, &history_gql).await);
+            }
+            runs.push(rows);
+        }
+        history_service.stop().await;
+        let mut medians = stats::medians(&runs);
+        if self.args.skip_rss || self.args.store != "sqlite" {
+            eprintln!("scenario 8 skipped (--skip-rss, or not the embedded store)");
+        } else {
+            medians.push(self.memory().await?);
+        }
+        let report = report::Report::new(self.args, &runs, medians, started.elapsed());
+        report.print();
+        let path = self.args.json_or("target/bench-service.json");
+        if let Some(parent) = Path::new(path).parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&report.json())?)?;
+        eprintln!("figures written to {path}");
+        Ok(report.checks_passed())
+    }
+
+    fn commands(&self) -> usize {
+        if self.args.quick {
+            self.args.commands.min(20)
+        } else {
+            self.args.commands
+        }
+    }
+
+    /// Scenarios 1–5 and 7 on a fresh service, and the baselines of the same repeat.
+    async fn one_run(
+        &self,
+        repeat: usize,
+        floor: &Gql,
+        endpoint: Option<&str>,
+    ) -> anyhow::Result<Vec<Row>> {
+        let instance = Instance::new(&self.root, &format!("run{repeat}"), &self.template)?;
+        let service = ServiceProcess::start(&self.binary, &instance).await?;
+        let gql = Gql::new(self.http.clone(), &service.url);
+        let fixture = Fixture::create(&gql).await?;
+        let timing = self.timing;
+        let mut rows = Vec::new();
+
+        eprintln!("  1. sequential inventoryAdjust");
+        let tally =
+            scenarios::adjust_load(&gql, std::slice::from_ref(&fixture.sequential), 1, timing)
+                .await;
+        let mut row = scenarios::tally_row(
+            "s1_sequential_adjust",
+            "1. inventoryAdjust, 1 client, 1 item",
+            &tally,
+        );
+        row.check = Some(self.check(&instance, &gql).await);
+        rows.push(row);
+
+        eprintln!("  2. 16 clients over 16 items");
+        let tally = scenarios::adjust_load(&gql, &fixture.spread, 16, timing).await;
+        let mut row = scenarios::tally_row(
+            "s2_concurrent_adjust",
+            "2. inventoryAdjust, 16 clients, 16 items",
+            &tally,
+        );
+        row.check = Some(self.check(&instance, &gql).await);
+        let peak = tally.ops_per_sec();
+        rows.push(row);
+
+        eprintln!("  3. 32 clients on one hot item");
+        let tally =
+            scenarios::adjust_load(&gql, std::slice::from_ref(&fixture.hot), 32, timing).await;
+        let mut row = scenarios::tally_row(
+            "s3_hot_item",
+            "3. inventoryAdjust, 32 clients, 1 hot item",
+            &tally,
+        );
+        row.check = Some(self.check(&instance, &gql).await);
+        rows.push(row);
+
+        eprintln!("  4. allocationCreate, 32 clients over 8 items");
+        let tally = scenarios::allocate_load(&gql, &fixture.allocatable, 32, timing).await;
+        let mut row = scenarios::tally_row(
+            "s4_allocate",
+            "4. allocationCreate, 32 clients, 8 items",
+            &tally,
+        );
+        row.check = Some(self.check(&instance, &gql).await);
+        rows.push(row);
+
+        eprintln!("  5. subscriber lag at half of {peak:.0} ops/s");
+        let mut lag_rows = lag::subscriber_lag(
+            &gql,
+            &service.url,
+            &fixture.warehouse,
+            &fixture.crossing,
+            peak / 2.0,
+            timing.measure,
+        )
+        .await?;
+        if let Some(last) = lag_rows.last_mut() {
+            last.check = Some(self.check(&instance, &gql).await);
+        }
+        rows.extend(lag_rows);
+
+        eprintln!("  7. dashboard query under 8 writers");
+        let (read, written) =
+            scenarios::dashboard_under_writes(&gql, &fixture.writers, timing).await;
+        let mut row = scenarios::tally_row(
+            "s7_dashboard",
+            "7. inventoryItems(first: 100) under 8 writers",
+            &read,
+        );
+        row.set("writerOpsPerSec", written.ops_per_sec());
+        row.check = Some(self.check(&instance, &gql).await);
+        rows.push(row);
+        service.stop().await;
+
+        eprintln!("  baselines");
+        for clients in [1, 16, 32] {
+            rows.push(baselines::floor(floor, clients, timing.warmup, timing.measure).await);
+        }
+        let sequential = rows
+            .iter()
+            .find(|r| r.key == "s1_sequential_adjust")
+            .and_then(|r| r.get("ops"))
+            .unwrap_or(1_000.0)
+            .max(100.0) as u64;
+        let concurrent = rows
+            .iter()
+            .find(|r| r.key == "s2_concurrent_adjust")
+            .and_then(|r| r.get("ops"))
+            .unwrap_or(1_000.0)
+            .max(160.0) as u64;
+        rows.push(baselines::raw_sqlite(&instance.data_dir, sequential.min(20_000)).await?);
+        if self.args.store == "dynamodb" {
+            rows.push(
+                baselines::raw_dynamodb(
+                    endpoint,
+                    sequential,
+                    1,
+                    "raw_dynamodb_sequential",
+                    "raw DynamoDB append, sequential",
+                )
+                .await?,
+            );
+            rows.push(
+                baselines::raw_dynamodb(
+                    endpoint,
+                    concurrent,
+                    16,
+                    "raw_dynamodb_16",
+                    "raw DynamoDB append, 16 concurrent",
+                )
+                .await?,
+            );
+        }
+        Ok(rows)
+    }
+
+    /// The projections equal a replay of the store (`inventory-service verify`, polled until the
+    /// projections settle), and nothing is oversold.
+    async fn check(&self, instance: &Instance, gql: &Gql) -> Result<(), String> {
+        let differences = server::verify(&self.binary, instance, Duration::from_secs(60))
+            .await
+            .map_err(|e| format!("verify failed to run: {e:#}"))?;
+        if let Some(first) = differences.first() {
+            return Err(format!(
+                "verify: {} differences, e.g. {first}",
+                differences.len()
+            ));
+        }
+        let problems = scenarios::check_no_oversell(gql)
+            .await
+            .map_err(|e| format!("oversell check failed to run: {e:#}"))?;
+        match problems.first() {
+            None => Ok(()),
+            Some(first) => Err(format!("{} oversold items, e.g. {first}", problems.len())),
+        }
+    }
+
+    /// Scenario 8: resident memory of a service holding 100,000 items and 1,000,000 events on
+    /// the embedded store (`--quick`: 2,000 items, 20,000 events), after some queries.
+    async fn memory(&self) -> anyhow::Result<Row> {
+        let items = if self.args.quick { 2_000 } else { 100_000 };
+        let instance = Instance::new(&self.root, "memory", &self.template)?;
+        eprintln!("scenario 8: seeding {items} items with 10 events each");
+        let ids = seeding::seed_items(&instance, &vec![10; items], 64).await?;
+        let service = ServiceProcess::start(&self.binary, &instance).await?;
+        let gql = Gql::new(self.http.clone(), &service.url);
+        let idle = service.rss_mb()?;
+        // A dashboard paging through everything, item lookups and some commands.
+        let mut after: Option<String> = None;
+        for _ in 0..200 {
+            let data = gql
+                .data(
+                    "query($a: String) { inventoryItems(first: 500, after: $a) {
+                        edges { node { id onHand available } } pageInfo { hasNextPage endCursor } } }",
+                    serde_json::json!({ "a": after }),
+                )
+                .await?;
+            after = data["inventoryItems"]["pageInfo"]["endCursor"]
+                .as_str()
+                .map(str::to_owned);
+            if data["inventoryItems"]["pageInfo"]["hasNextPage"] != serde_json::json!(true) {
+                break;
+            }
+        }
+        let step = (ids.len() / 1_000).max(1);
+        for id in ids.iter().step_by(step) {
+            gql.data(
+                "query($i: ID!) { inventoryItem(id: $i) { id onHand version } }",
+                serde_json::json!({ "i": id.to_string() }),
+            )
+            .await?;
+        }
+        for id in ids.iter().step_by(step * 10) {
+            gql.data(
+                scenarios::ADJUST,
+                serde_json::json!({ "i": id.to_string(), "d": 1 }),
+            )
+            .await?;
+        }
+        let rss = service.rss_mb()?;
+        let mut row = Row::new(
+            "s8_memory",
+            &format!("8. service RSS, {items} items / {} events", items * 10),
+        );
+        row.set("rssMb", rss)
+            .set("rssIdleMb", idle)
+            .set("items", items as f64)
+            .set("events", (items * 10) as f64);
+        row.check = Some(self.check(&instance, &gql).await);
+        service.stop().await;
+        Ok(row)
+    }
+}
