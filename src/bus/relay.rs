@@ -1,10 +1,14 @@
 //! The outbox relay: publishes committed events and forgets an outbox row only after the bus
 //! confirmed it. A crash between the two publishes the row again (at-least-once); downstream
 //! checkpoints absorb the duplicate. Several relays may run at once for the same reason.
+//! The removal of one published batch overlaps the publication of the next (at most one is in
+//! flight), so the bus does not wait for the store's durable delete between batches.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::EventBus;
 use crate::store::EventStore;
@@ -22,6 +26,8 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut stats_due = tokio::time::Instant::now();
     let mut stop_by: Option<tokio::time::Instant> = None;
+    // The batch being removed from the outbox, by id, while the next one is published.
+    let mut removing: Option<(HashSet<String>, JoinHandle<()>)> = None;
     loop {
         if *shutdown.borrow() && stop_by.is_none() {
             stop_by = Some(tokio::time::Instant::now() + drain_deadline);
@@ -30,14 +36,24 @@ pub async fn run(
             tracing::warn!(
                 "outbox relay stopped before draining; the rest is published on restart"
             );
+            finish(removing).await;
             return;
         }
         if tokio::time::Instant::now() >= stats_due {
             stats_due = tokio::time::Instant::now() + STATS_EVERY;
             record_outbox_stats(&*store, &*bus).await;
         }
-        let pending = match store.outbox_pending(BATCH).await {
-            Ok(pending) => pending,
+        let in_flight = removing.as_ref().map_or(0, |(ids, _)| ids.len());
+        let pending = match store.outbox_pending(BATCH + in_flight).await {
+            Ok(pending) => pending
+                .into_iter()
+                .filter(|entry| {
+                    !removing
+                        .as_ref()
+                        .is_some_and(|(ids, _)| ids.contains(&entry.id))
+                })
+                .take(BATCH)
+                .collect::<Vec<_>>(),
             Err(error) => {
                 failures += 1;
                 tracing::warn!(%error, "cannot read the outbox");
@@ -46,6 +62,10 @@ pub async fn run(
             }
         };
         if pending.is_empty() {
+            if removing.is_some() {
+                finish(removing.take()).await;
+                continue;
+            }
             if stop_by.is_some() {
                 return;
             }
@@ -64,10 +84,27 @@ pub async fn run(
         }
         failures = 0;
         metrics::counter!(crate::metrics::PUBLISHED).increment(pending.len() as u64);
+        finish(removing.take()).await;
         let ids: Vec<String> = pending.iter().map(|entry| entry.id.clone()).collect();
-        if let Err(error) = store.outbox_remove(&ids).await {
-            // The events were published; they will be published again, harmlessly.
-            tracing::warn!(%error, "cannot clear published outbox rows");
+        let task = {
+            let store = store.clone();
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store.outbox_remove(&ids).await {
+                    // The events were published; they will be published again, harmlessly.
+                    tracing::warn!(%error, "cannot clear published outbox rows");
+                }
+            })
+        };
+        removing = Some((ids.into_iter().collect(), task));
+    }
+}
+
+/// Waits for the removal in flight, if any.
+async fn finish(removing: Option<(HashSet<String>, JoinHandle<()>)>) {
+    if let Some((_, task)) = removing {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "outbox removal task failed");
         }
     }
 }

@@ -105,7 +105,15 @@ async fn seed_stream(
 ) -> anyhow::Result<()> {
     let mut version = 2;
     for _ in 0..10 {
-        match seed(store, item, version, total.saturating_sub(version), per_commit).await {
+        match seed(
+            store,
+            item,
+            version,
+            total.saturating_sub(version),
+            per_commit,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(error) => {
                 let tail = store.load(item, version, None).await?;
