@@ -72,6 +72,9 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Every item first: on the emulator a commit copies the events table, so commits go
+    // before the bulk of the events.
+    let mut items = Vec::new();
     for n in 0..args.items {
         let create = CreateItem {
             warehouse_id: warehouse.id,
@@ -84,12 +87,15 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
         let Outcome::Item(item) = commands.create_item(&ctx, create).await? else {
             anyhow::bail!("unexpected outcome")
         };
+        items.push(item.id);
+    }
+    for item in items {
         // Created + the alert at 0 are versions 1 and 2.
         match &bulk {
             Some((client, table)) => {
-                bulk_load(client, table, stock_changes(item.id, 2, per_item - 2)).await?
+                bulk_load(client, table, stock_changes(item, 2, per_item - 2)).await?
             }
-            None => seed(&*service.context.store, item.id, 2, per_item - 2, 5_000).await?,
+            None => seed(&*service.context.store, item, 2, per_item - 2, 5_000).await?,
         }
     }
     let total = 1 + args.items * per_item;
