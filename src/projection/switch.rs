@@ -212,47 +212,18 @@ impl Switchboard {
     /// Every projected row, each projection from the generation serving it.
     pub async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {
         let routing = self.routing().await?;
-        let mut dumps = BTreeMap::new();
-        for (generation, _) in routing.layout.serving() {
-            let first = routing.layout.serving()[&generation][0];
-            dumps.insert(generation, routing.of(first)?.dump().await?);
+        // Each generation's adapter dumps only the projections it serves (the others' lists
+        // are empty), so joining them gives each projection from its own generation.
+        let mut all = ProjectionDump::default();
+        for adapter in &routing.active {
+            let dump = adapter.dump().await?;
+            all.warehouses.extend(dump.warehouses);
+            all.items.extend(dump.items);
+            all.allocations.extend(dump.allocations);
+            all.history.extend(dump.history);
+            all.movements.extend(dump.movements);
         }
-        let layout = &routing.layout;
-        let mut from = |projection: ProjectionName| {
-            dumps
-                .get_mut(&layout.generation_of(projection))
-                .map(|dump| match projection {
-                    ProjectionName::Warehouses => ProjectionDump {
-                        warehouses: std::mem::take(&mut dump.warehouses),
-                        ..Default::default()
-                    },
-                    ProjectionName::CurrentInventory => ProjectionDump {
-                        items: std::mem::take(&mut dump.items),
-                        ..Default::default()
-                    },
-                    ProjectionName::AllocationStatus => ProjectionDump {
-                        allocations: std::mem::take(&mut dump.allocations),
-                        ..Default::default()
-                    },
-                    ProjectionName::InventoryHistory => ProjectionDump {
-                        history: std::mem::take(&mut dump.history),
-                        ..Default::default()
-                    },
-                    ProjectionName::StockMovements => ProjectionDump {
-                        movements: std::mem::take(&mut dump.movements),
-                        ..Default::default()
-                    },
-                })
-                .unwrap_or_default()
-        };
-        use ProjectionName as P;
-        Ok(ProjectionDump {
-            warehouses: from(P::Warehouses).warehouses,
-            items: from(P::CurrentInventory).items,
-            allocations: from(P::AllocationStatus).allocations,
-            history: from(P::InventoryHistory).history,
-            movements: from(P::StockMovements).movements,
-        })
+        Ok(all)
     }
 }
 
