@@ -108,6 +108,27 @@ pub struct Rebuild {
 }
 
 impl Rebuild {
+    /// A rebuild of `projections` into `generation`, starting `now`.
+    pub fn new(
+        generation: u32,
+        projections: Vec<ProjectionName>,
+        events_total: Option<u64>,
+        now: i64,
+    ) -> Self {
+        Self {
+            generation,
+            projections,
+            phase: Phase::Scanning,
+            cursor: None,
+            events_done: 0,
+            events_total,
+            started_at: now,
+            updated_at: now,
+            resumed_at_events: 0,
+            resumed_at: now,
+        }
+    }
+
     /// Events per second since this run (the first or a resume) began.
     pub fn rate(&self) -> f64 {
         let seconds = (self.updated_at - self.resumed_at) as f64 / 1000.0;
@@ -204,16 +225,8 @@ mod tests {
         assert_eq!(layout.next_generation(), 1);
         layout.active.insert(ProjectionName::StockMovements, 1);
         layout.last = Some(Rebuild {
-            generation: 2,
-            projections: vec![ProjectionName::Warehouses],
             phase: Phase::Done,
-            cursor: None,
-            events_done: 0,
-            events_total: None,
-            started_at: 0,
-            updated_at: 0,
-            resumed_at_events: 0,
-            resumed_at: 0,
+            ..Rebuild::new(2, vec![ProjectionName::Warehouses], None, 0)
         });
         let serving = layout.serving();
         assert_eq!(serving[&1], vec![ProjectionName::StockMovements]);

@@ -65,10 +65,8 @@ pub async fn replay(
     mut report: impl FnMut(&Rebuild) + Send,
 ) -> Result<Rebuild, ReplayError> {
     let generations = board.generations();
-    let mut layout = generations.load_layout().await.map_err(failed)?;
-    let mut wanted = options.projections.clone();
-    wanted.sort();
-    wanted.dedup();
+    let mut layout = load(board).await?;
+    let wanted = sorted(options.projections.clone());
     let now = now_ms();
     let mut rebuild = match layout.building.clone() {
         Some(mut running) if wanted.is_empty() || wanted == running.projections => {
@@ -100,18 +98,7 @@ pub async fn replay(
                 .open(generation, &wanted, true)
                 .await
                 .map_err(failed)?;
-            Rebuild {
-                generation,
-                projections: wanted,
-                phase: Phase::Scanning,
-                cursor: None,
-                events_done: 0,
-                events_total: store.count_events().await.ok(),
-                started_at: now,
-                updated_at: now,
-                resumed_at_events: 0,
-                resumed_at: now,
-            }
+            Rebuild::new(generation, wanted, store.count_events().await.ok(), now)
         }
     };
     layout.building = Some(rebuild.clone());
@@ -178,14 +165,14 @@ pub async fn replay(
 
 /// Stops the rebuild in progress and drops its tables.
 pub async fn abandon(board: &Switchboard) -> Result<Option<Rebuild>, ReplayError> {
-    let generations = board.generations();
-    let mut layout = generations.load_layout().await.map_err(failed)?;
+    let mut layout = load(board).await?;
     let Some(rebuild) = layout.building.take() else {
         return Ok(None);
     };
     save(board, &mut layout).await?;
     tokio::time::sleep(SETTLE).await;
-    generations
+    board
+        .generations()
         .retire(rebuild.generation, &rebuild.projections, true)
         .await
         .map_err(failed)?;
@@ -225,7 +212,7 @@ async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayErro
     ours.revision += 1;
     // A write whose reply was lost may have been retried and refused by its own condition:
     // it stands if the stored record is exactly ours.
-    if !written && generations.load_layout().await.map_err(failed)? != ours {
+    if !written && load(board).await? != ours {
         return Err(ReplayError::Refused(
             "the projection layout was changed by another process (another rebuild?); \
              this rebuild stops here and can be resumed"
@@ -235,6 +222,17 @@ async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayErro
     *layout = ours;
     board.reload().await.map_err(failed)?;
     Ok(())
+}
+
+async fn load(board: &Switchboard) -> Result<Layout, ReplayError> {
+    board.generations().load_layout().await.map_err(failed)
+}
+
+/// Projections in their canonical order, each once (as a rebuild records them).
+fn sorted(mut projections: Vec<ProjectionName>) -> Vec<ProjectionName> {
+    projections.sort();
+    projections.dedup();
+    projections
 }
 
 fn names(projections: &[ProjectionName]) -> String {
@@ -301,16 +299,9 @@ impl RebuildControl {
                 "a rebuild is already running in this server".into(),
             ));
         }
-        let layout = self
-            .board
-            .generations()
-            .load_layout()
-            .await
-            .map_err(failed)?;
+        let layout = load(&self.board).await?;
         if let Some(building) = &layout.building {
-            let mut wanted = projections.clone();
-            wanted.sort();
-            wanted.dedup();
+            let wanted = sorted(projections.clone());
             let stalled = now_ms() - building.updated_at > STALLED_AFTER_MS;
             if !stalled {
                 return Err(ReplayError::Refused(format!(
@@ -332,17 +323,13 @@ impl RebuildControl {
             ));
         }
         let first = RebuildStatus {
-            rebuild: layout.building.clone().unwrap_or_else(|| Rebuild {
-                generation: layout.next_generation(),
-                projections: projections.clone(),
-                phase: Phase::Scanning,
-                cursor: None,
-                events_done: 0,
-                events_total: None,
-                started_at: now_ms(),
-                updated_at: now_ms(),
-                resumed_at_events: 0,
-                resumed_at: now_ms(),
+            rebuild: layout.building.clone().unwrap_or_else(|| {
+                Rebuild::new(
+                    layout.next_generation(),
+                    sorted(projections.clone()),
+                    None,
+                    now_ms(),
+                )
             }),
             state: RebuildState::Running,
             error: None,
@@ -389,12 +376,7 @@ impl RebuildControl {
     /// The rebuild in progress (here or in another process), else the last one this server
     /// ran, else the last one recorded.
     pub async fn status(&self) -> Result<Option<RebuildStatus>, ReplayError> {
-        let layout = self
-            .board
-            .generations()
-            .load_layout()
-            .await
-            .map_err(failed)?;
+        let layout = load(&self.board).await?;
         let local = self
             .lock()
             .as_ref()
