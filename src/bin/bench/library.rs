@@ -51,19 +51,7 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
     let service = Service::start(&config).await?;
     let ctx = CommandContext::default();
     let commands = &service.context.commands;
-    let Outcome::Warehouse(warehouse) = commands
-        .create_warehouse(
-            &ctx,
-            CreateWarehouse {
-                name: "Rebuild".into(),
-                code: "REBUILD".into(),
-                address: None,
-            },
-        )
-        .await?
-    else {
-        anyhow::bail!("unexpected outcome")
-    };
+    let warehouse = new_warehouse(commands, &ctx, "REBUILD").await?;
     let per_item = (args.events / args.items).max(2);
     let seeded = Instant::now();
     let bulk = if on_dynamodb {
@@ -76,18 +64,7 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
     // before the bulk of the events.
     let mut items = Vec::new();
     for n in 0..args.items {
-        let create = CreateItem {
-            warehouse_id: warehouse.id,
-            sku: format!("SKU-{n}"),
-            product_id: "rebuild".into(),
-            initial_quantity: 0,
-            reorder_threshold: 0,
-            reorder_quantity: 0,
-        };
-        let Outcome::Item(item) = commands.create_item(&ctx, create).await? else {
-            anyhow::bail!("unexpected outcome")
-        };
-        items.push(item.id);
+        items.push(new_item(commands, &ctx, warehouse, format!("SKU-{n}"), 0).await?);
     }
     for item in items {
         // Created + the alert at 0 are versions 1 and 2.
@@ -103,13 +80,7 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
         "seeded {total} events in {:.1}s; waiting for the live projections",
         seeded.elapsed().as_secs_f64()
     );
-    loop {
-        let (depth, _) = service.context.store.outbox_stats().await?;
-        if depth == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    outbox_drained(&*service.context.store).await?;
     let board = service.context.projections.clone();
     let live = board.dump().await?;
     let started = Instant::now();
@@ -198,6 +169,57 @@ async fn bulk_load(
     Ok(())
 }
 
+/// A warehouse created through the application layer.
+pub async fn new_warehouse(
+    commands: &Commands,
+    ctx: &CommandContext,
+    code: &str,
+) -> anyhow::Result<Uuid> {
+    let create = CreateWarehouse {
+        name: code.into(),
+        code: code.into(),
+        address: None,
+    };
+    match commands.create_warehouse(ctx, create).await? {
+        Outcome::Warehouse(warehouse) => Ok(warehouse.id),
+        _ => anyhow::bail!("warehouseCreate returned something else"),
+    }
+}
+
+/// An item with `initial` units on hand and no reorder threshold, created through the
+/// application layer.
+pub async fn new_item(
+    commands: &Commands,
+    ctx: &CommandContext,
+    warehouse_id: Uuid,
+    sku: String,
+    initial: i64,
+) -> anyhow::Result<Uuid> {
+    let create = CreateItem {
+        warehouse_id,
+        sku,
+        product_id: "bench".into(),
+        initial_quantity: initial,
+        reorder_threshold: 0,
+        reorder_quantity: 0,
+    };
+    match commands.create_item(ctx, create).await? {
+        Outcome::Item(item) => Ok(item.id),
+        _ => anyhow::bail!("inventoryItemCreate returned something else"),
+    }
+}
+
+/// Waits until the relay has published (and so projected) everything committed.
+pub async fn outbox_drained(store: &dyn EventStore) -> anyhow::Result<()> {
+    loop {
+        let (depth, _) = store.outbox_stats().await?;
+        if depth == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn open_store(
     args: &Args,
     dir: &std::path::Path,
@@ -280,19 +302,7 @@ pub async fn latency(args: &Args) -> anyhow::Result<()> {
         ..CommandContext::default()
     };
     let setup = Commands::new(store.clone(), "bench");
-    let Outcome::Warehouse(warehouse) = setup
-        .create_warehouse(
-            &ctx,
-            CreateWarehouse {
-                name: "Bench".into(),
-                code: "BENCH".into(),
-                address: None,
-            },
-        )
-        .await?
-    else {
-        anyhow::bail!("unexpected outcome")
-    };
+    let warehouse = new_warehouse(&setup, &ctx, "BENCH").await?;
     let sizes = args.sizes_or(&[10, 1_000, 100_000]);
     let mut rows = Vec::new();
     println!(
@@ -301,19 +311,9 @@ pub async fn latency(args: &Args) -> anyhow::Result<()> {
     );
     for &size in &sizes {
         // One item per size, seeded to `size` events (creation included).
-        let create = CreateItem {
-            warehouse_id: warehouse.id,
-            sku: format!("SKU-{size}"),
-            product_id: "bench".into(),
-            initial_quantity: 1_000_000,
-            reorder_threshold: 0,
-            reorder_quantity: 0,
-        };
-        let Outcome::Item(item) = setup.create_item(&ctx, create).await? else {
-            anyhow::bail!("unexpected outcome")
-        };
+        let item = new_item(&setup, &ctx, warehouse, format!("SKU-{size}"), 1_000_000).await?;
         let seeded = Instant::now();
-        seed(&*store, item.id, 1, size.saturating_sub(1), per_commit)
+        seed(&*store, item, 1, size.saturating_sub(1), per_commit)
             .await
             .context("seeding")?;
         eprintln!(
@@ -331,7 +331,7 @@ pub async fn latency(args: &Args) -> anyhow::Result<()> {
                 args.commands
             };
             let adjust = || AdjustStock {
-                item_id: item.id,
+                item_id: item,
                 delta: 1,
                 reason: AdjustmentReason::Received,
                 reference: None,

@@ -6,12 +6,12 @@
 
 use futures::StreamExt;
 use inventory_service::app::Service;
-use inventory_service::application::{CommandContext, CreateItem, CreateWarehouse, Outcome};
+use inventory_service::application::CommandContext;
 use inventory_service::store::EventStore;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use uuid::Uuid;
 
-use crate::library::seed;
+use crate::library::{new_item, new_warehouse, outbox_drained, seed};
 use crate::server::Instance;
 
 /// Creates one item per entry of `events` and gives it that many events in total (at least 2:
@@ -30,20 +30,7 @@ pub async fn seed_items(
     };
     let commands = service.context.commands.clone();
     let store = service.context.store.clone();
-    let Outcome::Warehouse(warehouse) = commands
-        .create_warehouse(
-            &ctx,
-            CreateWarehouse {
-                name: "Seeded".into(),
-                code: "SEEDED".into(),
-                address: None,
-            },
-        )
-        .await?
-    else {
-        anyhow::bail!("warehouseCreate returned something else")
-    };
-    let warehouse_id = warehouse.id;
+    let warehouse_id = new_warehouse(&commands, &ctx, "SEEDED").await?;
     // Smaller transactions on DynamoDB: a slow local endpoint then answers within the SDK's
     // attempt timeout more often.
     let per_commit = if instance.store == "dynamodb" {
@@ -57,20 +44,11 @@ pub async fn seed_items(
             .map(|(n, total)| {
                 let (commands, store, ctx) = (commands.clone(), store.clone(), ctx.clone());
                 async move {
-                    let create = CreateItem {
-                        warehouse_id,
-                        sku: format!("SEED-{n}"),
-                        product_id: "seeded".into(),
-                        initial_quantity: 0,
-                        reorder_threshold: 0,
-                        reorder_quantity: 0,
-                    };
-                    let Outcome::Item(item) = commands.create_item(&ctx, create).await? else {
-                        anyhow::bail!("inventoryItemCreate returned something else")
-                    };
+                    let item =
+                        new_item(&commands, &ctx, warehouse_id, format!("SEED-{n}"), 0).await?;
                     // Created + the alert at 0 units are versions 1 and 2.
-                    seed_stream(&*store, item.id, total.max(2), per_commit).await?;
-                    Ok(item.id)
+                    seed_stream(&*store, item, total.max(2), per_commit).await?;
+                    Ok(item)
                 }
             })
             .buffered(concurrency)
@@ -83,13 +61,7 @@ pub async fn seed_items(
         ids.len(),
         started.elapsed().as_secs_f64()
     );
-    loop {
-        let (depth, _) = store.outbox_stats().await?;
-        if depth == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    outbox_drained(&*store).await?;
     service.stop().await;
     eprintln!("  seeding done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(ids)
