@@ -438,22 +438,15 @@ impl Commands {
                     let item = attempt
                         .latest::<InventoryItem>(allocation.state.item_id)
                         .await?;
-                    self.decide_allocation(
-                        &ctx,
-                        id,
-                        allocation,
-                        item_id,
-                        item,
-                        &Warehouse::default(),
-                        command.clone(),
-                    )
+                    self.decide_allocation(&ctx, id, allocation, item_id, item, command.clone())
                 },
             )
         })
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Decides a change to an existing allocation (creation is batched on its item, in
+    /// `create_allocation`; only creation consults the warehouse).
     fn decide_allocation(
         &self,
         ctx: &CommandContext,
@@ -461,7 +454,6 @@ impl Commands {
         allocation: Versioned<Allocation>,
         item_id: Uuid,
         item: Versioned<InventoryItem>,
-        warehouse: &Warehouse,
         command: AllocationCommand,
     ) -> Result<Plan, CommandError> {
         let mut allocation = Change::new(id, allocation);
@@ -470,7 +462,7 @@ impl Commands {
             id,
             &allocation.current.state,
             &item.current.state,
-            warehouse,
+            &Warehouse::default(),
             command,
         )?;
         let now = now_ms();
