@@ -102,7 +102,11 @@ impl Storage {
                 Arc::new(SqliteGenerations::open(&config.data_dir)?),
             ),
             StoreKind::Dynamodb => {
-                let client = dynamodb::client(config.dynamodb_endpoint.as_deref()).await;
+                let client = dynamodb::client_with(
+                    config.dynamodb_endpoint.as_deref(),
+                    config.dynamodb_report_capacity,
+                )
+                .await;
                 let tables = Tables::new(config.table_prefix.clone());
                 if config.migrate {
                     let created = dynamodb::migrate(&client, &tables).await?;
@@ -132,7 +136,11 @@ pub async fn migrate(config: &StorageConfig) -> anyhow::Result<Vec<String>> {
             Ok(vec![])
         }
         StoreKind::Dynamodb => {
-            let client = dynamodb::client(config.dynamodb_endpoint.as_deref()).await;
+            let client = dynamodb::client_with(
+                config.dynamodb_endpoint.as_deref(),
+                config.dynamodb_report_capacity,
+            )
+            .await;
             Ok(dynamodb::migrate(&client, &Tables::new(config.table_prefix.clone())).await?)
         }
     }

@@ -73,6 +73,14 @@ pub struct StorageConfig {
     /// Create missing DynamoDB tables at start-up (as `migrate` does).
     #[arg(long, env = "INVENTORY_MIGRATE", default_value_t = false)]
     pub migrate: bool,
+    /// Ask DynamoDB for the capacity every request consumes and report it in `/metrics`
+    /// (`inventory_dynamodb_capacity_units_total`): for cost measurements, off in production.
+    #[arg(
+        long,
+        env = "INVENTORY_DYNAMODB_REPORT_CAPACITY",
+        default_value_t = false
+    )]
+    pub dynamodb_report_capacity: bool,
     /// Snapshot an aggregate every this many events (0 turns snapshots off).
     #[arg(long, env = "INVENTORY_SNAPSHOT_EVERY", default_value_t = crate::application::commands::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,

@@ -14,6 +14,8 @@ pub const PUBLISHED: &str = "inventory_events_published_total";
 pub const PROJECTION_LAG: &str = "inventory_projection_lag_seconds";
 pub const DEAD_LETTERS: &str = "inventory_dead_lettered_messages";
 pub const SUBSCRIBERS: &str = "inventory_subscribers";
+pub const DYNAMODB_REQUESTS: &str = "inventory_dynamodb_requests_total";
+pub const DYNAMODB_CAPACITY: &str = "inventory_dynamodb_capacity_units_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -69,4 +71,12 @@ pub fn describe() {
         "Messages given up on and dead-lettered since start."
     );
     metrics::describe_gauge!(SUBSCRIBERS, "Open GraphQL subscriptions on this instance.");
+    metrics::describe_counter!(
+        DYNAMODB_REQUESTS,
+        "DynamoDB request attempts sent, by operation (each is billed)."
+    );
+    metrics::describe_gauge!(
+        DYNAMODB_CAPACITY,
+        "DynamoDB capacity units consumed, by table and index (empty for the table itself); only with --dynamodb-report-capacity. Only ever grows."
+    );
 }

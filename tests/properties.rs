@@ -58,6 +58,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
         dynamodb_endpoint: None,
         table_prefix: String::new(),
         migrate: false,
+        dynamodb_report_capacity: false,
         snapshot_every: 4,
     };
     let service = Service::start(&config).await.expect("start");

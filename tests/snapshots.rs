@@ -19,6 +19,7 @@ fn config(dir: &std::path::Path, every: u64) -> StorageConfig {
         dynamodb_endpoint: None,
         table_prefix: String::new(),
         migrate: false,
+        dynamodb_report_capacity: false,
         snapshot_every: every,
     }
 }

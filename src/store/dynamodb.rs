@@ -186,7 +186,8 @@ impl DynamoEventStore {
                 Put::builder()
                     .table_name(self.tables.events())
                     .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(sequenceNumber)")
+                    .condition_expression("attribute_not_exists(#seq)")
+                    .expression_attribute_names("#seq", "sequenceNumber")
                     .build(),
             )?;
             add(
@@ -230,7 +231,8 @@ impl DynamoEventStore {
                     .table_name(self.tables.events())
                     .key("aggregateId", s(expectation.aggregate_id.to_string()))
                     .key("sequenceNumber", n(expectation.version + 1))
-                    .condition_expression("attribute_not_exists(sequenceNumber)")
+                    .condition_expression("attribute_not_exists(#seq)")
+                    .expression_attribute_names("#seq", "sequenceNumber")
                     .build(),
             )?;
             add(
@@ -253,7 +255,8 @@ impl DynamoEventStore {
                 Put::builder()
                     .table_name(self.tables.guards())
                     .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(guardKey)")
+                    .condition_expression("attribute_not_exists(#key)")
+                    .expression_attribute_names("#key", "guardKey")
                     .build(),
             )?;
             add(
@@ -276,7 +279,8 @@ impl DynamoEventStore {
                 Put::builder()
                     .table_name(self.tables.guards())
                     .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(guardKey)")
+                    .condition_expression("attribute_not_exists(#key)")
+                    .expression_attribute_names("#key", "guardKey")
                     .build(),
             )?;
             add(
@@ -395,9 +399,9 @@ impl EventStore for DynamoEventStore {
                 .client
                 .query()
                 .table_name(self.tables.events())
-                .key_condition_expression(
-                    "aggregateId = :a AND sequenceNumber BETWEEN :low AND :high",
-                )
+                .key_condition_expression("#id = :a AND #seq BETWEEN :low AND :high")
+                .expression_attribute_names("#id", "aggregateId")
+                .expression_attribute_names("#seq", "sequenceNumber")
                 .expression_attribute_values(":a", s(aggregate_id.to_string()))
                 .expression_attribute_values(":low", n(after + 1))
                 .expression_attribute_values(":high", n(high))
@@ -507,7 +511,8 @@ impl EventStore for DynamoEventStore {
             .client
             .query()
             .table_name(self.tables.outbox())
-            .key_condition_expression("shard = :shard")
+            .key_condition_expression("#shard = :shard")
+            .expression_attribute_names("#shard", "shard")
             .expression_attribute_values(":shard", n(0))
             .consistent_read(true)
             .limit(limit.clamp(1, 1000) as i32)
@@ -538,7 +543,8 @@ impl EventStore for DynamoEventStore {
                 .client
                 .query()
                 .table_name(self.tables.outbox())
-                .key_condition_expression("shard = :shard")
+                .key_condition_expression("#shard = :shard")
+                .expression_attribute_names("#shard", "shard")
                 .expression_attribute_values(":shard", n(0))
                 .select(aws_sdk_dynamodb::types::Select::Count)
                 .set_exclusive_start_key(start)
@@ -647,9 +653,10 @@ impl EventStore for DynamoEventStore {
             .table_name(self.tables.snapshots())
             .set_item(Some(item))
             // Never replace a newer snapshot with an older one.
-            .condition_expression(
-                "attribute_not_exists(aggregateId) OR version < :v OR stateVersion <> :sv",
-            )
+            .condition_expression("attribute_not_exists(#id) OR #v < :v OR #sv <> :sv")
+            .expression_attribute_names("#id", "aggregateId")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#sv", "stateVersion")
             .expression_attribute_values(":v", n(snapshot.version))
             .expression_attribute_values(":sv", n(snapshot.state_version))
             .send()

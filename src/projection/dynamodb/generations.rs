@@ -123,10 +123,13 @@ impl Generations for DynamoGenerations {
             .item("revision", n(layout.revision + 1))
             .item("body", s(layout.encode()));
         request = if layout.revision == 0 {
-            request.condition_expression("attribute_not_exists(checkpointKey)")
+            request
+                .condition_expression("attribute_not_exists(#key)")
+                .expression_attribute_names("#key", "checkpointKey")
         } else {
             request
-                .condition_expression("revision = :expected")
+                .condition_expression("#revision = :expected")
+                .expression_attribute_names("#revision", "revision")
                 .expression_attribute_values(":expected", n(layout.revision))
         };
         match request.send().await {

@@ -53,7 +53,8 @@ pub async fn apply(
         .put_item()
         .table_name(store.tables.history())
         .set_item(Some(to_record(&entry)))
-        .condition_expression("attribute_not_exists(itemId)")
+        .condition_expression("attribute_not_exists(#item)")
+        .expression_attribute_names("#item", "itemId")
         .send()
         .await;
     match written {

@@ -177,7 +177,9 @@ impl DynamoProjections {
                 .table_name(table)
                 .set_item(Some(next.to_record()));
             let request = if version == 0 {
-                request.condition_expression("attribute_not_exists(id)")
+                request
+                    .condition_expression("attribute_not_exists(#id)")
+                    .expression_attribute_names("#id", "id")
             } else {
                 request
                     .condition_expression("#version = :previous")

@@ -185,8 +185,8 @@ fn advance(last: u64, envelope: &EventEnvelope, created: Option<&(String, String
             .value(":sku", s(sku));
     }
     if last == 0 {
-        expression.condition = Some("attribute_not_exists(checkpointKey)".to_owned());
-        expression
+        expression.condition = Some("attribute_not_exists(#checkpointKey)".to_owned());
+        expression.name("#checkpointKey", "checkpointKey")
     } else {
         expression.condition = Some("#last = :previous".to_owned());
         expression.value(":previous", n(last))

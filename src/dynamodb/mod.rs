@@ -1,6 +1,13 @@
 //! Shared DynamoDB plumbing: the client (with retry and timeout settings chosen on purpose),
 //! the table names under a configurable prefix, and `migrate`, which creates every table and
-//! index idempotently. The event store and projection adapters both build on it.
+//! index idempotently. The event store and projection adapters both build on it. Every client
+//! carries two interceptors: `expressions` refuses a reserved word named bare, `capacity`
+//! counts requests (and, when asked, the capacity units they consume).
+
+pub mod capacity;
+pub mod expressions;
+
+pub use capacity::{capacity_snapshot, CapacitySnapshot};
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
@@ -24,6 +31,12 @@ use crate::projection::layout::ProjectionName;
 /// error (`SERVICE_UNAVAILABLE`) instead of hanging. Timeouts: 1 s to connect, 3 s per attempt,
 /// 10 s per operation in total, so a dead endpoint fails a request in bounded time.
 pub async fn client(endpoint: Option<&str>) -> Client {
+    client_with(endpoint, false).await
+}
+
+/// `client`, asking every request for its consumed capacity when `report_capacity` is set
+/// (the benchmark's cost table; `--dynamodb-report-capacity`).
+pub async fn client_with(endpoint: Option<&str>, report_capacity: bool) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
@@ -52,7 +65,14 @@ pub async fn client(endpoint: Option<&str>) -> Client {
             loader = loader.region(aws_config::Region::new("us-east-1"));
         }
     }
-    Client::new(&loader.load().await)
+    let shared = loader.load().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&shared)
+        .interceptor(expressions::ExpressionCheck::default())
+        .interceptor(capacity::CapacityMeter {
+            report: report_capacity,
+        })
+        .build();
+    Client::from_conf(config)
 }
 
 /// Table names, each under the same prefix so several environments can share an account.
