@@ -35,6 +35,8 @@ pub struct DynamoProjections {
     tables: Tables,
     /// The projections these tables hold (the others' tables are not touched).
     serves: Vec<ProjectionName>,
+    /// Rows this process wrote, as hints for the next batch (see `Cache`).
+    remembered: std::sync::Mutex<Cache>,
 }
 
 impl DynamoProjections {
@@ -44,6 +46,7 @@ impl DynamoProjections {
             client,
             tables,
             serves: ProjectionName::ALL.to_vec(),
+            remembered: std::sync::Mutex::default(),
         }
     }
 
@@ -95,14 +98,95 @@ fn position(last: u64, sequence: u64) -> Option<Outcome> {
 const MAX_RACES: usize = 8;
 
 /// Rows and checkpoints as read or written earlier in this batch, so a batch of N events on
-/// one aggregate costs one read and N writes. Only a hint: every write is still conditioned on
-/// the version it expects, and a failed condition drops the entry and re-reads.
+/// one aggregate costs one read and N writes; and, remembered from earlier batches, hints that
+/// spare the read altogether in the steady state (one writer per row). Only hints: every write
+/// is still conditioned on the version it expects, a failed condition drops the entry and
+/// re-reads, and a remembered row never decides on its own that an event is a duplicate or a
+/// gap (a row that vanished with its table must not make us skip an event): that takes a read.
 #[derive(Default)]
 struct Cache {
-    warehouses: HashMap<Uuid, Option<WarehouseView>>,
-    items: HashMap<Uuid, Option<ItemView>>,
-    allocations: HashMap<Uuid, Option<AllocationView>>,
-    movements: HashMap<Uuid, Option<stock_movements::Checkpoint>>,
+    warehouses: Rows<WarehouseView>,
+    items: Rows<ItemView>,
+    allocations: Rows<AllocationView>,
+    movements: Rows<stock_movements::Checkpoint>,
+}
+
+impl Cache {
+    /// What this batch learned, as hints for the next one.
+    fn remember(self) -> Cache {
+        Cache {
+            warehouses: self.warehouses.remember(),
+            items: self.items.remember(),
+            allocations: self.allocations.remember(),
+            movements: self.movements.remember(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.warehouses.len() + self.items.len() + self.allocations.len() + self.movements.len()
+    }
+}
+
+/// At most this many rows are remembered between batches; past it the hints start afresh.
+const MAX_REMEMBERED: usize = 50_000;
+
+/// One projector's rows by aggregate id.
+struct Rows<V> {
+    /// Read or written in this batch: `None` is a row known to be absent.
+    known: HashMap<Uuid, Option<V>>,
+    /// Written by an earlier batch of this process.
+    remembered: HashMap<Uuid, V>,
+}
+
+impl<V> Default for Rows<V> {
+    fn default() -> Self {
+        Self {
+            known: HashMap::new(),
+            remembered: HashMap::new(),
+        }
+    }
+}
+
+/// A row as the cache has it.
+enum Cached<V> {
+    /// Known in this batch: trusted.
+    Known(Option<V>),
+    /// Remembered from an earlier batch: good to write against, not to skip on.
+    Remembered(V),
+}
+
+impl<V: Clone> Rows<V> {
+    fn get(&mut self, id: &Uuid) -> Option<Cached<V>> {
+        if let Some(row) = self.known.get(id) {
+            return Some(Cached::Known(row.clone()));
+        }
+        self.remembered.remove(id).map(Cached::Remembered)
+    }
+
+    fn insert(&mut self, id: Uuid, row: Option<V>) {
+        self.known.insert(id, row);
+    }
+
+    fn remove(&mut self, id: &Uuid) {
+        self.known.remove(id);
+        self.remembered.remove(id);
+    }
+
+    fn remember(mut self) -> Rows<V> {
+        for (id, row) in self.known {
+            if let Some(row) = row {
+                self.remembered.insert(id, row);
+            }
+        }
+        Rows {
+            known: HashMap::new(),
+            remembered: self.remembered,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.known.len() + self.remembered.len()
+    }
 }
 
 /// A single-row read model whose `version` attribute is its checkpoint.
@@ -155,18 +239,23 @@ impl DynamoProjections {
         &self,
         table: &str,
         envelope: &EventEnvelope,
-        cache: &mut HashMap<Uuid, Option<V>>,
+        cache: &mut Rows<V>,
         fold: impl Fn(Option<&V>) -> V + Send + Sync,
     ) -> Result<Outcome, ProjectionError> {
         let id = envelope.aggregate_id;
         let sequence = envelope.sequence_number;
         for _ in 0..MAX_RACES {
-            let row = match cache.get(&id) {
-                Some(row) => row.clone(),
-                None => self.get_row::<V>(table, id).await?,
+            let (row, remembered) = match cache.get(&id) {
+                Some(Cached::Known(row)) => (row, false),
+                Some(Cached::Remembered(row)) => (Some(row), true),
+                None => (self.get_row::<V>(table, id).await?, false),
             };
             let version = row.as_ref().map_or(0, V::version);
             if let Some(outcome) = position(version, sequence) {
+                if remembered {
+                    // Not the next event by the hint: let a read decide.
+                    continue;
+                }
                 cache.insert(id, row);
                 return Ok(outcome);
             }
@@ -234,7 +323,13 @@ impl ProjectionStore for DynamoProjections {
     /// batch transaction (it would hit the 100-item limit and gain nothing). An error part-way
     /// leaves the earlier events applied, which a redelivery then skips as duplicates.
     async fn apply(&self, events: Vec<EventEnvelope>) -> Result<Applied, ProjectionError> {
-        let mut cache = Cache::default();
+        // Taken for the batch (another batch applied meanwhile starts without hints) and put
+        // back only if the batch succeeds.
+        let mut cache = self
+            .remembered
+            .lock()
+            .map(|mut hints| std::mem::take(&mut *hints))
+            .unwrap_or_default();
         let mut items = BTreeSet::new();
         let mut allocations = BTreeSet::new();
         let mut outcome = Applied::default();
@@ -284,6 +379,14 @@ impl ProjectionStore for DynamoProjections {
         }
         outcome.changed_items = items.into_iter().collect();
         outcome.changed_allocations = allocations.into_iter().collect();
+        let hints = if cache.len() > MAX_REMEMBERED {
+            Cache::default()
+        } else {
+            cache.remember()
+        };
+        if let Ok(mut remembered) = self.remembered.lock() {
+            *remembered = hints;
+        }
         Ok(outcome)
     }
 

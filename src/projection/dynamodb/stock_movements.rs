@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::attributes::{n, s, Record, RecordReader};
 use super::{
-    decode, lost_races, position, unavailable, Cache, DynamoProjections, Outcome, MAX_RACES,
+    decode, lost_races, position, unavailable, Cache, Cached, DynamoProjections, Outcome, MAX_RACES,
 };
 use crate::domain::item::{ItemEvent, StockChangeReason};
 use crate::projection::day_of;
@@ -313,12 +313,17 @@ pub async fn apply(
     let movement = movement_of(&event);
     let id = envelope.aggregate_id;
     for _ in 0..MAX_RACES {
-        let checkpoint = match cache.movements.get(&id) {
-            Some(checkpoint) => checkpoint.clone(),
-            None => read_checkpoint(store, envelope).await?,
+        let (checkpoint, remembered) = match cache.movements.get(&id) {
+            Some(Cached::Known(checkpoint)) => (checkpoint, false),
+            Some(Cached::Remembered(checkpoint)) => (Some(checkpoint), true),
+            None => (read_checkpoint(store, envelope).await?, false),
         };
         let last = checkpoint.as_ref().map_or(0, |c| c.last_sequence);
         if let Some(outcome) = position(last, envelope.sequence_number) {
+            if remembered {
+                // Not the next event by the hint: let a read decide.
+                continue;
+            }
             cache.movements.insert(id, checkpoint);
             return Ok(outcome);
         }
