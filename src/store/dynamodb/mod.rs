@@ -4,18 +4,14 @@
 //! `ConditionCheck` for each aggregate that is only read, the outbox rows, the uniqueness
 //! guards and the idempotency record. Limits (100 items, 4 MB, 400 KB per item) are checked
 //! before the call; a cancelled transaction is decoded into a race, a taken key or a failure.
+//! What the relay reads of the outbox is in `outbox`.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, DeleteRequest, Put, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
@@ -33,13 +29,13 @@ const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 const MAX_ITEM_BYTES: usize = 390 * 1024;
 /// Parallel scan segments used by `read_all` (replay).
 const SCAN_SEGMENTS: i32 = 4;
-/// How often a relay looks for rows written by other processes.
-const OUTBOX_POLL: Duration = Duration::from_millis(200);
+
+mod outbox;
 
 pub struct DynamoEventStore {
     client: Client,
     tables: Tables,
-    outbox_signal: Arc<Notify>,
+    outbox: outbox::Outbox,
 }
 
 /// What each transaction item is, to decode a cancellation's reasons by position.
@@ -156,7 +152,7 @@ impl DynamoEventStore {
         Self {
             client,
             tables,
-            outbox_signal: Arc::new(Notify::new()),
+            outbox: outbox::Outbox::default(),
         }
     }
 
@@ -375,7 +371,7 @@ impl EventStore for DynamoEventStore {
             .await
         {
             Ok(_) => {
-                self.outbox_signal.notify_one();
+                self.outbox.committed(&commit.events);
                 Ok(())
             }
             Err(error) => Err(decode_failure(&error, &parts, &commit)),
@@ -507,101 +503,19 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let page = self
-            .client
-            .query()
-            .table_name(self.tables.outbox())
-            .key_condition_expression("#shard = :shard")
-            .expression_attribute_names("#shard", "shard")
-            .expression_attribute_values(":shard", n(0))
-            .consistent_read(true)
-            .limit(limit.clamp(1, 1000) as i32)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        page.items()
-            .iter()
-            .map(|item| {
-                let id = text(item, "outboxId")?;
-                let envelope = serde_json::from_str(&text(item, "envelope")?)
-                    .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
-                Ok(OutboxEntry { id, envelope })
-            })
-            .collect()
+        self.outbox.pending(&self.client, &self.tables, limit).await
     }
 
     async fn outbox_stats(&self) -> Result<(u64, Option<i64>), StoreError> {
-        let oldest = self
-            .outbox_pending(1)
-            .await?
-            .first()
-            .map(|e| e.envelope.timestamp);
-        let mut count = 0u64;
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(self.tables.outbox())
-                .key_condition_expression("#shard = :shard")
-                .expression_attribute_names("#shard", "shard")
-                .expression_attribute_values(":shard", n(0))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| unavailable(&e))?;
-            count += page.count().max(0) as u64;
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok((count, oldest)),
-            }
-        }
+        Ok(self.outbox.stats())
     }
 
     async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError> {
-        for chunk in ids.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|id| {
-                    let delete = build(
-                        DeleteRequest::builder()
-                            .key("shard", n(0))
-                            .key("outboxId", s(id.clone()))
-                            .build(),
-                    )?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<_, StoreError>>()?;
-            for attempt in 0..10u32 {
-                let answer = self
-                    .client
-                    .batch_write_item()
-                    .request_items(self.tables.outbox(), requests.clone())
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                requests = answer
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.tables.outbox()))
-                    .cloned()
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "outbox rows left unprocessed".into(),
-                ));
-            }
-        }
-        Ok(())
+        self.outbox.remove(&self.client, &self.tables, ids).await
     }
 
     async fn outbox_wait(&self) {
-        let _ = tokio::time::timeout(OUTBOX_POLL, self.outbox_signal.notified()).await;
+        self.outbox.wait().await
     }
 
     async fn load_snapshot(&self, aggregate_id: Uuid) -> Result<Option<Snapshot>, StoreError> {
