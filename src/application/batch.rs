@@ -207,10 +207,16 @@ impl Batcher {
     async fn run(&self, item_id: Uuid, jobs: &mut [Job]) -> Vec<Result<Outcome, CommandError>> {
         let shared = &*self.shared;
         let count = jobs.len();
+        // Every job gets the error with its kind kept (a throttled store stays THROTTLED).
         let fail_all = |error: CommandError| -> Vec<Result<Outcome, CommandError>> {
-            let message = error.to_string();
             (0..count)
-                .map(|_| Err(StoreError::Unavailable(message.clone()).into()))
+                .map(|_| {
+                    Err(match &error {
+                        CommandError::Rejected(e) => CommandError::Rejected(e.clone()),
+                        CommandError::Store(e) => CommandError::Store(e.clone()),
+                        CommandError::Contention(n) => CommandError::Contention(*n),
+                    })
+                })
                 .collect()
         };
         // Other commands on this item (allocation changes, idempotent retries) take this too.
