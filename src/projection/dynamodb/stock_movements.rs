@@ -1,11 +1,14 @@
 //! Stock movement report: per item per UTC day, units received, removed, allocated, released,
 //! fulfilled and the net on-hand change, accumulated with ADD. ADD is not idempotent, so each
-//! item has a checkpoint (`stock_movements#<itemId>` in projection_checkpoints) advanced in the
-//! same TransactWriteItems as the counters, on condition that it still holds `s - 1`: a
-//! redelivery or a concurrent applier cancels the transaction instead of counting twice.
+//! day's record carries `lastSequence`, the item's last event counted, and is written on
+//! condition that it still holds `s - 1`: a redelivery or a concurrent applier fails the
+//! condition instead of counting twice. Within a day that is one UpdateItem per event. The
+//! item's checkpoint row (`stock_movements#<itemId>` in projection_checkpoints) only points at
+//! the day record holding the latest event; it moves, in one transaction with the new day's
+//! record and a check of the old one, once per item per day.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 use std::collections::HashMap;
 
 use super::attributes::{n, s, Record, RecordReader};
@@ -17,12 +20,14 @@ use crate::projection::day_of;
 use crate::projection::{MovementRow, ProjectionError};
 use crate::store::EventEnvelope;
 
-/// The movements checkpoint of one item: the last sequence number counted, and the item's
-/// warehouse and SKU (from its creation) that every movement record carries.
+/// Where the movements projector stands on one item: the last sequence number counted, the
+/// day record that holds it, and the item's warehouse and SKU (from its creation) that every
+/// movement record carries.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     last_sequence: u64,
-    owner: Option<(String, String)>,
+    day: String,
+    owner: (String, String),
 }
 
 /// One event's contribution to its day's counters.
@@ -138,6 +143,15 @@ fn checkpoint_key(envelope: &EventEnvelope) -> Record {
     HashMap::from([("checkpointKey".to_owned(), s(key))])
 }
 
+fn row_key(envelope: &EventEnvelope, day: &str) -> Record {
+    HashMap::from([
+        ("itemId".to_owned(), s(envelope.aggregate_id.to_string())),
+        ("day".to_owned(), s(day)),
+    ])
+}
+
+/// Reads the checkpoint row, then the day record it points at (two reads, only when this
+/// process does not know the item yet).
 async fn read_checkpoint(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
@@ -155,70 +169,70 @@ async fn read_checkpoint(
         return Ok(None);
     };
     let r = RecordReader::new("projection_checkpoints", &record);
-    let owner = match (r.opt_string("warehouseId")?, r.opt_string("sku")?) {
-        (Some(warehouse_id), Some(sku)) => Some((warehouse_id, sku)),
-        _ => None,
-    };
+    let owner = (r.string("warehouseId")?, r.string("sku")?);
+    let day = r.string("day")?;
+    let output = store
+        .client
+        .get_item()
+        .table_name(store.tables.movements())
+        .set_key(Some(row_key(envelope, &day)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    let record = output.item.ok_or_else(|| ProjectionError::Poison {
+        event_id: envelope.event_id,
+        reason: format!("the movements checkpoint points at day {day}, which has no record"),
+    })?;
+    let last_sequence = RecordReader::new("projection_movements", &record).uint("lastSequence")?;
     Ok(Some(Checkpoint {
-        last_sequence: r.uint("lastSequence")?,
+        last_sequence,
+        day,
         owner,
     }))
 }
 
-/// Advances the checkpoint from `last` to the event's sequence number (recording the owner
-/// when the event creates the item).
-fn advance(last: u64, envelope: &EventEnvelope, created: Option<&(String, String)>) -> Expression {
+/// The day record's update: counts the movement (if any), records the owner and moves
+/// `lastSequence` to the event; `condition` is what the record must hold before.
+fn count(
+    movement: Option<&Movement>,
+    envelope: &EventEnvelope,
+    (warehouse_id, sku): &(String, String),
+    condition: &str,
+) -> Expression {
     let mut expression = Expression {
-        update: "SET #last = :sequence".to_owned(),
+        update: "SET #last = :sequence, #warehouseId = :warehouseId, #sku = :sku".to_owned(),
+        condition: Some(condition.to_owned()),
         ..Expression::default()
     }
     .name("#last", "lastSequence")
-    .value(":sequence", n(envelope.sequence_number));
-    if let Some((warehouse_id, sku)) = created {
-        expression
-            .update
-            .push_str(", #warehouseId = :warehouseId, #sku = :sku");
-        expression = expression
-            .name("#warehouseId", "warehouseId")
-            .name("#sku", "sku")
-            .value(":warehouseId", s(warehouse_id))
-            .value(":sku", s(sku));
-    }
-    if last == 0 {
-        expression.condition = Some("attribute_not_exists(#checkpointKey)".to_owned());
-        expression.name("#checkpointKey", "checkpointKey")
-    } else {
-        expression.condition = Some("#last = :previous".to_owned());
-        expression.value(":previous", n(last))
-    }
-}
-
-/// Adds a movement to its day's counters (creating the record on the first of the day).
-fn count(movement: &Movement, (warehouse_id, sku): &(String, String)) -> Expression {
-    let mut expression = Expression {
-        update: "ADD #received :received, #removed :removed, #allocated :allocated, \
-                 #released :released, #fulfilled :fulfilled, #net :net \
-                 SET #warehouseId = :warehouseId, #sku = :sku"
-            .to_owned(),
-        ..Expression::default()
-    };
-    for (name, value) in [
-        ("received", movement.received),
-        ("removed", movement.removed),
-        ("allocated", movement.allocated),
-        ("released", movement.released),
-        ("fulfilled", movement.fulfilled),
-        ("net", movement.net),
-    ] {
+    .name("#warehouseId", "warehouseId")
+    .name("#sku", "sku")
+    .value(":sequence", n(envelope.sequence_number))
+    .value(":warehouseId", s(warehouse_id))
+    .value(":sku", s(sku));
+    let counters = [
+        ("received", movement.map_or(0, |m| m.received)),
+        ("removed", movement.map_or(0, |m| m.removed)),
+        ("allocated", movement.map_or(0, |m| m.allocated)),
+        ("released", movement.map_or(0, |m| m.released)),
+        ("fulfilled", movement.map_or(0, |m| m.fulfilled)),
+        ("net", movement.map_or(0, |m| m.net)),
+    ];
+    // ADD of 0 still creates the counter, so a new day's record has all six.
+    let adds: Vec<String> = counters
+        .iter()
+        .map(|(name, _)| format!("#{name} :{name}"))
+        .collect();
+    expression
+        .update
+        .push_str(&format!(" ADD {}", adds.join(", ")));
+    for (name, value) in counters {
         expression = expression
             .name(&format!("#{name}"), name)
             .value(&format!(":{name}"), n(value));
     }
     expression
-        .name("#warehouseId", "warehouseId")
-        .name("#sku", "sku")
-        .value(":warehouseId", s(warehouse_id))
-        .value(":sku", s(sku))
 }
 
 /// True when a cancelled transaction failed only on conditions or conflicts, i.e. another
@@ -240,29 +254,31 @@ fn lost_race(error: &TransactWriteItemsError) -> bool {
     }
 }
 
-/// Writes the checkpoint alone; false when another writer moved it first.
-async fn advance_only(
+/// Same day as the last event counted: one conditional UpdateItem on that day's record. False
+/// when another writer moved the record first (nothing was counted).
+async fn count_same_day(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
-    advance: Expression,
+    day: &str,
+    update: Expression,
 ) -> Result<bool, ProjectionError> {
     let result = store
         .client
         .update_item()
-        .table_name(store.tables.checkpoints())
-        .set_key(Some(checkpoint_key(envelope)))
-        .update_expression(advance.update)
-        .set_condition_expression(advance.condition)
-        .set_expression_attribute_names(Some(advance.names))
-        .set_expression_attribute_values(Some(advance.values))
+        .table_name(store.tables.movements())
+        .set_key(Some(row_key(envelope, day)))
+        .update_expression(update.update)
+        .set_condition_expression(update.condition)
+        .set_expression_attribute_names(Some(update.names))
+        .set_expression_attribute_values(Some(update.values))
         .send()
         .await;
     match result {
         Ok(_) => Ok(true),
         Err(error)
-            if error.as_service_error().is_some_and(|e| {
-                e.is_conditional_check_failed_exception() || e.is_transaction_conflict_exception()
-            }) =>
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
         {
             Ok(false)
         }
@@ -270,25 +286,62 @@ async fn advance_only(
     }
 }
 
-/// Writes the checkpoint and the day's counters in one transaction; false when another writer
-/// moved the checkpoint first (then nothing was counted).
-async fn advance_and_count(
+/// The item's first event, or the first of a new day: one transaction that checks the old
+/// day's record still ends at `s - 1`, counts into the new day's record and moves the
+/// checkpoint to it. False when another writer got there first (nothing was counted).
+async fn count_new_day(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
-    advance: Expression,
-    count: Expression,
+    previous: Option<&Checkpoint>,
+    day: &str,
+    update: Expression,
 ) -> Result<bool, ProjectionError> {
-    let row_key = HashMap::from([
-        ("itemId".to_owned(), s(envelope.aggregate_id.to_string())),
-        ("day".to_owned(), s(day_of(envelope.timestamp))),
-    ]);
-    let checkpoint = advance.into_update(store.tables.checkpoints(), checkpoint_key(envelope))?;
-    let counters = count.into_update(store.tables.movements(), row_key)?;
-    let result = store
-        .client
-        .transact_write_items()
-        .transact_items(TransactWriteItem::builder().update(checkpoint).build())
-        .transact_items(TransactWriteItem::builder().update(counters).build())
+    let owner = &update.values;
+    let mut pointer = Expression {
+        update: "SET #day = :day, #warehouseId = :warehouseId, #sku = :sku".to_owned(),
+        ..Expression::default()
+    }
+    .name("#day", "day")
+    .name("#warehouseId", "warehouseId")
+    .name("#sku", "sku")
+    .value(":day", s(day));
+    for placeholder in [":warehouseId", ":sku"] {
+        if let Some(value) = owner.get(placeholder) {
+            pointer = pointer.value(placeholder, value.clone());
+        }
+    }
+    let mut request = store.client.transact_write_items();
+    pointer = match previous {
+        None => {
+            pointer.condition = Some("attribute_not_exists(#key)".to_owned());
+            pointer.name("#key", "checkpointKey")
+        }
+        Some(previous) => {
+            let check = ConditionCheck::builder()
+                .table_name(store.tables.movements())
+                .set_key(Some(row_key(envelope, &previous.day)))
+                .condition_expression("#last = :previous")
+                .expression_attribute_names("#last", "lastSequence")
+                .expression_attribute_values(":previous", n(previous.last_sequence))
+                .build()
+                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+            request =
+                request.transact_items(TransactWriteItem::builder().condition_check(check).build());
+            pointer.condition = Some("#day = :previousDay".to_owned());
+            pointer.value(":previousDay", s(&previous.day))
+        }
+    };
+    let result = request
+        .transact_items(
+            TransactWriteItem::builder()
+                .update(pointer.into_update(store.tables.checkpoints(), checkpoint_key(envelope))?)
+                .build(),
+        )
+        .transact_items(
+            TransactWriteItem::builder()
+                .update(update.into_update(store.tables.movements(), row_key(envelope, day))?)
+                .build(),
+        )
         .send()
         .await;
     match result {
@@ -313,6 +366,7 @@ pub async fn apply(
     let movement = movement_of(&event);
     let id = envelope.aggregate_id;
     for _ in 0..MAX_RACES {
+        let day = day_of(envelope.timestamp);
         let (checkpoint, remembered) = match cache.movements.get(&id) {
             Some(Cached::Known(checkpoint)) => (checkpoint, false),
             Some(Cached::Remembered(checkpoint)) => (Some(checkpoint), true),
@@ -327,35 +381,53 @@ pub async fn apply(
             cache.movements.insert(id, checkpoint);
             return Ok(outcome);
         }
-        let owner = created.clone().or_else(|| checkpoint.and_then(|c| c.owner));
-        let advance = advance(last, envelope, created.as_ref());
-        let won = match &movement {
-            // Nothing to count: the checkpoint still moves on, or the next event would look
-            // like a gap.
-            None => advance_only(store, envelope, advance).await?,
-            Some(movement) => {
-                let Some(owner) = &owner else {
-                    return Err(ProjectionError::Poison {
-                        event_id: envelope.event_id,
-                        reason: "stock movement for an item whose creation was never applied"
-                            .into(),
-                    });
-                };
-                let count = count(movement, owner);
-                advance_and_count(store, envelope, advance, count).await?
+        let Some(owner) = created
+            .clone()
+            .or_else(|| checkpoint.as_ref().map(|c| c.owner.clone()))
+        else {
+            return Err(ProjectionError::Poison {
+                event_id: envelope.event_id,
+                reason: "stock movement for an item whose creation was never applied".into(),
+            });
+        };
+        let won = match &checkpoint {
+            // The same day, or nothing to count (the checkpoint still moves on, or the next
+            // event would look like a gap; it stays in the record it points at, so a day with
+            // no movement gets no record, as in SQLite).
+            Some(previous) if previous.day == day || movement.is_none() => {
+                let update = count(movement.as_ref(), envelope, &owner, "#last = :previous")
+                    .value(":previous", n(last));
+                count_same_day(store, envelope, &previous.day, update).await?
+            }
+            // A record of this day may exist already if the clocks of the deciding
+            // processes disagree; it never holds this event (the event's day is this day).
+            previous => {
+                let update = count(
+                    movement.as_ref(),
+                    envelope,
+                    &owner,
+                    "attribute_not_exists(#last) OR #last < :sequence",
+                );
+                count_new_day(store, envelope, previous.as_ref(), &day, update).await?
             }
         };
         if won {
+            let day = match (&checkpoint, &movement) {
+                (Some(previous), None) => previous.day.clone(),
+                _ => day,
+            };
             cache.movements.insert(
                 id,
                 Some(Checkpoint {
                     last_sequence: envelope.sequence_number,
+                    day,
                     owner,
                 }),
             );
             return Ok(Outcome::Applied);
         }
-        // Another writer moved the checkpoint: read it again to tell a duplicate from a gap.
+        // Another writer moved the record or the checkpoint: read again to tell a duplicate
+        // from a gap.
         cache.movements.remove(&id);
     }
     Err(lost_races(envelope))
