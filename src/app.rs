@@ -15,11 +15,12 @@ use crate::config::{BusConfig, BusKind, StorageConfig, StoreKind};
 use crate::dynamodb::{self, Tables};
 use crate::graphql::AppContext;
 use crate::projection::dynamodb::DynamoGenerations;
+use crate::projection::layout::ProjectionName;
 use crate::projection::replay::RebuildControl;
 use crate::projection::runner::{Changed, ProjectionRunner, ReadModelChanges};
 use crate::projection::sqlite::{SqliteGenerations, SqliteProjections};
 use crate::projection::switch::{Generations, Switchboard};
-use crate::projection::{ProjectionError, ProjectionStore, ReadModel};
+use crate::projection::{ProjectionError, ProjectionStore};
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
 use crate::store::{EventEnvelope, EventStore};
@@ -44,22 +45,18 @@ struct Projector {
 impl Projector {
     async fn apply(&self, events: &[EventEnvelope]) -> Result<ReadModelChanges, ProjectionError> {
         let routing = self.projections.routing().await?;
-        let mut changed = Changed::default();
+        // The rows as readers now see them: as the generation serving each read model left
+        // them (no read back).
+        let mut changes = ReadModelChanges::default();
         for target in routing.targets() {
             let runner = ProjectionRunner::new(self.store.clone(), target.clone());
-            let applied = runner.handle(events.to_vec()).await?;
-            changed.items.extend(applied.items);
-            changed.allocations.extend(applied.allocations);
-        }
-        // The rows as readers now see them.
-        let mut changes = ReadModelChanges::default();
-        for id in changed.items {
-            changes.items.extend(self.projections.item(id).await?);
-        }
-        for id in changed.allocations {
-            changes
-                .allocations
-                .extend(self.projections.allocation(id).await?);
+            let Changed { items, allocations } = runner.handle(events.to_vec()).await?;
+            if routing.serves(target, ProjectionName::CurrentInventory) {
+                changes.items.extend(items.into_values());
+            }
+            if routing.serves(target, ProjectionName::AllocationStatus) {
+                changes.allocations.extend(allocations.into_values());
+            }
         }
         Ok(changes)
     }

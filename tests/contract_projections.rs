@@ -555,12 +555,24 @@ async fn lifecycle_views_and_queries(store: &Arc<dyn Projections>) {
     // The first batch reports the items it changed (not the warehouses: nobody subscribes).
     let first = store.apply(s.events[..5].to_vec()).await.expect("apply");
     assert_eq!((first.applied, first.gap), (5, None));
-    assert_eq!(first.changed_items, sorted(&[s.a, s.b]));
+    // ...as it left them: what a reader now sees, sent to subscribers without a read back.
+    assert_eq!(ids(&first.changed_items, |i| i.id), sorted(&[s.a, s.b]));
+    for row in &first.changed_items {
+        assert_eq!(store.item(row.id).await.expect("item").as_ref(), Some(row));
+    }
     assert!(first.changed_allocations.is_empty());
     let rest = store.apply(s.events[5..].to_vec()).await.expect("apply");
     assert_eq!((rest.applied, rest.gap), (s.events.len() - 5, None));
-    assert_eq!(rest.changed_items, sorted(&[s.a, s.b, s.c, s.d]));
-    assert_eq!(rest.changed_allocations, sorted(&[s.x, s.y, s.z]));
+    let items: Vec<ItemView> = sorted(&[s.a, s.b, s.c, s.d])
+        .into_iter()
+        .map(|id| s.item(id))
+        .collect();
+    assert_eq!(rest.changed_items, items);
+    let allocations: Vec<AllocationView> = sorted(&[s.x, s.y, s.z])
+        .into_iter()
+        .map(|id| s.allocation(id))
+        .collect();
+    assert_eq!(rest.changed_allocations, allocations);
     assert_dump_eq(&dump(store).await, &s.dump());
     warehouse_queries(store, &s).await;
     item_queries(store, &s).await;
@@ -891,7 +903,7 @@ async fn gaps_stop_the_batch(store: &Arc<dyn Projections>) {
             after: 2
         })
     );
-    assert_eq!(outcome.changed_items, vec![s.a]);
+    assert_eq!(ids(&outcome.changed_items, |i| i.id), vec![s.a]);
     let partial = dump(store).await;
     assert_eq!(
         ids(&partial.warehouses, |w| w.id),

@@ -153,25 +153,32 @@ impl Tables {
                 ("listKey", S),
                 Some(("id", S)),
             ),
+            // Keys only: an item's row is rewritten by every stock change, and an index that
+            // projects its attributes would be written (and billed) each time too; one that
+            // holds only keys is written when the item joins or leaves it. Lists read the
+            // rows from the table by key.
             TableSpec::new(self.items(), ("id", S), None)
-                .global("by_warehouse", ("warehouseId", S), Some(("id", S)))
-                .global("by_sku", ("skuKey", S), None)
-                .global("all", ("listKey", S), Some(("id", S)))
+                .keys_only("by_warehouse", ("warehouseId", S), Some(("id", S)))
+                .keys_only("by_sku", ("skuKey", S), None)
+                .keys_only("all", ("listKey", S), Some(("id", S)))
                 // Sparse: only items at or below their threshold carry these attributes.
-                .global(
+                .keys_only(
                     "low_stock_by_warehouse",
                     ("lowStockWarehouse", S),
                     Some(("id", S)),
                 )
-                .global("low_stock", ("lowStockKey", S), Some(("id", S))),
+                .keys_only("low_stock", ("lowStockKey", S), Some(("id", S))),
             TableSpec::new(self.allocations(), ("id", S), None)
                 .global("by_order", ("orderId", S), Some(("id", S)))
                 .global("by_item", ("itemId", S), Some(("id", S)))
                 .global("by_status", ("status", S), Some(("id", S)))
                 .global("all", ("listKey", S), Some(("id", S))),
-            TableSpec::new(self.history(), ("itemId", S), Some(("sequenceNumber", N)))
-                .local("by_time", ("occurredAt", N)),
-            TableSpec::new(self.movements(), ("itemId", S), Some(("day", S))).global(
+            // No index: history pages are keyed by sequence number, and a time range is a
+            // filter on the item's partition (an index on time would bill every entry twice).
+            TableSpec::new(self.history(), ("itemId", S), Some(("sequenceNumber", N))),
+            // Keys only, for the same reason as the items' indexes: a day's record changes
+            // with every movement.
+            TableSpec::new(self.movements(), ("itemId", S), Some(("day", S))).keys_only(
                 "by_warehouse",
                 ("warehouseId", S),
                 Some(("day", S)),
@@ -188,6 +195,8 @@ pub struct IndexSpec {
     pub name: &'static str,
     pub partition: KeyAttribute,
     pub sort: Option<KeyAttribute>,
+    /// Whether the index holds only keys (else every attribute).
+    pub keys_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -219,15 +228,21 @@ impl TableSpec {
             name,
             partition,
             sort,
+            keys_only: false,
         });
         self
     }
-    fn local(mut self, name: &'static str, sort: KeyAttribute) -> Self {
-        let partition = self.partition.clone();
-        self.local.push(IndexSpec {
+    fn keys_only(
+        mut self,
+        name: &'static str,
+        partition: KeyAttribute,
+        sort: Option<KeyAttribute>,
+    ) -> Self {
+        self.global.push(IndexSpec {
             name,
             partition,
-            sort: Some(sort),
+            sort,
+            keys_only: true,
         });
         self
     }
@@ -314,9 +329,15 @@ pub async fn create_tables(
                     .map_err(|e| fail(e.to_string()))?,
             );
         }
-        let all = Projection::builder()
-            .projection_type(ProjectionType::All)
-            .build();
+        let projection = |index: &IndexSpec| {
+            Projection::builder()
+                .projection_type(if index.keys_only {
+                    ProjectionType::KeysOnly
+                } else {
+                    ProjectionType::All
+                })
+                .build()
+        };
         for index in &spec.global {
             request = request.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
@@ -324,7 +345,7 @@ pub async fn create_tables(
                     .set_key_schema(Some(
                         key_schema(&index.partition, &index.sort).map_err(fail)?,
                     ))
-                    .projection(all.clone())
+                    .projection(projection(index))
                     .build()
                     .map_err(|e| fail(e.to_string()))?,
             );
@@ -336,7 +357,7 @@ pub async fn create_tables(
                     .set_key_schema(Some(
                         key_schema(&index.partition, &index.sort).map_err(fail)?,
                     ))
-                    .projection(all.clone())
+                    .projection(projection(index))
                     .build()
                     .map_err(|e| fail(e.to_string()))?,
             );

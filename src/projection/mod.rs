@@ -35,8 +35,10 @@ pub struct Applied {
     /// Set when event `applied` is ahead of its stream's checkpoint: the events with
     /// `after < sequenceNumber < events[applied].sequenceNumber` must be applied first.
     pub gap: Option<Gap>,
-    pub changed_items: Vec<Uuid>,
-    pub changed_allocations: Vec<Uuid>,
+    /// The rows the batch changed, as it left them (so they can be announced to live
+    /// subscribers without reading them back).
+    pub changed_items: Vec<ItemView>,
+    pub changed_allocations: Vec<AllocationView>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! Applies delivered events to the projections, exactly once in effect: duplicates are
 //! skipped by the store's checkpoints, and a gap is filled by reading the missing events from
-//! the event store — never by guessing. It returns which rows changed, so that the caller can
-//! announce them to `inventoryItemChanged` / `allocationChanged` subscribers.
+//! the event store — never by guessing. It returns the rows it changed, as it left them, so
+//! that the caller can announce them to `inventoryItemChanged` / `allocationChanged`
+//! subscribers without reading them back.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -17,11 +18,11 @@ pub struct ReadModelChanges {
     pub allocations: Vec<AllocationView>,
 }
 
-/// The ids of the rows a batch changed.
+/// The rows a batch changed, the last version of each.
 #[derive(Debug, Clone, Default)]
 pub struct Changed {
-    pub items: BTreeSet<Uuid>,
-    pub allocations: BTreeSet<Uuid>,
+    pub items: BTreeMap<Uuid, ItemView>,
+    pub allocations: BTreeMap<Uuid, AllocationView>,
 }
 
 pub struct ProjectionRunner {
@@ -38,13 +39,21 @@ impl ProjectionRunner {
         Self { store, projections }
     }
 
-    /// Applies the batch (filling gaps first) and returns the ids of the changed rows.
+    /// Applies the batch (filling gaps first) and returns the changed rows.
     pub async fn handle(&self, mut events: Vec<EventEnvelope>) -> Result<Changed, ProjectionError> {
         let mut changed = Changed::default();
         for _ in 0..MAX_GAP_FILLS {
             let outcome = self.projections.apply(events.clone()).await?;
-            changed.items.extend(outcome.changed_items);
-            changed.allocations.extend(outcome.changed_allocations);
+            // Later applies of the batch (after a gap fill) hold later rows.
+            changed
+                .items
+                .extend(outcome.changed_items.into_iter().map(|row| (row.id, row)));
+            changed.allocations.extend(
+                outcome
+                    .changed_allocations
+                    .into_iter()
+                    .map(|row| (row.id, row)),
+            );
             let Some(gap) = outcome.gap else {
                 return Ok(changed);
             };

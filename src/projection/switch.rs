@@ -70,6 +70,16 @@ impl Routing {
         self.active.iter().chain(self.building.iter())
     }
 
+    /// Whether `target` is the generation readers of `projection` see.
+    pub fn serves(&self, target: &Arc<dyn Projection>, projection: ProjectionName) -> bool {
+        self.serving.get(&projection).is_some_and(|serving| {
+            std::ptr::eq(
+                Arc::as_ptr(serving) as *const (),
+                Arc::as_ptr(target) as *const (),
+            )
+        })
+    }
+
     fn of(&self, projection: ProjectionName) -> Result<&Arc<dyn Projection>, ProjectionError> {
         self.serving.get(&projection).ok_or_else(|| {
             ProjectionError::Unavailable(format!("no tables serve the {projection} projection"))

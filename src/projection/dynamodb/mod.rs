@@ -244,16 +244,22 @@ impl DynamoProjections {
     ) -> Result<Outcome, ProjectionError> {
         let id = envelope.aggregate_id;
         let sequence = envelope.sequence_number;
+        // Cleared once a hint proved wrong: from then on only a read decides.
+        let mut hints = true;
         for _ in 0..MAX_RACES {
             let (row, remembered) = match cache.get(&id) {
                 Some(Cached::Known(row)) => (row, false),
                 Some(Cached::Remembered(row)) => (Some(row), true),
+                // An aggregate's first event: there is no row to read yet. Taken as a hint, so
+                // a redelivery fails the write's condition and is then read.
+                None if sequence == 1 && hints => (None, true),
                 None => (self.get_row::<V>(table, id).await?, false),
             };
             let version = row.as_ref().map_or(0, V::version);
             if let Some(outcome) = position(version, sequence) {
                 if remembered {
                     // Not the next event by the hint: let a read decide.
+                    hints = false;
                     continue;
                 }
                 cache.insert(id, row);
@@ -287,6 +293,7 @@ impl DynamoProjections {
                 {
                     // Someone else moved the row: read it again and decide afresh.
                     cache.remove(&id);
+                    hints = false;
                 }
                 Err(error) => return Err(unavailable(error)),
             }
@@ -377,8 +384,14 @@ impl ProjectionStore for DynamoProjections {
             }
             outcome.applied = index + 1;
         }
-        outcome.changed_items = items.into_iter().collect();
-        outcome.changed_allocations = allocations.into_iter().collect();
+        outcome.changed_items = items
+            .iter()
+            .filter_map(|id| cache.items.known.get(id).cloned().flatten())
+            .collect();
+        outcome.changed_allocations = allocations
+            .iter()
+            .filter_map(|id| cache.allocations.known.get(id).cloned().flatten())
+            .collect();
         let hints = if cache.len() > MAX_REMEMBERED {
             Cache::default()
         } else {

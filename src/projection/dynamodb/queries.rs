@@ -4,7 +4,7 @@
 //! index's propagation delay (typically well under a second).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -17,12 +17,20 @@ use crate::projection::{
     ReadModel, WarehouseView,
 };
 
+/// The key of the items table, which its keys-only indexes carry.
+const ITEM_KEY: &[&str] = &["id"];
+/// The key of the movements table.
+const MOVEMENT_KEY: &[&str] = &["itemId", "day"];
+
 /// The most rows one call returns, as in the SQLite adapter.
 const MAX_ROWS: usize = 10_000;
 
 /// A Query under construction: key conditions, filters and their placeholders.
 struct Lookup {
     index: Option<&'static str>,
+    /// For an index that projects only keys: the table's key attributes, by which the rows
+    /// are then read from the table.
+    fetch: Option<&'static [&'static str]>,
     keys: Vec<String>,
     filters: Vec<String>,
     names: HashMap<String, String>,
@@ -34,10 +42,21 @@ impl Lookup {
     fn on(index: Option<&'static str>) -> Self {
         Self {
             index,
+            fetch: None,
             keys: Vec::new(),
             filters: Vec::new(),
             names: HashMap::new(),
             values: HashMap::new(),
+        }
+    }
+
+    /// A Query on an index that holds only keys (`crate::dynamodb` creates them so, since a
+    /// write that leaves an index's keys alone then costs that index nothing): the rows are
+    /// read from the table by `table_key`, in the index's order.
+    fn on_keys(index: &'static str, table_key: &'static [&'static str]) -> Self {
+        Self {
+            fetch: Some(table_key),
+            ..Self::on(Some(index))
         }
     }
 
@@ -87,10 +106,11 @@ impl Lookup {
     ) -> Result<Vec<T>, ProjectionError> {
         let limit = limit.min(MAX_ROWS);
         let filtered = !self.filters.is_empty();
+        let fetch = self.fetch;
         let query = store
             .client
             .query()
-            .table_name(table)
+            .table_name(&table)
             .set_index_name(self.index.map(str::to_owned))
             // Global indexes cannot be read consistently; the table can.
             .consistent_read(self.index.is_none())
@@ -114,8 +134,17 @@ impl Lookup {
                 .send()
                 .await
                 .map_err(unavailable)?;
-            for record in page.items() {
-                rows.push(decode(record)?);
+            match fetch {
+                None => {
+                    for record in page.items() {
+                        rows.push(decode(record)?);
+                    }
+                }
+                Some(key) => {
+                    for record in fetch_rows(store, &table, key, page.items()).await? {
+                        rows.push(decode(&record)?);
+                    }
+                }
             }
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -125,6 +154,74 @@ impl Lookup {
         rows.truncate(limit);
         Ok(rows)
     }
+}
+
+/// The table rows of index entries, in the entries' order: BatchGetItem, 100 keys a call,
+/// strongly consistent, retrying what DynamoDB leaves unprocessed. An entry whose row is gone
+/// (it cannot be, rows are never deleted) is skipped.
+async fn fetch_rows(
+    store: &DynamoProjections,
+    table: &str,
+    key: &[&str],
+    entries: &[Record],
+) -> Result<Vec<Record>, ProjectionError> {
+    let key_of = |record: &Record| -> Record {
+        key.iter()
+            .filter_map(|name| record.get(*name).map(|v| ((*name).to_owned(), v.clone())))
+            .collect()
+    };
+    let identity = |record: &Record| -> String {
+        format!(
+            "{:?}",
+            key.iter().map(|name| record.get(*name)).collect::<Vec<_>>()
+        )
+    };
+    let mut found: HashMap<String, Record> = HashMap::new();
+    for chunk in entries.chunks(100) {
+        let mut keys: Vec<Record> = chunk.iter().map(key_of).collect();
+        for attempt in 0..10u32 {
+            if keys.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+            let answer = store
+                .client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for record in answer
+                .responses()
+                .and_then(|r| r.get(table))
+                .into_iter()
+                .flatten()
+            {
+                found.insert(identity(record), record.clone());
+            }
+            keys = answer
+                .unprocessed_keys()
+                .and_then(|u| u.get(table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+            }
+        }
+        if !keys.is_empty() {
+            return Err(ProjectionError::Unavailable(
+                "rows left unprocessed by BatchGetItem".into(),
+            ));
+        }
+    }
+    Ok(entries
+        .iter()
+        .filter_map(|entry| found.remove(&identity(entry)))
+        .collect())
 }
 
 #[async_trait]
@@ -166,7 +263,7 @@ impl ReadModel for DynamoProjections {
         sku: &str,
     ) -> Result<Option<ItemView>, ProjectionError> {
         let key = sku_key(&warehouse_id.to_string(), sku.trim());
-        let found = Lookup::on(Some("by_sku"))
+        let found = Lookup::on_keys("by_sku", ITEM_KEY)
             .key("skuKey", "=", s(key))
             .run(self, self.tables.items(), 1, ItemView::from_record)
             .await?;
@@ -181,20 +278,20 @@ impl ReadModel for DynamoProjections {
         limit: usize,
     ) -> Result<Vec<ItemView>, ProjectionError> {
         // The two low-stock indexes are sparse: they hold only the items low on stock.
-        let mut lookup = match (warehouse_id, low_stock_only) {
-            (Some(warehouse_id), true) => Lookup::on(Some("low_stock_by_warehouse")).key(
-                "lowStockWarehouse",
-                "=",
-                s(warehouse_id.to_string()),
-            ),
-            (Some(warehouse_id), false) => Lookup::on(Some("by_warehouse")).key(
-                "warehouseId",
-                "=",
-                s(warehouse_id.to_string()),
-            ),
-            (None, true) => Lookup::on(Some("low_stock")).key("lowStockKey", "=", s(LOW_STOCK)),
-            (None, false) => Lookup::on(Some("all")).key("listKey", "=", s(ITEM_LIST)),
-        };
+        let mut lookup =
+            match (warehouse_id, low_stock_only) {
+                (Some(warehouse_id), true) => Lookup::on_keys("low_stock_by_warehouse", ITEM_KEY)
+                    .key("lowStockWarehouse", "=", s(warehouse_id.to_string())),
+                (Some(warehouse_id), false) => Lookup::on_keys("by_warehouse", ITEM_KEY).key(
+                    "warehouseId",
+                    "=",
+                    s(warehouse_id.to_string()),
+                ),
+                (None, true) => {
+                    Lookup::on_keys("low_stock", ITEM_KEY).key("lowStockKey", "=", s(LOW_STOCK))
+                }
+                (None, false) => Lookup::on_keys("all", ITEM_KEY).key("listKey", "=", s(ITEM_LIST)),
+            };
         if let Some(after) = after {
             lookup = lookup.key("id", ">", s(after.to_string()));
         }
@@ -294,7 +391,7 @@ impl ReadModel for DynamoProjections {
                     None => lookup,
                 }
             }
-            (None, Some(warehouse_id)) => Lookup::on(Some("by_warehouse")).key(
+            (None, Some(warehouse_id)) => Lookup::on_keys("by_warehouse", MOVEMENT_KEY).key(
                 "warehouseId",
                 "=",
                 s(warehouse_id.to_string()),

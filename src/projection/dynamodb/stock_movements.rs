@@ -365,17 +365,22 @@ pub async fn apply(
     };
     let movement = movement_of(&event);
     let id = envelope.aggregate_id;
+    // Cleared once a hint proved wrong: from then on only a read decides.
+    let mut hints = true;
     for _ in 0..MAX_RACES {
         let day = day_of(envelope.timestamp);
         let (checkpoint, remembered) = match cache.movements.get(&id) {
             Some(Cached::Known(checkpoint)) => (checkpoint, false),
             Some(Cached::Remembered(checkpoint)) => (Some(checkpoint), true),
+            // The item's first event: nothing to read yet (a hint, as in `apply_row`).
+            None if envelope.sequence_number == 1 && hints => (None, true),
             None => (read_checkpoint(store, envelope).await?, false),
         };
         let last = checkpoint.as_ref().map_or(0, |c| c.last_sequence);
         if let Some(outcome) = position(last, envelope.sequence_number) {
             if remembered {
                 // Not the next event by the hint: let a read decide.
+                hints = false;
                 continue;
             }
             cache.movements.insert(id, checkpoint);
@@ -429,6 +434,7 @@ pub async fn apply(
         // Another writer moved the record or the checkpoint: read again to tell a duplicate
         // from a gap.
         cache.movements.remove(&id);
+        hints = false;
     }
     Err(lost_races(envelope))
 }

@@ -75,6 +75,6 @@ pub fn apply(
         ])
     })
     .map_err(sql)?;
-    changes.allocations.insert(envelope.aggregate_id);
+    changes.allocations.insert(envelope.aggregate_id, next);
     Ok(())
 }

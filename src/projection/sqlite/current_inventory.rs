@@ -129,6 +129,6 @@ pub fn apply_item(
         ])
     })
     .map_err(sql)?;
-    changes.items.insert(envelope.aggregate_id);
+    changes.items.insert(envelope.aggregate_id, next);
     Ok(())
 }

@@ -13,13 +13,15 @@ mod stock_movements;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use super::layout::ProjectionName;
-use super::{Applied, Gap, ProjectionDump, ProjectionError, ProjectionStore};
+use super::{
+    AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
+};
 use crate::domain::DomainEvent;
 use crate::sqlite_pool::{self, Durability, ReadPool};
 use crate::store::EventEnvelope;
@@ -27,8 +29,9 @@ use crate::store::EventEnvelope;
 /// Rows touched by a batch, announced to subscribers once the batch is committed.
 #[derive(Debug, Default)]
 pub struct Changes {
-    pub items: BTreeSet<Uuid>,
-    pub allocations: BTreeSet<Uuid>,
+    /// The last row written for each item and allocation.
+    pub items: BTreeMap<Uuid, ItemView>,
+    pub allocations: BTreeMap<Uuid, AllocationView>,
 }
 
 type ApplyFn = fn(&Connection, &EventEnvelope, &mut Changes) -> Result<(), ProjectionError>;
@@ -219,8 +222,8 @@ fn apply_batch(
         outcome.applied = index + 1;
     }
     tx.commit().map_err(sql)?;
-    outcome.changed_items = changes.items.into_iter().collect();
-    outcome.changed_allocations = changes.allocations.into_iter().collect();
+    outcome.changed_items = changes.items.into_values().collect();
+    outcome.changed_allocations = changes.allocations.into_values().collect();
     Ok(outcome)
 }
 
