@@ -256,10 +256,13 @@ async fn dynamodb_refuses_a_commit_over_the_transaction_limits_before_calling() 
     let (client, tables) = dynamo().await;
     let store = DynamoEventStore::new(client, tables);
     let a = Uuid::now_v7();
-    // 51 events = 102 transaction items (each event also writes its outbox row).
-    let result = store.append(commit(a, 0, 51)).await;
+    // 100 events and the commit's outbox row = 101 transaction items.
+    let result = store.append(commit(a, 0, 100)).await;
     assert!(matches!(result, Err(StoreError::TooLarge(_))), "{result:?}");
     assert!(store.load(a, 0, None).await.expect("load").is_empty());
+    // 99 events and the outbox row fit in one transaction.
+    store.append(commit(a, 0, 99)).await.expect("99 events");
+    assert_eq!(store.load(a, 0, None).await.expect("load").len(), 99);
 }
 
 #[tokio::test]

@@ -26,9 +26,9 @@ use crate::domain::{Aggregate, Versioned};
 use crate::store::{Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, StoreError};
 use serde::Serialize;
 
-/// Most commands per batch: at most 4 events each, 2 write items per event (event and outbox
-/// row) and a condition on the warehouse keep a batch within DynamoDB's 100 items per
-/// transaction.
+/// Most commands per batch: at most 4 events and an idempotency record each, one outbox row
+/// for the whole commit and a condition on the warehouse keep a batch within DynamoDB's 100
+/// items per transaction (12 × 5 + 2 = 62).
 const MAX_BATCH: usize = 12;
 
 /// The item as the batch goes, and what the commands decided besides.

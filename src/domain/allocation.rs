@@ -22,6 +22,13 @@ pub enum AllocationStatus {
 }
 
 impl AllocationStatus {
+    pub const ALL: [Self; 4] = [
+        Self::Created,
+        Self::Confirmed,
+        Self::Cancelled,
+        Self::Fulfilled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "CREATED",
@@ -32,14 +39,7 @@ impl AllocationStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Created,
-            Self::Confirmed,
-            Self::Cancelled,
-            Self::Fulfilled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
     }
 
     fn describe(self) -> &'static str {

@@ -8,9 +8,6 @@ use crate::domain::allocation::{AllocationEvent, AllocationStatus};
 use crate::projection::{AllocationView, ProjectionError};
 use crate::store::EventEnvelope;
 
-/// The `listKey` of every allocation: a list of all of them is a Query on the `all` index.
-pub const ALLOCATION_LIST: &str = "ALLOCATION";
-
 impl VersionedRow for AllocationView {
     fn version(&self) -> u64 {
         self.version
@@ -19,7 +16,6 @@ impl VersionedRow for AllocationView {
     fn to_record(&self) -> Record {
         RecordBuilder::default()
             .s("id", self.id.to_string())
-            .s("listKey", ALLOCATION_LIST)
             .s("orderId", &self.order_id)
             .s("itemId", self.item_id.to_string())
             .s("warehouseId", self.warehouse_id.to_string())

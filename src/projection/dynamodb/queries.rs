@@ -8,10 +8,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::allocation_status::ALLOCATION_LIST;
 use super::attributes::{n, s, Record};
 use super::current_inventory::{sku_key, ITEM_LIST, LOW_STOCK, WAREHOUSE_LIST};
 use super::{inventory_history, stock_movements, unavailable, DynamoProjections, VersionedRow};
+use crate::domain::allocation::AllocationStatus;
 use crate::projection::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, ProjectionError,
     ReadModel, WarehouseView,
@@ -224,6 +224,36 @@ async fn fetch_rows(
         .collect())
 }
 
+impl DynamoProjections {
+    /// Every allocation, by id: a page of each status from the status index, merged.
+    async fn all_allocations(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<AllocationView>, ProjectionError> {
+        let mut rows = Vec::new();
+        for status in AllocationStatus::ALL {
+            let mut lookup = Lookup::on(Some("by_status")).key("status", "=", s(status.as_str()));
+            if let Some(after) = after {
+                lookup = lookup.key("id", ">", s(after.to_string()));
+            }
+            rows.extend(
+                lookup
+                    .run(
+                        self,
+                        self.tables.allocations(),
+                        limit,
+                        AllocationView::from_record,
+                    )
+                    .await?,
+            );
+        }
+        rows.sort_by_key(|row| row.id);
+        rows.truncate(limit.min(MAX_ROWS));
+        Ok(rows)
+    }
+}
+
 #[async_trait]
 impl ReadModel for DynamoProjections {
     async fn warehouse(&self, id: Uuid) -> Result<Option<WarehouseView>, ProjectionError> {
@@ -323,7 +353,7 @@ impl ReadModel for DynamoProjections {
         } else if let Some(status) = status.take() {
             Lookup::on(Some("by_status")).key("status", "=", s(status.as_str()))
         } else {
-            Lookup::on(Some("all")).key("listKey", "=", s(ALLOCATION_LIST))
+            return self.all_allocations(after, limit).await;
         };
         if let Some(after) = after {
             lookup = lookup.key("id", ">", s(after.to_string()));

@@ -21,7 +21,7 @@ use super::{
 use crate::domain::AggregateType;
 use crate::dynamodb::Tables;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 const MAX_TRANSACTION_ITEMS: usize = 100;
 const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
@@ -149,10 +149,16 @@ fn build<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError>
 
 impl DynamoEventStore {
     pub fn new(client: Client, tables: Tables) -> Self {
+        Self::with_outbox_shards(client, tables, outbox::DEFAULT_SHARDS)
+    }
+
+    /// A store whose outbox rows spread over `shards` partition keys (only ever raise it: a
+    /// row in a shard past the count would not be swept).
+    pub fn with_outbox_shards(client: Client, tables: Tables, shards: u32) -> Self {
         Self {
             client,
             tables,
-            outbox: outbox::Outbox::default(),
+            outbox: outbox::Outbox::new(shards),
         }
     }
 
@@ -191,19 +197,14 @@ impl DynamoEventStore {
                 Part::Event(event.aggregate_id),
                 size,
             )?;
-            let body =
-                serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let outbox = HashMap::from([
-                ("shard".to_owned(), n(0)),
-                // UUID v7: sorts by commit time, so the relay publishes oldest first.
-                ("outboxId".to_owned(), s(event.event_id.to_string())),
-                ("envelope".to_owned(), s(body)),
-            ]);
-            let size = item_size(&outbox);
+        }
+        // One outbox row names every event of the commit.
+        if let Some(row) = self.outbox.row(&commit.events) {
+            let size = item_size(&row);
             let put = build(
                 Put::builder()
                     .table_name(self.tables.outbox())
-                    .set_item(Some(outbox))
+                    .set_item(Some(row))
                     .build(),
             )?;
             add(
