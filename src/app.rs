@@ -112,7 +112,11 @@ impl Storage {
                     }
                 }
                 (
-                    Arc::new(DynamoEventStore::new(client.clone(), tables.clone())),
+                    Arc::new(DynamoEventStore::with_outbox_shards(
+                        client.clone(),
+                        tables.clone(),
+                        config.outbox_shards,
+                    )),
                     Arc::new(DynamoGenerations::new(client, tables)),
                 )
             }

@@ -81,6 +81,11 @@ pub struct StorageConfig {
         default_value_t = false
     )]
     pub dynamodb_report_capacity: bool,
+    /// DynamoDB outbox partition keys the commits spread over (by aggregate). Raise it for a
+    /// write rate one key cannot take; never lower it while rows wait (a row in a shard past
+    /// the count would not be swept).
+    #[arg(long, env = "INVENTORY_OUTBOX_SHARDS", default_value_t = crate::store::dynamodb::DEFAULT_OUTBOX_SHARDS)]
+    pub outbox_shards: u32,
     /// Snapshot an aggregate every this many events (0 turns snapshots off).
     #[arg(long, env = "INVENTORY_SNAPSHOT_EVERY", default_value_t = crate::application::commands::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,

@@ -59,6 +59,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
         table_prefix: String::new(),
         migrate: false,
         dynamodb_report_capacity: false,
+        outbox_shards: 4,
         snapshot_every: 4,
     };
     let service = Service::start(&config).await.expect("start");

@@ -20,6 +20,7 @@ fn config(dir: &std::path::Path, every: u64) -> StorageConfig {
         table_prefix: String::new(),
         migrate: false,
         dynamodb_report_capacity: false,
+        outbox_shards: 4,
         snapshot_every: every,
     }
 }

@@ -32,6 +32,8 @@ const SCAN_SEGMENTS: i32 = 4;
 
 mod outbox;
 
+pub use outbox::DEFAULT_SHARDS as DEFAULT_OUTBOX_SHARDS;
+
 pub struct DynamoEventStore {
     client: Client,
     tables: Tables,
