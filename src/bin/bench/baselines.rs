@@ -107,7 +107,8 @@ pub async fn raw_dynamodb(
                 let put = Put::builder()
                     .table_name(&table)
                     .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(sequenceNumber)")
+                    .condition_expression("attribute_not_exists(#seq)")
+                    .expression_attribute_names("#seq", "sequenceNumber")
                     .build();
                 let result = match put {
                     Ok(put) => client

@@ -46,6 +46,8 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
         dynamodb_endpoint: args.dynamodb_endpoint.clone(),
         table_prefix: format!("rebuild{}_", Uuid::now_v7().simple()),
         migrate: true,
+        dynamodb_report_capacity: false,
+        outbox_shards: 4,
         snapshot_every: 100,
     };
     let service = Service::start(&config).await?;

@@ -64,6 +64,8 @@ impl Instance {
             dynamodb_endpoint: self.dynamodb_endpoint.clone(),
             table_prefix: self.prefix.clone(),
             migrate: true,
+            dynamodb_report_capacity: false,
+            outbox_shards: 4,
             snapshot_every: inventory_service::application::commands::DEFAULT_SNAPSHOT_EVERY,
         }
     }
