@@ -169,8 +169,9 @@ impl Tables {
                 )
                 .keys_only("low_stock", ("lowStockKey", S), Some(("id", S))),
             TableSpec::new(self.allocations(), ("id", S), None)
-                .global("by_order", ("orderId", S), Some(("id", S)))
-                .global("by_item", ("itemId", S), Some(("id", S)))
+                // Keys only: a status change then moves only the status index's entry.
+                .keys_only("by_order", ("orderId", S), Some(("id", S)))
+                .keys_only("by_item", ("itemId", S), Some(("id", S)))
                 // Every allocation has one of four statuses, so the status index also serves the
                 // list of all of them (four Queries merged), and no `all` index is written.
                 .global("by_status", ("status", S), Some(("id", S))),

@@ -19,6 +19,8 @@ use crate::projection::{
 
 /// The key of the items table, which its keys-only indexes carry.
 const ITEM_KEY: &[&str] = &["id"];
+/// The key of the allocations table.
+const ALLOCATION_KEY: &[&str] = &["id"];
 /// The key of the movements table.
 const MOVEMENT_KEY: &[&str] = &["itemId", "day"];
 
@@ -31,6 +33,9 @@ struct Lookup {
     /// For an index that projects only keys: the table's key attributes, by which the rows
     /// are then read from the table.
     fetch: Option<&'static [&'static str]>,
+    /// Equality filters checked on the fetched rows (a keys-only index cannot filter on the
+    /// attributes it does not hold).
+    fetched_filters: Vec<(String, AttributeValue)>,
     keys: Vec<String>,
     filters: Vec<String>,
     names: HashMap<String, String>,
@@ -43,6 +48,7 @@ impl Lookup {
         Self {
             index,
             fetch: None,
+            fetched_filters: Vec::new(),
             keys: Vec::new(),
             filters: Vec::new(),
             names: HashMap::new(),
@@ -89,6 +95,10 @@ impl Lookup {
     }
 
     fn filter(mut self, attribute: &str, op: &str, value: AttributeValue) -> Self {
+        if self.fetch.is_some() && op == "=" {
+            self.fetched_filters.push((attribute.to_owned(), value));
+            return self;
+        }
         let condition = self.condition(attribute, op, &[value]);
         self.filters.push(condition);
         self
@@ -105,8 +115,9 @@ impl Lookup {
         decode: fn(&Record) -> Result<T, ProjectionError>,
     ) -> Result<Vec<T>, ProjectionError> {
         let limit = limit.min(MAX_ROWS);
-        let filtered = !self.filters.is_empty();
         let fetch = self.fetch;
+        let fetched_filters = self.fetched_filters;
+        let filtered = !self.filters.is_empty() || !fetched_filters.is_empty();
         let query = store
             .client
             .query()
@@ -115,7 +126,7 @@ impl Lookup {
             // Global indexes cannot be read consistently; the table can.
             .consistent_read(self.index.is_none())
             .key_condition_expression(self.keys.join(" AND "))
-            .set_filter_expression(filtered.then(|| self.filters.join(" AND ")))
+            .set_filter_expression((!self.filters.is_empty()).then(|| self.filters.join(" AND ")))
             .set_expression_attribute_names(Some(self.names))
             .set_expression_attribute_values(Some(self.values));
         let mut rows = Vec::new();
@@ -142,7 +153,12 @@ impl Lookup {
                 }
                 Some(key) => {
                     for record in fetch_rows(store, &table, key, page.items()).await? {
-                        rows.push(decode(&record)?);
+                        let wanted = fetched_filters
+                            .iter()
+                            .all(|(attribute, value)| record.get(attribute) == Some(value));
+                        if wanted {
+                            rows.push(decode(&record)?);
+                        }
                     }
                 }
             }
@@ -347,9 +363,9 @@ impl ReadModel for DynamoProjections {
             mut status,
         } = filter;
         let mut lookup = if let Some(order_id) = order_id {
-            Lookup::on(Some("by_order")).key("orderId", "=", s(order_id))
+            Lookup::on_keys("by_order", ALLOCATION_KEY).key("orderId", "=", s(order_id))
         } else if let Some(item_id) = item_id.take() {
-            Lookup::on(Some("by_item")).key("itemId", "=", s(item_id.to_string()))
+            Lookup::on_keys("by_item", ALLOCATION_KEY).key("itemId", "=", s(item_id.to_string()))
         } else if let Some(status) = status.take() {
             Lookup::on(Some("by_status")).key("status", "=", s(status.as_str()))
         } else {
