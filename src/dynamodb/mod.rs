@@ -75,6 +75,66 @@ pub async fn client_with(endpoint: Option<&str>, report_capacity: bool) -> Clien
     Client::from_conf(config)
 }
 
+/// An item as the SDK gives it.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// Why `batch_get` could not read every key.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchGetError {
+    #[error("{0}")]
+    Request(String),
+    #[error("{0} keys left unprocessed by BatchGetItem after retries")]
+    Unprocessed(usize),
+}
+
+/// Reads the items of `keys` from `table`, strongly consistent, 100 keys a BatchGetItem,
+/// retrying with backoff what DynamoDB leaves unprocessed. The items come back in no order.
+pub async fn batch_get(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+) -> Result<Vec<Item>, BatchGetError> {
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let mut keys = chunk.to_vec();
+        for attempt in 0..10u32 {
+            if keys.is_empty() {
+                break;
+            }
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| BatchGetError::Request(e.to_string()))?;
+            let answer = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(|e| {
+                    BatchGetError::Request(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+                    )
+                })?;
+            if let Some(items) = answer.responses().and_then(|r| r.get(table)) {
+                found.extend(items.iter().cloned());
+            }
+            keys = answer
+                .unprocessed_keys()
+                .and_then(|u| u.get(table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+            }
+        }
+        if !keys.is_empty() {
+            return Err(BatchGetError::Unprocessed(keys.len()));
+        }
+    }
+    Ok(found)
+}
+
 /// Table names, each under the same prefix so several environments can share an account.
 #[derive(Debug, Clone, Default)]
 pub struct Tables {

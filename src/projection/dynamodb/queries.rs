@@ -4,7 +4,7 @@
 //! index's propagation delay (typically well under a second).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -172,9 +172,8 @@ impl Lookup {
     }
 }
 
-/// The table rows of index entries, in the entries' order: BatchGetItem, 100 keys a call,
-/// strongly consistent, retrying what DynamoDB leaves unprocessed. An entry whose row is gone
-/// (it cannot be, rows are never deleted) is skipped.
+/// The table rows of index entries, in the entries' order (strongly consistent). An entry
+/// whose row is gone (it cannot be, rows are never deleted) is skipped.
 async fn fetch_rows(
     store: &DynamoProjections,
     table: &str,
@@ -186,54 +185,19 @@ async fn fetch_rows(
             .filter_map(|name| record.get(*name).map(|v| ((*name).to_owned(), v.clone())))
             .collect()
     };
+    // AttributeValue is not Hash; its debug form of the key attributes is a faithful key.
     let identity = |record: &Record| -> String {
         format!(
             "{:?}",
             key.iter().map(|name| record.get(*name)).collect::<Vec<_>>()
         )
     };
-    let mut found: HashMap<String, Record> = HashMap::new();
-    for chunk in entries.chunks(100) {
-        let mut keys: Vec<Record> = chunk.iter().map(key_of).collect();
-        for attempt in 0..10u32 {
-            if keys.is_empty() {
-                break;
-            }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
-            let answer = store
-                .client
-                .batch_get_item()
-                .request_items(table, request)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for record in answer
-                .responses()
-                .and_then(|r| r.get(table))
-                .into_iter()
-                .flatten()
-            {
-                found.insert(identity(record), record.clone());
-            }
-            keys = answer
-                .unprocessed_keys()
-                .and_then(|u| u.get(table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
-            }
-        }
-        if !keys.is_empty() {
-            return Err(ProjectionError::Unavailable(
-                "rows left unprocessed by BatchGetItem".into(),
-            ));
-        }
-    }
+    let keys = entries.iter().map(key_of).collect();
+    let rows = crate::dynamodb::batch_get(&store.client, table, keys)
+        .await
+        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+    let mut found: HashMap<String, Record> =
+        rows.into_iter().map(|row| (identity(&row), row)).collect();
     Ok(entries
         .iter()
         .filter_map(|entry| found.remove(&identity(entry)))
