@@ -93,6 +93,14 @@ pub struct Storage {
 
 impl Storage {
     pub async fn open(config: &StorageConfig) -> anyhow::Result<Self> {
+        Self::open_with_lease(config, crate::store::dynamodb::DEFAULT_OUTBOX_LEASE).await
+    }
+
+    /// ...with the lease a relay holds on an outbox shard (DynamoDB) for `outbox_lease`.
+    pub async fn open_with_lease(
+        config: &StorageConfig,
+        outbox_lease: Duration,
+    ) -> anyhow::Result<Self> {
         let (store, generations): (Arc<dyn EventStore>, Arc<dyn Generations>) = match config.store {
             StoreKind::Sqlite => (
                 Arc::new(SqliteEventStore::open(&config.data_dir)?),
@@ -112,10 +120,11 @@ impl Storage {
                     }
                 }
                 (
-                    Arc::new(DynamoEventStore::with_outbox_shards(
+                    Arc::new(DynamoEventStore::with_outbox(
                         client.clone(),
                         tables.clone(),
                         config.outbox_shards,
+                        outbox_lease,
                     )),
                     Arc::new(DynamoGenerations::new(client, tables)),
                 )
@@ -158,7 +167,8 @@ impl Service {
         config: &StorageConfig,
         bus_config: &BusConfig,
     ) -> anyhow::Result<Self> {
-        let Storage { store, projections } = Storage::open(config).await?;
+        let lease = Duration::from_millis(bus_config.outbox_lease_ms);
+        let Storage { store, projections } = Storage::open_with_lease(config, lease).await?;
         let bus: Arc<dyn EventBus> = match bus_config.bus {
             BusKind::Local => Arc::new(LocalBus::new()),
             BusKind::Rabbitmq => {

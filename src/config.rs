@@ -43,6 +43,17 @@ pub struct BusConfig {
         hide = true
     )]
     pub relay_paused: bool,
+    /// How long a relay's lease on a DynamoDB outbox shard lasts unless renewed (renewed every
+    /// third): the longest a dead instance's shards wait for another; shorter costs more
+    /// renewals (tests use a short one).
+    #[arg(
+        long,
+        env = "INVENTORY_OUTBOX_LEASE_MS",
+        default_value_t = crate::store::dynamodb::DEFAULT_OUTBOX_LEASE.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(300..),
+        hide = true
+    )]
+    pub outbox_lease_ms: u64,
 }
 
 impl Default for BusConfig {
@@ -52,6 +63,7 @@ impl Default for BusConfig {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             bus_prefix: String::new(),
             relay_paused: false,
+            outbox_lease_ms: crate::store::dynamodb::DEFAULT_OUTBOX_LEASE.as_millis() as u64,
         }
     }
 }

@@ -264,6 +264,8 @@ async fn drive_every_adapter(client: aws_sdk_dynamodb::Client) {
     let _ = store.load(item, 3, Some(9)).await;
     let _ = store.read_all(None, 100).await;
     let _ = store.idempotency("k-1").await;
+    // The first call reads the outbox leases and takes them (the conditional PutItem that
+    // also renews them), then sweeps a shard it now holds.
     let _ = store.outbox_pending(10).await;
     let _ = store.outbox_stats().await;
     let _ = store.outbox_remove(&["row".to_owned()]).await;
@@ -372,6 +374,14 @@ async fn every_expression_names_its_attributes_through_placeholders() {
             "no {operation} {field} was seen; the walk misses an adapter path"
         );
     }
+
+    // The outbox lease (take or renew) is walked too.
+    assert!(
+        seen.iter().any(|e| e.operation == "PutItem"
+            && e.field == "ConditionExpression"
+            && e.text.contains("#expires")),
+        "no outbox lease PutItem was seen; the walk misses the lease keeper"
+    );
 
     let bare: Vec<String> = seen
         .iter()

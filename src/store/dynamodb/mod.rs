@@ -4,7 +4,8 @@
 //! `ConditionCheck` for each aggregate that is only read, the outbox rows, the uniqueness
 //! guards and the idempotency record. Limits (100 items, 4 MB, 400 KB per item) are checked
 //! before the call; a cancelled transaction is decoded into a race, a taken key or a failure.
-//! What the relay reads of the outbox is in `outbox`.
+//! What the relay reads of the outbox, and the leases that say who sweeps which shard, are in
+//! `outbox`.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -12,6 +13,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
@@ -32,12 +35,14 @@ const SCAN_SEGMENTS: i32 = 4;
 
 mod outbox;
 
+pub use outbox::DEFAULT_LEASE as DEFAULT_OUTBOX_LEASE;
 pub use outbox::DEFAULT_SHARDS as DEFAULT_OUTBOX_SHARDS;
+pub use outbox::SHARDS_OWNED as OUTBOX_SHARDS_OWNED;
 
 pub struct DynamoEventStore {
     client: Client,
     tables: Tables,
-    outbox: outbox::Outbox,
+    outbox: Arc<outbox::Outbox>,
 }
 
 /// What each transaction item is, to decode a cancellation's reasons by position.
@@ -157,10 +162,16 @@ impl DynamoEventStore {
     /// A store whose outbox rows spread over `shards` partition keys (only ever raise it: a
     /// row in a shard past the count would not be swept).
     pub fn with_outbox_shards(client: Client, tables: Tables, shards: u32) -> Self {
+        Self::with_outbox(client, tables, shards, outbox::DEFAULT_LEASE)
+    }
+
+    /// ...and whose relay holds a shard's lease for `lease` unless renewed (how long a dead
+    /// relay's shards wait for another instance).
+    pub fn with_outbox(client: Client, tables: Tables, shards: u32, lease: Duration) -> Self {
         Self {
             client,
             tables,
-            outbox: outbox::Outbox::new(shards),
+            outbox: Arc::new(outbox::Outbox::new(shards, lease)),
         }
     }
 

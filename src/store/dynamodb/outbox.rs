@@ -7,16 +7,26 @@
 //! does not race the live relay of another instance for its fresh rows. Rows spread over
 //! `shards` partition keys (by aggregate), so no one key takes every commit's write. A row
 //! leaves the table, and memory, only after the bus confirmed every event it names.
+//!
+//! A shard is swept only by the holder of its lease, a row in the guards table taken and
+//! renewed (every third of the lease) by a conditional PutItem: two relays never sweep one
+//! shard at once, and a dead relay's shards are taken when its leases expire. Only a running
+//! relay holds leases (a paused one sweeps nothing, so it must not keep others from its
+//! shards), and it sweeps a shard only while its own clock leaves a third of the lease, so a
+//! stalled or skewed holder stops before another can start. Idle cost: `3 × shards / lease`
+//! write units a second fleet-wide (4 shards, 5 s: 2.4 WRU/s, about $4 a month on demand),
+//! 1.2 RRU/s per instance not holding every shard (reading the other leases) and one Query a
+//! second per holder (the sweep; before leases, every instance swept).
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{build, event_from_item, n, s, text, unavailable, Item};
+use super::{build, event_from_item, n, number, s, text, unavailable, Item};
 use crate::dynamodb::Tables;
 use crate::store::{EventEnvelope, OutboxEntry, StoreError};
 
@@ -30,6 +40,17 @@ const GRACE: Duration = Duration::from_secs(2);
 const SWEEP_PAGE: i32 = 100;
 /// The default number of outbox shards.
 pub const DEFAULT_SHARDS: u32 = 4;
+/// How long a lease on a shard lasts unless renewed: the longest a dead relay's shards wait
+/// (a restarted process's orphans are published about this long after the crash; 10 s would
+/// halve the renewals and double that wait).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+/// A relay that has not asked for work this long is stuck (its longest back-off is 3.2 s):
+/// its leases are no longer renewed, so other instances take its shards.
+const RELAY_SILENT: Duration = Duration::from_secs(10);
+/// How long a deleted swept row's id is remembered (longer than any sweep takes).
+const FORGET_DELETED: Duration = Duration::from_secs(10);
+/// Gauge per shard (label `shard`): 1 while this process holds the shard's lease and sweeps it.
+pub const SHARDS_OWNED: &str = "inventory_outbox_shards_owned";
 
 /// One outbox row: a commit's events, each confirmed or not.
 struct Row {
@@ -45,15 +66,31 @@ struct State {
     mine: BTreeMap<String, Row>,
     /// Rows the sweeps found and the bus has not yet confirmed.
     swept: BTreeMap<String, Row>,
-    /// When the next sweep is due (`None`: now), and which shard it reads.
+    /// Swept rows deleted lately: a sweep that read one before its delete landed must not
+    /// bring it back (it would be published twice).
+    deleted: HashMap<String, Instant>,
+    /// When the next sweep is due (`None`: now), and which shard it reads first.
     next_sweep: Option<Instant>,
     next_shard: u32,
     /// Shards swept at least once since start (the first sweep of each takes every row).
     swept_once: Vec<bool>,
+    /// Per shard: until when this process holds its lease by its own clock (the instant the
+    /// winning PutItem was sent, plus the lease).
+    leases: Vec<Option<Instant>>,
+    /// Shards acquired and not swept since: swept before any other.
+    fresh: Vec<bool>,
+    /// When the relay last asked for work, and whether the lease keeper runs.
+    asked: Option<Instant>,
+    keeper: bool,
+    /// When the keeper next renews and looks for free shards.
+    next_round: Option<Instant>,
 }
 
 pub(super) struct Outbox {
     shards: u32,
+    lease: Duration,
+    /// This process's name in the lease rows, new at every start.
+    instance: String,
     signal: Notify,
     state: Mutex<State>,
 }
@@ -72,14 +109,33 @@ fn cutoff(now_ms: i64) -> String {
         .to_string()
 }
 
+/// The guards-table key of a shard's lease row, and back.
+fn lease_key(shard: u32) -> String {
+    format!("outbox-lease#{shard}")
+}
+
+fn lease_shard(key: &str) -> Option<u32> {
+    key.strip_prefix("outbox-lease#")?.parse().ok()
+}
+
+/// What a conditional PutItem on a lease row found.
+enum Claim {
+    Held,
+    TakenByAnother,
+}
+
 impl Outbox {
-    pub(super) fn new(shards: u32) -> Self {
+    pub(super) fn new(shards: u32, lease: Duration) -> Self {
         let shards = shards.max(1);
         Self {
             shards,
+            lease: lease.max(Duration::from_millis(300)),
+            instance: Uuid::new_v4().to_string(),
             signal: Notify::new(),
             state: Mutex::new(State {
                 swept_once: vec![false; shards as usize],
+                leases: vec![None; shards as usize],
+                fresh: vec![false; shards as usize],
                 ..State::default()
             }),
         }
@@ -93,6 +149,16 @@ impl Outbox {
     /// The shard of a commit: by its first aggregate, so one aggregate's commits share one.
     fn shard_of(&self, aggregate_id: Uuid) -> u32 {
         (aggregate_id.as_u128() % u128::from(self.shards)) as u32
+    }
+
+    /// Time left on a lease below which its holder no longer sweeps the shard.
+    fn margin(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// Whether this process may sweep `shard` now: it holds the lease with the margin left.
+    fn may_sweep(&self, state: &State, shard: u32, now: Instant) -> bool {
+        state.leases[shard as usize].is_some_and(|until| now + self.margin() < until)
     }
 
     /// The outbox row of a commit's events (none without events).
@@ -123,51 +189,81 @@ impl Outbox {
         self.signal.notify_one();
     }
 
-    /// Events to publish, oldest commit first: this process's own, and those the sweep found.
+    /// The shard to sweep now, if any, and the cutoff of its rows (`None`: every row).
+    fn due_sweep(&self, state: &mut State, now: Instant) -> Option<(u32, Option<String>)> {
+        let shard = match (0..self.shards)
+            .find(|&shard| state.fresh[shard as usize] && self.may_sweep(state, shard, now))
+        {
+            Some(shard) => shard,
+            None if state.next_sweep.is_some_and(|at| now < at) => return None,
+            // The held shards in turn, one per sweep.
+            None => {
+                let shard = (0..self.shards)
+                    .map(|step| (state.next_shard + step) % self.shards)
+                    .find(|&shard| self.may_sweep(state, shard, now))?;
+                state.next_shard = (shard + 1) % self.shards;
+                shard
+            }
+        };
+        state.fresh[shard as usize] = false;
+        let first = !state.swept_once[shard as usize];
+        Some((
+            shard,
+            (!first).then(|| cutoff(crate::application::now_ms())),
+        ))
+    }
+
+    /// Events to publish, oldest commit first: this process's own, and those the sweep of a
+    /// shard it holds found. The first call starts the lease keeper.
     pub(super) async fn pending(
-        &self,
+        self: &Arc<Self>,
         client: &Client,
         tables: &Tables,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let due = {
+        let start_keeper = {
             let mut state = self.state();
-            match state.next_sweep {
-                Some(at) if Instant::now() < at => None,
-                _ => {
-                    let shard = state.next_shard;
-                    state.next_shard = (shard + 1) % self.shards;
-                    let first = !state.swept_once[shard as usize];
-                    Some((
-                        shard,
-                        (!first).then(|| cutoff(crate::application::now_ms())),
-                    ))
-                }
-            }
+            state.asked = Some(Instant::now());
+            !std::mem::replace(&mut state.keeper, true)
         };
+        if start_keeper {
+            // The first round here, so a starting relay sweeps the shards it can have at once.
+            self.lease_round(client, tables).await;
+            tokio::spawn(keep_leases(
+                Arc::downgrade(self),
+                client.clone(),
+                tables.clone(),
+            ));
+        }
+        let due = self.due_sweep(&mut self.state(), Instant::now());
         let mut failure = None;
         if let Some((shard, before)) = due {
             match sweep(client, tables, shard, before).await {
                 Ok((rows, full)) => {
                     let mut state = self.state();
                     state.swept_once[shard as usize] = true;
-                    for (id, events) in rows {
-                        if !state.mine.contains_key(&id) && !state.swept.contains_key(&id) {
-                            let confirmed = vec![false; events.len()];
-                            state.swept.insert(
-                                id,
-                                Row {
-                                    shard,
-                                    events,
-                                    confirmed,
-                                },
-                            );
+                    // A lease that ran short while the sweep ran: its rows are another's now.
+                    if self.may_sweep(&state, shard, Instant::now()) {
+                        for (id, events) in rows {
+                            if !state.mine.contains_key(&id)
+                                && !state.swept.contains_key(&id)
+                                && !state.deleted.contains_key(&id)
+                            {
+                                let confirmed = vec![false; events.len()];
+                                state.swept.insert(
+                                    id,
+                                    Row {
+                                        shard,
+                                        events,
+                                        confirmed,
+                                    },
+                                );
+                            }
                         }
                     }
                     // A full page: there is more; sweep the same shard again at once.
                     if full {
-                        state.next_shard = shard;
-                        state.next_sweep = None;
+                        state.fresh[shard as usize] = true;
                     } else {
                         state.next_sweep = Some(Instant::now() + SWEEP_EVERY);
                     }
@@ -178,7 +274,13 @@ impl Outbox {
                 }
             }
         }
-        let state = self.state();
+        let mut state = self.state();
+        // Rows of a shard no longer held are left to its new holder.
+        let now = Instant::now();
+        let held: Vec<bool> = (0..self.shards)
+            .map(|shard| self.may_sweep(&state, shard, now))
+            .collect();
+        state.swept.retain(|_, row| held[row.shard as usize]);
         if let Some(error) = failure {
             if state.mine.is_empty() && state.swept.is_empty() {
                 return Err(error);
@@ -203,6 +305,139 @@ impl Outbox {
             .take(limit.max(1))
             .collect();
         Ok(entries)
+    }
+
+    /// One round of the lease keeper: renews the leases held, takes any shard whose lease is
+    /// free, expired or still this process's, and schedules the next round.
+    async fn lease_round(&self, client: &Client, tables: &Tables) {
+        let now = Instant::now();
+        let (held, relay_alive) = {
+            let state = self.state();
+            let held: Vec<u32> = (0..self.shards)
+                .filter(|&shard| state.leases[shard as usize].is_some_and(|until| now < until))
+                .collect();
+            let alive = state
+                .asked
+                .is_some_and(|asked| now.duration_since(asked) < RELAY_SILENT);
+            (held, alive)
+        };
+        let mut candidates = Vec::new();
+        // The earliest expiry of a lease another instance holds: when it may be free.
+        let mut foreign_expiry: Option<i64> = None;
+        if relay_alive {
+            candidates.clone_from(&held);
+            let others: Vec<u32> = (0..self.shards).filter(|s| !held.contains(s)).collect();
+            if !others.is_empty() {
+                match read_leases(client, tables, &others).await {
+                    Ok(found) => {
+                        let wall = crate::application::now_ms();
+                        for shard in others {
+                            match found.get(&shard) {
+                                Some(None) => {}
+                                Some(Some((owner, expires)))
+                                    if *owner != self.instance && *expires >= wall =>
+                                {
+                                    foreign_expiry =
+                                        Some(foreign_expiry.map_or(*expires, |e| e.min(*expires)));
+                                }
+                                // No row, an expired one, or this process's own.
+                                _ => candidates.push(shard),
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot read the outbox leases"),
+                }
+            }
+        } else if !held.is_empty() {
+            tracing::warn!("the outbox relay is not asking for work; letting its shards go");
+        }
+        let claims = candidates.iter().map(|&shard| async move {
+            let sent = Instant::now();
+            (shard, sent, self.claim(client, tables, shard).await)
+        });
+        let results = futures::future::join_all(claims).await;
+        let mut state = self.state();
+        for (shard, sent, result) in results {
+            let index = shard as usize;
+            match result {
+                Ok(Claim::Held) => {
+                    if !held.contains(&shard) {
+                        tracing::info!(shard, instance = %self.instance, "outbox shard acquired");
+                        state.fresh[index] = true;
+                    }
+                    state.leases[index] = Some(sent + self.lease);
+                }
+                Ok(Claim::TakenByAnother) => {
+                    if state.leases[index].take().is_some() {
+                        tracing::warn!(shard, "outbox shard lease lost to another instance");
+                    }
+                }
+                // The lease stays what it was until it runs out by this process's clock.
+                Err(error) => tracing::warn!(%error, shard, "cannot renew an outbox lease"),
+            }
+        }
+        let now = Instant::now();
+        for lease in state.leases.iter_mut() {
+            if lease.is_some_and(|until| until <= now) {
+                *lease = None;
+            }
+        }
+        let mut next = now + self.lease / 3;
+        if let Some(expires) = foreign_expiry {
+            // Look again just after the other holder's lease would expire, not a round later.
+            let left = (expires - crate::application::now_ms()).max(0) as u64;
+            let wait = Duration::from_millis(left.saturating_add(20));
+            if wait < self.lease / 3 {
+                next = now + wait;
+            }
+        }
+        state.next_round = Some(next);
+        for shard in 0..self.shards {
+            let owned = self.may_sweep(&state, shard, now);
+            metrics::gauge!(SHARDS_OWNED, "shard" => shard.to_string())
+                .set(f64::from(u8::from(owned)));
+        }
+    }
+
+    /// Takes or renews the lease on `shard` for this process: one conditional PutItem.
+    async fn claim(
+        &self,
+        client: &Client,
+        tables: &Tables,
+        shard: u32,
+    ) -> Result<Claim, StoreError> {
+        let wall = crate::application::now_ms();
+        let item = HashMap::from([
+            ("guardKey".to_owned(), s(lease_key(shard))),
+            ("owner".to_owned(), s(self.instance.clone())),
+            (
+                "expiresAt".to_owned(),
+                n(wall + self.lease.as_millis() as i64),
+            ),
+        ]);
+        let written = client
+            .put_item()
+            .table_name(tables.guards())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#key) OR #expires < :now OR #owner = :me")
+            .expression_attribute_names("#key", "guardKey")
+            .expression_attribute_names("#expires", "expiresAt")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", n(wall))
+            .expression_attribute_values(":me", s(self.instance.clone()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Claim::Held),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Claim::TakenByAnother)
+            }
+            Err(error) => Err(unavailable(&error)),
+        }
     }
 
     /// Events waiting as this process knows them: its own and those its sweeps found.
@@ -295,9 +530,15 @@ impl Outbox {
                 ));
             }
             let mut state = self.state();
+            let now = Instant::now();
+            state
+                .deleted
+                .retain(|_, at| now.duration_since(*at) < FORGET_DELETED);
             for (id, _) in chunk {
                 state.mine.remove(id);
-                state.swept.remove(id);
+                if state.swept.remove(id).is_some() {
+                    state.deleted.insert(id.clone(), now);
+                }
             }
         }
         Ok(())
@@ -306,6 +547,90 @@ impl Outbox {
     pub(super) async fn wait(&self) {
         let _ = tokio::time::timeout(POLL, self.signal.notified()).await;
     }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // The leases run out on their own; the gauges must not say this process still sweeps.
+        let state = self.state();
+        if state.keeper {
+            for shard in 0..self.shards {
+                metrics::gauge!(SHARDS_OWNED, "shard" => shard.to_string()).set(0.0);
+            }
+        }
+    }
+}
+
+/// Renews and acquires leases on the keeper's own clock (not the relay's: a publish that backs
+/// off must not cost the shards), until the store is dropped.
+async fn keep_leases(outbox: Weak<Outbox>, client: Client, tables: Tables) {
+    metrics::describe_gauge!(
+        SHARDS_OWNED,
+        "1 for each DynamoDB outbox shard whose lease this instance holds and sweeps."
+    );
+    loop {
+        let Some(at) = outbox
+            .upgrade()
+            .and_then(|outbox| outbox.state().next_round)
+        else {
+            return;
+        };
+        tokio::time::sleep_until(at.into()).await;
+        let Some(outbox) = outbox.upgrade() else {
+            return;
+        };
+        outbox.lease_round(&client, &tables).await;
+    }
+}
+
+/// The lease rows of these shards (owner, expiresAt in ms), read with one eventually
+/// consistent BatchGetItem per 100 (staleness only delays a takeover: the conditional PutItem
+/// decides). A shard missing from the answer has no lease row; `None`: not read this time.
+async fn read_leases(
+    client: &Client,
+    tables: &Tables,
+    shards: &[u32],
+) -> Result<HashMap<u32, Option<(String, i64)>>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in shards.chunks(100) {
+        let keys: Vec<Item> = chunk
+            .iter()
+            .map(|&shard| HashMap::from([("guardKey".to_owned(), s(lease_key(shard)))]))
+            .collect();
+        let request = build(KeysAndAttributes::builder().set_keys(Some(keys)).build())?;
+        let answer = client
+            .batch_get_item()
+            .request_items(tables.guards(), request)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        for item in answer
+            .responses()
+            .and_then(|r| r.get(&tables.guards()))
+            .into_iter()
+            .flatten()
+        {
+            let Some(shard) = lease_shard(&text(item, "guardKey")?) else {
+                continue;
+            };
+            found.insert(
+                shard,
+                Some((text(item, "owner")?, number(item, "expiresAt")?)),
+            );
+        }
+        // Keys DynamoDB left unprocessed are looked at next round.
+        for key in answer
+            .unprocessed_keys()
+            .and_then(|u| u.get(&tables.guards()))
+            .map(|k| k.keys().to_vec())
+            .unwrap_or_default()
+        {
+            if let Some(shard) = text(&key, "guardKey").ok().as_deref().and_then(lease_shard) {
+                found.insert(shard, None);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// One page of a shard's outbox rows older than `before` (every row when `None`), oldest
