@@ -14,6 +14,7 @@ pub const PUBLISHED: &str = "inventory_events_published_total";
 pub const PROJECTION_LAG: &str = "inventory_projection_lag_seconds";
 pub const DEAD_LETTERS: &str = "inventory_dead_lettered_messages";
 pub const SUBSCRIBERS: &str = "inventory_subscribers";
+pub const OUTBOX_SHARDS_OWNED: &str = "inventory_outbox_shards_owned";
 pub const DYNAMODB_REQUESTS: &str = "inventory_dynamodb_requests_total";
 pub const DYNAMODB_CAPACITY: &str = "inventory_dynamodb_capacity_units_total";
 
@@ -71,6 +72,10 @@ pub fn describe() {
         "Messages given up on and dead-lettered since start."
     );
     metrics::describe_gauge!(SUBSCRIBERS, "Open GraphQL subscriptions on this instance.");
+    metrics::describe_gauge!(
+        OUTBOX_SHARDS_OWNED,
+        "1 for each DynamoDB outbox shard whose lease this instance holds and sweeps."
+    );
     metrics::describe_counter!(
         DYNAMODB_REQUESTS,
         "DynamoDB request attempts sent, by operation (each is billed)."

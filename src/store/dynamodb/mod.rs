@@ -37,7 +37,6 @@ mod outbox;
 
 pub use outbox::DEFAULT_LEASE as DEFAULT_OUTBOX_LEASE;
 pub use outbox::DEFAULT_SHARDS as DEFAULT_OUTBOX_SHARDS;
-pub use outbox::SHARDS_OWNED as OUTBOX_SHARDS_OWNED;
 
 pub struct DynamoEventStore {
     client: Client,

@@ -18,15 +18,18 @@
 //! 1.2 RRU/s per instance not holding every shard (reading the other leases) and one Query a
 //! second per holder (the sweep; before leases, every instance swept).
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{build, event_from_item, n, number, s, text, unavailable, Item};
+mod leases;
+mod sweep;
+
+use super::{build, n, s, unavailable, Item};
 use crate::dynamodb::Tables;
 use crate::store::{EventEnvelope, OutboxEntry, StoreError};
 
@@ -49,8 +52,6 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 const RELAY_SILENT: Duration = Duration::from_secs(10);
 /// How long a deleted swept row's id is remembered (longer than any sweep takes).
 const FORGET_DELETED: Duration = Duration::from_secs(10);
-/// Gauge per shard (label `shard`): 1 while this process holds the shard's lease and sweeps it.
-pub const SHARDS_OWNED: &str = "inventory_outbox_shards_owned";
 
 /// One outbox row: a commit's events, each confirmed or not.
 struct Row {
@@ -107,21 +108,6 @@ fn cutoff(now_ms: i64) -> String {
     uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10])
         .into_uuid()
         .to_string()
-}
-
-/// The guards-table key of a shard's lease row, and back.
-fn lease_key(shard: u32) -> String {
-    format!("outbox-lease#{shard}")
-}
-
-fn lease_shard(key: &str) -> Option<u32> {
-    key.strip_prefix("outbox-lease#")?.parse().ok()
-}
-
-/// What a conditional PutItem on a lease row found.
-enum Claim {
-    Held,
-    TakenByAnother,
 }
 
 impl Outbox {
@@ -229,7 +215,7 @@ impl Outbox {
         if start_keeper {
             // The first round here, so a starting relay sweeps the shards it can have at once.
             self.lease_round(client, tables).await;
-            tokio::spawn(keep_leases(
+            tokio::spawn(leases::keep_leases(
                 Arc::downgrade(self),
                 client.clone(),
                 tables.clone(),
@@ -238,7 +224,7 @@ impl Outbox {
         let due = self.due_sweep(&mut self.state(), Instant::now());
         let mut failure = None;
         if let Some((shard, before)) = due {
-            match sweep(client, tables, shard, before).await {
+            match sweep::sweep(client, tables, shard, before).await {
                 Ok((rows, full)) => {
                     let mut state = self.state();
                     state.swept_once[shard as usize] = true;
@@ -305,139 +291,6 @@ impl Outbox {
             .take(limit.max(1))
             .collect();
         Ok(entries)
-    }
-
-    /// One round of the lease keeper: renews the leases held, takes any shard whose lease is
-    /// free, expired or still this process's, and schedules the next round.
-    async fn lease_round(&self, client: &Client, tables: &Tables) {
-        let now = Instant::now();
-        let (held, relay_alive) = {
-            let state = self.state();
-            let held: Vec<u32> = (0..self.shards)
-                .filter(|&shard| state.leases[shard as usize].is_some_and(|until| now < until))
-                .collect();
-            let alive = state
-                .asked
-                .is_some_and(|asked| now.duration_since(asked) < RELAY_SILENT);
-            (held, alive)
-        };
-        let mut candidates = Vec::new();
-        // The earliest expiry of a lease another instance holds: when it may be free.
-        let mut foreign_expiry: Option<i64> = None;
-        if relay_alive {
-            candidates.clone_from(&held);
-            let others: Vec<u32> = (0..self.shards).filter(|s| !held.contains(s)).collect();
-            if !others.is_empty() {
-                match read_leases(client, tables, &others).await {
-                    Ok(found) => {
-                        let wall = crate::application::now_ms();
-                        for shard in others {
-                            match found.get(&shard) {
-                                Some(None) => {}
-                                Some(Some((owner, expires)))
-                                    if *owner != self.instance && *expires >= wall =>
-                                {
-                                    foreign_expiry =
-                                        Some(foreign_expiry.map_or(*expires, |e| e.min(*expires)));
-                                }
-                                // No row, an expired one, or this process's own.
-                                _ => candidates.push(shard),
-                            }
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot read the outbox leases"),
-                }
-            }
-        } else if !held.is_empty() {
-            tracing::warn!("the outbox relay is not asking for work; letting its shards go");
-        }
-        let claims = candidates.iter().map(|&shard| async move {
-            let sent = Instant::now();
-            (shard, sent, self.claim(client, tables, shard).await)
-        });
-        let results = futures::future::join_all(claims).await;
-        let mut state = self.state();
-        for (shard, sent, result) in results {
-            let index = shard as usize;
-            match result {
-                Ok(Claim::Held) => {
-                    if !held.contains(&shard) {
-                        tracing::info!(shard, instance = %self.instance, "outbox shard acquired");
-                        state.fresh[index] = true;
-                    }
-                    state.leases[index] = Some(sent + self.lease);
-                }
-                Ok(Claim::TakenByAnother) => {
-                    if state.leases[index].take().is_some() {
-                        tracing::warn!(shard, "outbox shard lease lost to another instance");
-                    }
-                }
-                // The lease stays what it was until it runs out by this process's clock.
-                Err(error) => tracing::warn!(%error, shard, "cannot renew an outbox lease"),
-            }
-        }
-        let now = Instant::now();
-        for lease in state.leases.iter_mut() {
-            if lease.is_some_and(|until| until <= now) {
-                *lease = None;
-            }
-        }
-        let mut next = now + self.lease / 3;
-        if let Some(expires) = foreign_expiry {
-            // Look again just after the other holder's lease would expire, not a round later.
-            let left = (expires - crate::application::now_ms()).max(0) as u64;
-            let wait = Duration::from_millis(left.saturating_add(20));
-            if wait < self.lease / 3 {
-                next = now + wait;
-            }
-        }
-        state.next_round = Some(next);
-        for shard in 0..self.shards {
-            let owned = self.may_sweep(&state, shard, now);
-            metrics::gauge!(SHARDS_OWNED, "shard" => shard.to_string())
-                .set(f64::from(u8::from(owned)));
-        }
-    }
-
-    /// Takes or renews the lease on `shard` for this process: one conditional PutItem.
-    async fn claim(
-        &self,
-        client: &Client,
-        tables: &Tables,
-        shard: u32,
-    ) -> Result<Claim, StoreError> {
-        let wall = crate::application::now_ms();
-        let item = HashMap::from([
-            ("guardKey".to_owned(), s(lease_key(shard))),
-            ("owner".to_owned(), s(self.instance.clone())),
-            (
-                "expiresAt".to_owned(),
-                n(wall + self.lease.as_millis() as i64),
-            ),
-        ]);
-        let written = client
-            .put_item()
-            .table_name(tables.guards())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#key) OR #expires < :now OR #owner = :me")
-            .expression_attribute_names("#key", "guardKey")
-            .expression_attribute_names("#expires", "expiresAt")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":now", n(wall))
-            .expression_attribute_values(":me", s(self.instance.clone()))
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(Claim::Held),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Claim::TakenByAnother)
-            }
-            Err(error) => Err(unavailable(&error)),
-        }
     }
 
     /// Events waiting as this process knows them: its own and those its sweeps found.
@@ -555,202 +408,9 @@ impl Drop for Outbox {
         let state = self.state();
         if state.keeper {
             for shard in 0..self.shards {
-                metrics::gauge!(SHARDS_OWNED, "shard" => shard.to_string()).set(0.0);
+                metrics::gauge!(crate::metrics::OUTBOX_SHARDS_OWNED, "shard" => shard.to_string())
+                    .set(0.0);
             }
         }
     }
-}
-
-/// Renews and acquires leases on the keeper's own clock (not the relay's: a publish that backs
-/// off must not cost the shards), until the store is dropped.
-async fn keep_leases(outbox: Weak<Outbox>, client: Client, tables: Tables) {
-    metrics::describe_gauge!(
-        SHARDS_OWNED,
-        "1 for each DynamoDB outbox shard whose lease this instance holds and sweeps."
-    );
-    loop {
-        let Some(at) = outbox
-            .upgrade()
-            .and_then(|outbox| outbox.state().next_round)
-        else {
-            return;
-        };
-        tokio::time::sleep_until(at.into()).await;
-        let Some(outbox) = outbox.upgrade() else {
-            return;
-        };
-        outbox.lease_round(&client, &tables).await;
-    }
-}
-
-/// The lease rows of these shards (owner, expiresAt in ms), read with one eventually
-/// consistent BatchGetItem per 100 (staleness only delays a takeover: the conditional PutItem
-/// decides). A shard missing from the answer has no lease row; `None`: not read this time.
-async fn read_leases(
-    client: &Client,
-    tables: &Tables,
-    shards: &[u32],
-) -> Result<HashMap<u32, Option<(String, i64)>>, StoreError> {
-    let mut found = HashMap::new();
-    for chunk in shards.chunks(100) {
-        let keys: Vec<Item> = chunk
-            .iter()
-            .map(|&shard| HashMap::from([("guardKey".to_owned(), s(lease_key(shard)))]))
-            .collect();
-        let request = build(KeysAndAttributes::builder().set_keys(Some(keys)).build())?;
-        let answer = client
-            .batch_get_item()
-            .request_items(tables.guards(), request)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        for item in answer
-            .responses()
-            .and_then(|r| r.get(&tables.guards()))
-            .into_iter()
-            .flatten()
-        {
-            let Some(shard) = lease_shard(&text(item, "guardKey")?) else {
-                continue;
-            };
-            found.insert(
-                shard,
-                Some((text(item, "owner")?, number(item, "expiresAt")?)),
-            );
-        }
-        // Keys DynamoDB left unprocessed are looked at next round.
-        for key in answer
-            .unprocessed_keys()
-            .and_then(|u| u.get(&tables.guards()))
-            .map(|k| k.keys().to_vec())
-            .unwrap_or_default()
-        {
-            if let Some(shard) = text(&key, "guardKey").ok().as_deref().and_then(lease_shard) {
-                found.insert(shard, None);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// One page of a shard's outbox rows older than `before` (every row when `None`), oldest
-/// first, each with the events it names read from the events table, and whether the page
-/// was full.
-async fn sweep(
-    client: &Client,
-    tables: &Tables,
-    shard: u32,
-    before: Option<String>,
-) -> Result<(Vec<(String, Vec<EventEnvelope>)>, bool), StoreError> {
-    let mut query = client
-        .query()
-        .table_name(tables.outbox())
-        .expression_attribute_names("#shard", "shard")
-        .expression_attribute_values(":shard", n(shard))
-        .consistent_read(true)
-        .limit(SWEEP_PAGE);
-    query = match before {
-        Some(before) => query
-            .key_condition_expression("#shard = :shard AND #id < :before")
-            .expression_attribute_names("#id", "outboxId")
-            .expression_attribute_values(":before", s(before)),
-        None => query.key_condition_expression("#shard = :shard"),
-    };
-    let page = query.send().await.map_err(|e| unavailable(&e))?;
-    let full = page.last_evaluated_key().is_some_and(|key| !key.is_empty());
-    let mut rows = Vec::new();
-    for item in page.items() {
-        let id = text(item, "outboxId")?;
-        let names = text(item, "events")?;
-        let keys = names
-            .split(',')
-            .map(|name| {
-                let (aggregate, sequence) = name.split_once(':').ok_or_else(|| {
-                    StoreError::Corrupt(format!("outbox row {id}: bad event name {name}"))
-                })?;
-                Ok((aggregate.to_owned(), sequence.to_owned()))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        rows.push((id, keys));
-    }
-    // Every named event, read back in one BatchGetItem per 100.
-    let wanted: Vec<(String, String)> = rows.iter().flat_map(|(_, keys)| keys.clone()).collect();
-    let mut found: HashMap<(String, String), EventEnvelope> = HashMap::new();
-    for chunk in wanted.chunks(100) {
-        let mut keys: Vec<Item> = chunk
-            .iter()
-            .map(|(aggregate, sequence)| {
-                HashMap::from([
-                    ("aggregateId".to_owned(), s(aggregate.clone())),
-                    (
-                        "sequenceNumber".to_owned(),
-                        AttributeValue::N(sequence.clone()),
-                    ),
-                ])
-            })
-            .collect();
-        for attempt in 0..10u32 {
-            if keys.is_empty() {
-                break;
-            }
-            let request = build(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build(),
-            )?;
-            let answer = client
-                .batch_get_item()
-                .request_items(tables.events(), request)
-                .send()
-                .await
-                .map_err(|e| unavailable(&e))?;
-            for item in answer
-                .responses()
-                .and_then(|r| r.get(&tables.events()))
-                .into_iter()
-                .flatten()
-            {
-                let event = event_from_item(item)?;
-                found.insert(
-                    (
-                        event.aggregate_id.to_string(),
-                        event.sequence_number.to_string(),
-                    ),
-                    event,
-                );
-            }
-            keys = answer
-                .unprocessed_keys()
-                .and_then(|u| u.get(&tables.events()))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
-            }
-        }
-        if !keys.is_empty() {
-            return Err(StoreError::Unavailable(
-                "outbox events left unprocessed by BatchGetItem".into(),
-            ));
-        }
-    }
-    let rows = rows
-        .into_iter()
-        .map(|(id, keys)| {
-            let events = keys
-                .into_iter()
-                .map(|key| {
-                    found.remove(&key).ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "outbox row {id} names event {}:{}, which is not stored",
-                            key.0, key.1
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((id, events))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok((rows, full))
 }
