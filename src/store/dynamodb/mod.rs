@@ -255,11 +255,8 @@ impl DynamoEventStore {
             .first()
             .map(|e| e.aggregate_id.to_string())
             .unwrap_or_default();
-        for key in &commit.guards {
-            let item = HashMap::from([
-                ("guardKey".to_owned(), s(key.clone())),
-                ("owner".to_owned(), s(owner.clone())),
-            ]);
+        // A guard row (uniqueness, idempotency) is a Put that only a new key lets through.
+        let new_guard = |item: Item| -> Result<TransactWriteItem, StoreError> {
             let put = build(
                 Put::builder()
                     .table_name(self.tables.guards())
@@ -268,11 +265,15 @@ impl DynamoEventStore {
                     .expression_attribute_names("#key", "guardKey")
                     .build(),
             )?;
-            add(
-                TransactWriteItem::builder().put(put).build(),
-                Part::Guard(key.clone()),
-                key.len() + owner.len(),
-            )?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        for key in &commit.guards {
+            let item = HashMap::from([
+                ("guardKey".to_owned(), s(key.clone())),
+                ("owner".to_owned(), s(owner.clone())),
+            ]);
+            let size = item_size(&item);
+            add(new_guard(item)?, Part::Guard(key.clone()), size)?;
         }
         if let Some(record) = &commit.idempotency {
             let item = HashMap::from([
@@ -284,16 +285,8 @@ impl DynamoEventStore {
                 ("response".to_owned(), s(record.response.to_string())),
             ]);
             let size = item_size(&item);
-            let put = build(
-                Put::builder()
-                    .table_name(self.tables.guards())
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#key)")
-                    .expression_attribute_names("#key", "guardKey")
-                    .build(),
-            )?;
             add(
-                TransactWriteItem::builder().put(put).build(),
+                new_guard(item)?,
                 Part::Idempotency(record.key.clone()),
                 size,
             )?;
