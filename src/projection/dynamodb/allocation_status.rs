@@ -3,7 +3,7 @@
 //! The record's `version` is its checkpoint, as for every single-row projection.
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
-use super::{decode, Cache, DynamoProjections, Outcome, VersionedRow};
+use super::{decode, DynamoProjections, Outcome, Rows, VersionedRow};
 use crate::domain::allocation::{AllocationEvent, AllocationStatus};
 use crate::projection::{AllocationView, ProjectionError};
 use crate::store::EventEnvelope;
@@ -53,16 +53,11 @@ impl VersionedRow for AllocationView {
 pub async fn apply(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
-    cache: &mut Cache,
+    rows: &mut Rows<AllocationView>,
 ) -> Result<Outcome, ProjectionError> {
     let event: AllocationEvent = decode(envelope)?;
     let fold = |row: Option<&AllocationView>| AllocationView::next(row, envelope, &event);
     store
-        .apply_row(
-            &store.tables.allocations(),
-            envelope,
-            &mut cache.allocations,
-            fold,
-        )
+        .apply_row(&store.tables.allocations(), envelope, rows, fold)
         .await
 }

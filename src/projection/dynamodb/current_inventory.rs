@@ -4,7 +4,7 @@
 //! replaces the whole record, so those keys vanish as soon as the item is no longer low.
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
-use super::{decode, Cache, DynamoProjections, Outcome, VersionedRow};
+use super::{decode, DynamoProjections, Outcome, Rows, VersionedRow};
 use crate::domain::item::ItemEvent;
 use crate::domain::warehouse::WarehouseEvent;
 use crate::projection::{ItemView, ProjectionError, WarehouseView};
@@ -112,28 +112,23 @@ impl VersionedRow for ItemView {
 pub async fn apply_warehouse(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
-    cache: &mut Cache,
+    rows: &mut Rows<WarehouseView>,
 ) -> Result<Outcome, ProjectionError> {
     let event: WarehouseEvent = decode(envelope)?;
     let fold = |row: Option<&WarehouseView>| WarehouseView::next(row, envelope, &event);
     store
-        .apply_row(
-            &store.tables.warehouses(),
-            envelope,
-            &mut cache.warehouses,
-            fold,
-        )
+        .apply_row(&store.tables.warehouses(), envelope, rows, fold)
         .await
 }
 
 pub async fn apply_item(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
-    cache: &mut Cache,
+    rows: &mut Rows<ItemView>,
 ) -> Result<Outcome, ProjectionError> {
     let event: ItemEvent = decode(envelope)?;
     let fold = |row: Option<&ItemView>| ItemView::next(row, envelope, &event);
     store
-        .apply_row(&store.tables.items(), envelope, &mut cache.items, fold)
+        .apply_row(&store.tables.items(), envelope, rows, fold)
         .await
 }

@@ -301,6 +301,62 @@ impl DynamoProjections {
         Err(lost_races(envelope))
     }
 
+    /// What each projector these tables serve made of one event. An item's current-inventory
+    /// and movement projectors write different tables on their own conditions, so their
+    /// requests go out together; history follows unless they found a gap (two round trips
+    /// per item event, not three).
+    async fn apply_event(
+        &self,
+        envelope: &EventEnvelope,
+        cache: &mut Cache,
+    ) -> Result<Vec<(ProjectionName, Outcome)>, ProjectionError> {
+        let serves = |projector: ProjectionName| {
+            self.serves.contains(&projector) && projector.handles() == envelope.aggregate_type
+        };
+        let mut results = Vec::new();
+        if serves(ProjectionName::Warehouses) {
+            let outcome =
+                current_inventory::apply_warehouse(self, envelope, &mut cache.warehouses).await?;
+            results.push((ProjectionName::Warehouses, outcome));
+        }
+        if serves(ProjectionName::AllocationStatus) {
+            let outcome = allocation_status::apply(self, envelope, &mut cache.allocations).await?;
+            results.push((ProjectionName::AllocationStatus, outcome));
+        }
+        let (item_rows, movement_rows) = (&mut cache.items, &mut cache.movements);
+        let (current, movements) = tokio::join!(
+            async {
+                match serves(ProjectionName::CurrentInventory) {
+                    true => Some(current_inventory::apply_item(self, envelope, item_rows).await),
+                    false => None,
+                }
+            },
+            async {
+                match serves(ProjectionName::StockMovements) {
+                    true => Some(stock_movements::apply(self, envelope, movement_rows).await),
+                    false => None,
+                }
+            },
+        );
+        for (projector, outcome) in [
+            (ProjectionName::CurrentInventory, current),
+            (ProjectionName::StockMovements, movements),
+        ] {
+            if let Some(outcome) = outcome {
+                results.push((projector, outcome?));
+            }
+        }
+        // History keeps no checkpoint (its rows need none), so it must not run past a gap.
+        let gap = results
+            .iter()
+            .any(|(_, outcome)| matches!(outcome, Outcome::Gap { .. }));
+        if !gap && serves(ProjectionName::InventoryHistory) {
+            let outcome = inventory_history::apply(self, envelope).await?;
+            results.push((ProjectionName::InventoryHistory, outcome));
+        }
+        Ok(results)
+    }
+
     /// Every record of a table. Only `dump` may do this: it reads the whole table.
     async fn scan(&self, table: &str) -> Result<Vec<Record>, ProjectionError> {
         let mut records = Vec::new();
@@ -341,29 +397,8 @@ impl ProjectionStore for DynamoProjections {
         let mut allocations = BTreeSet::new();
         let mut outcome = Applied::default();
         'events: for (index, envelope) in events.iter().enumerate() {
-            for projector in self
-                .serves
-                .iter()
-                .copied()
-                .filter(|p| p.handles() == envelope.aggregate_type)
-            {
-                let result = match projector {
-                    ProjectionName::Warehouses => {
-                        current_inventory::apply_warehouse(self, envelope, &mut cache).await?
-                    }
-                    ProjectionName::CurrentInventory => {
-                        current_inventory::apply_item(self, envelope, &mut cache).await?
-                    }
-                    ProjectionName::AllocationStatus => {
-                        allocation_status::apply(self, envelope, &mut cache).await?
-                    }
-                    ProjectionName::InventoryHistory => {
-                        inventory_history::apply(self, envelope).await?
-                    }
-                    ProjectionName::StockMovements => {
-                        stock_movements::apply(self, envelope, &mut cache).await?
-                    }
-                };
+            let results = self.apply_event(envelope, &mut cache).await?;
+            for (projector, result) in results {
                 match (result, projector) {
                     (Outcome::Gap { after }, _) => {
                         outcome.gap = Some(Gap {

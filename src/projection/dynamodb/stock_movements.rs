@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use super::attributes::{n, s, Record, RecordReader};
 use super::{
-    decode, lost_races, position, unavailable, Cache, Cached, DynamoProjections, Outcome, MAX_RACES,
+    decode, lost_races, position, unavailable, Cached, DynamoProjections, Outcome, Rows, MAX_RACES,
 };
 use crate::domain::item::{ItemEvent, StockChangeReason};
 use crate::projection::day_of;
@@ -354,7 +354,7 @@ async fn count_new_day(
 pub async fn apply(
     store: &DynamoProjections,
     envelope: &EventEnvelope,
-    cache: &mut Cache,
+    cache: &mut Rows<Checkpoint>,
 ) -> Result<Outcome, ProjectionError> {
     let event: ItemEvent = decode(envelope)?;
     let created = match &event {
@@ -369,7 +369,7 @@ pub async fn apply(
     let mut hints = true;
     for _ in 0..MAX_RACES {
         let day = day_of(envelope.timestamp);
-        let (checkpoint, remembered) = match cache.movements.get(&id) {
+        let (checkpoint, remembered) = match cache.get(&id) {
             Some(Cached::Known(checkpoint)) => (checkpoint, false),
             Some(Cached::Remembered(checkpoint)) => (Some(checkpoint), true),
             // The item's first event: nothing to read yet (a hint, as in `apply_row`).
@@ -383,7 +383,7 @@ pub async fn apply(
                 hints = false;
                 continue;
             }
-            cache.movements.insert(id, checkpoint);
+            cache.insert(id, checkpoint);
             return Ok(outcome);
         }
         let Some(owner) = created
@@ -421,7 +421,7 @@ pub async fn apply(
                 (Some(previous), None) => previous.day.clone(),
                 _ => day,
             };
-            cache.movements.insert(
+            cache.insert(
                 id,
                 Some(Checkpoint {
                     last_sequence: envelope.sequence_number,
@@ -433,7 +433,7 @@ pub async fn apply(
         }
         // Another writer moved the record or the checkpoint: read again to tell a duplicate
         // from a gap.
-        cache.movements.remove(&id);
+        cache.remove(&id);
         hints = false;
     }
     Err(lost_races(envelope))
