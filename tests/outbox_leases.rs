@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{prefix_of, Server, BINARY};
+use common::{prefix_of, Server};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -80,31 +80,11 @@ struct Sample {
 
 /// `inventory-service verify` on DynamoDB, polled until consistent (15 s at most).
 async fn verify(dir: &Path, env: &[(&str, String)]) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let output = tokio::process::Command::new(BINARY)
-            .arg("verify")
-            .arg("--data-dir")
-            .arg(dir)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "error")
-            .output()
-            .await
-            .expect("run verify");
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
-            panic!(
-                "verify printed {:?}",
-                String::from_utf8_lossy(&output.stdout)
-            )
-        });
-        if report["consistent"] == json!(true) || Instant::now() > deadline {
-            return report["differences"]
-                .as_array()
-                .map(|d| d.iter().map(|v| v.to_string()).collect())
-                .unwrap_or_default();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    common::verify_until_consistent_with(dir, env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -260,13 +260,21 @@ impl Drop for Server {
 }
 
 pub async fn verify_until_consistent(data_dir: &Path) -> Vec<String> {
+    verify_until_consistent_with(data_dir, backend_env(data_dir)).await
+}
+
+/// `inventory-service verify` with these settings, polled until consistent (15 s at most).
+pub async fn verify_until_consistent_with(
+    data_dir: &Path,
+    env: Vec<(String, String)>,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let output = tokio::process::Command::new(BINARY)
             .arg("verify")
             .arg("--data-dir")
             .arg(data_dir)
-            .envs(backend_env(data_dir))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "error")
             .output()
             .await
