@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::{closed_loop, Gql};
+use crate::cost::{CommandCost, Counters, UnitKey};
 use crate::stats::Row;
 
 /// A payload the size of a stock change's `eventData` and metadata.
@@ -35,6 +36,99 @@ pub async fn raw_dynamodb(
     label: &str,
 ) -> anyhow::Result<Row> {
     let client = inventory_service::dynamodb::client(endpoint).await;
+    let table = create_raw_table(&client).await?;
+    let per_stream = appends.div_ceil(concurrency as u64).max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, table) = (client.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            let aggregate = uuid::Uuid::now_v7().to_string();
+            let mut latencies = Vec::new();
+            let mut failures = 0u64;
+            for sequence in 1..=per_stream {
+                let begun = Instant::now();
+                let result = raw_append(&client, &table, &aggregate, sequence).await;
+                latencies.push(begun.elapsed());
+                if result.is_err() {
+                    failures += 1;
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for task in tasks {
+        let (l, f) = task.await?;
+        latencies.extend(l);
+        failures += f;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = client.delete_table().table_name(&table).send().await;
+    let ok = latencies.len() as u64 - failures.min(latencies.len() as u64);
+    let mut row = Row::new(key, label);
+    row.set("ops", ok as f64)
+        .set("opsPerSec", ok as f64 / seconds)
+        .set("failures", failures as f64)
+        .set("concurrency", concurrency as f64)
+        .latencies(&mut latencies);
+    Ok(row)
+}
+
+/// The raw baseline of the cost section: `appends` sequential single-event appends (as in
+/// `raw_dynamodb`) through a client that asks for consumed capacity, counted by the library's
+/// own counters the way the service counts its calls. Nothing else may call DynamoDB from this
+/// process meanwhile: requests are counted per process, units per table.
+pub async fn raw_dynamodb_cost(
+    endpoint: Option<&str>,
+    appends: u64,
+) -> anyhow::Result<CommandCost> {
+    use inventory_service::dynamodb::{capacity_snapshot, client_with};
+    let client = client_with(endpoint, true).await;
+    let table = create_raw_table(&client).await?;
+    let aggregate = uuid::Uuid::now_v7().to_string();
+    // The first call opens the connection.
+    raw_append(&client, &table, &aggregate, 1).await?;
+    let before = capacity_snapshot();
+    let started = Instant::now();
+    for sequence in 2..=appends + 1 {
+        raw_append(&client, &table, &aggregate, sequence).await?;
+    }
+    let window = started.elapsed();
+    let after = capacity_snapshot();
+    let _ = client.delete_table().table_name(&table).send().await;
+    let spent = after.since(&before);
+    let mut delta = Counters::default();
+    for (operation, count) in &spent.requests {
+        delta.requests.insert(operation.clone(), *count as f64);
+    }
+    for ((name, index), units) in &spent.units {
+        // Only this table: the capacity of anything else in the process is not the baseline's.
+        if name != &table {
+            continue;
+        }
+        // A transaction of Puts consumes write capacity only.
+        let key = UnitKey {
+            table: "raw_events".into(),
+            index: index.clone(),
+            kind: "write".into(),
+        };
+        *delta.units.entry(key).or_default() += units;
+    }
+    Ok(CommandCost::new(
+        "rawAppend",
+        "raw single-event append",
+        appends as usize,
+        0,
+        &delta,
+        &Counters::default(),
+        window,
+    ))
+}
+
+/// A scratch table with the events table's keys (on-demand), active.
+async fn create_raw_table(client: &aws_sdk_dynamodb::Client) -> anyhow::Result<String> {
     let table = format!("bench_raw_{}", uuid::Uuid::now_v7().simple());
     client
         .create_table()
@@ -66,87 +160,56 @@ pub async fn raw_dynamodb(
         )
         .send()
         .await?;
-    wait_active(&client, &table).await?;
-    let per_stream = appends.div_ceil(concurrency as u64).max(1);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, table) = (client.clone(), table.clone());
-        tasks.push(tokio::spawn(async move {
-            let aggregate = uuid::Uuid::now_v7().to_string();
-            let mut latencies = Vec::new();
-            let mut failures = 0u64;
-            for sequence in 1..=per_stream {
-                let item = HashMap::from([
-                    (
-                        "aggregateId".to_owned(),
-                        AttributeValue::S(aggregate.clone()),
-                    ),
-                    (
-                        "sequenceNumber".to_owned(),
-                        AttributeValue::N(sequence.to_string()),
-                    ),
-                    (
-                        "eventId".to_owned(),
-                        AttributeValue::S(uuid::Uuid::now_v7().to_string()),
-                    ),
-                    (
-                        "eventType".to_owned(),
-                        AttributeValue::S("StockLevelChanged".into()),
-                    ),
-                    (
-                        "eventData".to_owned(),
-                        AttributeValue::S(event_body(sequence)),
-                    ),
-                    (
-                        "timestamp".to_owned(),
-                        AttributeValue::N(inventory_service::application::now_ms().to_string()),
-                    ),
-                ]);
-                let begun = Instant::now();
-                let put = Put::builder()
-                    .table_name(&table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#seq)")
-                    .expression_attribute_names("#seq", "sequenceNumber")
-                    .build();
-                let result = match put {
-                    Ok(put) => client
-                        .transact_write_items()
-                        .transact_items(TransactWriteItem::builder().put(put).build())
-                        .send()
-                        .await
-                        .map(|_| ()),
-                    Err(_) => {
-                        failures += 1;
-                        continue;
-                    }
-                };
-                latencies.push(begun.elapsed());
-                if result.is_err() {
-                    failures += 1;
-                }
-            }
-            (latencies, failures)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut failures = 0;
-    for task in tasks {
-        let (l, f) = task.await?;
-        latencies.extend(l);
-        failures += f;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let _ = client.delete_table().table_name(&table).send().await;
-    let ok = latencies.len() as u64 - failures.min(latencies.len() as u64);
-    let mut row = Row::new(key, label);
-    row.set("ops", ok as f64)
-        .set("opsPerSec", ok as f64 / seconds)
-        .set("failures", failures as f64)
-        .set("concurrency", concurrency as f64)
-        .latencies(&mut latencies);
-    Ok(row)
+    wait_active(client, &table).await?;
+    Ok(table)
+}
+
+/// One single-event append: a `TransactWriteItems` of one Put conditioned on
+/// `attribute_not_exists(sequenceNumber)`, an event the size of a stock change.
+async fn raw_append(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    aggregate: &str,
+    sequence: u64,
+) -> anyhow::Result<()> {
+    let item = HashMap::from([
+        (
+            "aggregateId".to_owned(),
+            AttributeValue::S(aggregate.into()),
+        ),
+        (
+            "sequenceNumber".to_owned(),
+            AttributeValue::N(sequence.to_string()),
+        ),
+        (
+            "eventId".to_owned(),
+            AttributeValue::S(uuid::Uuid::now_v7().to_string()),
+        ),
+        (
+            "eventType".to_owned(),
+            AttributeValue::S("StockLevelChanged".into()),
+        ),
+        (
+            "eventData".to_owned(),
+            AttributeValue::S(event_body(sequence)),
+        ),
+        (
+            "timestamp".to_owned(),
+            AttributeValue::N(inventory_service::application::now_ms().to_string()),
+        ),
+    ]);
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#seq)")
+        .expression_attribute_names("#seq", "sequenceNumber")
+        .build()?;
+    client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().put(put).build())
+        .send()
+        .await?;
+    Ok(())
 }
 
 async fn wait_active(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {

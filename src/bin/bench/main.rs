@@ -4,12 +4,15 @@
 //!   over HTTP, subscriptions over WebSocket), scenario by scenario, next to baselines measured
 //!   in the same run (raw DynamoDB appends, a do-nothing async-graphql server, raw SQLite
 //!   inserts); after each scenario the projections are verified against a replay of the store.
+//!   On DynamoDB it first measures what each command costs: requests and capacity units per
+//!   command, by table and index, beside one raw append (see `cost/`).
 //! - `latency` and `rebuild`: the same measurements through the library (see `library.rs`).
 //!
 //! `cargo run --release --bin bench -- service [--store dynamodb] [--repeat 3] [--quick]`
 
 mod baselines;
 mod client;
+mod cost;
 mod lag;
 mod library;
 mod report;

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
+use crate::cost::CostReport;
 use crate::stats::Row;
 use crate::Args;
 
@@ -22,6 +23,8 @@ pub struct Report {
     medians: Vec<Row>,
     ratios: Vec<(&'static str, Option<f64>)>,
     targets: Vec<Target>,
+    /// What a command costs (DynamoDB only).
+    cost: Option<CostReport>,
 }
 
 /// Figures shown in their own columns; the rest go to the last column as `name=value`.
@@ -36,7 +39,13 @@ const COLUMNS: [&str; 7] = [
 ];
 
 impl Report {
-    pub fn new(args: &Args, runs: &[Vec<Row>], medians: Vec<Row>, elapsed: Duration) -> Self {
+    pub fn new(
+        args: &Args,
+        runs: &[Vec<Row>],
+        medians: Vec<Row>,
+        cost: Option<CostReport>,
+        elapsed: Duration,
+    ) -> Self {
         let figure = |key: &str, name: &str| {
             medians
                 .iter()
@@ -65,7 +74,11 @@ impl Report {
             }
         };
         let hot_failures = figure("s3_hot_item", "failures");
-        let ratios = vec![
+        let per_command = |key: &str, figure: fn(&crate::cost::CommandCost) -> f64| {
+            cost.as_ref().and_then(|c| c.get(key)).map(figure)
+        };
+        let units = |key: &str| per_command(key, crate::cost::CommandCost::units);
+        let mut ratios = vec![
             (
                 "s1_over_raw_dynamodb_sequential",
                 ratio(ops("s1_sequential_adjust"), ops("raw_dynamodb_sequential")),
@@ -96,6 +109,18 @@ impl Report {
             ),
             ("s6_p50_largest_over_smallest", latency_ratio),
         ];
+        if cost.is_some() {
+            ratios.extend([
+                (
+                    "cost_adjust_units_over_raw_append",
+                    ratio(units("inventoryAdjust"), units("rawAppend")),
+                ),
+                (
+                    "cost_allocate_units_over_raw_append",
+                    ratio(units("allocationCreate"), units("rawAppend")),
+                ),
+            ]);
+        }
         let get = |name: &str| {
             ratios
                 .iter()
@@ -139,6 +164,21 @@ impl Report {
                     latency_ratio,
                     1.2,
                 ),
+                at_most(
+                    "cost: inventoryAdjust ≤ 8 capacity units / command",
+                    units("inventoryAdjust"),
+                    8.0,
+                ),
+                at_most(
+                    "cost: inventoryAdjust ≤ 3 requests / command",
+                    per_command("inventoryAdjust", crate::cost::CommandCost::requests),
+                    3.0,
+                ),
+                at_most(
+                    "cost: allocationCreate ≤ 14 capacity units / command",
+                    units("allocationCreate"),
+                    14.0,
+                ),
             ]);
         } else {
             targets.extend([
@@ -169,6 +209,7 @@ impl Report {
             medians,
             ratios,
             targets,
+            cost,
         }
     }
 
@@ -176,6 +217,7 @@ impl Report {
         self.medians
             .iter()
             .all(|r| !matches!(r.check, Some(Err(_))))
+            && self.cost.as_ref().is_none_or(CostReport::passed)
     }
 
     pub fn print(&self) {
@@ -228,6 +270,9 @@ impl Report {
                 println!("|   check failed: {reason}");
             }
         }
+        if let Some(cost) = &self.cost {
+            cost.print();
+        }
         println!("\nratios");
         for (name, value) in &self.ratios {
             if let Some(value) = value {
@@ -268,6 +313,7 @@ impl Report {
             "runs": self.runs.iter().map(|r| rows(r.as_slice())).collect::<Vec<_>>(),
             "ratios": self.ratios.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "targets": self.targets.iter().map(|t| json!({ "target": t.name, "value": t.value, "pass": t.pass })).collect::<Vec<_>>(),
+            "cost": self.cost.as_ref().map(CostReport::json),
             "checksPassed": self.checks_passed(),
         })
     }

@@ -58,7 +58,7 @@ pub async fn create_warehouse(gql: &Gql, code: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("warehouseCreate failed: {data}"))
 }
 
-async fn create_items(
+pub async fn create_items(
     gql: &Gql,
     warehouse: &str,
     prefix: &str,
@@ -194,7 +194,7 @@ pub async fn command_latency(gql: &Gql, item: &str, commands: usize) -> anyhow::
     Ok(row)
 }
 
-fn expect_ok(outcome: Outcome) -> anyhow::Result<Value> {
+pub fn expect_ok(outcome: Outcome) -> anyhow::Result<Value> {
     match outcome {
         Outcome::Ok(payload) => Ok(payload),
         other => anyhow::bail!("command failed: {other:?}"),

@@ -20,6 +20,11 @@ pub struct Instance {
     pub dynamodb_endpoint: Option<String>,
     pub bus: String,
     pub amqp_url: String,
+    /// Run the service with `INVENTORY_DYNAMODB_REPORT_CAPACITY`: every DynamoDB call asks for
+    /// its consumed capacity, counted in `/metrics` (the cost section).
+    pub report_capacity: bool,
+    /// `INVENTORY_OUTBOX_LEASE_MS` when set: how long the relay's outbox shard leases last.
+    pub outbox_lease_ms: Option<u64>,
 }
 
 impl Instance {
@@ -47,6 +52,12 @@ impl Instance {
         ];
         if let Some(endpoint) = &self.dynamodb_endpoint {
             env.push(("INVENTORY_DYNAMODB_ENDPOINT", endpoint.clone()));
+        }
+        if self.report_capacity {
+            env.push(("INVENTORY_DYNAMODB_REPORT_CAPACITY", "true".into()));
+        }
+        if let Some(lease) = self.outbox_lease_ms {
+            env.push(("INVENTORY_OUTBOX_LEASE_MS", lease.to_string()));
         }
         env
     }
@@ -186,12 +197,14 @@ pub fn service_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     let dir = exe.parent().context("executable has no directory")?;
     if let Some(cargo) = std::env::var_os("CARGO") {
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--bin", "inventory-service", "--manifest-path"]);
+        // Every binary, as `cargo build --bins` does: building the one alone would unify
+        // the dependencies' features differently and compile much of the tree a second time.
+        build.args(["build", "--bins", "--manifest-path"]);
         build.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
         if dir.ends_with("release") {
             build.arg("--release");
         }
-        eprintln!("bench: cargo build --bin inventory-service (as this executable's profile)");
+        eprintln!("bench: cargo build --bins (as this executable's profile)");
         let status = build.status()?;
         anyhow::ensure!(status.success(), "building inventory-service failed");
     }
@@ -202,6 +215,22 @@ pub fn service_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         binary.display()
     );
     Ok(binary)
+}
+
+/// The DynamoDB endpoint of a run on `--store dynamodb`: `--dynamodb-endpoint`, or else a local
+/// one started for the run (kept alive by the returned guard). None on the embedded store.
+pub fn dynamodb_endpoint(
+    args: &crate::Args,
+) -> anyhow::Result<(Option<String>, Option<LocalDynamo>)> {
+    if args.store != "dynamodb" {
+        return Ok((None, None));
+    }
+    if let Some(endpoint) = &args.dynamodb_endpoint {
+        return Ok((Some(endpoint.clone()), None));
+    }
+    eprintln!("starting a local DynamoDB endpoint (scripts/dynamodb-local.sh start)");
+    let local = LocalDynamo::start()?;
+    Ok((Some(local.endpoint.clone()), Some(local)))
 }
 
 /// The local DynamoDB endpoint started for this run; stopped when dropped.

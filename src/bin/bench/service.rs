@@ -5,14 +5,17 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use crate::baselines;
 use crate::client::Gql;
+use crate::cost;
 use crate::lag;
 use crate::library::tempfile_dir;
 use crate::report;
 use crate::scenarios::{self, Fixture, Timing};
 use crate::seeding;
-use crate::server::{self, Instance, LocalDynamo, ServiceProcess};
+use crate::server::{self, Instance, ServiceProcess};
 use crate::stats::{self, Row};
 use crate::Args;
 
@@ -28,16 +31,7 @@ struct Bench<'a> {
 
 pub async fn run(args: &Args) -> anyhow::Result<bool> {
     let binary = server::service_binary(args.service_binary.as_deref())?;
-    let local = if args.store == "dynamodb" && args.dynamodb_endpoint.is_none() {
-        eprintln!("starting a local DynamoDB endpoint (scripts/dynamodb-local.sh start)");
-        Some(LocalDynamo::start()?)
-    } else {
-        None
-    };
-    let endpoint = args
-        .dynamodb_endpoint
-        .clone()
-        .or_else(|| local.as_ref().map(|l| l.endpoint.clone()));
+    let (endpoint, local) = server::dynamodb_endpoint(args)?;
     let root = tempfile_dir()?;
     let bench = Bench {
         args,
@@ -49,6 +43,8 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
             dynamodb_endpoint: endpoint.clone(),
             bus: args.bus.clone(),
             amqp_url: args.amqp_url.clone(),
+            report_capacity: false,
+            outbox_lease_ms: None,
         },
         root: root.clone(),
         http: reqwest::Client::builder()
@@ -81,6 +77,11 @@ impl Bench<'_> {
     async fn run_all(&self, endpoint: Option<&str>) -> anyhow::Result<bool> {
         let started = std::time::Instant::now();
         let floor = Gql::new(self.http.clone(), &baselines::start_floor().await?);
+        let cost = if self.args.store == "dynamodb" {
+            Some(self.cost(endpoint).await.context("the cost section")?)
+        } else {
+            None
+        };
         // Scenario 6's long streams are seeded once and served by one process for all repeats.
         let default_sizes: &[u64] = if self.args.quick {
             &[10, 1_000]
@@ -122,7 +123,7 @@ impl Bench<'_> {
         } else {
             medians.push(self.memory().await?);
         }
-        let report = report::Report::new(self.args, &runs, medians, started.elapsed());
+        let report = report::Report::new(self.args, &runs, medians, cost, started.elapsed());
         report.print();
         let path = self.args.json_or("target/bench-service.json");
         if let Some(parent) = Path::new(path).parent() {
@@ -131,6 +132,30 @@ impl Bench<'_> {
         std::fs::write(path, serde_json::to_string_pretty(&report.json())?)?;
         eprintln!("figures written to {path}");
         Ok(report.checks_passed())
+    }
+
+    /// What a command costs on DynamoDB: a service of its own started with the capacity flag,
+    /// `--commands` sequential commands per kind (50 by default, `--quick` too), then the raw
+    /// baseline in-process, while nothing else in this process calls DynamoDB.
+    async fn cost(&self, endpoint: Option<&str>) -> anyhow::Result<cost::CostReport> {
+        eprintln!("cost: requests and capacity units per command");
+        // An hour's outbox leases: their renewals (a PutItem per shard every third of the
+        // lease, a cost per instance and second, not per command) then fall outside the
+        // measured windows instead of jittering their figures.
+        let instance = Instance {
+            report_capacity: true,
+            outbox_lease_ms: Some(cost::LEASE_MS),
+            ..Instance::new(&self.root, "cost", &self.template)?
+        };
+        let service = ServiceProcess::start(&self.binary, &instance).await?;
+        let gql = Gql::new(self.http.clone(), &service.url);
+        let scraper = cost::Scraper::new(self.http.clone(), &service.url, &instance.prefix);
+        let measured = cost::measure(&gql, &scraper, self.args.commands).await;
+        service.stop().await;
+        let mut report = measured?;
+        report.baseline =
+            Some(baselines::raw_dynamodb_cost(endpoint, self.args.commands as u64).await?);
+        Ok(report)
     }
 
     fn commands(&self) -> usize {
