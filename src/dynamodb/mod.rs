@@ -12,8 +12,8 @@ pub use capacity::{capacity_snapshot, CapacitySnapshot};
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
@@ -267,7 +267,6 @@ pub struct TableSpec {
     pub partition: KeyAttribute,
     pub sort: Option<KeyAttribute>,
     pub global: Vec<IndexSpec>,
-    pub local: Vec<IndexSpec>,
 }
 
 impl TableSpec {
@@ -277,7 +276,6 @@ impl TableSpec {
             partition,
             sort,
             global: vec![],
-            local: vec![],
         }
     }
     fn global(
@@ -371,7 +369,7 @@ pub async fn create_tables(
         }
         let mut attributes: Vec<KeyAttribute> = vec![spec.partition.clone()];
         attributes.extend(spec.sort.clone());
-        for index in spec.global.iter().chain(&spec.local) {
+        for index in &spec.global {
             attributes.push(index.partition.clone());
             attributes.extend(index.sort.clone());
         }
@@ -403,18 +401,6 @@ pub async fn create_tables(
         for index in &spec.global {
             request = request.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
-                    .index_name(index.name)
-                    .set_key_schema(Some(
-                        key_schema(&index.partition, &index.sort).map_err(fail)?,
-                    ))
-                    .projection(projection(index))
-                    .build()
-                    .map_err(|e| fail(e.to_string()))?,
-            );
-        }
-        for index in &spec.local {
-            request = request.local_secondary_indexes(
-                LocalSecondaryIndex::builder()
                     .index_name(index.name)
                     .set_key_schema(Some(
                         key_schema(&index.partition, &index.sort).map_err(fail)?,
