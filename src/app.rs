@@ -202,6 +202,7 @@ impl Service {
                 bus.clone(),
                 stopping,
                 DRAIN_DEADLINE,
+                bus_config.relay_linger(config.store),
             ))
         };
         let source = format!("inventory-service/{}", std::process::id());

@@ -283,6 +283,11 @@ async fn drive_every_adapter(client: aws_sdk_dynamodb::Client) {
     let _ = store.count_events().await;
 
     let projections = DynamoProjections::new(client.clone(), tables.clone());
+    // One event at a time: a batch folds an item's events of one day into one transaction,
+    // and the same-day UpdateItem of the movement record must be walked too.
+    for event in &events {
+        let _ = projections.apply(vec![event.clone()]).await;
+    }
     let _ = projections.apply(events.clone()).await;
     let _ = projections.dump().await;
     let _ = projections.warehouse(warehouse).await;

@@ -78,13 +78,62 @@ pub async fn client_with(endpoint: Option<&str>, report_capacity: bool) -> Clien
 /// An item as the SDK gives it.
 pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
-/// Why `batch_get` could not read every key.
+/// Why `batch_get` could not read every key, or `batch_write` write every item.
 #[derive(Debug, thiserror::Error)]
-pub enum BatchGetError {
+pub enum BatchError {
     #[error("{0}")]
     Request(String),
-    #[error("{0} keys left unprocessed by BatchGetItem after retries")]
+    #[error("{0} requests left unprocessed after retries")]
     Unprocessed(usize),
+}
+
+/// How many BatchWriteItem requests of one `batch_write` are in flight at once.
+const WRITES_IN_FLIGHT: usize = 4;
+
+/// Writes `requests` (puts and deletes) to `table`, 25 per BatchWriteItem with a few in flight
+/// at once, retrying with backoff what DynamoDB leaves unprocessed (it does so when a
+/// partition is throttled). Unconditional, so only for writes that are idempotent by
+/// themselves: a retry or a redelivery writes the same item again.
+pub async fn batch_write(
+    client: &Client,
+    table: &str,
+    requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+) -> Result<(), BatchError> {
+    use futures::stream::{StreamExt, TryStreamExt};
+    let chunks: Vec<Vec<_>> = requests.chunks(25).map(<[_]>::to_vec).collect();
+    futures::stream::iter(chunks)
+        .map(|mut chunk| async move {
+            for attempt in 0..10u32 {
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let answer = client
+                    .batch_write_item()
+                    .request_items(table, chunk)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        BatchError::Request(
+                            aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+                        )
+                    })?;
+                chunk = answer
+                    .unprocessed_items()
+                    .and_then(|u| u.get(table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !chunk.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+                }
+            }
+            match chunk.len() {
+                0 => Ok(()),
+                left => Err(BatchError::Unprocessed(left)),
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .try_collect()
+        .await
 }
 
 /// Reads the items of `keys` from `table`, strongly consistent, 100 keys a BatchGetItem,
@@ -93,7 +142,7 @@ pub async fn batch_get(
     client: &Client,
     table: &str,
     keys: Vec<Item>,
-) -> Result<Vec<Item>, BatchGetError> {
+) -> Result<Vec<Item>, BatchError> {
     let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
         let mut keys = chunk.to_vec();
@@ -105,14 +154,14 @@ pub async fn batch_get(
                 .set_keys(Some(keys))
                 .consistent_read(true)
                 .build()
-                .map_err(|e| BatchGetError::Request(e.to_string()))?;
+                .map_err(|e| BatchError::Request(e.to_string()))?;
             let answer = client
                 .batch_get_item()
                 .request_items(table, request)
                 .send()
                 .await
                 .map_err(|e| {
-                    BatchGetError::Request(
+                    BatchError::Request(
                         aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
                     )
                 })?;
@@ -129,7 +178,7 @@ pub async fn batch_get(
             }
         }
         if !keys.is_empty() {
-            return Err(BatchGetError::Unprocessed(keys.len()));
+            return Err(BatchError::Unprocessed(keys.len()));
         }
     }
     Ok(found)

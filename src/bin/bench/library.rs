@@ -175,18 +175,7 @@ async fn bulk_load(
                 .build())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    for chunk in requests.chunks(25) {
-        let mut pending = std::collections::HashMap::from([(table.to_owned(), chunk.to_vec())]);
-        while !pending.is_empty() {
-            let output = client
-                .batch_write_item()
-                .set_request_items(Some(pending))
-                .send()
-                .await?;
-            pending = output.unprocessed_items.unwrap_or_default();
-            pending.retain(|_, requests| !requests.is_empty());
-        }
-    }
+    inventory_service::dynamodb::batch_write(client, table, requests).await?;
     Ok(())
 }
 

@@ -190,7 +190,26 @@ impl Bench<'_> {
             &tally,
         );
         row.check = Some(self.check(&instance, &gql).await);
+        let sequential = (row.get("ops").unwrap_or(1_000.0).max(100.0)) as u64;
         rows.push(row);
+        // Each baseline runs right after the scenario it is compared with (and after the
+        // check, so the service's projectors are idle): a shared machine's load drifts
+        // within a run, and the ratio should see the same load on both sides.
+        eprintln!("  baselines for 1: raw appends, framework floor");
+        rows.push(baselines::raw_sqlite(&instance.data_dir, sequential.min(20_000)).await?);
+        if self.args.store == "dynamodb" {
+            rows.push(
+                baselines::raw_dynamodb(
+                    endpoint,
+                    sequential,
+                    1,
+                    "raw_dynamodb_sequential",
+                    "raw DynamoDB append, sequential",
+                )
+                .await?,
+            );
+        }
+        rows.push(baselines::floor(floor, 1, timing.warmup, timing.measure).await);
 
         eprintln!("  2. 16 clients over 16 items");
         let tally = scenarios::adjust_load(&gql, &fixture.spread, 16, timing).await;
@@ -201,7 +220,22 @@ impl Bench<'_> {
         );
         row.check = Some(self.check(&instance, &gql).await);
         let peak = tally.ops_per_sec();
+        let concurrent = (row.get("ops").unwrap_or(1_000.0).max(160.0)) as u64;
         rows.push(row);
+        eprintln!("  baselines for 2: raw appends, framework floor");
+        if self.args.store == "dynamodb" {
+            rows.push(
+                baselines::raw_dynamodb(
+                    endpoint,
+                    concurrent,
+                    16,
+                    "raw_dynamodb_16",
+                    "raw DynamoDB append, 16 concurrent",
+                )
+                .await?,
+            );
+        }
+        rows.push(baselines::floor(floor, 16, timing.warmup, timing.measure).await);
 
         eprintln!("  3. 32 clients on one hot item");
         let tally =
@@ -213,6 +247,7 @@ impl Bench<'_> {
         );
         row.check = Some(self.check(&instance, &gql).await);
         rows.push(row);
+        rows.push(baselines::floor(floor, 32, timing.warmup, timing.measure).await);
 
         eprintln!("  4. allocationCreate, 32 clients over 8 items");
         let tally = scenarios::allocate_load(&gql, &fixture.allocatable, 32, timing).await;
@@ -252,45 +287,6 @@ impl Bench<'_> {
         rows.push(row);
         service.stop().await;
 
-        eprintln!("  baselines");
-        for clients in [1, 16, 32] {
-            rows.push(baselines::floor(floor, clients, timing.warmup, timing.measure).await);
-        }
-        let sequential = rows
-            .iter()
-            .find(|r| r.key == "s1_sequential_adjust")
-            .and_then(|r| r.get("ops"))
-            .unwrap_or(1_000.0)
-            .max(100.0) as u64;
-        let concurrent = rows
-            .iter()
-            .find(|r| r.key == "s2_concurrent_adjust")
-            .and_then(|r| r.get("ops"))
-            .unwrap_or(1_000.0)
-            .max(160.0) as u64;
-        rows.push(baselines::raw_sqlite(&instance.data_dir, sequential.min(20_000)).await?);
-        if self.args.store == "dynamodb" {
-            rows.push(
-                baselines::raw_dynamodb(
-                    endpoint,
-                    sequential,
-                    1,
-                    "raw_dynamodb_sequential",
-                    "raw DynamoDB append, sequential",
-                )
-                .await?,
-            );
-            rows.push(
-                baselines::raw_dynamodb(
-                    endpoint,
-                    concurrent,
-                    16,
-                    "raw_dynamodb_16",
-                    "raw DynamoDB append, 16 concurrent",
-                )
-                .await?,
-            );
-        }
         Ok(rows)
     }
 

@@ -1,5 +1,8 @@
-//! A durable consumer: takes deliveries from its group's quorum queue one at a time, hands
-//! each to the handler and acknowledges only after the handler returned. `Reject` and bodies
+//! A durable consumer: takes the deliveries its group's quorum queue has sent (up to the
+//! prefetch), hands them to the handler as one batch, so a projector folds them into one write
+//! per row, and acknowledges them only after the handler returned. A batch the handler does not
+//! take whole is handed over again one delivery at a time (the handler is idempotent, so what
+//! the batch applied is skipped), and each delivery is then judged alone: `Reject` and bodies
 //! that are not an envelope are dead-lettered at once; `Retry` is requeued after a pause that
 //! grows with each try, and dead-lettered on the last permitted delivery. A retried message
 //! waits out its pause off the loop, so the messages behind it keep flowing (it then arrives
@@ -68,7 +71,17 @@ async fn run(
             next = consumer.next() => next,
         };
         match next {
-            Some(Ok(delivery)) => handle(&shared, &registration, delivery).await,
+            Some(Ok(delivery)) => {
+                // Whatever else has arrived already joins the batch; nothing waits for more.
+                let mut batch = vec![delivery];
+                while batch.len() < usize::from(shared.config.prefetch.max(1)) {
+                    match consumer.next().now_or_never() {
+                        Some(Some(Ok(delivery))) => batch.push(delivery),
+                        _ => break,
+                    }
+                }
+                handle_batch(&shared, &registration, batch).await;
+            }
             Some(Err(error)) => {
                 tracing::debug!(queue = %registration.queue, %error, "consumer stopped");
                 break;
@@ -79,6 +92,48 @@ async fn run(
     // The connection or channel is gone, or the broker cancelled us (queue deleted): either
     // way the session is incomplete without this consumer, so rebuild it.
     session.fail(&format!("the consumer of {} stopped", registration.queue));
+}
+
+/// Hands a batch to the handler at once; on any failure, delivery by delivery.
+async fn handle_batch(shared: &Shared, registration: &Registration, batch: Vec<Delivery>) {
+    if batch.len() == 1 {
+        for delivery in batch {
+            handle(shared, registration, delivery).await;
+        }
+        return;
+    }
+    let mut envelopes = Vec::with_capacity(batch.len());
+    let mut deliveries = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        match serde_json::from_slice::<EventEnvelope>(&delivery.data) {
+            Ok(envelope) => {
+                envelopes.push(envelope);
+                deliveries.push(delivery);
+            }
+            // Judged alone below: dead-lettered.
+            Err(_) => handle(shared, registration, delivery).await,
+        }
+    }
+    let outcome = AssertUnwindSafe(registration.handler.handle(&envelopes))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(HandlerError::Retry("the handler panicked".into())));
+    match outcome {
+        Ok(()) => {
+            for delivery in deliveries {
+                if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    // It comes back after the reconnect; the handler drops the duplicate.
+                    tracing::debug!(queue = %registration.queue, %error, "cannot acknowledge");
+                }
+            }
+        }
+        Err(error) => {
+            tracing::debug!(queue = %registration.queue, ?error, size = deliveries.len(), "batch not taken whole; handling its deliveries one by one");
+            for delivery in deliveries {
+                handle(shared, registration, delivery).await;
+            }
+        }
+    }
 }
 
 async fn handle(shared: &Shared, registration: &Registration, delivery: Delivery) {

@@ -3,7 +3,7 @@
 //! The record's `version` is its checkpoint, as for every single-row projection.
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
-use super::{decode, DynamoProjections, Outcome, Rows, VersionedRow};
+use super::{decode, VersionedRow};
 use crate::domain::allocation::{AllocationEvent, AllocationStatus};
 use crate::projection::{AllocationView, ProjectionError};
 use crate::store::EventEnvelope;
@@ -50,14 +50,10 @@ impl VersionedRow for AllocationView {
     }
 }
 
-pub async fn apply(
-    store: &DynamoProjections,
+pub fn fold(
+    row: Option<&AllocationView>,
     envelope: &EventEnvelope,
-    rows: &mut Rows<AllocationView>,
-) -> Result<Outcome, ProjectionError> {
+) -> Result<AllocationView, ProjectionError> {
     let event: AllocationEvent = decode(envelope)?;
-    let fold = |row: Option<&AllocationView>| AllocationView::next(row, envelope, &event);
-    store
-        .apply_row(&store.tables.allocations(), envelope, rows, fold)
-        .await
+    Ok(AllocationView::next(row, envelope, &event))
 }

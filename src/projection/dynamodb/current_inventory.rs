@@ -4,7 +4,7 @@
 //! replaces the whole record, so those keys vanish as soon as the item is no longer low.
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
-use super::{decode, DynamoProjections, Outcome, Rows, VersionedRow};
+use super::{decode, VersionedRow};
 use crate::domain::item::ItemEvent;
 use crate::domain::warehouse::WarehouseEvent;
 use crate::projection::{ItemView, ProjectionError, WarehouseView};
@@ -109,26 +109,18 @@ impl VersionedRow for ItemView {
     }
 }
 
-pub async fn apply_warehouse(
-    store: &DynamoProjections,
+pub fn fold_warehouse(
+    row: Option<&WarehouseView>,
     envelope: &EventEnvelope,
-    rows: &mut Rows<WarehouseView>,
-) -> Result<Outcome, ProjectionError> {
+) -> Result<WarehouseView, ProjectionError> {
     let event: WarehouseEvent = decode(envelope)?;
-    let fold = |row: Option<&WarehouseView>| WarehouseView::next(row, envelope, &event);
-    store
-        .apply_row(&store.tables.warehouses(), envelope, rows, fold)
-        .await
+    Ok(WarehouseView::next(row, envelope, &event))
 }
 
-pub async fn apply_item(
-    store: &DynamoProjections,
+pub fn fold_item(
+    row: Option<&ItemView>,
     envelope: &EventEnvelope,
-    rows: &mut Rows<ItemView>,
-) -> Result<Outcome, ProjectionError> {
+) -> Result<ItemView, ProjectionError> {
     let event: ItemEvent = decode(envelope)?;
-    let fold = |row: Option<&ItemView>| ItemView::next(row, envelope, &event);
-    store
-        .apply_row(&store.tables.items(), envelope, rows, fold)
-        .await
+    Ok(ItemView::next(row, envelope, &event))
 }

@@ -1,11 +1,13 @@
 //! Inventory history: one record per change of an item's on-hand stock (its creation with the
 //! initial quantity, then every `StockLevelChanged`), keyed (itemId, sequenceNumber). Each
-//! record is self-contained — it depends on no earlier event — so a Put conditioned on the key
-//! being new is idempotent by itself and needs no checkpoint: a redelivery fails the condition
-//! and is skipped, and writing one ahead of a gap does no harm (the gap is refilled, not lost).
+//! record is self-contained — it depends on no earlier event — so writing it is idempotent by
+//! itself and needs no checkpoint: a redelivery writes the same record again, 25 records per
+//! BatchWriteItem, and writing one ahead of a gap would do no harm (the gap is refilled).
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
-use super::{decode, unavailable, DynamoProjections, Outcome};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+
+use super::{decode, DynamoProjections};
 use crate::domain::item::ItemEvent;
 use crate::projection::{HistoryEntry, ProjectionError};
 use crate::store::EventEnvelope;
@@ -39,33 +41,24 @@ pub fn from_record(record: &Record) -> Result<HistoryEntry, ProjectionError> {
     })
 }
 
-pub async fn apply(
+/// Writes the records of these events (those that change on-hand stock), unconditionally:
+/// a record depends only on its own event, so writing it again is harmless.
+pub async fn write<'a>(
     store: &DynamoProjections,
-    envelope: &EventEnvelope,
-) -> Result<Outcome, ProjectionError> {
-    let event: ItemEvent = decode(envelope)?;
-    // Nothing to record for other events; there is no checkpoint to advance either.
-    let Some(entry) = HistoryEntry::from_event(envelope, &event) else {
-        return Ok(Outcome::Applied);
-    };
-    let written = store
-        .client
-        .put_item()
-        .table_name(store.tables.history())
-        .set_item(Some(to_record(&entry)))
-        .condition_expression("attribute_not_exists(#item)")
-        .expression_attribute_names("#item", "itemId")
-        .send()
-        .await;
-    match written {
-        Ok(_) => Ok(Outcome::Applied),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(Outcome::Duplicate)
+    events: impl Iterator<Item = &'a EventEnvelope>,
+) -> Result<(), ProjectionError> {
+    let mut requests = Vec::new();
+    for envelope in events {
+        let event: ItemEvent = decode(envelope)?;
+        if let Some(entry) = HistoryEntry::from_event(envelope, &event) {
+            let put = PutRequest::builder()
+                .set_item(Some(to_record(&entry)))
+                .build()
+                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
         }
-        Err(error) => Err(unavailable(error)),
     }
+    crate::dynamodb::batch_write(&store.client, &store.tables.history(), requests)
+        .await
+        .map_err(|e| ProjectionError::Unavailable(format!("cannot write history: {e}")))
 }

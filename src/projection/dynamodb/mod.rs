@@ -17,6 +17,7 @@ pub use generations::DynamoGenerations;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::Client;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -70,35 +71,195 @@ impl DynamoProjections {
     }
 }
 
-/// What one projector made of one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Applied,
-    Duplicate,
-    /// The projector's checkpoint is `after`, more than one behind the event.
-    Gap {
-        after: u64,
-    },
+/// What one projector made of one aggregate's events in a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Progress {
+    /// Whether the projector's row (or rows) changed.
+    changed: bool,
+    /// The batch index of the first event it could not apply, and its checkpoint, when it
+    /// stopped at a gap.
+    gap: Option<(usize, u64)>,
 }
 
-/// Where an event with `sequence` stands against a checkpoint `last`: `None` when it is the
-/// next one and must be applied.
-fn position(last: u64, sequence: u64) -> Option<Outcome> {
-    if sequence <= last {
-        Some(Outcome::Duplicate)
-    } else if sequence > last + 1 {
-        Some(Outcome::Gap { after: last })
-    } else {
-        None
+/// One aggregate's events in a batch, with their places in it, in batch order.
+type Stream<'a> = Vec<(usize, &'a EventEnvelope)>;
+
+/// The events of `events` a projector handles, by aggregate, in order of first appearance.
+fn streams(events: &[EventEnvelope], projector: ProjectionName) -> Vec<(Uuid, Stream<'_>)> {
+    let mut streams: Vec<(Uuid, Stream<'_>)> = Vec::new();
+    let mut place = HashMap::new();
+    for (index, envelope) in events.iter().enumerate() {
+        if envelope.aggregate_type != projector.handles() {
+            continue;
+        }
+        let at = *place.entry(envelope.aggregate_id).or_insert_with(|| {
+            streams.push((envelope.aggregate_id, Vec::new()));
+            streams.len() - 1
+        });
+        streams[at].1.push((index, envelope));
+    }
+    streams
+}
+
+/// What a checkpoint at `last` makes of one aggregate's events.
+struct Plan<'a> {
+    /// The events to apply: each the next after `last` and those before it.
+    next: Stream<'a>,
+    /// Whether some event was at or below the checkpoint (a duplicate).
+    skipped: bool,
+    /// The first event past a hole, with the checkpoint it found.
+    gap: Option<(usize, u64)>,
+}
+
+fn plan<'a>(last: u64, stream: &Stream<'a>) -> Plan<'a> {
+    let mut plan = Plan {
+        next: Vec::new(),
+        skipped: false,
+        gap: None,
+    };
+    let mut at = last;
+    for &(index, envelope) in stream {
+        let sequence = envelope.sequence_number;
+        if sequence <= at {
+            plan.skipped = true;
+        } else if sequence == at + 1 {
+            plan.next.push((index, envelope));
+            at = sequence;
+        } else {
+            plan.gap = Some((index, at));
+            break;
+        }
+    }
+    plan
+}
+
+impl Plan<'_> {
+    /// Whether a plan made on a remembered hint must be made again on a read: a hint may
+    /// decide what to write (the write's condition checks it), never what to skip.
+    fn needs_read(&self) -> bool {
+        self.skipped || self.gap.is_some()
     }
 }
 
-/// How many times one event's conditional write may lose a race before the batch fails as
+/// How many aggregates of one batch a projector reads or writes at once.
+const ROWS_IN_FLIGHT: usize = 16;
+
+/// One aggregate's events in a batch, and where its projector's row stood before them.
+struct Pending<'a, V> {
+    id: Uuid,
+    stream: Stream<'a>,
+    start: Option<Cached<V>>,
+    gap: Option<(usize, u64)>,
+}
+
+/// Where one aggregate's row stands before a batch, and whether its events reach a gap: a
+/// row known in this batch decides; a remembered hint (or, for an aggregate's first event,
+/// the hint that there is no row yet) is kept if its plan needs no read; otherwise `read`.
+async fn resolve<V>(
+    start: Option<Cached<V>>,
+    stream: &Stream<'_>,
+    last: fn(&V) -> u64,
+    read: impl std::future::Future<Output = Result<Option<V>, ProjectionError>>,
+) -> Result<(Option<Cached<V>>, Option<(usize, u64)>), ProjectionError> {
+    let first = stream.first().map_or(0, |(_, e)| e.sequence_number);
+    match start {
+        Some(Cached::Known(row)) => {
+            let gap = plan(row.as_ref().map_or(0, last), stream).gap;
+            return Ok((Some(Cached::Known(row)), gap));
+        }
+        Some(Cached::Remembered(row)) if !plan(last(&row), stream).needs_read() => {
+            return Ok((Some(Cached::Remembered(row)), None));
+        }
+        None if first == 1 && !plan(0, stream).needs_read() => return Ok((None, None)),
+        _ => {}
+    }
+    let row = read.await?;
+    let gap = plan(row.as_ref().map_or(0, last), stream).gap;
+    Ok((Some(Cached::Known(row)), gap))
+}
+
+/// The first phase of a batch for one projector: each aggregate's starting row (reads only
+/// where nothing known or hinted will do, several at once) and its gap, if any.
+async fn resolve_all<'a, V, F>(
+    events: &'a [EventEnvelope],
+    projector: ProjectionName,
+    rows: &mut Rows<V>,
+    last: fn(&V) -> u64,
+    read: impl Fn(Uuid) -> F,
+) -> Result<Vec<Pending<'a, V>>, ProjectionError>
+where
+    V: Clone,
+    F: std::future::Future<Output = Result<Option<V>, ProjectionError>>,
+{
+    let mut work = Vec::new();
+    for (id, stream) in streams(events, projector) {
+        let start = rows.get(&id);
+        let read = read(id);
+        work.push(async move {
+            let (start, gap) = resolve(start, &stream, last, read).await?;
+            Ok::<_, ProjectionError>(Pending {
+                id,
+                stream,
+                start,
+                gap,
+            })
+        });
+    }
+    futures::stream::iter(work)
+        .buffered(ROWS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// The second phase: each aggregate's events before `cutoff` (the batch's earliest gap)
+/// written by `write`, several aggregates at once. Returns the aggregates whose rows changed.
+async fn write_all<'a, V, F>(
+    rows: &mut Rows<V>,
+    pending: Vec<Pending<'a, V>>,
+    cutoff: usize,
+    write: impl Fn(Uuid, Stream<'a>, Option<Cached<V>>) -> F,
+) -> Result<BTreeSet<Uuid>, ProjectionError>
+where
+    V: Clone,
+    F: std::future::Future<Output = Result<(Uuid, Option<V>, Progress), ProjectionError>>,
+{
+    let mut work = Vec::new();
+    for Pending {
+        id, stream, start, ..
+    } in pending
+    {
+        let stream: Stream<'a> = stream.into_iter().filter(|(i, _)| *i < cutoff).collect();
+        if stream.is_empty() {
+            rows.put_back(id, start);
+        } else {
+            work.push(write(id, stream, start));
+        }
+    }
+    let done: Vec<(Uuid, Option<V>, Progress)> = futures::stream::iter(work)
+        .buffer_unordered(ROWS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let mut changed = BTreeSet::new();
+    for (id, row, progress) in done {
+        if progress.gap.is_some() {
+            // Only a row that went back (a table emptied under us) can open a gap now.
+            return Err(ProjectionError::Unavailable(format!(
+                "the projection row of {id} moved back during a batch; retry"
+            )));
+        }
+        if progress.changed {
+            changed.insert(id);
+        }
+        rows.insert(id, row);
+    }
+    Ok(changed)
+}
+
+/// How many times one aggregate's conditional write may lose a race before the batch fails as
 /// unavailable. Each loss means another writer made progress, so this bounds only contention.
 const MAX_RACES: usize = 8;
 
-/// Rows and checkpoints as read or written earlier in this batch, so a batch of N events on
-/// one aggregate costs one read and N writes; and, remembered from earlier batches, hints that
+/// Rows and checkpoints as read or written in this batch; and, remembered from earlier batches, hints that
 /// spare the read altogether in the steady state (one writer per row). Only hints: every write
 /// is still conditioned on the version it expects, a failed condition drops the entry and
 /// re-reads, and a remembered row never decides on its own that an event is a duplicate or a
@@ -167,9 +328,17 @@ impl<V: Clone> Rows<V> {
         self.known.insert(id, row);
     }
 
-    fn remove(&mut self, id: &Uuid) {
-        self.known.remove(id);
-        self.remembered.remove(id);
+    /// Returns what `get` took, unused.
+    fn put_back(&mut self, id: Uuid, row: Option<Cached<V>>) {
+        match row {
+            Some(Cached::Known(row)) => {
+                self.known.insert(id, row);
+            }
+            Some(Cached::Remembered(row)) => {
+                self.remembered.insert(id, row);
+            }
+            None => {}
+        }
     }
 
     fn remember(mut self) -> Rows<V> {
@@ -207,12 +376,14 @@ fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Result<E, ProjectionError
     })
 }
 
-fn lost_races(envelope: &EventEnvelope) -> ProjectionError {
+fn lost_races(id: Uuid) -> ProjectionError {
     ProjectionError::Unavailable(format!(
-        "event {} lost {MAX_RACES} races for its projection row; retry later",
-        envelope.event_id
+        "aggregate {id} lost {MAX_RACES} races for its projection row; retry later"
     ))
 }
+
+/// The fold of a single-row read model: the row after one more event.
+type Fold<V> = fn(Option<&V>, &EventEnvelope) -> Result<V, ProjectionError>;
 
 impl DynamoProjections {
     async fn get_row<V: VersionedRow>(
@@ -232,40 +403,51 @@ impl DynamoProjections {
         output.item.as_ref().map(V::from_record).transpose()
     }
 
-    /// Applies one event to the row keyed by its aggregate id: reads the row (an absent row is
-    /// version 0), skips a duplicate, reports a gap, or writes `fold(row)` on condition that
-    /// the row is still at `s - 1`, so a stale or concurrent writer cannot roll it back.
-    async fn apply_row<V: VersionedRow>(
+    /// Applies one aggregate's events to the row keyed by its id, with one write however many
+    /// they are: reads the row (an absent row is version 0) unless this batch or a hint knows
+    /// it, skips duplicates, stops at a gap, and writes the fold of the rest on condition that
+    /// the row is still at the version it was folded from, so a stale or concurrent writer
+    /// cannot roll it back. Returns the row as it now stands.
+    async fn apply_stream<V: VersionedRow>(
         &self,
         table: &str,
-        envelope: &EventEnvelope,
-        cache: &mut Rows<V>,
-        fold: impl Fn(Option<&V>) -> V + Send + Sync,
-    ) -> Result<Outcome, ProjectionError> {
-        let id = envelope.aggregate_id;
-        let sequence = envelope.sequence_number;
+        id: Uuid,
+        stream: Stream<'_>,
+        mut start: Option<Cached<V>>,
+        fold: Fold<V>,
+    ) -> Result<(Uuid, Option<V>, Progress), ProjectionError> {
+        let first = stream.first().map_or(0, |(_, e)| e.sequence_number);
         // Cleared once a hint proved wrong: from then on only a read decides.
         let mut hints = true;
         for _ in 0..MAX_RACES {
-            let (row, remembered) = match cache.get(&id) {
+            let (row, hinted) = match start.take() {
                 Some(Cached::Known(row)) => (row, false),
-                Some(Cached::Remembered(row)) => (Some(row), true),
+                Some(Cached::Remembered(row)) if hints => (Some(row), true),
                 // An aggregate's first event: there is no row to read yet. Taken as a hint, so
                 // a redelivery fails the write's condition and is then read.
-                None if sequence == 1 && hints => (None, true),
-                None => (self.get_row::<V>(table, id).await?, false),
+                None if first == 1 && hints => (None, true),
+                _ => (self.get_row::<V>(table, id).await?, false),
             };
             let version = row.as_ref().map_or(0, V::version);
-            if let Some(outcome) = position(version, sequence) {
-                if remembered {
-                    // Not the next event by the hint: let a read decide.
-                    hints = false;
-                    continue;
-                }
-                cache.insert(id, row);
-                return Ok(outcome);
+            let plan = plan(version, &stream);
+            if hinted && plan.needs_read() {
+                hints = false;
+                continue;
             }
-            let next = fold(row.as_ref());
+            let mut folded: Option<V> = None;
+            for (_, envelope) in &plan.next {
+                folded = Some(fold(folded.as_ref().or(row.as_ref()), envelope)?);
+            }
+            let Some(next) = folded else {
+                return Ok((
+                    id,
+                    row,
+                    Progress {
+                        changed: false,
+                        gap: plan.gap,
+                    },
+                ));
+            };
             let request = self
                 .client
                 .put_item()
@@ -283,78 +465,28 @@ impl DynamoProjections {
             };
             match request.send().await {
                 Ok(_) => {
-                    cache.insert(id, Some(next));
-                    return Ok(Outcome::Applied);
+                    return Ok((
+                        id,
+                        Some(next),
+                        Progress {
+                            changed: true,
+                            gap: plan.gap,
+                        },
+                    ))
                 }
                 Err(error)
                     if error
                         .as_service_error()
                         .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
                 {
-                    // Someone else moved the row: read it again and decide afresh.
-                    cache.remove(&id);
+                    // Someone else moved the row: read it again and decide afresh (what it
+                    // applied is then a duplicate; a lost race never opens a gap).
                     hints = false;
                 }
                 Err(error) => return Err(unavailable(error)),
             }
         }
-        Err(lost_races(envelope))
-    }
-
-    /// What each projector these tables serve made of one event. An item's current-inventory
-    /// and movement projectors write different tables on their own conditions, so their
-    /// requests go out together; history follows unless they found a gap (two round trips
-    /// per item event, not three).
-    async fn apply_event(
-        &self,
-        envelope: &EventEnvelope,
-        cache: &mut Cache,
-    ) -> Result<Vec<(ProjectionName, Outcome)>, ProjectionError> {
-        let serves = |projector: ProjectionName| {
-            self.serves.contains(&projector) && projector.handles() == envelope.aggregate_type
-        };
-        let mut results = Vec::new();
-        if serves(ProjectionName::Warehouses) {
-            let outcome =
-                current_inventory::apply_warehouse(self, envelope, &mut cache.warehouses).await?;
-            results.push((ProjectionName::Warehouses, outcome));
-        }
-        if serves(ProjectionName::AllocationStatus) {
-            let outcome = allocation_status::apply(self, envelope, &mut cache.allocations).await?;
-            results.push((ProjectionName::AllocationStatus, outcome));
-        }
-        let (item_rows, movement_rows) = (&mut cache.items, &mut cache.movements);
-        let (current, movements) = tokio::join!(
-            async {
-                match serves(ProjectionName::CurrentInventory) {
-                    true => Some(current_inventory::apply_item(self, envelope, item_rows).await),
-                    false => None,
-                }
-            },
-            async {
-                match serves(ProjectionName::StockMovements) {
-                    true => Some(stock_movements::apply(self, envelope, movement_rows).await),
-                    false => None,
-                }
-            },
-        );
-        for (projector, outcome) in [
-            (ProjectionName::CurrentInventory, current),
-            (ProjectionName::StockMovements, movements),
-        ] {
-            if let Some(outcome) = outcome {
-                results.push((projector, outcome?));
-            }
-        }
-        // History keeps no checkpoint (its rows need none), so it must not run past a gap.
-        let gap = results
-            .iter()
-            .any(|(_, outcome)| matches!(outcome, Outcome::Gap { .. }));
-        if !gap && serves(ProjectionName::InventoryHistory) {
-            let outcome = inventory_history::apply(self, envelope).await?;
-            results.push((ProjectionName::InventoryHistory, outcome));
-        }
-        Ok(results)
+        Err(lost_races(id))
     }
 
     /// Every record of a table. Only `dump` may do this: it reads the whole table.
@@ -382,10 +514,15 @@ impl DynamoProjections {
 
 #[async_trait]
 impl ProjectionStore for DynamoProjections {
-    /// Events are applied one at a time, each projector with its own condition; there is no
-    /// batch transaction (it would hit the 100-item limit and gain nothing). An error part-way
-    /// leaves the earlier events applied, which a redelivery then skips as duplicates.
+    /// Each projector folds a batch's events on one aggregate into one conditional write (a
+    /// row, or a movement record per day) and writes several aggregates at once; history then
+    /// goes in BatchWriteItems of 25. There is no batch transaction (it would hit the 100-item
+    /// limit and double every unit). First every projector finds where its rows stand (reading
+    /// only what it neither knows nor may take from a hint), so that a gap anywhere stops the
+    /// whole batch there: only the events before the earliest gap are written. An error
+    /// part-way leaves some aggregates applied, which a redelivery then skips as duplicates.
     async fn apply(&self, events: Vec<EventEnvelope>) -> Result<Applied, ProjectionError> {
+        use ProjectionName as P;
         // Taken for the batch (another batch applied meanwhile starts without hints) and put
         // back only if the batch succeeds.
         let mut cache = self
@@ -393,37 +530,126 @@ impl ProjectionStore for DynamoProjections {
             .lock()
             .map(|mut hints| std::mem::take(&mut *hints))
             .unwrap_or_default();
-        let mut items = BTreeSet::new();
-        let mut allocations = BTreeSet::new();
-        let mut outcome = Applied::default();
-        'events: for (index, envelope) in events.iter().enumerate() {
-            let results = self.apply_event(envelope, &mut cache).await?;
-            for (projector, result) in results {
-                match (result, projector) {
-                    (Outcome::Gap { after }, _) => {
-                        outcome.gap = Some(Gap {
-                            aggregate_id: envelope.aggregate_id,
-                            after,
-                        });
-                        outcome.applied = index;
-                        break 'events;
-                    }
-                    (Outcome::Applied, ProjectionName::CurrentInventory) => {
-                        items.insert(envelope.aggregate_id);
-                    }
-                    (Outcome::Applied, ProjectionName::AllocationStatus) => {
-                        allocations.insert(envelope.aggregate_id);
-                    }
-                    _ => {}
-                }
+        let none = |projector: P| !self.serves.contains(&projector);
+        let served = |projector: P| {
+            if none(projector) {
+                &events[..0]
+            } else {
+                &events[..]
             }
-            outcome.applied = index + 1;
+        };
+        let (warehouses_table, allocations_table, items_table) = (
+            self.tables.warehouses(),
+            self.tables.allocations(),
+            self.tables.items(),
+        );
+        let (warehouses, allocations, items, movements) = tokio::join!(
+            resolve_all(
+                served(P::Warehouses),
+                P::Warehouses,
+                &mut cache.warehouses,
+                WarehouseView::version,
+                |id| self.get_row(&warehouses_table, id),
+            ),
+            resolve_all(
+                served(P::AllocationStatus),
+                P::AllocationStatus,
+                &mut cache.allocations,
+                AllocationView::version,
+                |id| self.get_row(&allocations_table, id),
+            ),
+            resolve_all(
+                served(P::CurrentInventory),
+                P::CurrentInventory,
+                &mut cache.items,
+                ItemView::version,
+                |id| self.get_row(&items_table, id),
+            ),
+            resolve_all(
+                served(P::StockMovements),
+                P::StockMovements,
+                &mut cache.movements,
+                stock_movements::Checkpoint::last_sequence,
+                |id| stock_movements::read_checkpoint(self, id),
+            ),
+        );
+        let (warehouses, allocations, items, movements) =
+            (warehouses?, allocations?, items?, movements?);
+        let earliest = warehouses
+            .iter()
+            .map(|p| (p.id, p.gap))
+            .chain(allocations.iter().map(|p| (p.id, p.gap)))
+            .chain(items.iter().map(|p| (p.id, p.gap)))
+            .chain(movements.iter().map(|p| (p.id, p.gap)))
+            .filter_map(|(id, gap)| gap.map(|(index, after)| (index, after, id)))
+            .min();
+        let cutoff = earliest.map_or(events.len(), |(index, _, _)| index);
+        let (_, changed_allocations, changed_items, _) = tokio::join!(
+            write_all(
+                &mut cache.warehouses,
+                warehouses,
+                cutoff,
+                |id, stream, start| {
+                    self.apply_stream(
+                        &warehouses_table,
+                        id,
+                        stream,
+                        start,
+                        current_inventory::fold_warehouse,
+                    )
+                }
+            ),
+            write_all(
+                &mut cache.allocations,
+                allocations,
+                cutoff,
+                |id, stream, start| {
+                    self.apply_stream(
+                        &allocations_table,
+                        id,
+                        stream,
+                        start,
+                        allocation_status::fold,
+                    )
+                }
+            ),
+            write_all(&mut cache.items, items, cutoff, |id, stream, start| {
+                self.apply_stream(
+                    &items_table,
+                    id,
+                    stream,
+                    start,
+                    current_inventory::fold_item,
+                )
+            }),
+            write_all(
+                &mut cache.movements,
+                movements,
+                cutoff,
+                |id, stream, start| { stock_movements::apply_stream(self, id, stream, start) }
+            ),
+        );
+        let (changed_allocations, changed_items) = (changed_allocations?, changed_items?);
+        // History keeps no checkpoint (its rows need none); it stops at the gap too.
+        if !none(P::InventoryHistory) {
+            let entries = events[..cutoff]
+                .iter()
+                .filter(|e| e.aggregate_type == P::InventoryHistory.handles());
+            inventory_history::write(self, entries).await?;
         }
-        outcome.changed_items = items
+        let mut outcome = Applied {
+            applied: cutoff,
+            ..Applied::default()
+        };
+        outcome.gap = earliest.map(|(_, after, aggregate_id)| Gap {
+            aggregate_id,
+            after,
+        });
+        outcome.changed_items = changed_items
             .iter()
             .filter_map(|id| cache.items.known.get(id).cloned().flatten())
             .collect();
-        outcome.changed_allocations = allocations
+        outcome.changed_allocations = changed_allocations
             .iter()
             .filter_map(|id| cache.allocations.known.get(id).cloned().flatten())
             .collect();
@@ -485,5 +711,58 @@ impl ProjectionStore for DynamoProjections {
         dump.movements
             .sort_by(|a, b| (a.item_id, &a.day).cmp(&(b.item_id, &b.day)));
         Ok(dump)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::warehouse::WarehouseEvent;
+    use crate::domain::AggregateType;
+    use crate::store::Metadata;
+
+    fn deactivated(id: Uuid, sequence: u64) -> EventEnvelope {
+        let event = WarehouseEvent::WarehouseDeactivated {
+            reason: format!("r{sequence}"),
+        };
+        EventEnvelope::new(
+            Uuid::now_v7(),
+            AggregateType::Warehouse,
+            id,
+            sequence,
+            &event,
+            Metadata::default(),
+            0,
+        )
+    }
+
+    #[test]
+    fn a_plan_applies_the_run_after_the_checkpoint_skips_duplicates_and_stops_at_a_gap() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let events: Vec<_> = [(a, 3), (b, 1), (a, 4), (a, 5), (a, 7), (a, 8), (b, 2)]
+            .into_iter()
+            .map(|(id, sequence)| deactivated(id, sequence))
+            .collect();
+        let by_aggregate = streams(&events, ProjectionName::Warehouses);
+        assert_eq!(by_aggregate.len(), 2);
+        let (id, stream) = &by_aggregate[0];
+        assert_eq!(*id, a);
+        // Checkpoint at 3: 3 is a duplicate, 4 and 5 apply, 7 is past a hole at 6.
+        let plan = plan(3, stream);
+        let next: Vec<_> = plan
+            .next
+            .iter()
+            .map(|(i, e)| (*i, e.sequence_number))
+            .collect();
+        assert_eq!(next, [(2, 4), (3, 5)]);
+        assert!(plan.skipped);
+        assert_eq!(plan.gap, Some((4, 5)));
+        assert!(plan.needs_read());
+        // The other aggregate's events are all new.
+        let plan = super::plan(0, &by_aggregate[1].1);
+        assert_eq!(plan.next.len(), 2);
+        assert!(!plan.needs_read());
+        // No projector of items sees a warehouse event.
+        assert!(streams(&events, ProjectionName::CurrentInventory).is_empty());
     }
 }

@@ -2,7 +2,8 @@
 //! fulfilled and the net on-hand change, accumulated with ADD. ADD is not idempotent, so each
 //! day's record carries `lastSequence`, the item's last event counted, and is written on
 //! condition that it still holds `s - 1`: a redelivery or a concurrent applier fails the
-//! condition instead of counting twice. Within a day that is one UpdateItem per event. The
+//! condition instead of counting twice. Within a day that is one UpdateItem per batch of the
+//! item's events (their counters summed). The
 //! item's checkpoint row (`stock_movements#<itemId>` in projection_checkpoints) only points at
 //! the day record holding the latest event; it moves, in one transaction with the new day's
 //! record and a check of the old one, once per item per day.
@@ -13,12 +14,12 @@ use std::collections::HashMap;
 
 use super::attributes::{n, s, Record, RecordReader};
 use super::{
-    decode, lost_races, position, unavailable, Cached, DynamoProjections, Outcome, Rows, MAX_RACES,
+    decode, lost_races, plan, unavailable, Cached, DynamoProjections, Progress, Stream, MAX_RACES,
 };
 use crate::domain::item::{ItemEvent, StockChangeReason};
 use crate::projection::day_of;
 use crate::projection::{MovementRow, ProjectionError};
-use crate::store::EventEnvelope;
+use uuid::Uuid;
 
 /// Where the movements projector stands on one item: the last sequence number counted, the
 /// day record that holds it, and the item's warehouse and SKU (from its creation) that every
@@ -30,7 +31,14 @@ pub struct Checkpoint {
     owner: (String, String),
 }
 
-/// One event's contribution to its day's counters.
+impl Checkpoint {
+    pub(super) fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+}
+
+/// One event's contribution to its day's counters, or several events' summed.
+#[derive(Debug, Clone, Copy, Default)]
 struct Movement {
     received: i64,
     removed: i64,
@@ -40,17 +48,21 @@ struct Movement {
     net: i64,
 }
 
+impl Movement {
+    fn add(&mut self, other: &Movement) {
+        self.received += other.received;
+        self.removed += other.removed;
+        self.allocated += other.allocated;
+        self.released += other.released;
+        self.fulfilled += other.fulfilled;
+        self.net += other.net;
+    }
+}
+
 /// The same arithmetic as the SQLite projector: on-hand changes split by sign into received
 /// and removed, except a fulfilment, which counts as fulfilled.
 fn movement_of(event: &ItemEvent) -> Option<Movement> {
-    let zero = Movement {
-        received: 0,
-        removed: 0,
-        allocated: 0,
-        released: 0,
-        fulfilled: 0,
-        net: 0,
-    };
+    let zero = Movement::default();
     Some(match *event {
         ItemEvent::InventoryItemCreated {
             initial_quantity, ..
@@ -138,29 +150,29 @@ impl Expression {
     }
 }
 
-fn checkpoint_key(envelope: &EventEnvelope) -> Record {
-    let key = format!("stock_movements#{}", envelope.aggregate_id);
+fn checkpoint_key(id: Uuid) -> Record {
+    let key = format!("stock_movements#{id}");
     HashMap::from([("checkpointKey".to_owned(), s(key))])
 }
 
-fn row_key(envelope: &EventEnvelope, day: &str) -> Record {
+fn row_key(id: Uuid, day: &str) -> Record {
     HashMap::from([
-        ("itemId".to_owned(), s(envelope.aggregate_id.to_string())),
+        ("itemId".to_owned(), s(id.to_string())),
         ("day".to_owned(), s(day)),
     ])
 }
 
 /// Reads the checkpoint row, then the day record it points at (two reads, only when this
 /// process does not know the item yet).
-async fn read_checkpoint(
+pub(super) async fn read_checkpoint(
     store: &DynamoProjections,
-    envelope: &EventEnvelope,
+    id: Uuid,
 ) -> Result<Option<Checkpoint>, ProjectionError> {
     let output = store
         .client
         .get_item()
         .table_name(store.tables.checkpoints())
-        .set_key(Some(checkpoint_key(envelope)))
+        .set_key(Some(checkpoint_key(id)))
         .consistent_read(true)
         .send()
         .await
@@ -175,14 +187,15 @@ async fn read_checkpoint(
         .client
         .get_item()
         .table_name(store.tables.movements())
-        .set_key(Some(row_key(envelope, &day)))
+        .set_key(Some(row_key(id, &day)))
         .consistent_read(true)
         .send()
         .await
         .map_err(unavailable)?;
-    let record = output.item.ok_or_else(|| ProjectionError::Poison {
-        event_id: envelope.event_id,
-        reason: format!("the movements checkpoint points at day {day}, which has no record"),
+    let record = output.item.ok_or_else(|| {
+        ProjectionError::Unavailable(format!(
+            "the movements checkpoint of item {id} points at day {day}, which has no record"
+        ))
     })?;
     let last_sequence = RecordReader::new("projection_movements", &record).uint("lastSequence")?;
     Ok(Some(Checkpoint {
@@ -192,11 +205,11 @@ async fn read_checkpoint(
     }))
 }
 
-/// The day record's update: counts the movement (if any), records the owner and moves
-/// `lastSequence` to the event; `condition` is what the record must hold before.
+/// The day record's update: counts the movement, records the owner and moves `lastSequence`
+/// to `sequence`; `condition` is what the record must hold before.
 fn count(
-    movement: Option<&Movement>,
-    envelope: &EventEnvelope,
+    movement: &Movement,
+    sequence: u64,
     (warehouse_id, sku): &(String, String),
     condition: &str,
 ) -> Expression {
@@ -208,16 +221,16 @@ fn count(
     .name("#last", "lastSequence")
     .name("#warehouseId", "warehouseId")
     .name("#sku", "sku")
-    .value(":sequence", n(envelope.sequence_number))
+    .value(":sequence", n(sequence))
     .value(":warehouseId", s(warehouse_id))
     .value(":sku", s(sku));
     let counters = [
-        ("received", movement.map_or(0, |m| m.received)),
-        ("removed", movement.map_or(0, |m| m.removed)),
-        ("allocated", movement.map_or(0, |m| m.allocated)),
-        ("released", movement.map_or(0, |m| m.released)),
-        ("fulfilled", movement.map_or(0, |m| m.fulfilled)),
-        ("net", movement.map_or(0, |m| m.net)),
+        ("received", movement.received),
+        ("removed", movement.removed),
+        ("allocated", movement.allocated),
+        ("released", movement.released),
+        ("fulfilled", movement.fulfilled),
+        ("net", movement.net),
     ];
     // ADD of 0 still creates the counter, so a new day's record has all six.
     let adds: Vec<String> = counters
@@ -254,11 +267,12 @@ fn lost_race(error: &TransactWriteItemsError) -> bool {
     }
 }
 
-/// Same day as the last event counted: one conditional UpdateItem on that day's record. False
-/// when another writer moved the record first (nothing was counted).
+/// Same day as the last event counted: one conditional UpdateItem on that day's record, for
+/// every event of the batch on that day. False when another writer moved the record first
+/// (nothing was counted).
 async fn count_same_day(
     store: &DynamoProjections,
-    envelope: &EventEnvelope,
+    id: Uuid,
     day: &str,
     update: Expression,
 ) -> Result<bool, ProjectionError> {
@@ -266,7 +280,7 @@ async fn count_same_day(
         .client
         .update_item()
         .table_name(store.tables.movements())
-        .set_key(Some(row_key(envelope, day)))
+        .set_key(Some(row_key(id, day)))
         .update_expression(update.update)
         .set_condition_expression(update.condition)
         .set_expression_attribute_names(Some(update.names))
@@ -286,12 +300,12 @@ async fn count_same_day(
     }
 }
 
-/// The item's first event, or the first of a new day: one transaction that checks the old
-/// day's record still ends at `s - 1`, counts into the new day's record and moves the
-/// checkpoint to it. False when another writer got there first (nothing was counted).
+/// The item's first events, or the first of a new day: one transaction that checks the old
+/// day's record still ends where the checkpoint says, counts into the new day's record and
+/// moves the checkpoint to it. False when another writer got there first (nothing was counted).
 async fn count_new_day(
     store: &DynamoProjections,
-    envelope: &EventEnvelope,
+    id: Uuid,
     previous: Option<&Checkpoint>,
     day: &str,
     update: Expression,
@@ -319,7 +333,7 @@ async fn count_new_day(
         Some(previous) => {
             let check = ConditionCheck::builder()
                 .table_name(store.tables.movements())
-                .set_key(Some(row_key(envelope, &previous.day)))
+                .set_key(Some(row_key(id, &previous.day)))
                 .condition_expression("#last = :previous")
                 .expression_attribute_names("#last", "lastSequence")
                 .expression_attribute_values(":previous", n(previous.last_sequence))
@@ -334,12 +348,12 @@ async fn count_new_day(
     let result = request
         .transact_items(
             TransactWriteItem::builder()
-                .update(pointer.into_update(store.tables.checkpoints(), checkpoint_key(envelope))?)
+                .update(pointer.into_update(store.tables.checkpoints(), checkpoint_key(id))?)
                 .build(),
         )
         .transact_items(
             TransactWriteItem::builder()
-                .update(update.into_update(store.tables.movements(), row_key(envelope, day))?)
+                .update(update.into_update(store.tables.movements(), row_key(id, day))?)
                 .build(),
         )
         .send()
@@ -351,90 +365,241 @@ async fn count_new_day(
     }
 }
 
-pub async fn apply(
+/// Counts one run of an item's events into one day record with one request.
+struct Run {
+    /// The record counted into: the checkpoint's own day, or a new day's (moving the
+    /// checkpoint there).
+    day: String,
+    new_day: bool,
+    movement: Movement,
+    first: u64,
+    last: u64,
+}
+
+/// The item's events to apply, as runs of one request each: events stay in the day record the
+/// checkpoint points at while they fall on its day or count nothing (the checkpoint still moves
+/// on, or the next event would look like a gap; a day with no movement gets no record, as in
+/// SQLite), and the first event that counts on another day starts a new day's run.
+fn runs(checkpoint: Option<&Checkpoint>, events: &Stream<'_>) -> Result<Vec<Run>, ProjectionError> {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut day = checkpoint.map(|c| c.day.clone());
+    for (_, envelope) in events {
+        let event: ItemEvent = decode(envelope)?;
+        let movement = movement_of(&event);
+        let sequence = envelope.sequence_number;
+        let today = day_of(envelope.timestamp);
+        let stays = match &day {
+            Some(day) => *day == today || movement.is_none(),
+            None => false,
+        };
+        let run = match runs.last_mut() {
+            Some(run) if stays => run,
+            _ => {
+                let new_day = !stays;
+                let record = if new_day {
+                    today
+                } else {
+                    day.clone().unwrap_or(today)
+                };
+                day = Some(record.clone());
+                runs.push(Run {
+                    day: record,
+                    new_day,
+                    movement: Movement::default(),
+                    first: sequence,
+                    last: sequence,
+                });
+                runs.last_mut().ok_or_else(|| {
+                    ProjectionError::Unavailable("a run vanished as it was made".into())
+                })?
+            }
+        };
+        if let Some(movement) = &movement {
+            run.movement.add(movement);
+        }
+        run.last = sequence;
+    }
+    Ok(runs)
+}
+
+/// One item's events: reads its checkpoint unless known or hinted, skips duplicates, stops at
+/// a gap and counts the rest, run by run, each run conditioned on the one before.
+pub(super) async fn apply_stream(
     store: &DynamoProjections,
-    envelope: &EventEnvelope,
-    cache: &mut Rows<Checkpoint>,
-) -> Result<Outcome, ProjectionError> {
-    let event: ItemEvent = decode(envelope)?;
-    let created = match &event {
-        ItemEvent::InventoryItemCreated {
-            warehouse_id, sku, ..
-        } => Some((warehouse_id.to_string(), sku.clone())),
-        _ => None,
-    };
-    let movement = movement_of(&event);
-    let id = envelope.aggregate_id;
+    id: Uuid,
+    stream: Stream<'_>,
+    mut start: Option<Cached<Checkpoint>>,
+) -> Result<(Uuid, Option<Checkpoint>, Progress), ProjectionError> {
+    let first = stream.first().map_or(0, |(_, e)| e.sequence_number);
+    let mut changed = false;
     // Cleared once a hint proved wrong: from then on only a read decides.
     let mut hints = true;
-    for _ in 0..MAX_RACES {
-        let day = day_of(envelope.timestamp);
-        let (checkpoint, remembered) = match cache.get(&id) {
+    'race: for _ in 0..MAX_RACES {
+        let (mut checkpoint, hinted) = match start.take() {
             Some(Cached::Known(checkpoint)) => (checkpoint, false),
-            Some(Cached::Remembered(checkpoint)) => (Some(checkpoint), true),
-            // The item's first event: nothing to read yet (a hint, as in `apply_row`).
-            None if envelope.sequence_number == 1 && hints => (None, true),
-            None => (read_checkpoint(store, envelope).await?, false),
+            Some(Cached::Remembered(checkpoint)) if hints => (Some(checkpoint), true),
+            // The item's first event: nothing to read yet (a hint, as in `apply_stream` of
+            // the single-row projectors).
+            None if first == 1 && hints => (None, true),
+            _ => (read_checkpoint(store, id).await?, false),
         };
         let last = checkpoint.as_ref().map_or(0, |c| c.last_sequence);
-        if let Some(outcome) = position(last, envelope.sequence_number) {
-            if remembered {
-                // Not the next event by the hint: let a read decide.
-                hints = false;
-                continue;
-            }
-            cache.insert(id, checkpoint);
-            return Ok(outcome);
+        let plan = plan(last, &stream);
+        if hinted && plan.needs_read() {
+            hints = false;
+            continue;
         }
-        let Some(owner) = created
-            .clone()
-            .or_else(|| checkpoint.as_ref().map(|c| c.owner.clone()))
-        else {
-            return Err(ProjectionError::Poison {
-                event_id: envelope.event_id,
-                reason: "stock movement for an item whose creation was never applied".into(),
-            });
-        };
-        let won = match &checkpoint {
-            // The same day, or nothing to count (the checkpoint still moves on, or the next
-            // event would look like a gap; it stays in the record it points at, so a day with
-            // no movement gets no record, as in SQLite).
-            Some(previous) if previous.day == day || movement.is_none() => {
-                let update = count(movement.as_ref(), envelope, &owner, "#last = :previous")
-                    .value(":previous", n(last));
-                count_same_day(store, envelope, &previous.day, update).await?
-            }
-            // A record of this day may exist already if the clocks of the deciding
-            // processes disagree; it never holds this event (the event's day is this day).
-            previous => {
-                let update = count(
-                    movement.as_ref(),
-                    envelope,
-                    &owner,
-                    "attribute_not_exists(#last) OR #last < :sequence",
-                );
-                count_new_day(store, envelope, previous.as_ref(), &day, update).await?
-            }
-        };
-        if won {
-            let day = match (&checkpoint, &movement) {
-                (Some(previous), None) => previous.day.clone(),
-                _ => day,
+        let created =
+            plan.next
+                .iter()
+                .find_map(|(_, envelope)| match decode::<ItemEvent>(envelope) {
+                    Ok(ItemEvent::InventoryItemCreated {
+                        warehouse_id, sku, ..
+                    }) => Some((warehouse_id.to_string(), sku)),
+                    _ => None,
+                });
+        for run in runs(checkpoint.as_ref(), &plan.next)? {
+            let Some(owner) = created
+                .clone()
+                .or_else(|| checkpoint.as_ref().map(|c| c.owner.clone()))
+            else {
+                let event_id = plan
+                    .next
+                    .first()
+                    .map(|(_, e)| e.event_id)
+                    .unwrap_or_default();
+                return Err(ProjectionError::Poison {
+                    event_id,
+                    reason: "stock movement for an item whose creation was never applied".into(),
+                });
             };
-            cache.insert(
-                id,
-                Some(Checkpoint {
-                    last_sequence: envelope.sequence_number,
-                    day,
-                    owner,
-                }),
-            );
-            return Ok(Outcome::Applied);
+            let won = match (&checkpoint, run.new_day) {
+                (Some(previous), false) => {
+                    let update = count(&run.movement, run.last, &owner, "#last = :previous")
+                        .value(":previous", n(previous.last_sequence));
+                    count_same_day(store, id, &previous.day, update).await?
+                }
+                // A record of this day may exist already if the clocks of the deciding
+                // processes disagree; it never holds these events (they are past the
+                // checkpoint, which the transaction checks).
+                (previous, _) => {
+                    let update = count(
+                        &run.movement,
+                        run.last,
+                        &owner,
+                        "attribute_not_exists(#last) OR #last < :first",
+                    )
+                    .value(":first", n(run.first));
+                    count_new_day(store, id, previous.as_ref(), &run.day, update).await?
+                }
+            };
+            if !won {
+                // Another writer moved the record or the checkpoint: read again to tell
+                // duplicates from a gap (the runs that landed are then duplicates).
+                hints = false;
+                continue 'race;
+            }
+            changed = true;
+            checkpoint = Some(Checkpoint {
+                last_sequence: run.last,
+                day: run.day,
+                owner,
+            });
         }
-        // Another writer moved the record or the checkpoint: read again to tell a duplicate
-        // from a gap.
-        cache.remove(&id);
-        hints = false;
+        return Ok((
+            id,
+            checkpoint,
+            Progress {
+                changed,
+                gap: plan.gap,
+            },
+        ));
     }
-    Err(lost_races(envelope))
+    Err(lost_races(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AggregateType;
+    use crate::store::EventEnvelope;
+    use crate::store::Metadata;
+
+    const DAY: i64 = 86_400_000;
+
+    fn event(item: Uuid, sequence: u64, at: i64, event: ItemEvent) -> EventEnvelope {
+        EventEnvelope::new(
+            Uuid::now_v7(),
+            AggregateType::InventoryItem,
+            item,
+            sequence,
+            &event,
+            Metadata::default(),
+            at,
+        )
+    }
+
+    fn adjust(delta: i64) -> ItemEvent {
+        ItemEvent::StockLevelChanged {
+            previous_quantity: 10,
+            new_quantity: 10 + delta,
+            delta,
+            reason: StockChangeReason::Received,
+            reference: None,
+            allocation_id: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_counts_each_day_in_one_run_and_events_without_movement_stay_put() {
+        let item = Uuid::now_v7();
+        let created = ItemEvent::InventoryItemCreated {
+            warehouse_id: Uuid::now_v7(),
+            sku: "SKU".into(),
+            product_id: "P".into(),
+            initial_quantity: 5,
+            reorder_threshold: 0,
+            reorder_quantity: 0,
+        };
+        let reorder = ItemEvent::ReorderSettingsChanged {
+            previous_threshold: 0,
+            previous_quantity: 0,
+            reorder_threshold: 1,
+            reorder_quantity: 2,
+        };
+        let events = [
+            event(item, 1, 0, created),
+            event(item, 2, 10, adjust(3)),
+            event(item, 3, 20, adjust(-2)),
+            // The next day, but nothing to count: stays in the first day's record.
+            event(item, 4, DAY + 1, reorder),
+            event(item, 5, DAY + 2, adjust(4)),
+            event(item, 6, DAY + 3, adjust(-1)),
+        ];
+        let stream: Stream<'_> = events.iter().enumerate().collect();
+        let first = runs(None, &stream).unwrap();
+        let shape: Vec<_> = first
+            .iter()
+            .map(|r| (r.day.as_str(), r.new_day, r.first, r.last, r.movement.net))
+            .collect();
+        assert_eq!(
+            shape,
+            [("1970-01-01", true, 1, 4, 6), ("1970-01-02", true, 5, 6, 3),]
+        );
+        assert_eq!(
+            (first[0].movement.received, first[0].movement.removed),
+            (8, 2)
+        );
+
+        // Continuing a known checkpoint on its own day: one run on its record, no new day.
+        let checkpoint = Checkpoint {
+            last_sequence: 4,
+            day: "1970-01-02".into(),
+            owner: ("w".into(), "SKU".into()),
+        };
+        let next = runs(Some(&checkpoint), &stream[4..].to_vec()).unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(!next[0].new_day);
+        assert_eq!((next[0].first, next[0].last), (5, 6));
+    }
 }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 mod leases;
 mod sweep;
 
-use super::{build, n, s, unavailable, Item};
+use super::{build, n, s, Item};
 use crate::dynamodb::Tables;
 use crate::store::{EventEnvelope, OutboxEntry, StoreError};
 
@@ -313,8 +313,7 @@ impl Outbox {
         (count, oldest)
     }
 
-    /// Marks events confirmed and deletes the rows whose every event is, 25 per
-    /// BatchWriteItem, retrying what DynamoDB leaves unprocessed.
+    /// Marks events confirmed and deletes the rows whose every event is (`batch_write`).
     pub(super) async fn remove(
         &self,
         client: &Client,
@@ -347,51 +346,30 @@ impl Outbox {
             done.dedup();
             done
         };
-        for chunk in done.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|(id, shard)| {
-                    let delete = build(
-                        DeleteRequest::builder()
-                            .key("shard", n(shard))
-                            .key("outboxId", s(id.clone()))
-                            .build(),
-                    )?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<_, StoreError>>()?;
-            for attempt in 0..10u32 {
-                let answer = client
-                    .batch_write_item()
-                    .request_items(tables.outbox(), requests.clone())
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                requests = answer
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&tables.outbox()))
-                    .cloned()
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "outbox rows left unprocessed".into(),
-                ));
-            }
-            let mut state = self.state();
-            let now = Instant::now();
-            state
-                .deleted
-                .retain(|_, at| now.duration_since(*at) < FORGET_DELETED);
-            for (id, _) in chunk {
-                state.mine.remove(id);
-                if state.swept.remove(id).is_some() {
-                    state.deleted.insert(id.clone(), now);
-                }
+        let requests = done
+            .iter()
+            .map(|(id, shard)| {
+                let delete = build(
+                    DeleteRequest::builder()
+                        .key("shard", n(shard))
+                        .key("outboxId", s(id.clone()))
+                        .build(),
+                )?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        crate::dynamodb::batch_write(client, &tables.outbox(), requests)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot clear outbox rows: {e}")))?;
+        let mut state = self.state();
+        let now = Instant::now();
+        state
+            .deleted
+            .retain(|_, at| now.duration_since(*at) < FORGET_DELETED);
+        for (id, _) in &done {
+            state.mine.remove(id);
+            if state.swept.remove(id).is_some() {
+                state.deleted.insert(id.clone(), now);
             }
         }
         Ok(())
