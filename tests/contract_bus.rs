@@ -507,8 +507,8 @@ async fn rabbit_bus_live_feed_spans_instances() {
     Admin::connect(&prefix).await.cleanup(&[]).await;
 }
 
-/// Two instances consuming one group split the work; every event is applied exactly once,
-/// including those whose first try failed with `Retry`.
+/// Two instances consuming one group split the work; every event is applied, including those
+/// whose first try failed with `Retry`, and none again but the batch-mates of a failed try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rabbit_bus_competing_consumers_apply_each_event_once() {
     let prefix = unique_prefix();
@@ -534,17 +534,35 @@ async fn rabbit_bus_competing_consumers_apply_each_event_once() {
     for batch in published.chunks(20) {
         a.publish(batch).await.expect("publish");
     }
-    let total = || on_a.handled().len() + on_b.handled().len();
-    eventually("every event is applied", || total() >= 200).await;
-    // Anything delivered twice would show up now.
+    let applied = || {
+        let mut ids: Vec<Uuid> = on_a.handled_ids();
+        ids.extend(on_b.handled_ids());
+        ids
+    };
+    eventually("every event is applied", || {
+        applied().into_iter().collect::<HashSet<_>>().len() >= 200
+    })
+    .await;
+    // Anything delivered again would show up now.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(total(), 200, "no event applied twice");
-
-    let mut applied: Vec<Uuid> = on_a.handled_ids();
-    applied.extend(on_b.handled_ids());
-    let unique: HashSet<Uuid> = applied.iter().copied().collect();
-    assert_eq!(unique.len(), 200);
-    assert!(published.iter().all(|e| unique.contains(&e.event_id)));
+    let mut times: HashMap<Uuid, u32> = HashMap::new();
+    for id in applied() {
+        *times.entry(id).or_default() += 1;
+    }
+    assert_eq!(times.len(), 200);
+    assert!(published.iter().all(|e| times.contains_key(&e.event_id)));
+    // A consumer hands the deliveries at hand to the handler as one batch; a batch that fails
+    // on one event is handed over again delivery by delivery, so the events before the failing
+    // one are applied again (the projector drops them as duplicates). Nothing else repeats:
+    // each event is applied exactly as often as it was tried and did not fail.
+    for event in &published {
+        let failed = u32::from(flaky.contains(&event.event_id));
+        assert_eq!(
+            times[&event.event_id],
+            on_a.attempts(event.event_id) - failed,
+            "an event is applied again only as the batch-mate of a failed one"
+        );
+    }
     assert!(!on_a.handled().is_empty(), "A took a share");
     assert!(!on_b.handled().is_empty(), "B took a share");
     for id in &flaky {
@@ -599,9 +617,9 @@ async fn rabbit_bus_dead_letters_rejected_and_undecodable_messages() {
         assert!(start.elapsed() < WAIT, "dead-letter queue filled in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        recorder.attempts(poison),
-        1,
+    // Not retried: tried alone once (and before that in its batch, if it came with others).
+    assert!(
+        recorder.attempts(poison) <= 2,
         "a rejected event is not retried"
     );
     let mut dead_ids = HashSet::new();
@@ -646,10 +664,12 @@ async fn rabbit_bus_dead_letters_an_event_that_keeps_failing() {
     eventually("the rest is applied", || recorder.handled().len() >= 5).await;
     eventually("the poison is dead-lettered", || bus.dead_letters() >= 1).await;
     let max = test_config().max_deliveries;
-    assert_eq!(
-        recorder.attempts(poison),
-        max,
-        "tried exactly max_deliveries times"
+    // Tried on each of its max_deliveries deliveries, and once more if its first delivery came
+    // with others and the batch was tried whole first.
+    let tries = recorder.attempts(poison);
+    assert!(
+        (max..=max + 1).contains(&tries),
+        "tried {tries} times for {max} deliveries"
     );
     let admin = Admin::connect(&prefix).await;
     let dead = admin.names.dead_queue(QUEUE);
@@ -669,7 +689,7 @@ async fn rabbit_bus_dead_letters_an_event_that_keeps_failing() {
     );
     // Nothing else is retried or dead-lettered later.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(recorder.attempts(poison), max);
+    assert_eq!(recorder.attempts(poison), tries);
     assert_eq!(bus.dead_letters(), 1);
 
     bus.close().await;

@@ -281,9 +281,12 @@ impl Tables {
                 // Keys only: a status change then moves only the status index's entry.
                 .keys_only("by_order", ("orderId", S), Some(("id", S)))
                 .keys_only("by_item", ("itemId", S), Some(("id", S)))
-                // Every allocation has one of four statuses, so the status index also serves the
-                // list of all of them (four Queries merged), and no `all` index is written.
-                .global("by_status", ("status", S), Some(("id", S))),
+                // Keyed by status and a shard of the id (`STATUS_SHARDS` keys per status), so no
+                // one key takes every creation. Every allocation has one of four statuses, so
+                // the index also serves the list of all of them (every key's page merged), and
+                // no `all` index is written. Every attribute: an entry moves at each status
+                // change anyway, and a list then needs no read of the table.
+                .global("by_status_shard", ("statusShard", S), Some(("id", S))),
             // No index: history pages are keyed by sequence number, and a time range is a
             // filter on the item's partition (an index on time would bill every entry twice).
             TableSpec::new(self.history(), ("itemId", S), Some(("sequenceNumber", N))),

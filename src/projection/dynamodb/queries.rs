@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use super::allocation_status::status_shards;
 use super::attributes::{n, s, Record};
 use super::current_inventory::{sku_key, ITEM_LIST, LOW_STOCK, WAREHOUSE_LIST};
 use super::{inventory_history, stock_movements, unavailable, DynamoProjections, VersionedRow};
@@ -205,29 +206,31 @@ async fn fetch_rows(
 }
 
 impl DynamoProjections {
-    /// Every allocation, by id: a page of each status from the status index, merged.
-    async fn all_allocations(
+    /// Allocations under these status index keys, by id: a page of each key (in parallel),
+    /// merged.
+    async fn allocations_by_status(
         &self,
+        keys: Vec<String>,
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
-        let mut rows = Vec::new();
-        for status in AllocationStatus::ALL {
-            let mut lookup = Lookup::on(Some("by_status")).key("status", "=", s(status.as_str()));
+        let pages = keys.into_iter().map(|key| {
+            let mut lookup = Lookup::on(Some("by_status_shard")).key("statusShard", "=", s(key));
             if let Some(after) = after {
                 lookup = lookup.key("id", ">", s(after.to_string()));
             }
-            rows.extend(
-                lookup
-                    .run(
-                        self,
-                        self.tables.allocations(),
-                        limit,
-                        AllocationView::from_record,
-                    )
-                    .await?,
-            );
-        }
+            lookup.run(
+                self,
+                self.tables.allocations(),
+                limit,
+                AllocationView::from_record,
+            )
+        });
+        let mut rows: Vec<AllocationView> = futures::future::try_join_all(pages)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         rows.sort_by_key(|row| row.id);
         rows.truncate(limit.min(MAX_ROWS));
         Ok(rows)
@@ -324,16 +327,21 @@ impl ReadModel for DynamoProjections {
         let AllocationFilter {
             order_id,
             mut item_id,
-            mut status,
+            status,
         } = filter;
         let mut lookup = if let Some(order_id) = order_id {
             Lookup::on_keys("by_order", ALLOCATION_KEY).key("orderId", "=", s(order_id))
         } else if let Some(item_id) = item_id.take() {
             Lookup::on_keys("by_item", ALLOCATION_KEY).key("itemId", "=", s(item_id.to_string()))
-        } else if let Some(status) = status.take() {
-            Lookup::on(Some("by_status")).key("status", "=", s(status.as_str()))
+        } else if let Some(status) = status {
+            let keys = status_shards(status).collect();
+            return self.allocations_by_status(keys, after, limit).await;
         } else {
-            return self.all_allocations(after, limit).await;
+            let keys = AllocationStatus::ALL
+                .into_iter()
+                .flat_map(status_shards)
+                .collect();
+            return self.allocations_by_status(keys, after, limit).await;
         };
         if let Some(after) = after {
             lookup = lookup.key("id", ">", s(after.to_string()));
