@@ -6,6 +6,7 @@
 mod allocation;
 mod audit;
 pub mod executed;
+mod introspection;
 mod inventory;
 pub mod limits;
 mod page;
@@ -78,16 +79,19 @@ pub fn schema(app: Option<AppContext>) -> InventorySchema {
         subscription::Subscription,
     )
     .extension(limits::QueryLimits)
-    .extension(executed::MarkExecuted);
+    .extension(executed::MarkExecuted)
+    .extension(introspection::SchemaDescription);
     match app {
         Some(app) => builder.data(app).finish(),
         None => builder.finish(),
     }
 }
 
-/// The SDL the code serves; `schema.graphql` must equal it.
+/// The SDL the code serves; `schema.graphql` must equal it. It names the `@specifiedBy` URLs
+/// introspection reports (async-graphql leaves them out by default), so a schema rebuilt from
+/// introspection prints the same as the file.
 pub fn sdl() -> String {
-    schema(None).sdl()
+    schema(None).sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }
 
 /// An infrastructure failure as a GraphQL error with a stable `extensions.code`.
