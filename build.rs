@@ -78,7 +78,9 @@ fn npm() -> &'static str {
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
     match command.status() {
         Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(format!("`{what}` exited with {status} (its output is above)")),
+        Ok(status) => Err(format!(
+            "`{what}` exited with {status} (its output is above)"
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
             "`{what}` could not start: Node.js (18 or later) and npm must be on PATH to build \
              the embedded GraphiQL page (Debian: `apt-get install nodejs npm`; or \

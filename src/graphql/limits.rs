@@ -82,9 +82,12 @@ impl<'a> Walker<'a> {
             let part = match &selection.node {
                 Selection::Field(field) => {
                     let inner = self.full(&field.node.selection_set.node);
+                    // async-graphql's cost leaves `__typename` out; so does this count, which
+                    // is taken away from that cost.
+                    let own = usize::from(field.node.name.node != "__typename");
                     Size {
                         depth: inner.depth + 1,
-                        fields: inner.fields.saturating_add(1),
+                        fields: inner.fields.saturating_add(own),
                     }
                 }
                 Selection::InlineFragment(inline) => self.full(&inline.node.selection_set.node),

@@ -59,17 +59,16 @@ pub fn content_security_policy(headers: &HeaderMap) -> String {
 
 /// `GET /graphql` from a browser.
 pub fn page(headers: &HeaderMap) -> Response {
-    let mut response = (
-        [(CONTENT_TYPE, "text/html; charset=utf-8")],
-        page_html(),
-    )
-        .into_response();
+    let mut response = ([(CONTENT_TYPE, "text/html; charset=utf-8")], page_html()).into_response();
     let out = response.headers_mut();
     if let Ok(csp) = HeaderValue::from_str(&content_security_policy(headers)) {
         out.insert("content-security-policy", csp);
     }
     out.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    out.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    out.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     out.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     out.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
@@ -111,10 +110,16 @@ mod tests {
             );
             assert!(ASSETS.iter().any(|(name, _, _)| *name == file), "{file}");
         }
-        assert!(!html.contains("http"), "no absolute URL in the page: {html}");
+        assert!(
+            !html.contains("http"),
+            "no absolute URL in the page: {html}"
+        );
         // Monaco's workers are bundled beside the script.
         for worker in ["editor.worker.js", "json.worker.js", "graphql.worker.js"] {
-            assert!(ASSETS.iter().any(|(name, _, _)| *name == worker), "{worker}");
+            assert!(
+                ASSETS.iter().any(|(name, _, _)| *name == worker),
+                "{worker}"
+            );
         }
     }
 

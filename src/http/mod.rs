@@ -214,7 +214,12 @@ async fn graphql_post(
 /// negotiated media type: under `application/graphql-response+json` a single request that
 /// never reached execution (it did not parse or validate) is a 400; everything else, and
 /// everything under `application/json`, is a 200. Batches (outside the spec) are always 200.
-async fn run(state: &HttpState, headers: &HeaderMap, media: Media, request: BatchRequest) -> Response {
+async fn run(
+    state: &HttpState,
+    headers: &HeaderMap,
+    media: Media,
+    request: BatchRequest,
+) -> Response {
     let meta = RequestMeta {
         actor: header(headers, "x-actor").unwrap_or_else(|| "anonymous".to_owned()),
         correlation_id: header(headers, "x-correlation-id")
@@ -235,16 +240,16 @@ async fn run(state: &HttpState, headers: &HeaderMap, media: Media, request: Batc
         .await;
     // A request error (one that never reached execution) has no `data` entry at all, as the
     // GraphQL spec says; async-graphql would send `"data": null`.
-    let request_error = matches!(&response, BatchResponse::Single(single) if single.is_err())
-        && !executed.get();
+    let request_error =
+        matches!(&response, BatchResponse::Single(single) if single.is_err()) && !executed.get();
     let status = if request_error && media == Media::GraphqlResponseJson {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let mut body = serde_json::to_value(&response).unwrap_or_else(|e| {
-        json!({ "errors": [{ "message": format!("the response could not be encoded: {e}") }] })
-    });
+    let mut body = serde_json::to_value(&response).unwrap_or_else(
+        |e| json!({ "errors": [{ "message": format!("the response could not be encoded: {e}") }] }),
+    );
     if request_error {
         if let Some(object) = body.as_object_mut() {
             object.remove("data");

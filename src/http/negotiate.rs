@@ -149,7 +149,9 @@ mod tests {
 
     #[test]
     fn html_only_when_named() {
-        assert!(wants_html(&accept("text/html,application/xhtml+xml,*/*;q=0.8")));
+        assert!(wants_html(&accept(
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        )));
         assert!(!wants_html(&accept("*/*")));
         assert!(!wants_html(&accept("text/html;q=0")));
         assert!(!wants_html(&HeaderMap::new()));

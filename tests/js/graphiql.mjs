@@ -102,6 +102,14 @@ async function main() {
   await page.locator('.graphiql-query-editor').getByText('inventoryItems').first().waitFor();
   step('GraphiQL rendered with the example operation');
 
+  // --- the example operation runs as it stands ---
+  const result = page.locator('.result-window');
+  await page.locator('.graphiql-execute-button').click();
+  await result.getByText('"inventoryItems"').first().waitFor();
+  const example = await result.innerText();
+  if (example.includes('"errors"')) fail(`the example operation failed: ${example}`);
+  step('the example operation ran without errors');
+
   // --- the docs pane lists InventoryItem ---
   await page.getByRole('button', { name: /documentation explorer/i }).first().click();
   const docs = page.locator('.graphiql-doc-explorer');
@@ -110,7 +118,6 @@ async function main() {
   step('docs list InventoryItem');
 
   // --- a typed query returns data ---
-  const result = page.locator('.result-window');
   // Types an operation and runs it, once GraphiQL has taken in its name (the active tab shows
   // it), so the run cannot go out with the name of the operation typed before.
   async function runOperation(name, text) {

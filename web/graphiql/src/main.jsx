@@ -26,7 +26,7 @@ const defaultQuery = `# Inventory service. Ctrl-Enter runs the operation under t
 
 query Items {
   inventoryItems(first: 20) {
-    totalCount
+    pageInfo { hasNextPage endCursor }
     edges {
       node {
         id
