@@ -267,6 +267,36 @@ async fn accept_negotiation_and_malformed_requests() {
 }
 
 #[tokio::test]
+async fn a_post_without_a_json_content_type_is_refused_and_runs_nothing() {
+    let server = common::Server::start().await;
+    let mutation = json!({
+        "query": "mutation { warehouseCreate(input: {name: \"W\", code: \"CSRF\"}) { warehouse { id } } }"
+    })
+    .to_string();
+    // What a cross-site form or no-preflight fetch can send.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let answer = send(
+            reqwest::Client::new()
+                .post(format!("{}/graphql", server.url))
+                .header(CONTENT_TYPE, content_type)
+                .body(mutation.clone()),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
+        assert_eq!(
+            answer.json()["errors"][0]["extensions"]["code"],
+            "UNSUPPORTED_MEDIA_TYPE"
+        );
+    }
+    // The code is still free, so nothing ran.
+    assert!(!server.create_warehouse("CSRF").await.is_empty());
+}
+
+#[tokio::test]
 async fn graphiql_is_served_to_browsers_with_its_own_assets_and_a_strict_policy() {
     let server = common::Server::start().await;
     let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";

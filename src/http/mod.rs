@@ -196,6 +196,16 @@ async fn graphql_post(
             )
         }
     };
+    // JSON bodies only: a cross-site form or `text/plain` fetch (a "simple" request a browser
+    // sends without asking) can then never run a mutation.
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "POST /graphql takes a JSON body with Content-Type: application/json".to_owned(),
+        );
+    }
     let request: BatchRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -208,6 +218,14 @@ async fn graphql_post(
         }
     };
     run(&state, &headers, media, request).await
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Executes a request with the caller's identity and correlation id, and answers in the
