@@ -16,8 +16,11 @@ wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
 
 // Subscriptions go over graphql-transport-ws (the graphql-ws client); queries and mutations
 // over HTTP POST, with whatever the headers editor holds.
+// The service has no incremental delivery (@defer/@stream), so the plain fetcher, which asks
+// for application/graphql-response+json and so gets the spec's status codes.
 const fetcher = createGraphiQLFetcher({
   url: httpUrl,
+  enableIncrementalDelivery: false,
   wsClient: createClient({ url: wsUrl.toString(), lazy: true, retryAttempts: 3 }),
 });
 
