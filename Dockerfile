@@ -1,8 +1,12 @@
 # The service image: a release build on Debian, run as an unprivileged user.
 FROM rust:1-bookworm AS build
+# build.rs bundles the GraphiQL page from npm (web/graphiql/package-lock.json).
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+COPY web/graphiql/package.json web/graphiql/package-lock.json web/graphiql/build.mjs ./web/graphiql/
+COPY web/graphiql/src ./web/graphiql/src
 COPY schema.graphql ./
 RUN cargo build --release --locked
 

@@ -1,8 +1,30 @@
 #!/usr/bin/env bash
-# The whole test suite: starts a local DynamoDB endpoint, runs every test on the embedded store,
-# then the server-level suites again on DynamoDB, and stops the endpoint.
+# The whole test suite: installs what the JS client tests need (tests/js packages, Chromium),
+# starts a local DynamoDB endpoint, runs every test on the embedded store, then the server-level
+# suites again on DynamoDB, and stops the endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The JS client tests (tests/js_clients.rs) need the npm packages of tests/js and Debian's
+# Chromium. `npm ci` runs only when the lockfile changed since the last install (or there is
+# none), so a warm run costs nothing.
+if ! command -v npm >/dev/null; then
+    echo "scripts/test.sh: Node.js and npm are needed (the GraphiQL build and tests/js); install them first" >&2
+    exit 1
+fi
+js_stamp=tests/js/node_modules/.installed-from-lock
+if ! cmp -s tests/js/package-lock.json "$js_stamp"; then
+    echo "installing tests/js packages (npm ci)" >&2
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp tests/js/package-lock.json "$js_stamp"
+fi
+if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Debian's chromium for the browser tests" >&2
+    sudo_if_needed=()
+    [ "$(id -u)" -eq 0 ] || sudo_if_needed=(sudo)
+    "${sudo_if_needed[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo_if_needed[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 endpoint=$(scripts/dynamodb-local.sh start)
 port=${endpoint##*:}

@@ -5,7 +5,10 @@
 
 mod allocation;
 mod audit;
+pub mod executed;
+mod introspection;
 mod inventory;
+pub mod limits;
 mod page;
 mod rebuild;
 mod subscription;
@@ -67,29 +70,28 @@ pub struct Mutation(
 
 pub type InventorySchema = Schema<Query, Mutation, subscription::Subscription>;
 
-/// Deepest query accepted; the deepest useful query (item → warehouse inside a connection) is
-/// well under it.
-const MAX_DEPTH: usize = 12;
-/// Query cost ceiling (async-graphql counts one per field, times list sizes where declared).
-const MAX_COMPLEXITY: usize = 5_000;
-
 pub fn schema(app: Option<AppContext>) -> InventorySchema {
+    // Depth and cost limits live in `limits`, which counts introspection apart from the rest
+    // (async-graphql's own `limit_depth` would refuse the standard introspection query).
     let builder = Schema::build(
         Query::default(),
         Mutation::default(),
         subscription::Subscription,
     )
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY);
+    .extension(limits::QueryLimits)
+    .extension(executed::MarkExecuted)
+    .extension(introspection::SchemaDescription);
     match app {
         Some(app) => builder.data(app).finish(),
         None => builder.finish(),
     }
 }
 
-/// The SDL the code serves; `schema.graphql` must equal it.
+/// The SDL the code serves; `schema.graphql` must equal it. It names the `@specifiedBy` URLs
+/// introspection reports (async-graphql leaves them out by default), so a schema rebuilt from
+/// introspection prints the same as the file.
 pub fn sdl() -> String {
-    schema(None).sdl()
+    schema(None).sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }
 
 /// An infrastructure failure as a GraphQL error with a stable `extensions.code`.

@@ -1,0 +1,143 @@
+//! The depth and cost limits on the real schema: the standard introspection query every tool
+//! sends passes, hostile queries do not, and introspection is bounded by limits of its own
+//! rather than exempt from limits.
+
+use async_graphql::Request;
+use inventory_service::graphql::limits::{
+    MAX_COMPLEXITY, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, MAX_INTROSPECTION_FIELDS,
+};
+
+/// graphql-js `getIntrospectionQuery` with every option on, as GraphiQL sends it.
+const STANDARD_INTROSPECTION: &str = include_str!("fixtures/introspection_query.graphql");
+
+async fn errors(query: &str) -> Vec<String> {
+    let schema = inventory_service::graphql::schema(None);
+    let response = schema.execute(Request::new(query)).await;
+    response.errors.into_iter().map(|e| e.message).collect()
+}
+
+/// `a { a { … __typename } }`, `depth` fields deep.
+fn chain(name: &str, depth: usize) -> String {
+    let mut query = String::from("__typename");
+    for _ in 1..depth {
+        query = format!("{name} {{ {query} }}");
+    }
+    query
+}
+
+fn nested(name: &str, depth: usize) -> String {
+    format!("{{ {} }}", chain(name, depth))
+}
+
+/// `ofType { … name }` chains under `__type(name: "Query") { fields { type { … } } }`, so the
+/// whole introspection subtree is `depth` fields deep.
+fn introspection_of_depth(depth: usize) -> String {
+    let mut inner = String::from("name");
+    for _ in 0..depth - 4 {
+        inner = format!("ofType {{ {inner} }}");
+    }
+    format!("{{ __type(name: \"Query\") {{ fields {{ type {{ {inner} }} }} }} }}")
+}
+
+#[tokio::test]
+async fn the_standard_introspection_query_passes() {
+    let schema = inventory_service::graphql::schema(None);
+    let response = schema.execute(Request::new(STANDARD_INTROSPECTION)).await;
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    let data = response.data.into_json().expect("json");
+    let types = data["__schema"]["types"].as_array().map_or(0, Vec::len);
+    assert!(types > 40, "only {types} types introspected");
+    assert_eq!(data["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn a_deeply_nested_ordinary_query_is_still_refused() {
+    // Refused for its depth before validation looks at its (unknown) fields.
+    let errors = errors(&nested("item", MAX_DEPTH + 1)).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("nested too deep"), "{errors:?}");
+    // At the limit it is validation that answers.
+    let errors = self::errors(&nested("item", MAX_DEPTH)).await;
+    assert!(errors.iter().all(|e| !e.contains("too deep")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("Unknown field")),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn introspection_deeper_than_its_own_bound_is_refused() {
+    let at_bound = errors(&introspection_of_depth(MAX_INTROSPECTION_DEPTH)).await;
+    assert!(at_bound.is_empty(), "{at_bound:?}");
+    let deeper = errors(&introspection_of_depth(MAX_INTROSPECTION_DEPTH + 1)).await;
+    assert_eq!(deeper.len(), 1, "{deeper:?}");
+    assert!(
+        deeper[0].contains("Introspection is nested too deep"),
+        "{deeper:?}"
+    );
+}
+
+#[tokio::test]
+async fn introspection_below_the_root_is_ordinary_depth() {
+    // `__schema` is only introspection at the root; nested, it counts as ordinary (and is
+    // then refused by validation anyway).
+    let query = format!("{{ a {{ __schema {{ {} }} }} }}", chain("b", MAX_DEPTH - 1));
+    let errors = errors(&query).await;
+    assert!(errors[0].contains("Query is nested too deep"), "{errors:?}");
+}
+
+#[tokio::test]
+async fn introspection_fan_out_through_fragments_is_refused() {
+    // Each fragment spreads the next twice: 2^20 fields once expanded.
+    let mut query = String::from("{ __schema { ...F0 } } ");
+    for i in 0..20 {
+        query.push_str(&format!(
+            "fragment F{i} on __Schema {{ ...F{n} ...F{n} }} ",
+            n = i + 1
+        ));
+    }
+    query.push_str("fragment F20 on __Schema { description }");
+    let errors = errors(&query).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("more than {MAX_INTROSPECTION_FIELDS}")),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn cost_counts_ordinary_fields_and_not_introspection() {
+    // Each alias costs 3 (connection, pageInfo, hasNextPage); async-graphql does not count
+    // `__typename`.
+    let fields = |cost: usize| {
+        (0..cost / 3)
+            .map(|i| format!("f{i}: inventoryItems {{ pageInfo {{ hasNextPage }} }}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // The whole ordinary budget beside the standard introspection query is within the
+    // limits (the resolvers then fail: this schema has no store behind it)...
+    let body = STANDARD_INTROSPECTION
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let with_budget = body.replacen(
+        "__schema {",
+        &format!("{} __schema {{", fields(MAX_COMPLEXITY)),
+        1,
+    );
+    let errors = self::errors(&with_budget).await;
+    assert!(!errors.is_empty(), "the resolvers ran");
+    assert!(
+        errors
+            .iter()
+            .all(|e| !e.contains("too complex") && !e.contains("Unknown")),
+        "{:?}",
+        &errors[..1]
+    );
+    // ...one alias more is over it.
+    let errors = self::errors(&format!("{{ {} }}", fields(MAX_COMPLEXITY + 3))).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("too complex"), "{errors:?}");
+}
