@@ -124,3 +124,25 @@ pub struct StorageConfig {
     #[arg(long, env = "INVENTORY_SNAPSHOT_EVERY", default_value_t = crate::application::commands::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
 }
+
+/// How the HTTP edge treats browsers on other origins and WebSocket clients.
+#[derive(Args, Clone, Debug)]
+pub struct EdgeConfig {
+    /// An origin (scheme://host[:port]) whose pages may call the API from a browser
+    /// (CORS) and open its WebSocket; repeatable. Default: none (same origin only).
+    #[arg(
+        long = "cors-origin",
+        env = "INVENTORY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// How long a WebSocket may stay open without `connection_init` before it is closed
+    /// (graphql-transport-ws code 4408).
+    #[arg(
+        long,
+        env = "INVENTORY_WS_INIT_TIMEOUT_MS",
+        default_value_t = 3_000,
+        value_parser = clap::value_parser!(u64).range(50..=60_000)
+    )]
+    pub ws_init_timeout_ms: u64,
+}

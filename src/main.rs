@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use inventory_service::app::{migrate, rebuild_snapshots, verify_projections, Service};
-use inventory_service::config::{BusConfig, StorageConfig};
+use inventory_service::config::{BusConfig, EdgeConfig, StorageConfig};
 use inventory_service::projection::layout::ProjectionName;
 use inventory_service::{graphql, http};
 
@@ -34,6 +34,8 @@ struct ServeArgs {
     storage: StorageConfig,
     #[command(flatten)]
     bus: BusConfig,
+    #[command(flatten)]
+    edge: EdgeConfig,
     /// Log format.
     #[arg(long, env = "INVENTORY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -204,7 +206,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting on the {:?} store", args.storage.store))?;
     let schema = graphql::schema(Some(service.context.clone()));
-    let router = http::router(schema, service.context.clone());
+    let edge = http::Edge::from_config(&args.edge)?;
+    let router = http::router(schema, service.context.clone(), edge);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

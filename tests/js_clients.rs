@@ -1,7 +1,9 @@
 //! The service as JavaScript clients see it: each script in tests/js runs with Node.js against
 //! the real binary on a fresh embedded store. graphiql.mjs drives the self-hosted GraphiQL in
 //! Debian's headless Chromium with every other host refused; introspection.mjs checks with
-//! graphql-js that the standard introspection query works and rebuilds schema.graphql.
+//! graphql-js that the standard introspection query works and rebuilds schema.graphql;
+//! graphql_ws.mjs subscribes with the npm graphql-ws client and provokes every close code of
+//! graphql-transport-ws on raw sockets (and the legacy protocol's clean end).
 //! Needs node, npm-installed tests/js/node_modules and /usr/bin/chromium: scripts/test.sh
 //! installs them.
 
@@ -57,4 +59,13 @@ async fn graphiql_renders_queries_and_subscribes_in_a_browser_with_no_other_host
 async fn graphql_js_introspects_the_service_and_rebuilds_the_committed_schema() {
     let server = common::Server::start().await;
     run_script("introspection.mjs", &server.url);
+}
+
+#[tokio::test]
+async fn the_graphql_ws_client_gets_alerts_and_the_protocol_close_codes_hold() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    // A short connection_init timeout, so the script sees 4408 quickly.
+    let server =
+        common::Server::start_with(temp.path(), &[("INVENTORY_WS_INIT_TIMEOUT_MS", "500")]).await;
+    run_script("graphql_ws.mjs", &server.url);
 }

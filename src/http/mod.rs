@@ -10,9 +10,9 @@ mod negotiate;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Request, Variables};
-use async_graphql_axum::GraphQLSubscription;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::header::{ALLOW, CONTENT_TYPE, VARY};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -23,8 +23,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::config::EdgeConfig;
+use crate::cors::Origins;
 use crate::graphql::executed::Executed;
 use crate::graphql::{AppContext, InventorySchema, RequestMeta};
+use crate::ws::WsConfig;
 use negotiate::Media;
 
 /// Largest request body accepted: far above any real operation, far below a memory problem.
@@ -35,18 +38,68 @@ const HEADER_VALUE_MAX: usize = 128;
 struct HttpState {
     schema: InventorySchema,
     app: AppContext,
+    edge: Edge,
 }
 
-pub fn router(schema: InventorySchema, app: AppContext) -> Router {
-    Router::new()
+/// How the edge treats other origins and WebSockets.
+#[derive(Debug, Clone, Default)]
+pub struct Edge {
+    /// Origins allowed cross-origin access (CORS, and WebSocket upgrades).
+    pub origins: Origins,
+    pub ws: WsConfig,
+}
+
+impl Edge {
+    pub fn from_config(config: &EdgeConfig) -> Result<Self, crate::cors::NotAnOrigin> {
+        Ok(Self {
+            origins: Origins::parse(&config.cors_origins)?,
+            ws: WsConfig {
+                init_timeout: std::time::Duration::from_millis(config.ws_init_timeout_ms),
+                ..WsConfig::default()
+            },
+        })
+    }
+}
+
+pub fn router(schema: InventorySchema, app: AppContext, edge: Edge) -> Router {
+    let origins = edge.origins.clone();
+    let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route(graphiql::ASSET_ROUTE, get(graphiql::asset))
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(HttpState { schema, app })
+        .with_state(HttpState { schema, app, edge });
+    if let Some(cors) = origins.layer() {
+        router = router.layer(cors);
+    }
+    // Outside the CORS layer: other origins get none of its headers.
+    router.layer(axum::middleware::from_fn_with_state(
+        origins,
+        crate::cors::only_configured,
+    ))
+}
+
+/// `/graphql/ws`: GraphQL over WebSocket (see `crate::ws`), after the origin check.
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let meta = RequestMeta {
+        actor: header(&headers, "x-actor").unwrap_or_else(|| "anonymous".to_owned()),
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+    };
+    crate::ws::upgrade(
+        upgrade,
+        &headers,
+        state.edge.origins.allows_socket(&headers),
+        state.schema.clone(),
+        state.edge.ws.clone(),
+        meta,
+    )
 }
 
 /// A request-level GraphQL error (no data), sent as the negotiated media type.

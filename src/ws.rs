@@ -1,0 +1,517 @@
+//! GraphQL over WebSocket at `/graphql/ws`, written to the two protocols' documents rather than
+//! taken from async-graphql's handler, which deviates from them where clients notice (a
+//! validation error as `next` + `complete`, 1011 instead of 4401, duplicate ids ignored, no
+//! `connection_init` timeout, an abnormal close on `connection_terminate`).
+//!
+//! - `graphql-transport-ws` (the `graphql-ws` npm client; the default when a client names
+//!   none): `connection_init` within the timeout or close 4408; one only, or 4429; `subscribe`
+//!   before the ack closes 4401; a second `subscribe` with an id in use closes 4409; a message
+//!   that is not one of the protocol's closes 4400; an operation that fails to parse or
+//!   validate is answered with one `error` message (no `complete`); `ping` gets `pong`.
+//! - the legacy `graphql-ws` (subscriptions-transport-ws, Apollo's old client):
+//!   `connection_init` → `connection_ack` and a keep-alive `ka` every 10 s; `start` / `data` /
+//!   `error` / `complete` / `stop`; `connection_terminate` closes with 1000.
+//!
+//! A socket whose `Origin` is neither this service's own nor a configured CORS origin is
+//! refused with 403 before the upgrade (browsers send `Origin` on every WebSocket, and no
+//! preflight protects it). Messages are limited to the HTTP body limit.
+
+use async_graphql::{Request, Response, ServerError, Variables};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::graphql::{InventorySchema, RequestMeta};
+
+/// The protocols, by the name a client asks for in `Sec-WebSocket-Protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    TransportWs,
+    LegacyWs,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Self::TransportWs => "graphql-transport-ws",
+            Self::LegacyWs => "graphql-ws",
+        }
+    }
+
+    /// The first protocol of the client's list this server speaks; `None` when it asks only
+    /// for others. A client that names none gets graphql-transport-ws.
+    fn choose(headers: &HeaderMap) -> Option<Self> {
+        let offered: Vec<String> = headers
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if offered.is_empty() {
+            return Some(Self::TransportWs);
+        }
+        offered.iter().find_map(|p| match p.as_str() {
+            "graphql-transport-ws" => Some(Self::TransportWs),
+            "graphql-ws" => Some(Self::LegacyWs),
+            _ => None,
+        })
+    }
+}
+
+/// What the WebSocket endpoint is configured with.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// How long a socket may stay open without `connection_init` (4408 after).
+    pub init_timeout: Duration,
+    /// Largest message accepted.
+    pub max_message_bytes: usize,
+    /// Active operations one socket may run at once.
+    pub max_operations: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            init_timeout: Duration::from_secs(3),
+            max_message_bytes: crate::http::MAX_BODY_BYTES,
+            max_operations: 100,
+        }
+    }
+}
+
+/// Close codes of graphql-transport-ws (and 1000 for a normal close).
+mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const BAD_REQUEST: u16 = 4400;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const DUPLICATE_ID: u16 = 4409;
+    pub const TOO_MANY_INITS: u16 = 4429;
+}
+
+/// Upgrades to a GraphQL WebSocket, after the origin check.
+pub fn upgrade(
+    upgrade: WebSocketUpgrade,
+    headers: &HeaderMap,
+    origin_allowed: bool,
+    schema: InventorySchema,
+    config: WsConfig,
+    meta: RequestMeta,
+) -> HttpResponse {
+    if !origin_allowed {
+        return (
+            StatusCode::FORBIDDEN,
+            "this origin may not open a WebSocket to the service",
+        )
+            .into_response();
+    }
+    let chosen = Protocol::choose(headers);
+    let upgrade = upgrade.max_message_size(config.max_message_bytes);
+    let upgrade = match chosen {
+        Some(protocol) => upgrade.protocols([protocol.name()]),
+        None => upgrade,
+    };
+    upgrade.on_upgrade(move |socket| async move {
+        match chosen {
+            Some(protocol) => {
+                Connection::new(schema, config, meta, protocol)
+                    .run(socket)
+                    .await
+            }
+            None => {
+                let mut socket = socket;
+                let _ = socket
+                    .send(close_message(
+                        close::SUBPROTOCOL_NOT_ACCEPTABLE,
+                        "Subprotocol not acceptable",
+                    ))
+                    .await;
+            }
+        }
+    })
+}
+
+fn close_message(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason.to_owned()),
+    }))
+}
+
+/// A client message of either protocol (`payload` and `id` where the type has them).
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    payload: Option<Value>,
+}
+
+/// An operation's request as both protocols carry it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationPayload {
+    query: String,
+    #[serde(default)]
+    variables: Option<Value>,
+    #[serde(default)]
+    operation_name: Option<String>,
+}
+
+/// What an operation's task reports to the socket.
+enum Event {
+    Message(Value),
+    Done(String),
+}
+
+/// Why the connection ends (a close frame to send), or `None` to go on.
+type Verdict = Option<(u16, String)>;
+
+struct Connection {
+    schema: InventorySchema,
+    config: WsConfig,
+    meta: RequestMeta,
+    protocol: Protocol,
+    acknowledged: bool,
+    operations: HashMap<String, JoinHandle<()>>,
+    events: mpsc::Sender<Event>,
+    inbox: Option<mpsc::Receiver<Event>>,
+}
+
+impl Connection {
+    fn new(
+        schema: InventorySchema,
+        config: WsConfig,
+        meta: RequestMeta,
+        protocol: Protocol,
+    ) -> Self {
+        let (events, inbox) = mpsc::channel(64);
+        Self {
+            schema,
+            config,
+            meta,
+            protocol,
+            acknowledged: false,
+            operations: HashMap::new(),
+            events,
+            inbox: Some(inbox),
+        }
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let (mut sink, mut stream) = socket.split();
+        let Some(mut inbox) = self.inbox.take() else {
+            return;
+        };
+        let deadline = tokio::time::sleep(self.config.init_timeout);
+        tokio::pin!(deadline);
+        let mut keep_alive = tokio::time::interval(Duration::from_secs(10));
+        let verdict: (u16, String) = loop {
+            tokio::select! {
+                () = &mut deadline, if !self.acknowledged => {
+                    break (close::INIT_TIMEOUT, "Connection initialisation timeout".into());
+                }
+                _ = keep_alive.tick(), if self.acknowledged && self.protocol == Protocol::LegacyWs => {
+                    if sink.send(text(&json!({"type": "ka"}))).await.is_err() {
+                        break (close::NORMAL, String::new());
+                    }
+                }
+                Some(event) = inbox.recv() => {
+                    let message = match event {
+                        Event::Message(message) => message,
+                        Event::Done(id) => {
+                            self.operations.remove(&id);
+                            continue;
+                        }
+                    };
+                    if sink.send(text(&message)).await.is_err() {
+                        break (close::NORMAL, String::new());
+                    }
+                }
+                incoming = stream.next() => {
+                    let message = match incoming {
+                        Some(Ok(message)) => message,
+                        // The peer went away (or broke the framing): nothing to answer.
+                        Some(Err(_)) | None => break (close::NORMAL, String::new()),
+                    };
+                    let (replies, verdict) = match message {
+                        Message::Text(body) => self.on_text(body.as_str()),
+                        Message::Binary(_) => (
+                            Vec::new(),
+                            Some((close::BAD_REQUEST, "Binary messages are not part of the protocol".into())),
+                        ),
+                        Message::Close(_) => (Vec::new(), Some((close::NORMAL, String::new()))),
+                        Message::Ping(_) | Message::Pong(_) => (Vec::new(), None),
+                    };
+                    let mut failed = false;
+                    for reply in replies {
+                        failed |= sink.send(text(&reply)).await.is_err();
+                    }
+                    if let Some(verdict) = verdict {
+                        break verdict;
+                    }
+                    if failed {
+                        break (close::NORMAL, String::new());
+                    }
+                }
+            }
+        };
+        for (_, task) in self.operations.drain() {
+            task.abort();
+        }
+        let (code, reason) = verdict;
+        let _ = sink.send(close_message(code, &reason)).await;
+        let _ = sink.close().await;
+    }
+
+    /// Handles one client message: the messages to send back at once, and whether to close.
+    fn on_text(&mut self, body: &str) -> (Vec<Value>, Verdict) {
+        let message: ClientMessage = match serde_json::from_str(body) {
+            Ok(message) => message,
+            Err(_) => {
+                return (
+                    Vec::new(),
+                    Some((close::BAD_REQUEST, "Invalid message received".into())),
+                )
+            }
+        };
+        match (self.protocol, message.kind.as_str()) {
+            (_, "connection_init") => {
+                if std::mem::replace(&mut self.acknowledged, true) {
+                    return match self.protocol {
+                        Protocol::TransportWs => (
+                            Vec::new(),
+                            Some((
+                                close::TOO_MANY_INITS,
+                                "Too many initialisation requests".into(),
+                            )),
+                        ),
+                        Protocol::LegacyWs => (Vec::new(), None),
+                    };
+                }
+                let mut replies = vec![json!({"type": "connection_ack"})];
+                if self.protocol == Protocol::LegacyWs {
+                    replies.push(json!({"type": "ka"}));
+                }
+                (replies, None)
+            }
+            (Protocol::TransportWs, "ping") => {
+                let mut pong = json!({"type": "pong"});
+                if let Some(payload) = message.payload {
+                    pong["payload"] = payload;
+                }
+                (vec![pong], None)
+            }
+            (Protocol::TransportWs, "pong") => (Vec::new(), None),
+            (Protocol::TransportWs, "subscribe") | (Protocol::LegacyWs, "start") => {
+                self.start(message.id, message.payload)
+            }
+            (Protocol::TransportWs, "complete") | (Protocol::LegacyWs, "stop") => {
+                if let Some(task) = message.id.and_then(|id| self.operations.remove(&id)) {
+                    task.abort();
+                }
+                (Vec::new(), None)
+            }
+            (Protocol::LegacyWs, "connection_terminate") => {
+                (Vec::new(), Some((close::NORMAL, String::new())))
+            }
+            (_, other) => (
+                Vec::new(),
+                Some((
+                    close::BAD_REQUEST,
+                    format!("Unexpected message type {}", truncate(other)),
+                )),
+            ),
+        }
+    }
+
+    fn start(&mut self, id: Option<String>, payload: Option<Value>) -> (Vec<Value>, Verdict) {
+        let Some(id) = id.filter(|id| !id.is_empty() && id.len() <= 128) else {
+            return (
+                Vec::new(),
+                Some((close::BAD_REQUEST, "An operation needs an id".into())),
+            );
+        };
+        if !self.acknowledged {
+            return match self.protocol {
+                Protocol::TransportWs => (
+                    Vec::new(),
+                    Some((close::UNAUTHORIZED, "Unauthorized".into())),
+                ),
+                Protocol::LegacyWs => (
+                    vec![
+                        json!({"type": "error", "id": id, "payload": {"message": "send connection_init first"}}),
+                    ],
+                    None,
+                ),
+            };
+        }
+        if self.operations.contains_key(&id) {
+            return match self.protocol {
+                Protocol::TransportWs => (
+                    Vec::new(),
+                    Some((
+                        close::DUPLICATE_ID,
+                        format!("Subscriber for {} already exists", truncate(&id)),
+                    )),
+                ),
+                Protocol::LegacyWs => (
+                    vec![
+                        json!({"type": "error", "id": id, "payload": {"message": "an operation with this id is running"}}),
+                    ],
+                    None,
+                ),
+            };
+        }
+        let payload: OperationPayload = match payload.map(serde_json::from_value) {
+            Some(Ok(payload)) => payload,
+            _ => {
+                return match self.protocol {
+                    Protocol::TransportWs => (
+                        Vec::new(),
+                        Some((close::BAD_REQUEST, "Invalid subscribe payload".into())),
+                    ),
+                    Protocol::LegacyWs => (
+                        vec![
+                            json!({"type": "error", "id": id, "payload": {"message": "the payload is not a GraphQL request"}}),
+                        ],
+                        None,
+                    ),
+                }
+            }
+        };
+        if self.operations.len() >= self.config.max_operations {
+            let errors = json!([{ "message": format!("at most {} operations may run on one connection", self.config.max_operations), "extensions": {"code": "TOO_MANY_OPERATIONS"} }]);
+            return (vec![self.error_message(&id, errors)], None);
+        }
+        let mut request = Request::new(payload.query);
+        if let Some(variables) = payload.variables {
+            request = request.variables(Variables::from_json(variables));
+        }
+        if let Some(name) = payload.operation_name {
+            request = request.operation_name(name);
+        }
+        let meta = RequestMeta {
+            actor: self.meta.actor.clone(),
+            correlation_id: uuid::Uuid::now_v7().to_string(),
+        };
+        let task = tokio::spawn(run_operation(
+            self.schema.clone(),
+            request.data(meta),
+            id.clone(),
+            self.protocol,
+            self.events.clone(),
+        ));
+        self.operations.insert(id, task);
+        (Vec::new(), None)
+    }
+
+    fn error_message(&self, id: &str, errors: Value) -> Value {
+        error_message(self.protocol, id, errors)
+    }
+}
+
+fn error_message(protocol: Protocol, id: &str, errors: Value) -> Value {
+    match protocol {
+        Protocol::TransportWs => json!({"type": "error", "id": id, "payload": errors}),
+        // The legacy protocol's `error` carries one error object.
+        Protocol::LegacyWs => {
+            let first = errors.get(0).cloned().unwrap_or_else(|| json!({}));
+            json!({"type": "error", "id": id, "payload": first})
+        }
+    }
+}
+
+/// An error of the request itself (it did not parse or validate): no data, and no error that
+/// happened at a path during execution.
+fn is_request_error(response: &Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response
+            .errors
+            .iter()
+            .all(|e: &ServerError| e.path.is_empty())
+}
+
+async fn run_operation(
+    schema: InventorySchema,
+    request: Request,
+    id: String,
+    protocol: Protocol,
+    events: mpsc::Sender<Event>,
+) {
+    let mut responses = schema.execute_stream(request);
+    let mut first = true;
+    while let Some(response) = responses.next().await {
+        if std::mem::replace(&mut first, false) && is_request_error(&response) {
+            let errors = serde_json::to_value(&response.errors).unwrap_or_else(|_| json!([]));
+            let _ = events
+                .send(Event::Message(error_message(protocol, &id, errors)))
+                .await;
+            let _ = events.send(Event::Done(id)).await;
+            return;
+        }
+        let payload = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
+        let kind = match protocol {
+            Protocol::TransportWs => "next",
+            Protocol::LegacyWs => "data",
+        };
+        let message = json!({"type": kind, "id": id, "payload": payload});
+        if events.send(Event::Message(message)).await.is_err() {
+            return;
+        }
+    }
+    let _ = events
+        .send(Event::Message(json!({"type": "complete", "id": id})))
+        .await;
+    let _ = events.send(Event::Done(id)).await;
+}
+
+fn text(value: &Value) -> Message {
+    Message::Text(Utf8Bytes::from(value.to_string()))
+}
+
+/// At most 64 characters of a client's string, for a close reason (limited to 123 bytes).
+fn truncate(value: &str) -> String {
+    value.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offered(protocols: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = protocols.parse() {
+            headers.insert("sec-websocket-protocol", value);
+        }
+        headers
+    }
+
+    #[test]
+    fn the_first_protocol_offered_that_the_server_speaks_is_chosen() {
+        assert_eq!(
+            Protocol::choose(&HeaderMap::new()),
+            Some(Protocol::TransportWs)
+        );
+        assert_eq!(
+            Protocol::choose(&offered("graphql-ws")),
+            Some(Protocol::LegacyWs)
+        );
+        assert_eq!(
+            Protocol::choose(&offered("mqtt, graphql-transport-ws, graphql-ws")),
+            Some(Protocol::TransportWs)
+        );
+        assert_eq!(Protocol::choose(&offered("mqtt")), None);
+    }
+}
