@@ -1,8 +1,8 @@
 //! Makes introspection tell the truth about the schema's description. async-graphql answers
 //! `__schema { description }` with a fixed sentence describing what a schema is, which is not
 //! this schema's description: clients that rebuild the schema from introspection (graphql-js
-//! `buildClientSchema`, codegen) would print it as one, and differ from schema.graphql. This
-//! schema has no description, so the answer is null, as the GraphQL spec's `String` allows.
+//! `buildClientSchema`, codegen) would print it as one, and differ from schema.graphql. The
+//! answer is this schema's own description, which `super::sdl` prints too.
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
@@ -28,7 +28,7 @@ impl Extension for SchemaDescription {
     ) -> ServerResult<Option<Value>> {
         if info.is_for_introspection && info.parent_type == "__Schema" && info.name == "description"
         {
-            return Ok(Some(Value::Null));
+            return Ok(Some(Value::String(super::SCHEMA_DESCRIPTION.to_owned())));
         }
         next.run(ctx, info).await
     }

@@ -80,7 +80,18 @@ pub fn schema(app: Option<AppContext>) -> InventorySchema {
     )
     .extension(limits::QueryLimits)
     .extension(executed::MarkExecuted)
-    .extension(introspection::SchemaDescription);
+    .extension(introspection::SchemaDescription)
+    // The library's own descriptions of these scalars speak of its Rust types.
+    .override_output_type_description::<chrono::DateTime<chrono::Utc>>(
+        "A point in time, as an RFC 3339 date-time string: UTC on output \
+         (`2026-12-01T09:30:00.123Z`); any offset on input.",
+    )
+    .override_input_type_description::<chrono::NaiveDate>(
+        "A calendar day, `YYYY-MM-DD` (e.g. `2026-12-01`). The service's days are UTC days.",
+    )
+    .override_output_type_description::<async_graphql::Json<serde_json::Value>>(
+        "Any JSON value: an event's data exactly as stored.",
+    );
     match app {
         Some(app) => builder.data(app).finish(),
         None => builder.finish(),
@@ -91,8 +102,24 @@ pub fn schema(app: Option<AppContext>) -> InventorySchema {
 /// introspection reports (async-graphql leaves them out by default), so a schema rebuilt from
 /// introspection prints the same as the file.
 pub fn sdl() -> String {
-    schema(None).sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
+    let sdl = schema(None)
+        .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by());
+    // async-graphql prints no schema description; introspection gives ours (`introspection`).
+    match sdl.rfind("\nschema {") {
+        Some(at) => format!(
+            "{}\n\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"{}",
+            &sdl[..at],
+            &sdl[at..]
+        ),
+        None => sdl,
+    }
 }
+
+/// What the API is, as introspection (`__schema { description }`) and schema.graphql say.
+pub const SCHEMA_DESCRIPTION: &str = "An event-sourced inventory service. Queries read the \
+projections (current inventory, allocations, history, the stock movement report); mutations are \
+commands on warehouses, items and allocations, each answered with the entity as committed and \
+any `userErrors`; subscriptions stream events, changed rows and low-stock alerts live.";
 
 /// An infrastructure failure as a GraphQL error with a stable `extensions.code`.
 pub fn infrastructure(error: impl std::fmt::Display) -> async_graphql::Error {
