@@ -2,6 +2,7 @@
 //! events, exactly-once in effect per aggregate sequence number) and `ReadModel` (the queries
 //! the API needs); `runner` fills gaps from the event store and announces changed rows.
 
+pub mod batch;
 pub mod dynamodb;
 pub mod layout;
 pub mod model;

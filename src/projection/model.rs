@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::application::Entity;
 use crate::domain::allocation::{Allocation, AllocationEvent, AllocationStatus};
-use crate::domain::item::{InventoryItem, ItemEvent};
+use crate::domain::item::{InventoryItem, ItemEvent, StockChangeReason};
 use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
 use crate::domain::Aggregate;
 use crate::store::EventEnvelope;
@@ -302,4 +302,68 @@ pub fn day_of(timestamp_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(timestamp_ms)
         .map(|t| t.date_naive().to_string())
         .unwrap_or_else(|| "1970-01-01".to_owned())
+}
+
+/// One event's contribution to its day's counters, or several events' summed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Movement {
+    pub received: i64,
+    pub removed: i64,
+    pub allocated: i64,
+    pub released: i64,
+    pub fulfilled: i64,
+    pub net: i64,
+}
+
+impl Movement {
+    pub fn add(&mut self, other: &Movement) {
+        self.received += other.received;
+        self.removed += other.removed;
+        self.allocated += other.allocated;
+        self.released += other.released;
+        self.fulfilled += other.fulfilled;
+        self.net += other.net;
+    }
+}
+
+/// What an event adds to its item's day in the stock movement report (both stores): on-hand
+/// changes split by sign into received and removed, except a fulfilment, which counts as
+/// fulfilled; reservations and releases count apart; other events count nothing.
+pub fn movement_of(event: &ItemEvent) -> Option<Movement> {
+    let zero = Movement::default();
+    Some(match *event {
+        ItemEvent::InventoryItemCreated {
+            initial_quantity, ..
+        } => Movement {
+            received: initial_quantity,
+            net: initial_quantity,
+            ..zero
+        },
+        ItemEvent::StockLevelChanged { delta, reason, .. } => match reason {
+            StockChangeReason::AllocationFulfilled => Movement {
+                fulfilled: -delta,
+                net: delta,
+                ..zero
+            },
+            _ if delta > 0 => Movement {
+                received: delta,
+                net: delta,
+                ..zero
+            },
+            _ => Movement {
+                removed: -delta,
+                net: delta,
+                ..zero
+            },
+        },
+        ItemEvent::StockAllocated { quantity, .. } => Movement {
+            allocated: quantity,
+            ..zero
+        },
+        ItemEvent::StockDeallocated { quantity, .. } => Movement {
+            released: quantity,
+            ..zero
+        },
+        _ => return None,
+    })
 }

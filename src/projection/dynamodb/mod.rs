@@ -21,6 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
+use super::batch::{plan, streams, Stream};
 use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
@@ -79,66 +80,6 @@ struct Progress {
     /// The batch index of the first event it could not apply, and its checkpoint, when it
     /// stopped at a gap.
     gap: Option<(usize, u64)>,
-}
-
-/// One aggregate's events in a batch, with their places in it, in batch order.
-type Stream<'a> = Vec<(usize, &'a EventEnvelope)>;
-
-/// The events of `events` a projector handles, by aggregate, in order of first appearance.
-fn streams(events: &[EventEnvelope], projector: ProjectionName) -> Vec<(Uuid, Stream<'_>)> {
-    let mut streams: Vec<(Uuid, Stream<'_>)> = Vec::new();
-    let mut place = HashMap::new();
-    for (index, envelope) in events.iter().enumerate() {
-        if envelope.aggregate_type != projector.handles() {
-            continue;
-        }
-        let at = *place.entry(envelope.aggregate_id).or_insert_with(|| {
-            streams.push((envelope.aggregate_id, Vec::new()));
-            streams.len() - 1
-        });
-        streams[at].1.push((index, envelope));
-    }
-    streams
-}
-
-/// What a checkpoint at `last` makes of one aggregate's events.
-struct Plan<'a> {
-    /// The events to apply: each the next after `last` and those before it.
-    next: Stream<'a>,
-    /// Whether some event was at or below the checkpoint (a duplicate).
-    skipped: bool,
-    /// The first event past a hole, with the checkpoint it found.
-    gap: Option<(usize, u64)>,
-}
-
-fn plan<'a>(last: u64, stream: &Stream<'a>) -> Plan<'a> {
-    let mut plan = Plan {
-        next: Vec::new(),
-        skipped: false,
-        gap: None,
-    };
-    let mut at = last;
-    for &(index, envelope) in stream {
-        let sequence = envelope.sequence_number;
-        if sequence <= at {
-            plan.skipped = true;
-        } else if sequence == at + 1 {
-            plan.next.push((index, envelope));
-            at = sequence;
-        } else {
-            plan.gap = Some((index, at));
-            break;
-        }
-    }
-    plan
-}
-
-impl Plan<'_> {
-    /// Whether a plan made on a remembered hint must be made again on a read: a hint may
-    /// decide what to write (the write's condition checks it), never what to skip.
-    fn needs_read(&self) -> bool {
-        self.skipped || self.gap.is_some()
-    }
 }
 
 /// How many aggregates of one batch a projector reads or writes at once.
@@ -711,58 +652,5 @@ impl ProjectionStore for DynamoProjections {
         dump.movements
             .sort_by(|a, b| (a.item_id, &a.day).cmp(&(b.item_id, &b.day)));
         Ok(dump)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::warehouse::WarehouseEvent;
-    use crate::domain::AggregateType;
-    use crate::store::Metadata;
-
-    fn deactivated(id: Uuid, sequence: u64) -> EventEnvelope {
-        let event = WarehouseEvent::WarehouseDeactivated {
-            reason: format!("r{sequence}"),
-        };
-        EventEnvelope::new(
-            Uuid::now_v7(),
-            AggregateType::Warehouse,
-            id,
-            sequence,
-            &event,
-            Metadata::default(),
-            0,
-        )
-    }
-
-    #[test]
-    fn a_plan_applies_the_run_after_the_checkpoint_skips_duplicates_and_stops_at_a_gap() {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let events: Vec<_> = [(a, 3), (b, 1), (a, 4), (a, 5), (a, 7), (a, 8), (b, 2)]
-            .into_iter()
-            .map(|(id, sequence)| deactivated(id, sequence))
-            .collect();
-        let by_aggregate = streams(&events, ProjectionName::Warehouses);
-        assert_eq!(by_aggregate.len(), 2);
-        let (id, stream) = &by_aggregate[0];
-        assert_eq!(*id, a);
-        // Checkpoint at 3: 3 is a duplicate, 4 and 5 apply, 7 is past a hole at 6.
-        let plan = plan(3, stream);
-        let next: Vec<_> = plan
-            .next
-            .iter()
-            .map(|(i, e)| (*i, e.sequence_number))
-            .collect();
-        assert_eq!(next, [(2, 4), (3, 5)]);
-        assert!(plan.skipped);
-        assert_eq!(plan.gap, Some((4, 5)));
-        assert!(plan.needs_read());
-        // The other aggregate's events are all new.
-        let plan = super::plan(0, &by_aggregate[1].1);
-        assert_eq!(plan.next.len(), 2);
-        assert!(!plan.needs_read());
-        // No projector of items sees a warehouse event.
-        assert!(streams(&events, ProjectionName::CurrentInventory).is_empty());
     }
 }

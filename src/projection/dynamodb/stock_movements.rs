@@ -13,11 +13,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem,
 use std::collections::HashMap;
 
 use super::attributes::{n, s, Record, RecordReader};
-use super::{
-    decode, lost_races, plan, unavailable, Cached, DynamoProjections, Progress, Stream, MAX_RACES,
-};
-use crate::domain::item::{ItemEvent, StockChangeReason};
+use super::{decode, lost_races, unavailable, Cached, DynamoProjections, Progress, MAX_RACES};
+use crate::domain::item::ItemEvent;
+use crate::projection::batch::{plan, Stream};
 use crate::projection::day_of;
+use crate::projection::model::{movement_of, Movement};
 use crate::projection::{MovementRow, ProjectionError};
 use uuid::Uuid;
 
@@ -35,69 +35,6 @@ impl Checkpoint {
     pub(super) fn last_sequence(&self) -> u64 {
         self.last_sequence
     }
-}
-
-/// One event's contribution to its day's counters, or several events' summed.
-#[derive(Debug, Clone, Copy, Default)]
-struct Movement {
-    received: i64,
-    removed: i64,
-    allocated: i64,
-    released: i64,
-    fulfilled: i64,
-    net: i64,
-}
-
-impl Movement {
-    fn add(&mut self, other: &Movement) {
-        self.received += other.received;
-        self.removed += other.removed;
-        self.allocated += other.allocated;
-        self.released += other.released;
-        self.fulfilled += other.fulfilled;
-        self.net += other.net;
-    }
-}
-
-/// The same arithmetic as the SQLite projector: on-hand changes split by sign into received
-/// and removed, except a fulfilment, which counts as fulfilled.
-fn movement_of(event: &ItemEvent) -> Option<Movement> {
-    let zero = Movement::default();
-    Some(match *event {
-        ItemEvent::InventoryItemCreated {
-            initial_quantity, ..
-        } => Movement {
-            received: initial_quantity,
-            net: initial_quantity,
-            ..zero
-        },
-        ItemEvent::StockLevelChanged { delta, reason, .. } => match reason {
-            StockChangeReason::AllocationFulfilled => Movement {
-                fulfilled: -delta,
-                net: delta,
-                ..zero
-            },
-            _ if delta > 0 => Movement {
-                received: delta,
-                net: delta,
-                ..zero
-            },
-            _ => Movement {
-                removed: -delta,
-                net: delta,
-                ..zero
-            },
-        },
-        ItemEvent::StockAllocated { quantity, .. } => Movement {
-            allocated: quantity,
-            ..zero
-        },
-        ItemEvent::StockDeallocated { quantity, .. } => Movement {
-            released: quantity,
-            ..zero
-        },
-        _ => return None,
-    })
 }
 
 pub fn from_record(record: &Record) -> Result<MovementRow, ProjectionError> {
@@ -521,6 +458,7 @@ pub(super) async fn apply_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::item::StockChangeReason;
     use crate::domain::AggregateType;
     use crate::store::EventEnvelope;
     use crate::store::Metadata;

@@ -47,16 +47,24 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AllocationView> {
 
 pub fn apply(
     conn: &Connection,
-    envelope: &EventEnvelope,
+    run: &[&EventEnvelope],
     changes: &mut Changes,
 ) -> Result<(), ProjectionError> {
-    let event: AllocationEvent = decode(envelope)?;
-    let id = envelope.aggregate_id.to_string();
-    let row = conn
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let id = first.aggregate_id.to_string();
+    let mut row = conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM allocations WHERE id = ?1"))
         .and_then(|mut s| s.query_row([&id], from_row).optional())
         .map_err(sql)?;
-    let next = AllocationView::next(row.as_ref(), envelope, &event);
+    for envelope in run {
+        let event: AllocationEvent = decode(envelope)?;
+        row = Some(AllocationView::next(row.as_ref(), envelope, &event));
+    }
+    let Some(next) = row else {
+        return Ok(());
+    };
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO allocations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))
@@ -75,6 +83,6 @@ pub fn apply(
         ])
     })
     .map_err(sql)?;
-    changes.allocations.insert(envelope.aggregate_id, next);
+    changes.allocations.insert(first.aggregate_id, next);
     Ok(())
 }

@@ -65,18 +65,26 @@ pub fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ItemView> {
 
 pub fn apply_warehouse(
     conn: &Connection,
-    envelope: &EventEnvelope,
+    run: &[&EventEnvelope],
     _: &mut Changes,
 ) -> Result<(), ProjectionError> {
-    let event: WarehouseEvent = decode(envelope)?;
-    let id = envelope.aggregate_id.to_string();
-    let row = conn
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let id = first.aggregate_id.to_string();
+    let mut row = conn
         .prepare_cached(&format!(
             "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1"
         ))
         .and_then(|mut s| s.query_row([&id], warehouse_from_row).optional())
         .map_err(sql)?;
-    let next = WarehouseView::next(row.as_ref(), envelope, &event);
+    for envelope in run {
+        let event: WarehouseEvent = decode(envelope)?;
+        row = Some(WarehouseView::next(row.as_ref(), envelope, &event));
+    }
+    let Some(next) = row else {
+        return Ok(());
+    };
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO warehouses ({WAREHOUSE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))
@@ -98,16 +106,24 @@ pub fn apply_warehouse(
 
 pub fn apply_item(
     conn: &Connection,
-    envelope: &EventEnvelope,
+    run: &[&EventEnvelope],
     changes: &mut Changes,
 ) -> Result<(), ProjectionError> {
-    let event: ItemEvent = decode(envelope)?;
-    let id = envelope.aggregate_id.to_string();
-    let row = conn
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let id = first.aggregate_id.to_string();
+    let mut row = conn
         .prepare_cached(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ?1"))
         .and_then(|mut s| s.query_row([&id], item_from_row).optional())
         .map_err(sql)?;
-    let next = ItemView::next(row.as_ref(), envelope, &event);
+    for envelope in run {
+        let event: ItemEvent = decode(envelope)?;
+        row = Some(ItemView::next(row.as_ref(), envelope, &event));
+    }
+    let Some(next) = row else {
+        return Ok(());
+    };
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO items ({ITEM_COLUMNS})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
@@ -129,6 +145,6 @@ pub fn apply_item(
         ])
     })
     .map_err(sql)?;
-    changes.items.insert(envelope.aggregate_id, next);
+    changes.items.insert(first.aggregate_id, next);
     Ok(())
 }

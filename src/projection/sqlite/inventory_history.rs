@@ -37,29 +37,32 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
 
 pub fn apply(
     conn: &Connection,
-    envelope: &EventEnvelope,
+    run: &[&EventEnvelope],
     _: &mut Changes,
 ) -> Result<(), ProjectionError> {
-    let event: ItemEvent = decode(envelope)?;
-    let Some(entry) = HistoryEntry::from_event(envelope, &event) else {
-        return Ok(());
-    };
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            entry.item_id.to_string(),
-            entry.sequence_number as i64,
-            entry.reason,
-            entry.delta,
-            entry.quantity_after,
-            entry.reference,
-            entry.actor,
-            entry.correlation_id,
-            entry.occurred_at
-        ])
-    })
-    .map_err(sql)?;
+    let mut insert = conn
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))
+        .map_err(sql)?;
+    for envelope in run {
+        let event: ItemEvent = decode(envelope)?;
+        let Some(entry) = HistoryEntry::from_event(envelope, &event) else {
+            continue;
+        };
+        insert
+            .execute(params![
+                entry.item_id.to_string(),
+                entry.sequence_number as i64,
+                entry.reason,
+                entry.delta,
+                entry.quantity_after,
+                entry.reference,
+                entry.actor,
+                entry.correlation_id,
+                entry.occurred_at
+            ])
+            .map_err(sql)?;
+    }
     Ok(())
 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+use super::batch::{plan, streams};
 use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
@@ -34,9 +35,11 @@ pub struct Changes {
     pub allocations: BTreeMap<Uuid, AllocationView>,
 }
 
-type ApplyFn = fn(&Connection, &EventEnvelope, &mut Changes) -> Result<(), ProjectionError>;
+/// Applies a run of one aggregate's events, each the next after the one before it, inside the
+/// batch's transaction: a row is read once and written once for the whole run.
+type ApplyFn = fn(&Connection, &[&EventEnvelope], &mut Changes) -> Result<(), ProjectionError>;
 
-/// How each projection folds one event into its tables (inside the batch's transaction).
+/// How each projection folds a run of events into its tables.
 fn apply_fn(projection: ProjectionName) -> ApplyFn {
     match projection {
         ProjectionName::Warehouses => current_inventory::apply_warehouse,
@@ -174,6 +177,10 @@ fn checkpoint(
     Ok(last.unwrap_or(0) as u64)
 }
 
+/// Applies a batch in one transaction: first every projector's checkpoint on every aggregate
+/// of the batch is read, so that the batch stops at its earliest gap; then each projector
+/// folds each aggregate's run of events (those before the gap) into its rows, and moves its
+/// checkpoint once per aggregate.
 fn apply_batch(
     conn: &mut Connection,
     serves: &[ProjectionName],
@@ -184,47 +191,55 @@ fn apply_batch(
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql)?;
-    let mut changes = Changes::default();
-    let mut outcome = Applied::default();
-    'events: for (index, envelope) in events.iter().enumerate() {
-        let aggregate_id = envelope.aggregate_id.to_string();
-        for projector in serves
-            .iter()
-            .copied()
-            .filter(|p| p.handles() == envelope.aggregate_type)
-        {
-            let last = checkpoint(&tx, projector.as_str(), &aggregate_id)?;
-            if envelope.sequence_number <= last {
-                continue; // already applied: a redelivery
+    let mut work = Vec::new();
+    let mut earliest: Option<(usize, u64, Uuid)> = None;
+    for &projector in serves {
+        for (id, stream) in streams(events, projector) {
+            let last = checkpoint(&tx, projector.as_str(), &id.to_string())?;
+            let plan = plan(last, &stream);
+            if let Some((index, after)) = plan.gap {
+                if earliest.is_none_or(|(i, a, _)| (index, after) < (i, a)) {
+                    earliest = Some((index, after, id));
+                }
             }
-            if envelope.sequence_number > last + 1 {
-                outcome.gap = Some(Gap {
-                    aggregate_id: envelope.aggregate_id,
-                    after: last,
-                });
-                outcome.applied = index;
-                break 'events;
-            }
-            apply_fn(projector)(&tx, envelope, &mut changes)?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO checkpoints (projector, aggregate_id, last_sequence)
-                 VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    projector.as_str(),
-                    aggregate_id,
-                    envelope.sequence_number as i64
-                ])
-            })
-            .map_err(sql)?;
+            work.push((projector, id, plan.next));
         }
-        outcome.applied = index + 1;
+    }
+    let cutoff = earliest.map_or(events.len(), |(index, _, _)| index);
+    let mut changes = Changes::default();
+    for (projector, id, next) in work {
+        let run: Vec<&EventEnvelope> = next
+            .into_iter()
+            .filter(|(index, _)| *index < cutoff)
+            .map(|(_, envelope)| envelope)
+            .collect();
+        let Some(last) = run.last() else {
+            continue;
+        };
+        apply_fn(projector)(&tx, &run, &mut changes)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO checkpoints (projector, aggregate_id, last_sequence)
+             VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                projector.as_str(),
+                id.to_string(),
+                last.sequence_number as i64
+            ])
+        })
+        .map_err(sql)?;
     }
     tx.commit().map_err(sql)?;
-    outcome.changed_items = changes.items.into_values().collect();
-    outcome.changed_allocations = changes.allocations.into_values().collect();
-    Ok(outcome)
+    Ok(Applied {
+        applied: cutoff,
+        gap: earliest.map(|(_, after, aggregate_id)| Gap {
+            aggregate_id,
+            after,
+        }),
+        changed_items: changes.items.into_values().collect(),
+        changed_allocations: changes.allocations.into_values().collect(),
+    })
 }
 
 #[async_trait]

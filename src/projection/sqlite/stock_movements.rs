@@ -3,9 +3,11 @@
 //! Rows carry the warehouse so a warehouse's report is a sum over its items.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
 
 use super::{decode, sql, Changes};
-use crate::domain::item::{ItemEvent, StockChangeReason};
+use crate::domain::item::ItemEvent;
+use crate::projection::model::{movement_of, Movement};
 use crate::projection::{day_of, MovementRow, ProjectionError};
 use crate::store::EventEnvelope;
 
@@ -40,71 +42,81 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementRow> {
     })
 }
 
+/// Counts a run of an item's events: each day's movements summed (the same arithmetic as the
+/// DynamoDB projector, `movement_of`) and added to that day's row with one upsert per day.
 pub fn apply(
     conn: &Connection,
-    envelope: &EventEnvelope,
+    run: &[&EventEnvelope],
     _: &mut Changes,
 ) -> Result<(), ProjectionError> {
-    let item_id = envelope.aggregate_id.to_string();
-    // (received, removed, allocated, released, fulfilled, net)
-    let movement = match decode(envelope)? {
-        ItemEvent::InventoryItemCreated {
-            warehouse_id,
-            sku,
-            initial_quantity,
-            ..
-        } => {
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let item_id = first.aggregate_id.to_string();
+    let mut days: BTreeMap<String, Movement> = BTreeMap::new();
+    let mut owner: Option<(String, String)> = None;
+    for envelope in run {
+        let event: ItemEvent = decode(envelope)?;
+        if let ItemEvent::InventoryItemCreated {
+            warehouse_id, sku, ..
+        } = &event
+        {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO movement_items (item_id, warehouse_id, sku) VALUES (?1, ?2, ?3)",
             )
             .and_then(|mut s| s.execute(params![item_id, warehouse_id.to_string(), sku]))
             .map_err(sql)?;
-            (initial_quantity, 0, 0, 0, 0, initial_quantity)
+            owner = Some((warehouse_id.to_string(), sku.clone()));
         }
-        ItemEvent::StockLevelChanged { delta, reason, .. } => match reason {
-            StockChangeReason::AllocationFulfilled => (0, 0, 0, 0, -delta, delta),
-            _ if delta > 0 => (delta, 0, 0, 0, 0, delta),
-            _ => (0, -delta, 0, 0, 0, delta),
-        },
-        ItemEvent::StockAllocated { quantity, .. } => (0, 0, quantity, 0, 0, 0),
-        ItemEvent::StockDeallocated { quantity, .. } => (0, 0, 0, quantity, 0, 0),
-        _ => return Ok(()),
+        if let Some(movement) = movement_of(&event) {
+            days.entry(day_of(envelope.timestamp))
+                .or_default()
+                .add(&movement);
+        }
+    }
+    if days.is_empty() {
+        return Ok(());
+    }
+    let owner = match owner {
+        Some(owner) => Some(owner),
+        None => conn
+            .prepare_cached("SELECT warehouse_id, sku FROM movement_items WHERE item_id = ?1")
+            .and_then(|mut s| {
+                s.query_row([&item_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(sql)?,
     };
-    let owner: Option<(String, String)> = conn
-        .prepare_cached("SELECT warehouse_id, sku FROM movement_items WHERE item_id = ?1")
-        .and_then(|mut s| {
-            s.query_row([&item_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(sql)?;
     let Some((warehouse_id, sku)) = owner else {
         return Err(ProjectionError::Poison {
-            event_id: envelope.event_id,
+            event_id: first.event_id,
             reason: "stock movement for an item whose creation was never applied".into(),
         });
     };
-    let (received, removed, allocated, released, fulfilled, net) = movement;
-    conn.prepare_cached(&format!(
-        "INSERT INTO movements ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (item_id, day) DO UPDATE SET
-            received = received + excluded.received, removed = removed + excluded.removed,
-            allocated = allocated + excluded.allocated, released = released + excluded.released,
-            fulfilled = fulfilled + excluded.fulfilled, net = net + excluded.net"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            item_id,
-            warehouse_id,
-            sku,
-            day_of(envelope.timestamp),
-            received,
-            removed,
-            allocated,
-            released,
-            fulfilled,
-            net
-        ])
-    })
-    .map_err(sql)?;
+    let mut upsert = conn
+        .prepare_cached(&format!(
+            "INSERT INTO movements ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (item_id, day) DO UPDATE SET
+                received = received + excluded.received, removed = removed + excluded.removed,
+                allocated = allocated + excluded.allocated, released = released + excluded.released,
+                fulfilled = fulfilled + excluded.fulfilled, net = net + excluded.net"
+        ))
+        .map_err(sql)?;
+    for (day, m) in days {
+        upsert
+            .execute(params![
+                item_id,
+                warehouse_id,
+                sku,
+                day,
+                m.received,
+                m.removed,
+                m.allocated,
+                m.released,
+                m.fulfilled,
+                m.net
+            ])
+            .map_err(sql)?;
+    }
     Ok(())
 }
