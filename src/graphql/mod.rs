@@ -5,7 +5,10 @@
 
 mod allocation;
 mod audit;
+mod cursor;
 mod inventory;
+pub mod loaders;
+mod node;
 mod page;
 mod rebuild;
 mod subscription;
@@ -48,6 +51,7 @@ pub struct RequestMeta {
 /// audit trail.
 #[derive(MergedObject, Default)]
 pub struct Query(
+    node::NodeQuery,
     warehouse::WarehouseQuery,
     inventory::InventoryQuery,
     allocation::AllocationQuery,
@@ -82,7 +86,11 @@ pub fn schema(app: Option<AppContext>) -> InventorySchema {
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY);
     match app {
-        Some(app) => builder.data(app).finish(),
+        // The loaders are shared by every request, without a cache: see `loaders`.
+        Some(app) => builder
+            .data(loaders::Loaders::new(app.read.clone()))
+            .data(app)
+            .finish(),
         None => builder.finish(),
     }
 }
@@ -174,12 +182,3 @@ impl AppContext {
 /// Default and largest page sizes for every connection.
 pub const DEFAULT_PAGE: i32 = 50;
 pub const MAX_PAGE: i32 = 500;
-
-pub fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
-    match first.unwrap_or(DEFAULT_PAGE) {
-        n if (1..=MAX_PAGE).contains(&n) => Ok(n as usize),
-        n => Err(bad_argument(format!(
-            "first must be between 1 and {MAX_PAGE}, got {n}"
-        ))),
-    }
-}

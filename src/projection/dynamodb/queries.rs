@@ -4,7 +4,7 @@
 //! index's propagation delay (typically well under a second).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use super::current_inventory::{sku_key, ITEM_LIST, LOW_STOCK, WAREHOUSE_LIST};
 use super::{inventory_history, stock_movements, unavailable, DynamoProjections, VersionedRow};
 use crate::domain::allocation::AllocationStatus;
 use crate::projection::{
-    AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, ProjectionError,
+    AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionError,
     ReadModel, WarehouseView,
 };
 
@@ -41,6 +41,14 @@ struct Lookup {
     filters: Vec<String>,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
+    /// Read the key range from its end (`ScanIndexForward=false`); `run` still returns the
+    /// rows in ascending order.
+    backward: bool,
+    /// Rows whose `attribute` equals one of these are dropped: the bounds of a `BETWEEN`
+    /// that stands for an exclusive range (a sort key takes one condition only).
+    excluded: Option<(String, Vec<AttributeValue>)>,
+    /// An empty key range (`after >= before`): no need to ask.
+    empty: bool,
 }
 
 impl Lookup {
@@ -54,7 +62,33 @@ impl Lookup {
             filters: Vec::new(),
             names: HashMap::new(),
             values: HashMap::new(),
+            backward: false,
+            excluded: None,
+            empty: false,
         }
+    }
+
+    /// Bounds the sort key `attribute` by a keyset (`after < key < before`) and sets the
+    /// direction it is read in; `value` is the key as the attribute stores it.
+    fn range<K: PartialOrd>(
+        mut self,
+        attribute: &str,
+        keys: &Keys<K>,
+        value: impl Fn(&K) -> AttributeValue,
+    ) -> Self {
+        self.backward = keys.backward;
+        match (&keys.after, &keys.before) {
+            (Some(after), Some(before)) if after >= before => self.empty = true,
+            (Some(after), Some(before)) => {
+                let (low, high) = (value(after), value(before));
+                self.excluded = Some((attribute.to_owned(), vec![low.clone(), high.clone()]));
+                self = self.key_between(attribute, low, high);
+            }
+            (Some(after), None) => self = self.key(attribute, ">", value(after)),
+            (None, Some(before)) => self = self.key(attribute, "<", value(before)),
+            (None, None) => {}
+        }
+        self
     }
 
     /// A Query on an index that holds only keys (`crate::dynamodb` creates them so, since a
@@ -116,6 +150,15 @@ impl Lookup {
         decode: fn(&Record) -> Result<T, ProjectionError>,
     ) -> Result<Vec<T>, ProjectionError> {
         let limit = limit.min(MAX_ROWS);
+        if self.empty || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let backward = self.backward;
+        let excluded = self.excluded;
+        let kept = |record: &Record| match &excluded {
+            Some((attribute, values)) => record.get(attribute).is_none_or(|v| !values.contains(v)),
+            None => true,
+        };
         let fetch = self.fetch;
         let fetched_filters = self.fetched_filters;
         let filtered = !self.filters.is_empty() || !fetched_filters.is_empty();
@@ -126,6 +169,7 @@ impl Lookup {
             .set_index_name(self.index.map(str::to_owned))
             // Global indexes cannot be read consistently; the table can.
             .consistent_read(self.index.is_none())
+            .scan_index_forward(!backward)
             .key_condition_expression(self.keys.join(" AND "))
             .set_filter_expression((!self.filters.is_empty()).then(|| self.filters.join(" AND ")))
             .set_expression_attribute_names(Some(self.names))
@@ -149,14 +193,17 @@ impl Lookup {
             match fetch {
                 None => {
                     for record in page.items() {
-                        rows.push(decode(record)?);
+                        if kept(record) {
+                            rows.push(decode(record)?);
+                        }
                     }
                 }
                 Some(key) => {
                     for record in fetch_rows(store, &table, key, page.items()).await? {
-                        let wanted = fetched_filters
-                            .iter()
-                            .all(|(attribute, value)| record.get(attribute) == Some(value));
+                        let wanted = kept(&record)
+                            && fetched_filters
+                                .iter()
+                                .all(|(attribute, value)| record.get(attribute) == Some(value));
                         if wanted {
                             rows.push(decode(&record)?);
                         }
@@ -169,7 +216,49 @@ impl Lookup {
             }
         }
         rows.truncate(limit);
+        if backward {
+            rows.reverse();
+        }
         Ok(rows)
+    }
+
+    /// How many rows the Query matches: `Select: COUNT` pages, following LastEvaluatedKey.
+    /// Filters on a keys-only index's fetched rows cannot be counted by DynamoDB, so such a
+    /// lookup (an order's allocations by item or status: a handful of rows) reads them.
+    async fn count(self, store: &DynamoProjections, table: String) -> Result<u64, ProjectionError> {
+        if self.empty {
+            return Ok(0);
+        }
+        if !self.fetched_filters.is_empty() {
+            let rows = self.run(store, table, MAX_ROWS, |_| Ok(())).await?;
+            return Ok(rows.len() as u64);
+        }
+        let query = store
+            .client
+            .query()
+            .table_name(&table)
+            .set_index_name(self.index.map(str::to_owned))
+            .consistent_read(self.index.is_none())
+            .select(Select::Count)
+            .key_condition_expression(self.keys.join(" AND "))
+            .set_filter_expression((!self.filters.is_empty()).then(|| self.filters.join(" AND ")))
+            .set_expression_attribute_names(Some(self.names))
+            .set_expression_attribute_values(Some(self.values));
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            total += page.count.max(0) as u64;
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -205,24 +294,127 @@ async fn fetch_rows(
         .collect())
 }
 
+fn uuid_key(id: &Uuid) -> AttributeValue {
+    s(id.to_string())
+}
+
+fn sequence_key(sequence: &u64) -> AttributeValue {
+    n(*sequence)
+}
+
+fn warehouse_lookup(include_inactive: bool) -> Lookup {
+    let lookup = Lookup::on(Some("all")).key("listKey", "=", s(WAREHOUSE_LIST));
+    if include_inactive {
+        lookup
+    } else {
+        lookup.filter("active", "=", AttributeValue::Bool(true))
+    }
+}
+
+fn item_lookup(warehouse_id: Option<Uuid>, low_stock_only: bool) -> Lookup {
+    // The two low-stock indexes are sparse: they hold only the items low on stock.
+    match (warehouse_id, low_stock_only) {
+        (Some(warehouse_id), true) => Lookup::on_keys("low_stock_by_warehouse", ITEM_KEY).key(
+            "lowStockWarehouse",
+            "=",
+            s(warehouse_id.to_string()),
+        ),
+        (Some(warehouse_id), false) => Lookup::on_keys("by_warehouse", ITEM_KEY).key(
+            "warehouseId",
+            "=",
+            s(warehouse_id.to_string()),
+        ),
+        (None, true) => {
+            Lookup::on_keys("low_stock", ITEM_KEY).key("lowStockKey", "=", s(LOW_STOCK))
+        }
+        (None, false) => Lookup::on_keys("all", ITEM_KEY).key("listKey", "=", s(ITEM_LIST)),
+    }
+}
+
+/// How an allocation filter is read: one Query on the most selective index given (the other
+/// conditions filter it), or the status index's shards, each a Query, merged.
+enum AllocationLookup {
+    One(Box<Lookup>),
+    Shards(Vec<String>),
+}
+
+/// Adds the conditions the chosen index does not key on.
+fn allocation_filters(
+    mut lookup: Lookup,
+    item_id: Option<Uuid>,
+    status: Option<AllocationStatus>,
+) -> Lookup {
+    if let Some(item_id) = item_id {
+        lookup = lookup.filter("itemId", "=", s(item_id.to_string()));
+    }
+    if let Some(status) = status {
+        lookup = lookup.filter("status", "=", s(status.as_str()));
+    }
+    lookup
+}
+
+/// The index and its key for an allocation filter, with the conditions left for
+/// [`allocation_filters`].
+fn allocation_lookup(
+    filter: AllocationFilter,
+) -> (AllocationLookup, Option<Uuid>, Option<AllocationStatus>) {
+    let AllocationFilter {
+        order_id,
+        mut item_id,
+        status,
+    } = filter;
+    let lookup = if let Some(order_id) = order_id {
+        Lookup::on_keys("by_order", ALLOCATION_KEY).key("orderId", "=", s(order_id))
+    } else if let Some(item_id) = item_id.take() {
+        Lookup::on_keys("by_item", ALLOCATION_KEY).key("itemId", "=", s(item_id.to_string()))
+    } else if let Some(status) = status {
+        return (
+            AllocationLookup::Shards(status_shards(status).collect()),
+            None,
+            None,
+        );
+    } else {
+        let keys = AllocationStatus::ALL
+            .into_iter()
+            .flat_map(status_shards)
+            .collect();
+        return (AllocationLookup::Shards(keys), None, None);
+    };
+    (AllocationLookup::One(Box::new(lookup)), item_id, status)
+}
+
+fn history_lookup(item_id: Uuid) -> Lookup {
+    // On the table, not the by_time index: pages are ordered and keyed by sequence number.
+    Lookup::on(None).key("itemId", "=", s(item_id.to_string()))
+}
+
+fn history_filters(mut lookup: Lookup, from: Option<i64>, to: Option<i64>) -> Lookup {
+    if let Some(from) = from {
+        lookup = lookup.filter("occurredAt", ">=", n(from));
+    }
+    if let Some(to) = to {
+        lookup = lookup.filter("occurredAt", "<", n(to));
+    }
+    lookup
+}
+
+fn status_shard_lookup(key: String) -> Lookup {
+    Lookup::on(Some("by_status_shard")).key("statusShard", "=", s(key))
+}
+
 impl DynamoProjections {
     /// Allocations under these status index keys, by id: a page of each key (in parallel),
-    /// merged.
+    /// merged, taken from the end the keyset asks for.
     async fn allocations_by_status(
         &self,
-        keys: Vec<String>,
-        after: Option<Uuid>,
-        limit: usize,
+        shards: Vec<String>,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
-        let pages = keys.into_iter().map(|key| {
-            let mut lookup = Lookup::on(Some("by_status_shard")).key("statusShard", "=", s(key));
-            if let Some(after) = after {
-                lookup = lookup.key("id", ">", s(after.to_string()));
-            }
-            lookup.run(
+        let pages = shards.into_iter().map(|key| {
+            status_shard_lookup(key).range("id", &keys, uuid_key).run(
                 self,
                 self.tables.allocations(),
-                limit,
+                keys.limit,
                 AllocationView::from_record,
             )
         });
@@ -232,8 +424,30 @@ impl DynamoProjections {
             .flatten()
             .collect();
         rows.sort_by_key(|row| row.id);
-        rows.truncate(limit.min(MAX_ROWS));
+        let limit = keys.limit.min(MAX_ROWS);
+        if keys.backward {
+            let cut = rows.len().saturating_sub(limit);
+            rows.drain(..cut);
+        } else {
+            rows.truncate(limit);
+        }
         Ok(rows)
+    }
+
+    /// The rows of `ids` (a DataLoader's batch) by BatchGetItem, 100 keys a request.
+    async fn rows_by_ids<V: VersionedRow>(
+        &self,
+        table: String,
+        ids: &[Uuid],
+    ) -> Result<Vec<V>, ProjectionError> {
+        let keys = ids
+            .iter()
+            .map(|id| Record::from([("id".to_owned(), s(id.to_string()))]))
+            .collect();
+        let rows = crate::dynamodb::batch_get(&self.client, &table, keys)
+            .await
+            .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+        rows.iter().map(V::from_record).collect()
     }
 }
 
@@ -246,23 +460,26 @@ impl ReadModel for DynamoProjections {
     async fn warehouses(
         &self,
         include_inactive: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<WarehouseView>, ProjectionError> {
-        let mut lookup = Lookup::on(Some("all")).key("listKey", "=", s(WAREHOUSE_LIST));
-        if let Some(after) = after {
-            lookup = lookup.key("id", ">", s(after.to_string()));
-        }
-        if !include_inactive {
-            lookup = lookup.filter("active", "=", AttributeValue::Bool(true));
-        }
-        lookup
+        warehouse_lookup(include_inactive)
+            .range("id", &keys, uuid_key)
             .run(
                 self,
                 self.tables.warehouses(),
-                limit,
+                keys.limit,
                 WarehouseView::from_record,
             )
+            .await
+    }
+
+    async fn warehouses_by_ids(&self, ids: &[Uuid]) -> Result<Vec<WarehouseView>, ProjectionError> {
+        self.rows_by_ids(self.tables.warehouses(), ids).await
+    }
+
+    async fn count_warehouses(&self, include_inactive: bool) -> Result<u64, ProjectionError> {
+        warehouse_lookup(include_inactive)
+            .count(self, self.tables.warehouses())
             .await
     }
 
@@ -287,29 +504,25 @@ impl ReadModel for DynamoProjections {
         &self,
         warehouse_id: Option<Uuid>,
         low_stock_only: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<ItemView>, ProjectionError> {
-        // The two low-stock indexes are sparse: they hold only the items low on stock.
-        let mut lookup =
-            match (warehouse_id, low_stock_only) {
-                (Some(warehouse_id), true) => Lookup::on_keys("low_stock_by_warehouse", ITEM_KEY)
-                    .key("lowStockWarehouse", "=", s(warehouse_id.to_string())),
-                (Some(warehouse_id), false) => Lookup::on_keys("by_warehouse", ITEM_KEY).key(
-                    "warehouseId",
-                    "=",
-                    s(warehouse_id.to_string()),
-                ),
-                (None, true) => {
-                    Lookup::on_keys("low_stock", ITEM_KEY).key("lowStockKey", "=", s(LOW_STOCK))
-                }
-                (None, false) => Lookup::on_keys("all", ITEM_KEY).key("listKey", "=", s(ITEM_LIST)),
-            };
-        if let Some(after) = after {
-            lookup = lookup.key("id", ">", s(after.to_string()));
-        }
-        lookup
-            .run(self, self.tables.items(), limit, ItemView::from_record)
+        item_lookup(warehouse_id, low_stock_only)
+            .range("id", &keys, uuid_key)
+            .run(self, self.tables.items(), keys.limit, ItemView::from_record)
+            .await
+    }
+
+    async fn items_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ItemView>, ProjectionError> {
+        self.rows_by_ids(self.tables.items(), ids).await
+    }
+
+    async fn count_items(
+        &self,
+        warehouse_id: Option<Uuid>,
+        low_stock_only: bool,
+    ) -> Result<u64, ProjectionError> {
+        item_lookup(warehouse_id, low_stock_only)
+            .count(self, self.tables.items())
             .await
     }
 
@@ -320,46 +533,49 @@ impl ReadModel for DynamoProjections {
     async fn allocations(
         &self,
         filter: AllocationFilter,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
-        // The most selective index given keys the Query; the other conditions filter it.
-        let AllocationFilter {
-            order_id,
-            mut item_id,
-            status,
-        } = filter;
-        let mut lookup = if let Some(order_id) = order_id {
-            Lookup::on_keys("by_order", ALLOCATION_KEY).key("orderId", "=", s(order_id))
-        } else if let Some(item_id) = item_id.take() {
-            Lookup::on_keys("by_item", ALLOCATION_KEY).key("itemId", "=", s(item_id.to_string()))
-        } else if let Some(status) = status {
-            let keys = status_shards(status).collect();
-            return self.allocations_by_status(keys, after, limit).await;
-        } else {
-            let keys = AllocationStatus::ALL
-                .into_iter()
-                .flat_map(status_shards)
-                .collect();
-            return self.allocations_by_status(keys, after, limit).await;
-        };
-        if let Some(after) = after {
-            lookup = lookup.key("id", ">", s(after.to_string()));
+        match allocation_lookup(filter) {
+            (AllocationLookup::Shards(shards), _, _) => {
+                self.allocations_by_status(shards, keys).await
+            }
+            (AllocationLookup::One(lookup), item_id, status) => {
+                allocation_filters((*lookup).range("id", &keys, uuid_key), item_id, status)
+                    .run(
+                        self,
+                        self.tables.allocations(),
+                        keys.limit,
+                        AllocationView::from_record,
+                    )
+                    .await
+            }
         }
-        if let Some(item_id) = item_id {
-            lookup = lookup.filter("itemId", "=", s(item_id.to_string()));
+    }
+
+    async fn allocations_by_ids(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<AllocationView>, ProjectionError> {
+        self.rows_by_ids(self.tables.allocations(), ids).await
+    }
+
+    async fn count_allocations(&self, filter: AllocationFilter) -> Result<u64, ProjectionError> {
+        match allocation_lookup(filter) {
+            (AllocationLookup::Shards(shards), _, _) => {
+                let counts = shards
+                    .into_iter()
+                    .map(|key| status_shard_lookup(key).count(self, self.tables.allocations()));
+                Ok(futures::future::try_join_all(counts)
+                    .await?
+                    .into_iter()
+                    .sum())
+            }
+            (AllocationLookup::One(lookup), item_id, status) => {
+                allocation_filters(*lookup, item_id, status)
+                    .count(self, self.tables.allocations())
+                    .await
+            }
         }
-        if let Some(status) = status {
-            lookup = lookup.filter("status", "=", s(status.as_str()));
-        }
-        lookup
-            .run(
-                self,
-                self.tables.allocations(),
-                limit,
-                AllocationView::from_record,
-            )
-            .await
     }
 
     async fn history(
@@ -367,27 +583,30 @@ impl ReadModel for DynamoProjections {
         item_id: Uuid,
         from: Option<i64>,
         to: Option<i64>,
-        after: Option<u64>,
-        limit: usize,
+        keys: Keys<u64>,
     ) -> Result<Vec<HistoryEntry>, ProjectionError> {
-        // On the table, not the by_time index: pages are ordered and keyed by sequence number.
-        let mut lookup = Lookup::on(None).key("itemId", "=", s(item_id.to_string()));
-        if let Some(after) = after {
-            lookup = lookup.key("sequenceNumber", ">", n(after));
-        }
-        if let Some(from) = from {
-            lookup = lookup.filter("occurredAt", ">=", n(from));
-        }
-        if let Some(to) = to {
-            lookup = lookup.filter("occurredAt", "<", n(to));
-        }
-        lookup
-            .run(
-                self,
-                self.tables.history(),
-                limit,
-                inventory_history::from_record,
-            )
+        history_filters(
+            history_lookup(item_id).range("sequenceNumber", &keys, sequence_key),
+            from,
+            to,
+        )
+        .run(
+            self,
+            self.tables.history(),
+            keys.limit,
+            inventory_history::from_record,
+        )
+        .await
+    }
+
+    async fn count_history(
+        &self,
+        item_id: Uuid,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<u64, ProjectionError> {
+        history_filters(history_lookup(item_id), from, to)
+            .count(self, self.tables.history())
             .await
     }
 
