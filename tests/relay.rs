@@ -30,25 +30,37 @@ async fn allocate(server: &Server, item: &str, order: &str) -> String {
         .to_owned()
 }
 
-/// `inventory_read_model_queries_total` by query, from `/metrics`.
-async fn read_model_calls(server: &Server) -> BTreeMap<String, u64> {
+/// A labelled counter from `/metrics`, by its one label's value.
+async fn counter(server: &Server, name: &str, label: &str) -> BTreeMap<String, u64> {
     let text = reqwest::get(format!("{}/metrics", server.url))
         .await
         .expect("metrics")
         .text()
         .await
         .expect("metrics text");
+    let prefix = format!("{name}{{{label}=\"");
     let mut calls = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("inventory_read_model_queries_total{query=\"") else {
+        let Some(rest) = line.strip_prefix(&prefix) else {
             continue;
         };
-        let Some((query, value)) = rest.split_once("\"} ") else {
+        let Some((value_of_label, value)) = rest.split_once("\"} ") else {
             continue;
         };
-        calls.insert(query.to_owned(), value.trim().parse().unwrap_or(0));
+        calls.insert(value_of_label.to_owned(), value.trim().parse().unwrap_or(0));
     }
     calls
+}
+
+/// `inventory_read_model_queries_total` by query.
+async fn read_model_calls(server: &Server) -> BTreeMap<String, u64> {
+    counter(server, "inventory_read_model_queries_total", "query").await
+}
+
+/// `inventory_dynamodb_requests_total` by operation (empty on SQLite). Background work (the
+/// outbox relay, the sweeper) adds to it too, so it is printed, not asserted.
+async fn dynamodb_requests(server: &Server) -> BTreeMap<String, u64> {
+    counter(server, "inventory_dynamodb_requests_total", "operation").await
 }
 
 fn difference(
@@ -258,9 +270,11 @@ async fn paging_both_ways_cursors_and_the_dataloader_bound() {
     let mut runs = Vec::new();
     for _ in 0..3 {
         let before = read_model_calls(&server).await;
+        let requests_before = dynamodb_requests(&server).await;
         let data = server.data(linked, json!({})).await;
         let calls = difference(&before, &read_model_calls(&server).await);
-        println!("read-model calls for 100 allocations with item and warehouse: {calls:?}");
+        let requests = difference(&requests_before, &dynamodb_requests(&server).await);
+        println!("read-model calls for 100 allocations with item and warehouse: {calls:?}; DynamoDB requests meanwhile: {requests:?}");
         let edges = data["allocations"]["edges"].as_array().expect("edges");
         assert_eq!(edges.len(), 100);
         assert!(edges
