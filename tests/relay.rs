@@ -456,3 +456,38 @@ async fn paging_both_ways_cursors_and_the_dataloader_bound() {
         json!({"hasPreviousPage": true, "hasNextPage": false})
     );
 }
+
+#[tokio::test]
+async fn a_low_stock_alert_has_a_stable_id_and_links_its_item() {
+    let server = Server::start().await;
+    let warehouse = server.create_warehouse("ALERTS").await;
+    let item = server.create_item(&warehouse, "LOW-1", 10, 3).await;
+    let query = "subscription { lowStockAlerts { id itemId item { id sku warehouse { code } } } }";
+    let mut alerts = common::Subscription::open(&server, query, json!({}), false).await;
+    server.adjust(&item, -8, "SOLD").await;
+    let alert = alerts
+        .next(std::time::Duration::from_secs(5))
+        .await
+        .expect("an alert");
+    let alert = &alert["lowStockAlerts"];
+    assert_eq!(
+        alert["item"],
+        json!({"id": item, "sku": "LOW-1", "warehouse": {"code": "ALERTS"}})
+    );
+    assert_eq!(alert["itemId"], json!(item));
+    // The id is the LowStockThresholdReached event's own id.
+    let events = server
+        .data(
+            "query($i: ID!) { events(aggregateId: $i) { edges { node { eventId eventType } } } }",
+            json!({ "i": item }),
+        )
+        .await;
+    let event_id = events["events"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .find(|e| e["node"]["eventType"] == "LowStockThresholdReached")
+        .map(|e| e["node"]["eventId"].clone())
+        .expect("the alert's event");
+    assert_eq!(alert["id"], event_id);
+}
