@@ -9,10 +9,11 @@
 //! loader would need to forget. Keys of one batch are de-duplicated by the loader, and
 //! concurrent requests share batches too.
 //!
-//! A batch collects the keys asked for within [`BATCH_WINDOW`] of its first. The library's
-//! 1 ms is too short for a page of 100: the executor resolves a list 32 elements a poll, and
-//! under load (or in a debug build) the later elements' links missed the first batch (two
-//! reads per kind instead of one). A few milliseconds is small beside a DynamoDB read.
+//! A batch collects the keys asked for within a window of its first ([`BATCH_WINDOW`] unless
+//! `--batch-window-ms` says otherwise). The library's 1 ms was too short for a page of 100 in
+//! a debug build on a busy machine: the links of the page's later rows missed the first batch
+//! (two reads per kind instead of one). Every batch waits its whole window, so it is latency
+//! added to each level of links; a few milliseconds is small beside a DynamoDB read.
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How long a batch waits for more keys after its first.
+/// How long a batch waits for more keys after its first, by default.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(3);
 
 use crate::projection::{AllocationView, ItemView, ProjectionError, ReadModel, WarehouseView};
@@ -33,12 +34,12 @@ pub struct Loaders {
 }
 
 impl Loaders {
-    pub fn new(read: Arc<dyn ReadModel>) -> Self {
+    /// The loaders over `read`, each batch gathering the ids asked for within `window`.
+    pub fn new(read: Arc<dyn ReadModel>, window: Duration) -> Self {
         Self {
-            warehouses: DataLoader::new(WarehouseLoader(read.clone()), tokio::spawn)
-                .delay(BATCH_WINDOW),
-            items: DataLoader::new(ItemLoader(read.clone()), tokio::spawn).delay(BATCH_WINDOW),
-            allocations: DataLoader::new(AllocationLoader(read), tokio::spawn).delay(BATCH_WINDOW),
+            warehouses: DataLoader::new(WarehouseLoader(read.clone()), tokio::spawn).delay(window),
+            items: DataLoader::new(ItemLoader(read.clone()), tokio::spawn).delay(window),
+            allocations: DataLoader::new(AllocationLoader(read), tokio::spawn).delay(window),
         }
     }
 }

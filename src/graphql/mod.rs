@@ -78,6 +78,11 @@ const MAX_DEPTH: usize = 12;
 const MAX_COMPLEXITY: usize = 5_000;
 
 pub fn schema(app: Option<AppContext>) -> InventorySchema {
+    schema_with(app, loaders::BATCH_WINDOW)
+}
+
+/// The schema, with the loaders' batch window (`--batch-window-ms`).
+pub fn schema_with(app: Option<AppContext>, batch_window: std::time::Duration) -> InventorySchema {
     let builder = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -88,7 +93,7 @@ pub fn schema(app: Option<AppContext>) -> InventorySchema {
     match app {
         // The loaders are shared by every request, without a cache: see `loaders`.
         Some(app) => builder
-            .data(loaders::Loaders::new(app.read.clone()))
+            .data(loaders::Loaders::new(app.read.clone(), batch_window))
             .data(app)
             .finish(),
         None => builder.finish(),
