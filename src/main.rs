@@ -39,6 +39,16 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "INVENTORY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// How long a DataLoader batch (links between entities, `node`) waits for more ids after
+    /// its first: longer gathers a slowly resolved page into fewer reads, shorter adds less
+    /// latency to each level of links.
+    #[arg(
+        long,
+        env = "INVENTORY_BATCH_WINDOW_MS",
+        default_value_t = graphql::loaders::BATCH_WINDOW.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=100)
+    )]
+    batch_window_ms: u64,
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -205,7 +215,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let service = Service::start_with(&args.storage, &args.bus)
         .await
         .with_context(|| format!("starting on the {:?} store", args.storage.store))?;
-    let schema = graphql::schema(Some(service.context.clone()));
+    let schema = graphql::schema_with(
+        Some(service.context.clone()),
+        std::time::Duration::from_millis(args.batch_window_ms),
+    );
     let edge = http::Edge::from_config(&args.edge)?;
     let router = http::router(schema, service.context.clone(), edge);
     let listener = tokio::net::TcpListener::bind(args.listen)

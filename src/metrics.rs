@@ -16,6 +16,7 @@ pub const DEAD_LETTERS: &str = "inventory_dead_lettered_messages";
 pub const SUBSCRIBERS: &str = "inventory_subscribers";
 pub const OUTBOX_SHARDS_OWNED: &str = "inventory_outbox_shards_owned";
 pub const DYNAMODB_REQUESTS: &str = "inventory_dynamodb_requests_total";
+pub const READ_MODEL_QUERIES: &str = "inventory_read_model_queries_total";
 pub const DYNAMODB_CAPACITY: &str = "inventory_dynamodb_capacity_units_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -79,6 +80,10 @@ pub fn describe() {
     metrics::describe_counter!(
         DYNAMODB_REQUESTS,
         "DynamoDB request attempts sent, by operation (each is billed)."
+    );
+    metrics::describe_counter!(
+        READ_MODEL_QUERIES,
+        "Read-model calls made by the API, by query (a DataLoader batch is one call)."
     );
     metrics::describe_gauge!(
         DYNAMODB_CAPACITY,

@@ -12,8 +12,8 @@ use inventory_service::dynamodb::{self, Tables};
 use inventory_service::projection::dynamodb::DynamoProjections;
 use inventory_service::projection::sqlite::SqliteProjections;
 use inventory_service::projection::{
-    AllocationFilter, AllocationView, Gap, HistoryEntry, ItemView, MovementRow, ProjectionDump,
-    ProjectionError, ProjectionStore, ReadModel, WarehouseView,
+    AllocationFilter, AllocationView, Gap, HistoryEntry, ItemView, Keys, MovementRow,
+    ProjectionDump, ProjectionError, ProjectionStore, ReadModel, WarehouseView,
 };
 use inventory_service::store::{EventEnvelope, Metadata};
 use std::collections::HashMap;
@@ -578,8 +578,228 @@ async fn lifecycle_views_and_queries(store: &Arc<dyn Projections>) {
     item_queries(store, &s).await;
     allocation_queries(store, &s).await;
     history_queries(store, &s).await;
+    batch_reads(store, &s).await;
+    counts(store, &s).await;
+    backward_pages(store, &s).await;
     movement_queries(store, &s).await;
     store.ping().await.expect("ping");
+}
+
+/// The DataLoaders' batch reads: every known id once, in any order; unknown ids left out.
+async fn batch_reads(store: &dyn Projections, s: &Story) {
+    let nobody = Uuid::now_v7();
+    let mut found = store
+        .warehouses_by_ids(&[s.w2, nobody, s.w1])
+        .await
+        .unwrap();
+    found.sort_by_key(|w| w.id);
+    let mut expected = vec![s.warehouse(s.w1), s.warehouse(s.w2)];
+    expected.sort_by_key(|w| w.id);
+    assert_eq!(found, expected, "warehouses_by_ids");
+    assert!(store.warehouses_by_ids(&[]).await.unwrap().is_empty());
+    assert!(store.warehouses_by_ids(&[s.a]).await.unwrap().is_empty());
+
+    let mut found = store
+        .items_by_ids(&[s.d, s.a, nobody, s.c, s.b])
+        .await
+        .unwrap();
+    found.sort_by_key(|i| i.id);
+    let expected: Vec<ItemView> = sorted(&[s.a, s.b, s.c, s.d])
+        .into_iter()
+        .map(|id| s.item(id))
+        .collect();
+    assert_eq!(found, expected, "items_by_ids");
+    assert!(store.items_by_ids(&[s.w1, s.x]).await.unwrap().is_empty());
+
+    let mut found = store
+        .allocations_by_ids(&[s.z, nobody, s.x, s.y])
+        .await
+        .unwrap();
+    found.sort_by_key(|a| a.id);
+    let expected: Vec<AllocationView> = sorted(&[s.x, s.y, s.z])
+        .into_iter()
+        .map(|id| s.allocation(id))
+        .collect();
+    assert_eq!(found, expected, "allocations_by_ids");
+    assert!(store.allocations_by_ids(&[s.a]).await.unwrap().is_empty());
+
+    // More than one BatchGetItem's 100 keys: the known ones still come back, once each.
+    let mut many: Vec<Uuid> = (0..150).map(|_| Uuid::now_v7()).collect();
+    many.insert(120, s.b);
+    many.insert(3, s.a);
+    let mut found = ids(&store.items_by_ids(&many).await.unwrap(), |i| i.id);
+    found.sort();
+    assert_eq!(found, sorted(&[s.a, s.b]), "items_by_ids over 100 ids");
+}
+
+/// `totalCount`: each list's rows under the same filters as the list itself.
+async fn counts(store: &dyn Projections, s: &Story) {
+    let nobody = Uuid::now_v7();
+    assert_eq!(store.count_warehouses(false).await.unwrap(), 1);
+    assert_eq!(store.count_warehouses(true).await.unwrap(), 2);
+    let items: [(Option<Uuid>, bool, u64); 6] = [
+        (None, false, 4),
+        (None, true, 3),
+        (Some(s.w1), false, 3),
+        (Some(s.w1), true, 2),
+        (Some(s.w2), true, 1),
+        (Some(nobody), false, 0),
+    ];
+    for (warehouse, low, expected) in items {
+        assert_eq!(
+            store.count_items(warehouse, low).await.unwrap(),
+            expected,
+            "count_items({warehouse:?}, low {low})"
+        );
+    }
+    let filter = |order: Option<&str>, item, status| AllocationFilter {
+        order_id: order.map(str::to_owned),
+        item_id: item,
+        status,
+    };
+    let allocations = [
+        (filter(None, None, None), 3),
+        (filter(Some("ORD-1"), None, None), 2),
+        (filter(Some("ORD-1"), Some(s.d), None), 1),
+        (
+            filter(Some("ORD-1"), None, Some(AllocationStatus::Fulfilled)),
+            1,
+        ),
+        (filter(None, Some(s.a), None), 2),
+        (
+            filter(None, Some(s.a), Some(AllocationStatus::Cancelled)),
+            1,
+        ),
+        (filter(None, None, Some(AllocationStatus::Created)), 1),
+        (filter(None, None, Some(AllocationStatus::Confirmed)), 0),
+    ];
+    for (wanted, expected) in allocations {
+        assert_eq!(
+            store.count_allocations(wanted.clone()).await.unwrap(),
+            expected,
+            "count_allocations({wanted:?})"
+        );
+    }
+    assert_eq!(store.count_history(s.a, None, None).await.unwrap(), 4);
+    assert_eq!(store.count_history(s.a, Some(D2), None).await.unwrap(), 2);
+    assert_eq!(store.count_history(s.a, None, Some(D2)).await.unwrap(), 2);
+    assert_eq!(store.count_history(nobody, None, None).await.unwrap(), 0);
+}
+
+/// Backward pages (`last`/`before`) and two-sided bounds: the rows nearest the end asked
+/// for, returned in ascending order, equal to slicing the forward list.
+async fn backward_pages(store: &dyn Projections, s: &Story) {
+    let all = sorted(&[s.a, s.b, s.c, s.d]);
+    let keys = |after: Option<Uuid>, before: Option<Uuid>, backward: bool, limit: usize| Keys {
+        after,
+        before,
+        backward,
+        limit,
+    };
+    let cases: Vec<(Keys<Uuid>, Vec<Uuid>)> = vec![
+        (keys(None, None, true, 2), all[2..].to_vec()),
+        (keys(None, None, true, 10), all.clone()),
+        (keys(None, Some(all[3]), true, 2), all[1..3].to_vec()),
+        (keys(None, Some(all[0]), true, 2), vec![]),
+        (
+            keys(Some(all[0]), Some(all[3]), true, 10),
+            all[1..3].to_vec(),
+        ),
+        (keys(Some(all[0]), Some(all[3]), true, 1), vec![all[2]]),
+        (keys(Some(all[0]), Some(all[3]), false, 1), vec![all[1]]),
+        (keys(Some(all[0]), Some(all[2]), false, 10), vec![all[1]]),
+        (keys(Some(all[2]), Some(all[1]), false, 10), vec![]),
+        (keys(Some(all[1]), Some(all[1]), true, 10), vec![]),
+        (keys(None, Some(all[2]), false, 10), all[..2].to_vec()),
+    ];
+    for (range, expected) in &cases {
+        let page = store.items(None, false, *range).await.unwrap();
+        assert_eq!(ids(&page, |i| i.id), *expected, "items({range:?})");
+    }
+    // Walk back from the end two at a time: the pages joined are the forward list.
+    let mut walked = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .items(None, false, Keys::before(before, 2))
+            .await
+            .unwrap();
+        walked.splice(0..0, ids(&page, |i| i.id));
+        match page.first() {
+            Some(first) if page.len() == 2 => before = Some(first.id),
+            _ => break,
+        }
+    }
+    assert_eq!(walked, all, "items walked backwards");
+
+    let warehouses = sorted(&[s.w1, s.w2]);
+    let page = store.warehouses(true, Keys::before(None, 1)).await.unwrap();
+    assert_eq!(ids(&page, |w| w.id), warehouses[1..]);
+    let page = store
+        .warehouses(true, Keys::before(Some(warehouses[1]), 5))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page, |w| w.id), warehouses[..1]);
+
+    // Allocations, merged over the status shards on DynamoDB when unfiltered.
+    let allocations = sorted(&[s.x, s.y, s.z]);
+    let page = store
+        .allocations(AllocationFilter::default(), Keys::before(None, 2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page, |a| a.id), allocations[1..]);
+    let page = store
+        .allocations(
+            AllocationFilter::default(),
+            Keys::before(Some(allocations[2]), 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&page, |a| a.id), allocations[1..2]);
+    let by_item = AllocationFilter {
+        item_id: Some(s.a),
+        ..AllocationFilter::default()
+    };
+    let page = store
+        .allocations(by_item, Keys::before(None, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&page, |a| a.id),
+        vec![*sorted(&[s.x, s.y]).last().unwrap()]
+    );
+
+    let sequences = |entries: Vec<HistoryEntry>| -> Vec<u64> {
+        entries.iter().map(|h| h.sequence_number).collect()
+    };
+    let history = [
+        (Keys::before(None, 2), vec![4, 7]),
+        (Keys::before(Some(7), 2), vec![2, 4]),
+        (Keys::before(Some(2), 5), vec![1]),
+        (Keys::before(Some(1), 5), vec![]),
+        (
+            Keys {
+                after: Some(1),
+                before: Some(7),
+                backward: true,
+                limit: 5,
+            },
+            vec![2, 4],
+        ),
+        (
+            Keys {
+                after: Some(1),
+                before: Some(7),
+                backward: false,
+                limit: 1,
+            },
+            vec![2],
+        ),
+    ];
+    for (range, expected) in history {
+        let entries = store.history(s.a, None, None, range).await.unwrap();
+        assert_eq!(sequences(entries), expected, "history({range:?})");
+    }
 }
 
 /// Warehouses: by id, active only unless asked, paged by id.
@@ -591,18 +811,24 @@ async fn warehouse_queries(store: &dyn Projections, s: &Story) {
     );
     assert_eq!(store.warehouse(nobody).await.unwrap(), None);
     assert_eq!(
-        store.warehouses(false, None, 10).await.unwrap(),
+        store
+            .warehouses(false, Keys::after(None, 10))
+            .await
+            .unwrap(),
         vec![s.warehouse(s.w1)]
     );
     let both = sorted(&[s.w1, s.w2]);
-    let all = store.warehouses(true, None, 10).await.unwrap();
+    let all = store.warehouses(true, Keys::after(None, 10)).await.unwrap();
     assert_eq!(ids(&all, |w| w.id), both);
-    let page = store.warehouses(true, None, 1).await.unwrap();
+    let page = store.warehouses(true, Keys::after(None, 1)).await.unwrap();
     assert_eq!(ids(&page, |w| w.id), both[..1]);
-    let page = store.warehouses(true, Some(both[0]), 10).await.unwrap();
+    let page = store
+        .warehouses(true, Keys::after(Some(both[0]), 10))
+        .await
+        .unwrap();
     assert_eq!(ids(&page, |w| w.id), both[1..]);
     assert!(store
-        .warehouses(true, Some(both[1]), 10)
+        .warehouses(true, Keys::after(Some(both[1]), 10))
         .await
         .unwrap()
         .is_empty());
@@ -636,7 +862,10 @@ async fn item_queries(store: &dyn Projections, s: &Story) {
         (Some(nobody), false, vec![]),
     ];
     for (warehouse, low, expected) in cases {
-        let listed = store.items(warehouse, low, None, 100).await.unwrap();
+        let listed = store
+            .items(warehouse, low, Keys::after(None, 100))
+            .await
+            .unwrap();
         assert_eq!(
             ids(&listed, |i| i.id),
             expected,
@@ -649,7 +878,10 @@ async fn item_queries(store: &dyn Projections, s: &Story) {
         let mut walked = Vec::new();
         let mut after = None;
         loop {
-            let page = store.items(warehouse, low, after, 2).await.unwrap();
+            let page = store
+                .items(warehouse, low, Keys::after(after, 2))
+                .await
+                .unwrap();
             assert!(page.len() <= 2);
             walked.extend(ids(&page, |i| i.id));
             match page.last() {
@@ -702,16 +934,22 @@ async fn allocation_queries(store: &dyn Projections, s: &Story) {
         ),
     ];
     for (wanted, expected) in cases {
-        let listed = store.allocations(wanted.clone(), None, 100).await.unwrap();
+        let listed = store
+            .allocations(wanted.clone(), Keys::after(None, 100))
+            .await
+            .unwrap();
         assert_eq!(ids(&listed, |a| a.id), expected, "allocations({wanted:?})");
         for allocation in &listed {
             assert_eq!(allocation, &s.allocation(allocation.id));
         }
         if let [first, rest @ ..] = expected.as_slice() {
-            let page = store.allocations(wanted.clone(), None, 1).await.unwrap();
+            let page = store
+                .allocations(wanted.clone(), Keys::after(None, 1))
+                .await
+                .unwrap();
             assert_eq!(ids(&page, |a| a.id), vec![*first]);
             let page = store
-                .allocations(wanted.clone(), Some(*first), 100)
+                .allocations(wanted.clone(), Keys::after(Some(*first), 100))
                 .await
                 .unwrap();
             assert_eq!(
@@ -729,7 +967,10 @@ async fn history_queries(store: &dyn Projections, s: &Story) {
     let sequences = |entries: Vec<HistoryEntry>| -> Vec<u64> {
         entries.iter().map(|h| h.sequence_number).collect()
     };
-    let history = store.history(s.a, None, None, None, 100).await.unwrap();
+    let history = store
+        .history(s.a, None, None, Keys::after(None, 100))
+        .await
+        .unwrap();
     let expected: Vec<HistoryEntry> = s
         .history()
         .into_iter()
@@ -748,7 +989,10 @@ async fn history_queries(store: &dyn Projections, s: &Story) {
         ((None, None, Some(7), 100), vec![]),
     ];
     for ((from, to, after, limit), expected) in cases {
-        let entries = store.history(s.a, from, to, after, limit).await.unwrap();
+        let entries = store
+            .history(s.a, from, to, Keys::after(after, limit))
+            .await
+            .unwrap();
         assert_eq!(
             sequences(entries),
             expected,
@@ -756,11 +1000,16 @@ async fn history_queries(store: &dyn Projections, s: &Story) {
         );
     }
     assert_eq!(
-        sequences(store.history(s.b, None, None, None, 100).await.unwrap()),
+        sequences(
+            store
+                .history(s.b, None, None, Keys::after(None, 100))
+                .await
+                .unwrap()
+        ),
         vec![1]
     );
     assert!(store
-        .history(nobody, None, None, None, 100)
+        .history(nobody, None, None, Keys::after(None, 100))
         .await
         .unwrap()
         .is_empty());

@@ -23,7 +23,7 @@ use inventory_service::dynamodb::Tables;
 use inventory_service::projection::dynamodb::{DynamoGenerations, DynamoProjections};
 use inventory_service::projection::layout::Layout;
 use inventory_service::projection::switch::Generations;
-use inventory_service::projection::{AllocationFilter, ProjectionStore, ReadModel};
+use inventory_service::projection::{AllocationFilter, Keys, ProjectionStore, ReadModel};
 use inventory_service::store::dynamodb::DynamoEventStore;
 use inventory_service::store::{
     Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, Snapshot,
@@ -291,8 +291,28 @@ async fn drive_every_adapter(client: aws_sdk_dynamodb::Client) {
     let _ = projections.apply(events.clone()).await;
     let _ = projections.dump().await;
     let _ = projections.warehouse(warehouse).await;
-    let _ = projections.warehouses(false, None, 10).await;
-    let _ = projections.warehouses(true, Some(warehouse), 10).await;
+    let other = Uuid::now_v7();
+    let ranges = [
+        Keys::after(None, 10),
+        Keys::after(Some(warehouse), 10),
+        Keys::before(None, 10),
+        Keys::before(Some(other), 10),
+        Keys {
+            after: Some(warehouse),
+            before: Some(other),
+            backward: true,
+            limit: 10,
+        },
+    ];
+    for keys in ranges {
+        let _ = projections.warehouses(false, keys).await;
+        let _ = projections.warehouses(true, keys).await;
+    }
+    let _ = projections.count_warehouses(false).await;
+    let _ = projections.count_warehouses(true).await;
+    let _ = projections.warehouses_by_ids(&[warehouse, other]).await;
+    let _ = projections.items_by_ids(&[item, other]).await;
+    let _ = projections.allocations_by_ids(&[item, other]).await;
     let _ = projections.item(item).await;
     let _ = projections.item_by_sku(warehouse, "MUG").await;
     for (warehouse_id, low) in [
@@ -301,7 +321,10 @@ async fn drive_every_adapter(client: aws_sdk_dynamodb::Client) {
         (Some(warehouse), false),
         (Some(warehouse), true),
     ] {
-        let _ = projections.items(warehouse_id, low, Some(item), 10).await;
+        for keys in ranges {
+            let _ = projections.items(warehouse_id, low, keys).await;
+        }
+        let _ = projections.count_items(warehouse_id, low).await;
     }
     let _ = projections.allocation(item).await;
     for filter in [
@@ -320,12 +343,35 @@ async fn drive_every_adapter(client: aws_sdk_dynamodb::Client) {
             ..AllocationFilter::default()
         },
     ] {
-        let _ = projections.allocations(filter, None, 10).await;
+        for keys in ranges {
+            let _ = projections.allocations(filter.clone(), keys).await;
+        }
+        let _ = projections.count_allocations(filter).await;
     }
-    let _ = projections.history(item, None, None, None, 10).await;
     let _ = projections
-        .history(item, Some(1), Some(2), Some(3), 10)
+        .history(item, None, None, Keys::after(None, 10))
         .await;
+    let _ = projections
+        .history(item, Some(1), Some(2), Keys::after(Some(3), 10))
+        .await;
+    let _ = projections
+        .history(item, None, None, Keys::before(Some(5), 10))
+        .await;
+    let _ = projections
+        .history(
+            item,
+            Some(1),
+            None,
+            Keys {
+                after: Some(1),
+                before: Some(5),
+                backward: false,
+                limit: 10,
+            },
+        )
+        .await;
+    let _ = projections.count_history(item, None, None).await;
+    let _ = projections.count_history(item, Some(1), Some(2)).await;
     let _ = projections
         .movements(Some(warehouse), None, None, None)
         .await;

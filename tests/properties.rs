@@ -234,8 +234,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     item_id: Some(id),
                     ..AllocationFilter::default()
                 },
-                None,
-                10_000,
+                inventory_service::projection::Keys::after(None, 10_000),
             )
             .await
             .expect("allocations")

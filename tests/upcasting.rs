@@ -75,7 +75,12 @@ async fn stored_v1_events_are_read_through_the_upcaster() {
         .expect("projected");
     assert_eq!((view.on_hand, view.version), (10, 4));
     let history = projections
-        .history(item, None, None, None, 10)
+        .history(
+            item,
+            None,
+            None,
+            inventory_service::projection::Keys::after(None, 10),
+        )
         .await
         .expect("history");
     let reasons: Vec<_> = history

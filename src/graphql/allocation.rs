@@ -1,17 +1,37 @@
 //! Allocations: stock reserved for order lines. Each mutation commits the allocation and its
 //! item together, so the payload carries both as they are right after the commit.
 
-use super::page::AllocationConnection;
+use super::cursor::CursorKind;
+use super::page::{paginate, AllocationConnection, Count, PageArgs};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::types::{Allocation, AllocationStatus, InventoryItem, UserError};
-use super::{
-    bad_argument, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext,
-};
+use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
 use crate::application::{CreateAllocation, Outcome};
 use crate::domain::allocation::AllocationCommand;
 use crate::domain::validate::ORDER_ID_MAX;
 use crate::projection::{AllocationFilter, AllocationView, ItemView};
+
+/// A page of allocations under a filter; `allocations` and `InventoryItem.allocations` share it.
+pub async fn allocations_page(
+    ctx: &Context<'_>,
+    filter: AllocationFilter,
+    args: PageArgs,
+) -> async_graphql::Result<AllocationConnection> {
+    let app = ctx.data::<AppContext>()?;
+    let page = paginate(
+        args,
+        CursorKind::Allocation,
+        |a: &AllocationView| a.id,
+        |keys| app.read.allocations(filter.clone(), keys),
+    )
+    .await?;
+    Ok(AllocationConnection::from_page(
+        page,
+        Allocation,
+        Count::Allocations(filter),
+    ))
+}
 
 #[derive(Default)]
 pub struct AllocationQuery;
@@ -35,16 +55,18 @@ impl AllocationQuery {
     }
 
     /// Allocations in creation order, filtered by order, item and/or status.
+    #[allow(clippy::too_many_arguments)]
     async fn allocations(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only allocations of this order.")] order_id: Option<String>,
         #[graphql(desc = "Only allocations of this item.")] item_id: Option<ID>,
         #[graphql(desc = "Only allocations in this status.")] status: Option<AllocationStatus>,
-        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
     ) -> async_graphql::Result<AllocationConnection> {
-        let size = page_size(first)?;
         if order_id
             .as_ref()
             .is_some_and(|o| o.chars().count() > ORDER_ID_MAX)
@@ -58,20 +80,13 @@ impl AllocationQuery {
             item_id: item_id.map(|i| query_id("itemId", &i)).transpose()?,
             status: status.map(Into::into),
         };
-        let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
-        let app = ctx.data::<AppContext>()?;
-        let rows = app
-            .read
-            .allocations(filter, after, size + 1)
-            .await
-            .map_err(infrastructure)?;
-        Ok(AllocationConnection::from_rows(
-            rows.into_iter()
-                .map(|a| (a.id.to_string(), Allocation(a)))
-                .collect(),
-            size,
-            after.is_some(),
-        ))
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        allocations_page(ctx, filter, args).await
     }
 }
 

@@ -1,17 +1,58 @@
 //! The raw audit trail: an aggregate's stored events, straight from the event store.
 
-use super::page::EventConnection;
+use super::cursor::CursorKind;
+use super::page::{paginate, Count, EventConnection, PageArgs};
 use async_graphql::{Context, Object, ID};
 
 use super::types::{Allocation, Event, InventoryItem, Warehouse};
-use super::{bad_argument, infrastructure, page_size, query_id, AppContext};
+use super::{bad_argument, infrastructure, query_id, AppContext};
 use crate::application::{load_as_of, Entity};
 use crate::domain::{allocation, item, warehouse};
-use crate::projection::{AllocationView, ItemView, WarehouseView};
+use crate::projection::{AllocationView, ItemView, Keys, ProjectionError, WarehouseView};
+use crate::store::{EventEnvelope, StoreError};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 #[derive(Default)]
 pub struct AuditQuery;
+
+/// The last sequence number of a stream (0 if it has none): its latest snapshot's version
+/// and the events after it. Streams have no holes, so it is also the stream's length.
+pub async fn stream_end(app: &AppContext, aggregate_id: Uuid) -> Result<u64, StoreError> {
+    let from = app
+        .store
+        .load_snapshot(aggregate_id)
+        .await?
+        .map_or(0, |snapshot| snapshot.version);
+    let tail = app.store.load(aggregate_id, from, None).await?;
+    Ok(tail.last().map_or(from, |e| e.sequence_number))
+}
+
+/// A keyset page of a stream: sequence numbers are dense (1, 2, 3…), so either end of
+/// `after < n < before` is a range to load.
+async fn stream_page(
+    app: &AppContext,
+    aggregate_id: Uuid,
+    keys: Keys<u64>,
+) -> Result<Vec<EventEnvelope>, StoreError> {
+    let low = keys.after.unwrap_or(0);
+    let limit = keys.limit as u64;
+    let (from, up_to) = if keys.backward {
+        let end = match keys.before {
+            Some(before) => before.saturating_sub(1),
+            None => stream_end(app, aggregate_id).await?,
+        };
+        (low.max(end.saturating_sub(limit)), end)
+    } else {
+        let end = low.saturating_add(limit);
+        let end = keys.before.map_or(end, |b| end.min(b.saturating_sub(1)));
+        (low, end)
+    };
+    if up_to <= from {
+        return Ok(Vec::new());
+    }
+    app.store.load(aggregate_id, from, Some(up_to)).await
+}
 
 async fn as_of<A: crate::domain::Aggregate>(
     ctx: &Context<'_>,
@@ -75,41 +116,39 @@ impl AuditQuery {
         Ok(entity.map(|e| Warehouse(WarehouseView::from(&e))))
     }
 
-    /// An aggregate's events in order (the cursor is the sequence number). Read from the event
-    /// store, so it is exact at once.
+    /// An aggregate's events in order. Read from the event store, so it is exact at once.
     async fn events(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "A warehouse, item or allocation id.")] aggregate_id: ID,
-        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only events after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only events before this cursor.")] before: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
-        let size = page_size(first)?;
         let aggregate_id = query_id("aggregateId", &aggregate_id)?;
-        let after = after
-            .map(|a| {
-                a.parse::<u64>()
-                    .map_err(|_| bad_argument("after is not a valid cursor"))
-            })
-            .transpose()?;
-        let start = after.unwrap_or(0);
         let app = ctx.data::<AppContext>()?;
-        let events = app
-            .store
-            .load(
-                aggregate_id,
-                start,
-                Some(start.saturating_add(size as u64 + 1)),
-            )
-            .await
-            .map_err(infrastructure)?;
-        Ok(EventConnection::from_rows(
-            events
-                .into_iter()
-                .map(|e| (e.sequence_number.to_string(), Event(e)))
-                .collect(),
-            size,
-            after.is_some(),
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = paginate(
+            args,
+            CursorKind::Event,
+            |e: &EventEnvelope| e.sequence_number,
+            |keys| async move {
+                stream_page(app, aggregate_id, keys)
+                    .await
+                    .map_err(|e| ProjectionError::Unavailable(e.to_string()))
+            },
+        )
+        .await?;
+        Ok(EventConnection::from_page(
+            page,
+            Event,
+            Count::Events { aggregate_id },
         ))
     }
 }

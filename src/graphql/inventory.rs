@@ -1,17 +1,44 @@
 //! Inventory items: current stock, history and movement report queries, and the stock
 //! commands (create, adjust, reorder settings, deactivate).
 
-use super::page::{InventoryHistoryEntryConnection, InventoryItemConnection};
+use super::cursor::CursorKind;
+use super::page::{
+    paginate, Count, InventoryHistoryEntryConnection, InventoryItemConnection, PageArgs,
+};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
-use super::{
-    bad_argument, infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext,
-};
+use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
 use crate::application::{AdjustStock, CreateItem, Outcome};
 use crate::domain::item::ItemCommand;
-use crate::projection::ItemView;
+use crate::projection::{HistoryEntry, ItemView};
+
+/// A page of items, of one warehouse or all; `inventoryItems` and `Warehouse.items` share it.
+pub async fn items_page(
+    ctx: &Context<'_>,
+    warehouse_id: Option<uuid::Uuid>,
+    low_stock_only: bool,
+    args: PageArgs,
+) -> async_graphql::Result<InventoryItemConnection> {
+    let app = ctx.data::<AppContext>()?;
+    let page = paginate(
+        args,
+        CursorKind::Item,
+        |i: &ItemView| i.id,
+        |keys| app.read.items(warehouse_id, low_stock_only, keys),
+    )
+    .await?;
+    let count = Count::Items {
+        warehouse_id,
+        low_stock_only,
+    };
+    Ok(InventoryItemConnection::from_page(
+        page,
+        InventoryItem,
+        count,
+    ))
+}
 
 #[derive(Default)]
 pub struct InventoryQuery;
@@ -56,6 +83,7 @@ impl InventoryQuery {
     }
 
     /// Items in creation order, optionally of one warehouse and only those low on stock.
+    #[allow(clippy::too_many_arguments)]
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
@@ -65,65 +93,57 @@ impl InventoryQuery {
             default = false
         )]
         low_stock_only: bool,
-        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
     ) -> async_graphql::Result<InventoryItemConnection> {
-        let size = page_size(first)?;
         let warehouse_id = warehouse_id
             .map(|w| query_id("warehouseId", &w))
             .transpose()?;
-        let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
-        let app = ctx.data::<AppContext>()?;
-        let rows = app
-            .read
-            .items(warehouse_id, low_stock_only, after, size + 1)
-            .await
-            .map_err(infrastructure)?;
-        Ok(InventoryItemConnection::from_rows(
-            rows.into_iter()
-                .map(|i| (i.id.to_string(), InventoryItem(i)))
-                .collect(),
-            size,
-            after.is_some(),
-        ))
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        items_page(ctx, warehouse_id, low_stock_only, args).await
     }
 
     /// Every change of an item's on-hand stock, oldest first, optionally within [from, to).
+    #[allow(clippy::too_many_arguments)]
     async fn inventory_history(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The item.")] item_id: ID,
         #[graphql(desc = "Only changes at or after this time.")] from: Option<DateTime<Utc>>,
         #[graphql(desc = "Only changes before this time.")] to: Option<DateTime<Utc>>,
-        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
     ) -> async_graphql::Result<InventoryHistoryEntryConnection> {
-        let size = page_size(first)?;
         let item_id = query_id("itemId", &item_id)?;
-        let after = after
-            .map(|a| {
-                a.parse::<u64>()
-                    .map_err(|_| bad_argument("after is not a valid cursor"))
-            })
-            .transpose()?;
+        let from = from.map(|t| t.timestamp_millis());
+        let to = to.map(|t| t.timestamp_millis());
         let app = ctx.data::<AppContext>()?;
-        let rows = app
-            .read
-            .history(
-                item_id,
-                from.map(|t| t.timestamp_millis()),
-                to.map(|t| t.timestamp_millis()),
-                after,
-                size + 1,
-            )
-            .await
-            .map_err(infrastructure)?;
-        Ok(InventoryHistoryEntryConnection::from_rows(
-            rows.into_iter()
-                .map(|h| (h.sequence_number.to_string(), InventoryHistoryEntry(h)))
-                .collect(),
-            size,
-            after.is_some(),
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = paginate(
+            args,
+            CursorKind::History,
+            |h: &HistoryEntry| h.sequence_number,
+            |keys| app.read.history(item_id, from, to, keys),
+        )
+        .await?;
+        Ok(InventoryHistoryEntryConnection::from_page(
+            page,
+            InventoryHistoryEntry,
+            Count::History { item_id, from, to },
         ))
     }
 

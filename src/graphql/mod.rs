@@ -5,10 +5,13 @@
 
 mod allocation;
 mod audit;
+mod cursor;
 pub mod executed;
 mod introspection;
 mod inventory;
 pub mod limits;
+pub mod loaders;
+mod node;
 mod page;
 mod rebuild;
 mod subscription;
@@ -51,6 +54,7 @@ pub struct RequestMeta {
 /// audit trail.
 #[derive(MergedObject, Default)]
 pub struct Query(
+    node::NodeQuery,
     warehouse::WarehouseQuery,
     inventory::InventoryQuery,
     allocation::AllocationQuery,
@@ -71,6 +75,11 @@ pub struct Mutation(
 pub type InventorySchema = Schema<Query, Mutation, subscription::Subscription>;
 
 pub fn schema(app: Option<AppContext>) -> InventorySchema {
+    schema_with(app, loaders::BATCH_WINDOW)
+}
+
+/// The schema, with the loaders' batch window (`--batch-window-ms`).
+pub fn schema_with(app: Option<AppContext>, batch_window: std::time::Duration) -> InventorySchema {
     // Depth and cost limits live in `limits`, which counts introspection apart from the rest
     // (async-graphql's own `limit_depth` would refuse the standard introspection query).
     let builder = Schema::build(
@@ -93,7 +102,11 @@ pub fn schema(app: Option<AppContext>) -> InventorySchema {
         "Any JSON value: an event's data exactly as stored.",
     );
     match app {
-        Some(app) => builder.data(app).finish(),
+        // The loaders are shared by every request, without a cache: see `loaders`.
+        Some(app) => builder
+            .data(loaders::Loaders::new(app.read.clone(), batch_window))
+            .data(app)
+            .finish(),
         None => builder.finish(),
     }
 }
@@ -203,12 +216,3 @@ impl AppContext {
 /// Default and largest page sizes for every connection.
 pub const DEFAULT_PAGE: i32 = 50;
 pub const MAX_PAGE: i32 = 500;
-
-pub fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
-    match first.unwrap_or(DEFAULT_PAGE) {
-        n if (1..=MAX_PAGE).contains(&n) => Ok(n as usize),
-        n => Err(bad_argument(format!(
-            "first must be between 1 and {MAX_PAGE}, got {n}"
-        ))),
-    }
-}

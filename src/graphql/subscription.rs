@@ -88,6 +88,7 @@ impl Subscription {
                 return None;
             }
             Some(LowStockAlert {
+                id: ID(envelope.event_id.to_string()),
                 item_id: ID(envelope.aggregate_id.to_string()),
                 sku,
                 warehouse_id: ID(warehouse_id.to_string()),

@@ -2,12 +2,40 @@
 //! a query (projection row) and a mutation payload (state right after the commit) show the
 //! same shape.
 
-use async_graphql::{Context, Enum, Json, Object, SimpleObject, ID};
+use async_graphql::{ComplexObject, Context, Enum, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
-use super::AppContext;
-use crate::projection::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+use super::allocation::allocations_page;
+use super::inventory::items_page;
+use super::loaders::Loaders;
+use super::page::{AllocationConnection, InventoryItemConnection, PageArgs};
+use crate::projection::{
+    AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView,
+};
 use crate::store::EventEnvelope;
+
+/// The warehouse with this id, through the shared loader (batched with its neighbours).
+async fn load_warehouse(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Warehouse>> {
+    let loaders = ctx.data::<Loaders>()?;
+    Ok(loaders
+        .warehouses
+        .load_one(id)
+        .await
+        .map_err(super::infrastructure)?
+        .map(Warehouse))
+}
+
+/// The item with this id, through the shared loader.
+async fn load_item(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<InventoryItem>> {
+    let loaders = ctx.data::<Loaders>()?;
+    Ok(loaders
+        .items
+        .load_one(id)
+        .await
+        .map_err(super::infrastructure)?
+        .map(InventoryItem))
+}
 
 pub fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
@@ -19,8 +47,8 @@ pub struct Warehouse(pub WarehouseView);
 /// A place that holds stock. Items and allocations belong to exactly one warehouse.
 #[Object]
 impl Warehouse {
-    /// Unique id (UUID).
-    async fn id(&self) -> ID {
+    /// Globally unique id (UUID); `node(id:)` returns this object.
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Short unique code, upper-cased (e.g. `AMS1`).
@@ -51,6 +79,29 @@ impl Warehouse {
     async fn updated_at(&self) -> DateTime<Utc> {
         time(self.0.updated_at)
     }
+    /// The warehouse's items in creation order, optionally only those low on stock.
+    #[allow(clippy::too_many_arguments)]
+    async fn items(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Only items whose available stock is at or below the reorder threshold.",
+            default = false
+        )]
+        low_stock_only: bool,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
+    ) -> async_graphql::Result<InventoryItemConnection> {
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        items_page(ctx, Some(self.0.id), low_stock_only, args).await
+    }
 }
 
 /// One SKU at one warehouse, with its stock figures.
@@ -59,8 +110,8 @@ pub struct InventoryItem(pub ItemView);
 /// One SKU at one warehouse, with its stock figures.
 #[Object]
 impl InventoryItem {
-    /// Unique id (UUID).
-    async fn id(&self) -> ID {
+    /// Globally unique id (UUID); `node(id:)` returns this object.
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Stock-keeping unit, unique within the warehouse.
@@ -75,15 +126,32 @@ impl InventoryItem {
     async fn warehouse_id(&self) -> ID {
         ID(self.0.warehouse_id.to_string())
     }
-    /// The warehouse holding the item.
+    /// The warehouse holding the item (batched: one read for all items of a page).
     async fn warehouse(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Warehouse>> {
-        let app = ctx.data::<AppContext>()?;
-        Ok(app
-            .read
-            .warehouse(self.0.warehouse_id)
-            .await
-            .map_err(super::infrastructure)?
-            .map(Warehouse))
+        load_warehouse(ctx, self.0.warehouse_id).await
+    }
+    /// The item's allocations in creation order, optionally in one status.
+    async fn allocations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only allocations in this status.")] status: Option<AllocationStatus>,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
+    ) -> async_graphql::Result<AllocationConnection> {
+        let filter = AllocationFilter {
+            order_id: None,
+            item_id: Some(self.0.id),
+            status: status.map(Into::into),
+        };
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        allocations_page(ctx, filter, args).await
     }
     /// Units physically in the warehouse.
     async fn on_hand(&self) -> i64 {
@@ -148,21 +216,29 @@ pub struct Allocation(pub AllocationView);
 /// Stock of one item reserved for one order line.
 #[Object]
 impl Allocation {
-    /// Unique id (UUID).
-    async fn id(&self) -> ID {
+    /// Globally unique id (UUID); `node(id:)` returns this object.
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// The order this allocation serves (the caller's id).
     async fn order_id(&self) -> &str {
         &self.0.order_id
     }
-    /// The item the stock is reserved from.
+    /// Id of the item the stock is reserved from.
     async fn item_id(&self) -> ID {
         ID(self.0.item_id.to_string())
     }
-    /// The warehouse of that item.
+    /// The item the stock is reserved from (batched: one read for all allocations of a page).
+    async fn item(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<InventoryItem>> {
+        load_item(ctx, self.0.item_id).await
+    }
+    /// Id of the warehouse of that item.
     async fn warehouse_id(&self) -> ID {
         ID(self.0.warehouse_id.to_string())
+    }
+    /// The warehouse of that item (batched like `item`).
+    async fn warehouse(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Warehouse>> {
+        load_warehouse(ctx, self.0.warehouse_id).await
     }
     /// Units reserved.
     async fn quantity(&self) -> i64 {
@@ -208,6 +284,14 @@ pub struct InventoryHistoryEntry(pub HistoryEntry);
 /// One change of an item's on-hand stock.
 #[Object]
 impl InventoryHistoryEntry {
+    /// Stable id for client caches: `<itemId>:<sequenceNumber>`.
+    async fn id(&self) -> ID {
+        ID(format!("{}:{}", self.0.item_id, self.0.sequence_number))
+    }
+    /// The item whose stock changed.
+    async fn item_id(&self) -> ID {
+        ID(self.0.item_id.to_string())
+    }
     /// The item's event sequence number of this change.
     async fn sequence_number(&self) -> u64 {
         self.0.sequence_number
@@ -248,6 +332,10 @@ pub struct StockMovementRow(pub MovementRow);
 /// Stock movements of one item on one UTC day.
 #[Object]
 impl StockMovementRow {
+    /// Stable id for client caches: `<itemId>:<day>`.
+    async fn id(&self) -> ID {
+        ID(format!("{}:{}", self.0.item_id, self.0.day))
+    }
     /// The item.
     async fn item_id(&self) -> ID {
         ID(self.0.item_id.to_string())
@@ -414,8 +502,11 @@ impl Event {
 
 /// Available stock of an item fell to or below its reorder threshold.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct LowStockAlert {
-    /// The item running low.
+    /// Stable id for client caches: the id of the `LowStockThresholdReached` event.
+    pub id: ID,
+    /// Id of the item running low.
     pub item_id: ID,
     /// Its SKU.
     pub sku: String,
@@ -431,4 +522,15 @@ pub struct LowStockAlert {
     pub occurred_at: DateTime<Utc>,
     /// The item's event sequence number of the alert, for de-duplication.
     pub sequence_number: u64,
+}
+
+#[ComplexObject]
+impl LowStockAlert {
+    /// The item running low, as it is now (batched through the item loader).
+    async fn item(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<InventoryItem>> {
+        match Uuid::parse_str(self.item_id.as_str()) {
+            Ok(id) => load_item(ctx, id).await,
+            Err(_) => Ok(None),
+        }
+    }
 }

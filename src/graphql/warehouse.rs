@@ -1,10 +1,11 @@
 //! Warehouses: queries and the admin mutations that create, update and deactivate them.
 
-use super::page::WarehouseConnection;
+use super::cursor::CursorKind;
+use super::page::{paginate, Count, PageArgs, WarehouseConnection};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::types::{UserError, Warehouse};
-use super::{infrastructure, outcome, page_size, parse_id, query_id, user_error, AppContext};
+use super::{infrastructure, outcome, parse_id, query_id, user_error, AppContext};
 use crate::application::CreateWarehouse;
 use crate::application::Outcome;
 use crate::domain::warehouse::WarehouseCommand;
@@ -35,25 +36,31 @@ impl WarehouseQuery {
     async fn warehouses(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
         #[graphql(desc = "Include deactivated warehouses.", default = false)]
         include_inactive: bool,
     ) -> async_graphql::Result<WarehouseConnection> {
-        let size = page_size(first)?;
-        let after = after.map(|a| query_id("after", &ID(a))).transpose()?;
         let app = ctx.data::<AppContext>()?;
-        let rows = app
-            .read
-            .warehouses(include_inactive, after, size + 1)
-            .await
-            .map_err(infrastructure)?;
-        Ok(WarehouseConnection::from_rows(
-            rows.into_iter()
-                .map(|w| (w.id.to_string(), Warehouse(w)))
-                .collect(),
-            size,
-            after.is_some(),
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = paginate(
+            args,
+            CursorKind::Warehouse,
+            |w: &WarehouseView| w.id,
+            |keys| app.read.warehouses(include_inactive, keys),
+        )
+        .await?;
+        Ok(WarehouseConnection::from_page(
+            page,
+            Warehouse,
+            Count::Warehouses { include_inactive },
         ))
     }
 }

@@ -108,17 +108,53 @@ pub struct AllocationFilter {
     pub status: Option<AllocationStatus>,
 }
 
-/// The queries behind the GraphQL API. Lists are keyset-paginated: `after` is the last key of
-/// the previous page; at most `limit` rows come back.
+/// Which part of a list, by key: the rows with `after < key < before`, at most `limit` of them,
+/// taken from the front (`backward == false`) or from the back (`backward == true`, read with a
+/// descending query). Either way they come back in ascending key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keys<K> {
+    pub after: Option<K>,
+    pub before: Option<K>,
+    pub backward: bool,
+    pub limit: usize,
+}
+
+impl<K> Keys<K> {
+    /// The first `limit` rows after `after` (the whole list from its start when `None`).
+    pub fn after(after: Option<K>, limit: usize) -> Self {
+        Self {
+            after,
+            before: None,
+            backward: false,
+            limit,
+        }
+    }
+
+    /// The last `limit` rows before `before` (up to the list's end when `None`).
+    pub fn before(before: Option<K>, limit: usize) -> Self {
+        Self {
+            after: None,
+            before,
+            backward: true,
+            limit,
+        }
+    }
+}
+
+/// The queries behind the GraphQL API. Lists are keyset-paginated (see [`Keys`]) so that page
+/// N costs what page 1 costs; the `*_by_ids` reads answer a DataLoader's batch in one call
+/// (rows in no particular order, unknown ids left out); the `count_*` reads count a list's
+/// rows under the same filters.
 #[async_trait]
 pub trait ReadModel: Send + Sync + 'static {
     async fn warehouse(&self, id: Uuid) -> Result<Option<WarehouseView>, ProjectionError>;
     async fn warehouses(
         &self,
         include_inactive: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<WarehouseView>, ProjectionError>;
+    async fn warehouses_by_ids(&self, ids: &[Uuid]) -> Result<Vec<WarehouseView>, ProjectionError>;
+    async fn count_warehouses(&self, include_inactive: bool) -> Result<u64, ProjectionError>;
     async fn item(&self, id: Uuid) -> Result<Option<ItemView>, ProjectionError>;
     async fn item_by_sku(
         &self,
@@ -129,25 +165,39 @@ pub trait ReadModel: Send + Sync + 'static {
         &self,
         warehouse_id: Option<Uuid>,
         low_stock_only: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<ItemView>, ProjectionError>;
+    async fn items_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ItemView>, ProjectionError>;
+    async fn count_items(
+        &self,
+        warehouse_id: Option<Uuid>,
+        low_stock_only: bool,
+    ) -> Result<u64, ProjectionError>;
     async fn allocation(&self, id: Uuid) -> Result<Option<AllocationView>, ProjectionError>;
     async fn allocations(
         &self,
         filter: AllocationFilter,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError>;
-    /// History entries with `from <= occurredAt < to` (ms), by sequence number after `after`.
+    async fn allocations_by_ids(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<AllocationView>, ProjectionError>;
+    async fn count_allocations(&self, filter: AllocationFilter) -> Result<u64, ProjectionError>;
+    /// History entries with `from <= occurredAt < to` (ms), keyed by sequence number.
     async fn history(
         &self,
         item_id: Uuid,
         from: Option<i64>,
         to: Option<i64>,
-        after: Option<u64>,
-        limit: usize,
+        keys: Keys<u64>,
     ) -> Result<Vec<HistoryEntry>, ProjectionError>;
+    async fn count_history(
+        &self,
+        item_id: Uuid,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<u64, ProjectionError>;
     /// Movement rows with `from <= day <= to` (`YYYY-MM-DD`).
     async fn movements(
         &self,

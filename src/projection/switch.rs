@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::layout::{Layout, ProjectionName};
 use super::{
-    AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, ProjectionDump,
+    AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionDump,
     ProjectionError, ProjectionStore, ReadModel, WarehouseView,
 };
 
@@ -237,9 +237,16 @@ impl Switchboard {
     }
 }
 
+/// Counts one read-model call of the API (`inventory_read_model_queries_total{query}`): what
+/// a GraphQL request costs the read side, and what the DataLoaders keep bounded.
+fn counted(query: &'static str) {
+    metrics::counter!(crate::metrics::READ_MODEL_QUERIES, "query" => query).increment(1);
+}
+
 #[async_trait]
 impl ReadModel for Switchboard {
     async fn warehouse(&self, id: Uuid) -> Result<Option<WarehouseView>, ProjectionError> {
+        counted("warehouse");
         self.reader(ProjectionName::Warehouses)
             .await?
             .warehouse(id)
@@ -249,16 +256,33 @@ impl ReadModel for Switchboard {
     async fn warehouses(
         &self,
         include_inactive: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<WarehouseView>, ProjectionError> {
+        counted("warehouses");
         self.reader(ProjectionName::Warehouses)
             .await?
-            .warehouses(include_inactive, after, limit)
+            .warehouses(include_inactive, keys)
+            .await
+    }
+
+    async fn warehouses_by_ids(&self, ids: &[Uuid]) -> Result<Vec<WarehouseView>, ProjectionError> {
+        counted("warehouses_by_ids");
+        self.reader(ProjectionName::Warehouses)
+            .await?
+            .warehouses_by_ids(ids)
+            .await
+    }
+
+    async fn count_warehouses(&self, include_inactive: bool) -> Result<u64, ProjectionError> {
+        counted("count_warehouses");
+        self.reader(ProjectionName::Warehouses)
+            .await?
+            .count_warehouses(include_inactive)
             .await
     }
 
     async fn item(&self, id: Uuid) -> Result<Option<ItemView>, ProjectionError> {
+        counted("item");
         self.reader(ProjectionName::CurrentInventory)
             .await?
             .item(id)
@@ -270,6 +294,7 @@ impl ReadModel for Switchboard {
         warehouse_id: Uuid,
         sku: &str,
     ) -> Result<Option<ItemView>, ProjectionError> {
+        counted("item_by_sku");
         self.reader(ProjectionName::CurrentInventory)
             .await?
             .item_by_sku(warehouse_id, sku)
@@ -280,16 +305,37 @@ impl ReadModel for Switchboard {
         &self,
         warehouse_id: Option<Uuid>,
         low_stock_only: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<ItemView>, ProjectionError> {
+        counted("items");
         self.reader(ProjectionName::CurrentInventory)
             .await?
-            .items(warehouse_id, low_stock_only, after, limit)
+            .items(warehouse_id, low_stock_only, keys)
+            .await
+    }
+
+    async fn items_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ItemView>, ProjectionError> {
+        counted("items_by_ids");
+        self.reader(ProjectionName::CurrentInventory)
+            .await?
+            .items_by_ids(ids)
+            .await
+    }
+
+    async fn count_items(
+        &self,
+        warehouse_id: Option<Uuid>,
+        low_stock_only: bool,
+    ) -> Result<u64, ProjectionError> {
+        counted("count_items");
+        self.reader(ProjectionName::CurrentInventory)
+            .await?
+            .count_items(warehouse_id, low_stock_only)
             .await
     }
 
     async fn allocation(&self, id: Uuid) -> Result<Option<AllocationView>, ProjectionError> {
+        counted("allocation");
         self.reader(ProjectionName::AllocationStatus)
             .await?
             .allocation(id)
@@ -299,12 +345,31 @@ impl ReadModel for Switchboard {
     async fn allocations(
         &self,
         filter: AllocationFilter,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
+        counted("allocations");
         self.reader(ProjectionName::AllocationStatus)
             .await?
-            .allocations(filter, after, limit)
+            .allocations(filter, keys)
+            .await
+    }
+
+    async fn allocations_by_ids(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<AllocationView>, ProjectionError> {
+        counted("allocations_by_ids");
+        self.reader(ProjectionName::AllocationStatus)
+            .await?
+            .allocations_by_ids(ids)
+            .await
+    }
+
+    async fn count_allocations(&self, filter: AllocationFilter) -> Result<u64, ProjectionError> {
+        counted("count_allocations");
+        self.reader(ProjectionName::AllocationStatus)
+            .await?
+            .count_allocations(filter)
             .await
     }
 
@@ -313,12 +378,25 @@ impl ReadModel for Switchboard {
         item_id: Uuid,
         from: Option<i64>,
         to: Option<i64>,
-        after: Option<u64>,
-        limit: usize,
+        keys: Keys<u64>,
     ) -> Result<Vec<HistoryEntry>, ProjectionError> {
+        counted("history");
         self.reader(ProjectionName::InventoryHistory)
             .await?
-            .history(item_id, from, to, after, limit)
+            .history(item_id, from, to, keys)
+            .await
+    }
+
+    async fn count_history(
+        &self,
+        item_id: Uuid,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<u64, ProjectionError> {
+        counted("count_history");
+        self.reader(ProjectionName::InventoryHistory)
+            .await?
+            .count_history(item_id, from, to)
             .await
     }
 
@@ -329,6 +407,7 @@ impl ReadModel for Switchboard {
         from: Option<String>,
         to: Option<String>,
     ) -> Result<Vec<MovementRow>, ProjectionError> {
+        counted("movements");
         self.reader(ProjectionName::StockMovements)
             .await?
             .movements(warehouse_id, item_id, from, to)

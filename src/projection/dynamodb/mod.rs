@@ -9,6 +9,7 @@ mod attributes;
 mod current_inventory;
 mod generations;
 mod inventory_history;
+mod lookup;
 mod queries;
 mod stock_movements;
 

@@ -5,16 +5,16 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::allocation_status::status_shards;
 use super::attributes::{n, s, Record};
 use super::current_inventory::{sku_key, ITEM_LIST, LOW_STOCK, WAREHOUSE_LIST};
+use super::lookup::{Lookup, MAX_ROWS};
 use super::{inventory_history, stock_movements, unavailable, DynamoProjections, VersionedRow};
 use crate::domain::allocation::AllocationStatus;
 use crate::projection::{
-    AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, ProjectionError,
+    AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionError,
     ReadModel, WarehouseView,
 };
 
@@ -25,204 +25,127 @@ const ALLOCATION_KEY: &[&str] = &["id"];
 /// The key of the movements table.
 const MOVEMENT_KEY: &[&str] = &["itemId", "day"];
 
-/// The most rows one call returns, as in the SQLite adapter.
-const MAX_ROWS: usize = 10_000;
-
-/// A Query under construction: key conditions, filters and their placeholders.
-struct Lookup {
-    index: Option<&'static str>,
-    /// For an index that projects only keys: the table's key attributes, by which the rows
-    /// are then read from the table.
-    fetch: Option<&'static [&'static str]>,
-    /// Equality filters checked on the fetched rows (a keys-only index cannot filter on the
-    /// attributes it does not hold).
-    fetched_filters: Vec<(String, AttributeValue)>,
-    keys: Vec<String>,
-    filters: Vec<String>,
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+fn uuid_key(id: &Uuid) -> AttributeValue {
+    s(id.to_string())
 }
 
-impl Lookup {
-    /// A Query on the table itself (`None`) or on one of its indexes.
-    fn on(index: Option<&'static str>) -> Self {
-        Self {
-            index,
-            fetch: None,
-            fetched_filters: Vec::new(),
-            keys: Vec::new(),
-            filters: Vec::new(),
-            names: HashMap::new(),
-            values: HashMap::new(),
-        }
-    }
+fn sequence_key(sequence: &u64) -> AttributeValue {
+    n(*sequence)
+}
 
-    /// A Query on an index that holds only keys (`crate::dynamodb` creates them so, since a
-    /// write that leaves an index's keys alone then costs that index nothing): the rows are
-    /// read from the table by `table_key`, in the index's order.
-    fn on_keys(index: &'static str, table_key: &'static [&'static str]) -> Self {
-        Self {
-            fetch: Some(table_key),
-            ..Self::on(Some(index))
-        }
+fn warehouse_lookup(include_inactive: bool) -> Lookup {
+    let lookup = Lookup::on(Some("all")).key("listKey", "=", s(WAREHOUSE_LIST));
+    if include_inactive {
+        lookup
+    } else {
+        lookup.filter("active", "=", AttributeValue::Bool(true))
     }
+}
 
-    /// `#attribute op :value`, with placeholders throughout (`status`, `day` and `name` are
-    /// reserved words in expressions).
-    fn condition(&mut self, attribute: &str, op: &str, values: &[AttributeValue]) -> String {
-        self.names
-            .insert(format!("#{attribute}"), attribute.to_owned());
-        let placeholders: Vec<String> = values
-            .iter()
-            .map(|value| {
-                let placeholder = format!(":v{}", self.values.len());
-                self.values.insert(placeholder.clone(), value.clone());
-                placeholder
-            })
+fn item_lookup(warehouse_id: Option<Uuid>, low_stock_only: bool) -> Lookup {
+    // The two low-stock indexes are sparse: they hold only the items low on stock.
+    match (warehouse_id, low_stock_only) {
+        (Some(warehouse_id), true) => Lookup::on_keys("low_stock_by_warehouse", ITEM_KEY).key(
+            "lowStockWarehouse",
+            "=",
+            s(warehouse_id.to_string()),
+        ),
+        (Some(warehouse_id), false) => Lookup::on_keys("by_warehouse", ITEM_KEY).key(
+            "warehouseId",
+            "=",
+            s(warehouse_id.to_string()),
+        ),
+        (None, true) => {
+            Lookup::on_keys("low_stock", ITEM_KEY).key("lowStockKey", "=", s(LOW_STOCK))
+        }
+        (None, false) => Lookup::on_keys("all", ITEM_KEY).key("listKey", "=", s(ITEM_LIST)),
+    }
+}
+
+/// How an allocation filter is read: one Query on the most selective index given (the other
+/// conditions filter it), or the status index's shards, each a Query, merged.
+enum AllocationLookup {
+    One(Box<Lookup>),
+    Shards(Vec<String>),
+}
+
+/// Adds the conditions the chosen index does not key on.
+fn allocation_filters(
+    mut lookup: Lookup,
+    item_id: Option<Uuid>,
+    status: Option<AllocationStatus>,
+) -> Lookup {
+    if let Some(item_id) = item_id {
+        lookup = lookup.filter("itemId", "=", s(item_id.to_string()));
+    }
+    if let Some(status) = status {
+        lookup = lookup.filter("status", "=", s(status.as_str()));
+    }
+    lookup
+}
+
+/// The index and its key for an allocation filter, with the conditions left for
+/// [`allocation_filters`].
+fn allocation_lookup(
+    filter: AllocationFilter,
+) -> (AllocationLookup, Option<Uuid>, Option<AllocationStatus>) {
+    let AllocationFilter {
+        order_id,
+        mut item_id,
+        status,
+    } = filter;
+    let lookup = if let Some(order_id) = order_id {
+        Lookup::on_keys("by_order", ALLOCATION_KEY).key("orderId", "=", s(order_id))
+    } else if let Some(item_id) = item_id.take() {
+        Lookup::on_keys("by_item", ALLOCATION_KEY).key("itemId", "=", s(item_id.to_string()))
+    } else if let Some(status) = status {
+        return (
+            AllocationLookup::Shards(status_shards(status).collect()),
+            None,
+            None,
+        );
+    } else {
+        let keys = AllocationStatus::ALL
+            .into_iter()
+            .flat_map(status_shards)
             .collect();
-        format!("#{attribute} {op} {}", placeholders.join(" AND "))
-    }
-
-    fn key(mut self, attribute: &str, op: &str, value: AttributeValue) -> Self {
-        let condition = self.condition(attribute, op, &[value]);
-        self.keys.push(condition);
-        self
-    }
-
-    fn key_between(mut self, attribute: &str, low: AttributeValue, high: AttributeValue) -> Self {
-        let condition = self.condition(attribute, "BETWEEN", &[low, high]);
-        self.keys.push(condition);
-        self
-    }
-
-    fn filter(mut self, attribute: &str, op: &str, value: AttributeValue) -> Self {
-        if self.fetch.is_some() && op == "=" {
-            self.fetched_filters.push((attribute.to_owned(), value));
-            return self;
-        }
-        let condition = self.condition(attribute, op, &[value]);
-        self.filters.push(condition);
-        self
-    }
-
-    /// Runs the Query page after page until `limit` rows came back or the key range is done.
-    /// With a filter a page may hold fewer rows than asked for (Limit counts rows read, not
-    /// rows returned), so filtered queries read somewhat larger pages.
-    async fn run<T>(
-        self,
-        store: &DynamoProjections,
-        table: String,
-        limit: usize,
-        decode: fn(&Record) -> Result<T, ProjectionError>,
-    ) -> Result<Vec<T>, ProjectionError> {
-        let limit = limit.min(MAX_ROWS);
-        let fetch = self.fetch;
-        let fetched_filters = self.fetched_filters;
-        let filtered = !self.filters.is_empty() || !fetched_filters.is_empty();
-        let query = store
-            .client
-            .query()
-            .table_name(&table)
-            .set_index_name(self.index.map(str::to_owned))
-            // Global indexes cannot be read consistently; the table can.
-            .consistent_read(self.index.is_none())
-            .key_condition_expression(self.keys.join(" AND "))
-            .set_filter_expression((!self.filters.is_empty()).then(|| self.filters.join(" AND ")))
-            .set_expression_attribute_names(Some(self.names))
-            .set_expression_attribute_values(Some(self.values));
-        let mut rows = Vec::new();
-        let mut start = None;
-        while rows.len() < limit {
-            let remaining = limit - rows.len();
-            let page_size = if filtered {
-                remaining.max(100)
-            } else {
-                remaining
-            };
-            let page = query
-                .clone()
-                .limit(page_size.min(1_000) as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            match fetch {
-                None => {
-                    for record in page.items() {
-                        rows.push(decode(record)?);
-                    }
-                }
-                Some(key) => {
-                    for record in fetch_rows(store, &table, key, page.items()).await? {
-                        let wanted = fetched_filters
-                            .iter()
-                            .all(|(attribute, value)| record.get(attribute) == Some(value));
-                        if wanted {
-                            rows.push(decode(&record)?);
-                        }
-                    }
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        rows.truncate(limit);
-        Ok(rows)
-    }
+        return (AllocationLookup::Shards(keys), None, None);
+    };
+    (AllocationLookup::One(Box::new(lookup)), item_id, status)
 }
 
-/// The table rows of index entries, in the entries' order (strongly consistent). An entry
-/// whose row is gone (it cannot be, rows are never deleted) is skipped.
-async fn fetch_rows(
-    store: &DynamoProjections,
-    table: &str,
-    key: &[&str],
-    entries: &[Record],
-) -> Result<Vec<Record>, ProjectionError> {
-    let key_of = |record: &Record| -> Record {
-        key.iter()
-            .filter_map(|name| record.get(*name).map(|v| ((*name).to_owned(), v.clone())))
-            .collect()
-    };
-    // AttributeValue is not Hash; its debug form of the key attributes is a faithful key.
-    let identity = |record: &Record| -> String {
-        format!(
-            "{:?}",
-            key.iter().map(|name| record.get(*name)).collect::<Vec<_>>()
-        )
-    };
-    let keys = entries.iter().map(key_of).collect();
-    let rows = crate::dynamodb::batch_get(&store.client, table, keys)
-        .await
-        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
-    let mut found: HashMap<String, Record> =
-        rows.into_iter().map(|row| (identity(&row), row)).collect();
-    Ok(entries
-        .iter()
-        .filter_map(|entry| found.remove(&identity(entry)))
-        .collect())
+fn history_lookup(item_id: Uuid) -> Lookup {
+    // On the table, not the by_time index: pages are ordered and keyed by sequence number.
+    Lookup::on(None).key("itemId", "=", s(item_id.to_string()))
+}
+
+fn history_filters(mut lookup: Lookup, from: Option<i64>, to: Option<i64>) -> Lookup {
+    if let Some(from) = from {
+        lookup = lookup.filter("occurredAt", ">=", n(from));
+    }
+    if let Some(to) = to {
+        lookup = lookup.filter("occurredAt", "<", n(to));
+    }
+    lookup
+}
+
+fn status_shard_lookup(key: String) -> Lookup {
+    Lookup::on(Some("by_status_shard")).key("statusShard", "=", s(key))
 }
 
 impl DynamoProjections {
     /// Allocations under these status index keys, by id: a page of each key (in parallel),
-    /// merged.
+    /// merged, taken from the end the keyset asks for.
     async fn allocations_by_status(
         &self,
-        keys: Vec<String>,
-        after: Option<Uuid>,
-        limit: usize,
+        shards: Vec<String>,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
-        let pages = keys.into_iter().map(|key| {
-            let mut lookup = Lookup::on(Some("by_status_shard")).key("statusShard", "=", s(key));
-            if let Some(after) = after {
-                lookup = lookup.key("id", ">", s(after.to_string()));
-            }
-            lookup.run(
+        let pages = shards.into_iter().map(|key| {
+            status_shard_lookup(key).range("id", &keys, uuid_key).run(
                 self,
                 self.tables.allocations(),
-                limit,
+                keys.limit,
                 AllocationView::from_record,
             )
         });
@@ -232,8 +155,30 @@ impl DynamoProjections {
             .flatten()
             .collect();
         rows.sort_by_key(|row| row.id);
-        rows.truncate(limit.min(MAX_ROWS));
+        let limit = keys.limit.min(MAX_ROWS);
+        if keys.backward {
+            let cut = rows.len().saturating_sub(limit);
+            rows.drain(..cut);
+        } else {
+            rows.truncate(limit);
+        }
         Ok(rows)
+    }
+
+    /// The rows of `ids` (a DataLoader's batch) by BatchGetItem, 100 keys a request.
+    async fn rows_by_ids<V: VersionedRow>(
+        &self,
+        table: String,
+        ids: &[Uuid],
+    ) -> Result<Vec<V>, ProjectionError> {
+        let keys = ids
+            .iter()
+            .map(|id| Record::from([("id".to_owned(), s(id.to_string()))]))
+            .collect();
+        let rows = crate::dynamodb::batch_get(&self.client, &table, keys)
+            .await
+            .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+        rows.iter().map(V::from_record).collect()
     }
 }
 
@@ -246,23 +191,26 @@ impl ReadModel for DynamoProjections {
     async fn warehouses(
         &self,
         include_inactive: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<WarehouseView>, ProjectionError> {
-        let mut lookup = Lookup::on(Some("all")).key("listKey", "=", s(WAREHOUSE_LIST));
-        if let Some(after) = after {
-            lookup = lookup.key("id", ">", s(after.to_string()));
-        }
-        if !include_inactive {
-            lookup = lookup.filter("active", "=", AttributeValue::Bool(true));
-        }
-        lookup
+        warehouse_lookup(include_inactive)
+            .range("id", &keys, uuid_key)
             .run(
                 self,
                 self.tables.warehouses(),
-                limit,
+                keys.limit,
                 WarehouseView::from_record,
             )
+            .await
+    }
+
+    async fn warehouses_by_ids(&self, ids: &[Uuid]) -> Result<Vec<WarehouseView>, ProjectionError> {
+        self.rows_by_ids(self.tables.warehouses(), ids).await
+    }
+
+    async fn count_warehouses(&self, include_inactive: bool) -> Result<u64, ProjectionError> {
+        warehouse_lookup(include_inactive)
+            .count(self, self.tables.warehouses())
             .await
     }
 
@@ -287,29 +235,25 @@ impl ReadModel for DynamoProjections {
         &self,
         warehouse_id: Option<Uuid>,
         low_stock_only: bool,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<ItemView>, ProjectionError> {
-        // The two low-stock indexes are sparse: they hold only the items low on stock.
-        let mut lookup =
-            match (warehouse_id, low_stock_only) {
-                (Some(warehouse_id), true) => Lookup::on_keys("low_stock_by_warehouse", ITEM_KEY)
-                    .key("lowStockWarehouse", "=", s(warehouse_id.to_string())),
-                (Some(warehouse_id), false) => Lookup::on_keys("by_warehouse", ITEM_KEY).key(
-                    "warehouseId",
-                    "=",
-                    s(warehouse_id.to_string()),
-                ),
-                (None, true) => {
-                    Lookup::on_keys("low_stock", ITEM_KEY).key("lowStockKey", "=", s(LOW_STOCK))
-                }
-                (None, false) => Lookup::on_keys("all", ITEM_KEY).key("listKey", "=", s(ITEM_LIST)),
-            };
-        if let Some(after) = after {
-            lookup = lookup.key("id", ">", s(after.to_string()));
-        }
-        lookup
-            .run(self, self.tables.items(), limit, ItemView::from_record)
+        item_lookup(warehouse_id, low_stock_only)
+            .range("id", &keys, uuid_key)
+            .run(self, self.tables.items(), keys.limit, ItemView::from_record)
+            .await
+    }
+
+    async fn items_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ItemView>, ProjectionError> {
+        self.rows_by_ids(self.tables.items(), ids).await
+    }
+
+    async fn count_items(
+        &self,
+        warehouse_id: Option<Uuid>,
+        low_stock_only: bool,
+    ) -> Result<u64, ProjectionError> {
+        item_lookup(warehouse_id, low_stock_only)
+            .count(self, self.tables.items())
             .await
     }
 
@@ -320,46 +264,49 @@ impl ReadModel for DynamoProjections {
     async fn allocations(
         &self,
         filter: AllocationFilter,
-        after: Option<Uuid>,
-        limit: usize,
+        keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
-        // The most selective index given keys the Query; the other conditions filter it.
-        let AllocationFilter {
-            order_id,
-            mut item_id,
-            status,
-        } = filter;
-        let mut lookup = if let Some(order_id) = order_id {
-            Lookup::on_keys("by_order", ALLOCATION_KEY).key("orderId", "=", s(order_id))
-        } else if let Some(item_id) = item_id.take() {
-            Lookup::on_keys("by_item", ALLOCATION_KEY).key("itemId", "=", s(item_id.to_string()))
-        } else if let Some(status) = status {
-            let keys = status_shards(status).collect();
-            return self.allocations_by_status(keys, after, limit).await;
-        } else {
-            let keys = AllocationStatus::ALL
-                .into_iter()
-                .flat_map(status_shards)
-                .collect();
-            return self.allocations_by_status(keys, after, limit).await;
-        };
-        if let Some(after) = after {
-            lookup = lookup.key("id", ">", s(after.to_string()));
+        match allocation_lookup(filter) {
+            (AllocationLookup::Shards(shards), _, _) => {
+                self.allocations_by_status(shards, keys).await
+            }
+            (AllocationLookup::One(lookup), item_id, status) => {
+                allocation_filters((*lookup).range("id", &keys, uuid_key), item_id, status)
+                    .run(
+                        self,
+                        self.tables.allocations(),
+                        keys.limit,
+                        AllocationView::from_record,
+                    )
+                    .await
+            }
         }
-        if let Some(item_id) = item_id {
-            lookup = lookup.filter("itemId", "=", s(item_id.to_string()));
+    }
+
+    async fn allocations_by_ids(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<AllocationView>, ProjectionError> {
+        self.rows_by_ids(self.tables.allocations(), ids).await
+    }
+
+    async fn count_allocations(&self, filter: AllocationFilter) -> Result<u64, ProjectionError> {
+        match allocation_lookup(filter) {
+            (AllocationLookup::Shards(shards), _, _) => {
+                let counts = shards
+                    .into_iter()
+                    .map(|key| status_shard_lookup(key).count(self, self.tables.allocations()));
+                Ok(futures::future::try_join_all(counts)
+                    .await?
+                    .into_iter()
+                    .sum())
+            }
+            (AllocationLookup::One(lookup), item_id, status) => {
+                allocation_filters(*lookup, item_id, status)
+                    .count(self, self.tables.allocations())
+                    .await
+            }
         }
-        if let Some(status) = status {
-            lookup = lookup.filter("status", "=", s(status.as_str()));
-        }
-        lookup
-            .run(
-                self,
-                self.tables.allocations(),
-                limit,
-                AllocationView::from_record,
-            )
-            .await
     }
 
     async fn history(
@@ -367,27 +314,30 @@ impl ReadModel for DynamoProjections {
         item_id: Uuid,
         from: Option<i64>,
         to: Option<i64>,
-        after: Option<u64>,
-        limit: usize,
+        keys: Keys<u64>,
     ) -> Result<Vec<HistoryEntry>, ProjectionError> {
-        // On the table, not the by_time index: pages are ordered and keyed by sequence number.
-        let mut lookup = Lookup::on(None).key("itemId", "=", s(item_id.to_string()));
-        if let Some(after) = after {
-            lookup = lookup.key("sequenceNumber", ">", n(after));
-        }
-        if let Some(from) = from {
-            lookup = lookup.filter("occurredAt", ">=", n(from));
-        }
-        if let Some(to) = to {
-            lookup = lookup.filter("occurredAt", "<", n(to));
-        }
-        lookup
-            .run(
-                self,
-                self.tables.history(),
-                limit,
-                inventory_history::from_record,
-            )
+        history_filters(
+            history_lookup(item_id).range("sequenceNumber", &keys, sequence_key),
+            from,
+            to,
+        )
+        .run(
+            self,
+            self.tables.history(),
+            keys.limit,
+            inventory_history::from_record,
+        )
+        .await
+    }
+
+    async fn count_history(
+        &self,
+        item_id: Uuid,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<u64, ProjectionError> {
+        history_filters(history_lookup(item_id), from, to)
+            .count(self, self.tables.history())
             .await
     }
 
