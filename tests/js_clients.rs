@@ -3,7 +3,9 @@
 //! Debian's headless Chromium with every other host refused; introspection.mjs checks with
 //! graphql-js that the standard introspection query works and rebuilds schema.graphql;
 //! graphql_ws.mjs subscribes with the npm graphql-ws client and provokes every close code of
-//! graphql-transport-ws on raw sockets (and the legacy protocol's clean end).
+//! graphql-transport-ws on raw sockets (and the legacy protocol's clean end); apollo.mjs
+//! checks that @apollo/client's normalised cache follows mutations and alerts with no refetch
+//! and answers node(id:) from the cache.
 //! Needs node, npm-installed tests/js/node_modules and /usr/bin/chromium: scripts/test.sh
 //! installs them.
 
@@ -68,4 +70,10 @@ async fn the_graphql_ws_client_gets_alerts_and_the_protocol_close_codes_hold() {
     let server =
         common::Server::start_with(temp.path(), &[("INVENTORY_WS_INIT_TIMEOUT_MS", "500")]).await;
     run_script("graphql_ws.mjs", &server.url);
+}
+
+#[tokio::test]
+async fn apollo_client_keeps_its_cache_current_from_mutations_and_alerts_without_refetching() {
+    let server = common::Server::start().await;
+    run_script("apollo.mjs", &server.url);
 }

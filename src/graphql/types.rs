@@ -500,6 +500,9 @@ impl Event {
     }
 }
 
+/// How long an alert's `item` waits for the read model to apply the alert.
+const ALERT_ITEM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Available stock of an item fell to or below its reorder threshold.
 #[derive(SimpleObject)]
 #[graphql(complex)]
@@ -526,11 +529,24 @@ pub struct LowStockAlert {
 
 #[ComplexObject]
 impl LowStockAlert {
-    /// The item running low, as it is now (batched through the item loader).
+    /// The item running low, as its read model shows it once the alert is applied there (or
+    /// later), so a client cache the alert updates never goes back to the stock before it.
     async fn item(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<InventoryItem>> {
-        match Uuid::parse_str(self.item_id.as_str()) {
-            Ok(id) => load_item(ctx, id).await,
-            Err(_) => Ok(None),
+        let Ok(id) = Uuid::parse_str(self.item_id.as_str()) else {
+            return Ok(None);
+        };
+        // An alert travels ahead of the projection (subscribers hear of it first), so the row
+        // may not hold it yet: wait for it a little (batched through the item loader).
+        let deadline = std::time::Instant::now() + ALERT_ITEM_WAIT;
+        loop {
+            let item = load_item(ctx, id).await?;
+            let caught_up = item
+                .as_ref()
+                .is_some_and(|i| i.0.version >= self.sequence_number);
+            if caught_up || std::time::Instant::now() >= deadline {
+                return Ok(item);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 }
