@@ -13,13 +13,13 @@
 //!   `error` / `complete` / `stop`; `connection_terminate` closes with 1000.
 //!
 //! A socket whose `Origin` is neither this service's own nor a configured CORS origin is
-//! refused with 403 before the upgrade (browsers send `Origin` on every WebSocket, and no
-//! preflight protects it). Messages are limited to the HTTP body limit.
+//! closed at once with 4403 before it reads a message (browsers send `Origin` on every
+//! WebSocket, and no preflight protects it). Messages are limited to the HTTP body limit.
 
 use async_graphql::{Request, Response, ServerError, Variables};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::http::HeaderMap;
+use axum::response::Response as HttpResponse;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -93,13 +93,14 @@ mod close {
     pub const NORMAL: u16 = 1000;
     pub const BAD_REQUEST: u16 = 4400;
     pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
     pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
 }
 
-/// Upgrades to a GraphQL WebSocket, after the origin check.
+/// Upgrades to a GraphQL WebSocket; one from a foreign origin is closed at once (4403).
 pub fn upgrade(
     upgrade: WebSocketUpgrade,
     headers: &HeaderMap,
@@ -108,13 +109,6 @@ pub fn upgrade(
     config: WsConfig,
     meta: RequestMeta,
 ) -> HttpResponse {
-    if !origin_allowed {
-        return (
-            StatusCode::FORBIDDEN,
-            "this origin may not open a WebSocket to the service",
-        )
-            .into_response();
-    }
     let chosen = Protocol::choose(headers);
     let upgrade = upgrade.max_message_size(config.max_message_bytes);
     let upgrade = match chosen {
@@ -122,22 +116,20 @@ pub fn upgrade(
         None => upgrade,
     };
     upgrade.on_upgrade(move |socket| async move {
-        match chosen {
+        let refusal = match chosen {
+            _ if !origin_allowed => (close::FORBIDDEN, "Forbidden: this origin may not connect"),
+            None => (
+                close::SUBPROTOCOL_NOT_ACCEPTABLE,
+                "Subprotocol not acceptable",
+            ),
             Some(protocol) => {
-                Connection::new(schema, config, meta, protocol)
+                return Connection::new(schema, config, meta, protocol)
                     .run(socket)
-                    .await
-            }
-            None => {
-                let mut socket = socket;
-                let _ = socket
-                    .send(close_message(
-                        close::SUBPROTOCOL_NOT_ACCEPTABLE,
-                        "Subprotocol not acceptable",
-                    ))
                     .await;
             }
-        }
+        };
+        let mut socket = socket;
+        let _ = socket.send(close_message(refusal.0, refusal.1)).await;
     })
 }
 
