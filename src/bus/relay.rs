@@ -4,11 +4,12 @@
 //! The removal of one published batch overlaps the publication of the next (at most one is in
 //! flight), so the bus does not wait for the store's durable delete between batches.
 //!
-//! An idle relay woken by a commit may linger a moment before publishing, so that the commits
-//! right behind it go out in the same batch: the projectors then fold them into one write per
-//! row. On the embedded store that only adds latency (a write is cheap), so it lingers there
-//! for 0 ms; on DynamoDB every request is billed, and a few milliseconds of projection lag buy
-//! fewer of them (see `--relay-linger-ms`). Under load batches form without lingering.
+//! The relay may linger before publishing a batch that is not full, until its oldest event is
+//! `linger` old, so that the commits right behind it go out in the same batch: the projectors
+//! then fold them into one write per row (group commit; no event waits longer than `linger`).
+//! On the embedded store that only adds latency (a write is cheap), so it lingers there for
+//! 0 ms; on DynamoDB every request is billed, and a few milliseconds of projection lag buy
+//! fewer of them (see `--relay-linger-ms`). A full batch goes at once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,8 +31,8 @@ pub async fn run(
     drain_deadline: Duration,
     linger: Duration,
 ) {
-    // Whether the last look found the outbox empty, so the next commit is the first of a batch.
-    let mut idle = true;
+    // How long the batch now pending has waited for company.
+    let mut lingered = Duration::ZERO;
     let mut failures: u32 = 0;
     let mut stats_due = tokio::time::Instant::now();
     let mut stop_by: Option<tokio::time::Instant> = None;
@@ -71,7 +72,6 @@ pub async fn run(
             }
         };
         if pending.is_empty() {
-            idle = true;
             if removing.is_some() {
                 finish(removing.take()).await;
                 continue;
@@ -85,14 +85,16 @@ pub async fn run(
             }
             continue;
         }
-        if std::mem::replace(&mut idle, false)
-            && !linger.is_zero()
-            && pending.len() < BATCH
-            && stop_by.is_none()
-        {
-            tokio::time::sleep(linger).await;
-            continue;
+        // At most `linger` in all for one batch, whatever the events' clocks say.
+        if let Some(wait) = linger_left(&pending, linger) {
+            let wait = wait.min(linger.saturating_sub(lingered));
+            if !wait.is_zero() && pending.len() < BATCH && stop_by.is_none() {
+                lingered += wait;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
         }
+        lingered = Duration::ZERO;
         let envelopes: Vec<_> = pending.iter().map(|entry| entry.envelope.clone()).collect();
         if let Err(error) = bus.publish(&envelopes).await {
             failures += 1;
@@ -116,6 +118,19 @@ pub async fn run(
         };
         removing = Some((ids.into_iter().collect(), task));
     }
+}
+
+/// How much longer a batch that is not full may wait for company: until its oldest event
+/// (by its commit timestamp) is `linger` old. `None` once it is.
+fn linger_left(pending: &[crate::store::OutboxEntry], linger: Duration) -> Option<Duration> {
+    if linger.is_zero() {
+        return None;
+    }
+    let oldest = pending.iter().map(|e| e.envelope.timestamp).min()?;
+    let age = (crate::application::now_ms() - oldest).max(0) as u64;
+    linger
+        .checked_sub(Duration::from_millis(age))
+        .filter(|left| !left.is_zero())
 }
 
 /// Waits for the removal in flight, if any.
