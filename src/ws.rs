@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::graphql::{InventorySchema, RequestMeta};
 
@@ -393,14 +394,18 @@ impl Connection {
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);
         }
+        let correlation_id = uuid::Uuid::now_v7().to_string();
         let meta = RequestMeta {
             actor: self.meta.actor.clone(),
-            correlation_id: uuid::Uuid::now_v7().to_string(),
+            correlation_id: correlation_id.clone(),
         };
         let task = tokio::spawn(run_operation(
             self.schema.clone(),
             request.data(meta),
-            id.clone(),
+            Operation {
+                id: id.clone(),
+                correlation_id,
+            },
             self.protocol,
             self.events.clone(),
         ));
@@ -435,16 +440,25 @@ fn is_request_error(response: &Response) -> bool {
             .all(|e: &ServerError| e.path.is_empty())
 }
 
+/// An operation running on a socket: its id there and the correlation id its errors carry.
+struct Operation {
+    id: String,
+    correlation_id: String,
+}
+
 async fn run_operation(
     schema: InventorySchema,
     request: Request,
-    id: String,
+    operation: Operation,
     protocol: Protocol,
     events: mpsc::Sender<Event>,
 ) {
+    let Operation { id, correlation_id } = operation;
+    let span = tracing::info_span!("graphql_ws", correlation_id = %correlation_id);
     let mut responses = schema.execute_stream(request);
     let mut first = true;
-    while let Some(response) = responses.next().await {
+    while let Some(mut response) = responses.next().instrument(span.clone()).await {
+        crate::graphql::with_correlation_id(&mut response, &correlation_id);
         if std::mem::replace(&mut first, false) && is_request_error(&response) {
             let errors = serde_json::to_value(&response.errors).unwrap_or_else(|_| json!([]));
             let _ = events

@@ -519,6 +519,20 @@ async fn persistent_throttling_reaches_the_client_as_throttled_and_retryable() {
         let extensions = &response["errors"][0]["extensions"];
         assert_eq!(extensions["code"], "THROTTLED", "{variables}: {response}");
         assert_eq!(extensions["retryable"], true, "{variables}: {response}");
+        // A correlation id to quote, and none of the store's own error text.
+        assert!(
+            extensions["correlationId"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "{response}"
+        );
+        let message = response["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            !message.contains("Exception") && !message.contains("dispatch"),
+            "internal error text reached the client: {message}"
+        );
     }
     let stats = proxy.stats();
     print_proxy(&stats);

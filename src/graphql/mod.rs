@@ -135,10 +135,31 @@ commands on warehouses, items and allocations, each answered with the entity as 
 any `userErrors`; subscriptions stream events, changed rows and low-stock alerts live.";
 
 /// An infrastructure failure as a GraphQL error with a stable `extensions.code`.
+///
+/// The client gets a generic message and the code; what failed inside (a store's or a bus's
+/// own error text) goes to the log only, under the request's correlation id, which
+/// `with_correlation_id` adds to every error the client sees.
 pub fn infrastructure(error: impl std::fmt::Display) -> async_graphql::Error {
-    let message = error.to_string();
-    tracing::error!(%message, "infrastructure failure answering a request");
-    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", "SERVICE_UNAVAILABLE"))
+    let cause = error.to_string();
+    tracing::error!(%cause, "infrastructure failure answering a request");
+    async_graphql::Error::new(
+        "the service could not complete the request (its store or bus is unavailable); retry later",
+    )
+    .extend_with(|_, e| {
+        e.set("code", "SERVICE_UNAVAILABLE");
+        e.set("retryable", true);
+    })
+}
+
+/// Adds the request's correlation id to every error of a response (`extensions.correlationId`),
+/// so a client can quote it and an operator find the request in the logs.
+pub fn with_correlation_id(response: &mut async_graphql::Response, correlation_id: &str) {
+    for error in &mut response.errors {
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("correlationId", correlation_id);
+    }
 }
 
 /// A bad argument to a query, as a GraphQL error with `extensions.code = INVALID_INPUT`.
@@ -187,11 +208,14 @@ pub fn outcome(
         ))
         .extend_with(|_, e| e.set("code", "CONTENTION"))),
         Err(CommandError::Store(error @ crate::store::StoreError::Throttled(_))) => {
-            Err(async_graphql::Error::new(format!("{error}; retry with the same idempotency key"))
-                .extend_with(|_, e| {
-                    e.set("code", "THROTTLED");
-                    e.set("retryable", true);
-                }))
+            tracing::warn!(cause = %error, "a command was throttled");
+            Err(async_graphql::Error::new(
+                "the store is throttling requests; retry with the same idempotency key",
+            )
+            .extend_with(|_, e| {
+                e.set("code", "THROTTLED");
+                e.set("retryable", true);
+            }))
         }
         Err(CommandError::Store(error)) => Err(infrastructure(error)),
     }

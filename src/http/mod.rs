@@ -304,11 +304,19 @@ async fn run(
         BatchRequest::Single(request) => BatchRequest::Single(request.data(executed.clone())),
         batch => batch,
     };
-    let response = state
+    let mut response = state
         .schema
         .execute_batch(request.data(meta))
         .instrument(span)
         .await;
+    match &mut response {
+        BatchResponse::Single(single) => crate::graphql::with_correlation_id(single, &correlation),
+        BatchResponse::Batch(all) => {
+            for single in all {
+                crate::graphql::with_correlation_id(single, &correlation);
+            }
+        }
+    }
     // A request error (one that never reached execution) has no `data` entry at all, as the
     // GraphQL spec says; async-graphql would send `"data": null`.
     let request_error =
