@@ -458,7 +458,7 @@ async fn run_operation(
     let mut responses = schema.execute_stream(request);
     let mut first = true;
     while let Some(mut response) = responses.next().instrument(span.clone()).await {
-        crate::graphql::with_correlation_id(&mut response, &correlation_id);
+        crate::graphql::prepare_errors(&mut response, &correlation_id);
         if std::mem::replace(&mut first, false) && is_request_error(&response) {
             let errors = serde_json::to_value(&response.errors).unwrap_or_else(|_| json!([]));
             let _ = events

@@ -71,6 +71,14 @@ fn post(server: &common::Server, body: Value, accept: Option<&str>) -> reqwest::
 async fn queries_by_get_with_variables_and_operation_name() {
     let server = common::Server::start().await;
     let warehouse = server.create_warehouse("GET-1").await;
+    // Queries read the projection, which follows the commit within milliseconds.
+    server
+        .eventually(
+            "query($id: ID!) { warehouse(id: $id) { code } }",
+            json!({ "id": warehouse }),
+            |data| data["warehouse"]["code"] == "GET-1",
+        )
+        .await;
     let query = "query Other { __typename } query One($id: ID!) { warehouse(id: $id) { code } }";
     let variables = json!({ "id": warehouse }).to_string();
     for accept in [None, Some("application/json"), Some(SPEC)] {
@@ -372,4 +380,56 @@ async fn graphiql_is_served_to_browsers_with_its_own_assets_and_a_strict_policy(
         "{}",
         answer.body
     );
+}
+
+/// A syntax error says where and what was expected, with the correlation id to quote, and does
+/// not echo a long query back.
+#[tokio::test]
+async fn a_syntax_error_names_its_place_without_echoing_the_query() {
+    let server = common::Server::start().await;
+    let query = format!(
+        "{{ warehouses {{ edges {{ node {{ id }} }} }} {}",
+        "x".repeat(100_000)
+    );
+    let answer = send(
+        post(&server, json!({ "query": query }), Some("application/json"))
+            .header("x-correlation-id", "probe-42"),
+    )
+    .await;
+    let error = &answer.json()["errors"][0];
+    let message = error["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.starts_with("syntax error at line:column 1:"),
+        "{message}"
+    );
+    assert!(message.len() < 300, "{} characters", message.len());
+    assert!(!message.contains("xxxx"), "the query is echoed: {message}");
+    assert_eq!(error["extensions"]["correlationId"], "probe-42");
+    assert!(
+        answer.body.len() < 1_000,
+        "{} bytes back",
+        answer.body.len()
+    );
+}
+
+/// A body that is not a GraphQL request is told so in the API's words, not the library's.
+#[tokio::test]
+async fn a_body_that_is_not_a_request_is_answered_without_internal_type_names() {
+    let server = common::Server::start().await;
+    for body in [json!({ "query": 5 }), json!([1, 2]), json!("text")] {
+        let answer = send(post(&server, body.clone(), Some("application/json"))).await;
+        assert_eq!(answer.status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+        let message = answer.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.starts_with("the body is not a GraphQL request"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("untagged") && !message.contains("BatchRequest"),
+            "{message}"
+        );
+    }
 }

@@ -138,7 +138,7 @@ any `userErrors`; subscriptions stream events, changed rows and low-stock alerts
 ///
 /// The client gets a generic message and the code; what failed inside (a store's or a bus's
 /// own error text) goes to the log only, under the request's correlation id, which
-/// `with_correlation_id` adds to every error the client sees.
+/// `prepare_errors` adds to every error the client sees.
 pub fn infrastructure(error: impl std::fmt::Display) -> async_graphql::Error {
     let cause = error.to_string();
     tracing::error!(%cause, "infrastructure failure answering a request");
@@ -151,15 +151,42 @@ pub fn infrastructure(error: impl std::fmt::Display) -> async_graphql::Error {
     })
 }
 
-/// Adds the request's correlation id to every error of a response (`extensions.correlationId`),
-/// so a client can quote it and an operator find the request in the logs.
-pub fn with_correlation_id(response: &mut async_graphql::Response, correlation_id: &str) {
+/// Readies a response's errors for the client: each gets the request's correlation id
+/// (`extensions.correlationId`), so a client can quote it and an operator find the request in
+/// the logs; a syntax error says where and what was expected without echoing the query back
+/// (the parser quotes the offending line, which may be the whole query); no message is longer
+/// than `MAX_ERROR_MESSAGE` characters.
+pub fn prepare_errors(response: &mut async_graphql::Response, correlation_id: &str) {
     for error in &mut response.errors {
+        if let Some(message) = without_source_echo(&error.message) {
+            error.message = message;
+        }
+        if error.message.chars().count() > MAX_ERROR_MESSAGE {
+            let kept: String = error.message.chars().take(MAX_ERROR_MESSAGE).collect();
+            error.message = format!("{kept}…");
+        }
         error
             .extensions
             .get_or_insert_with(Default::default)
             .set("correlationId", correlation_id);
     }
+}
+
+/// The longest error message a client gets.
+const MAX_ERROR_MESSAGE: usize = 500;
+
+/// A parser message (` --> line:column`, the quoted source line, `= expected …`) as one line
+/// without the source.
+fn without_source_echo(message: &str) -> Option<String> {
+    let position = message.lines().next()?.trim().strip_prefix("--> ")?;
+    let expected = message
+        .lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("= "));
+    Some(match expected {
+        Some(expected) => format!("syntax error at line:column {position}: {expected}"),
+        None => format!("syntax error at line:column {position}"),
+    })
 }
 
 /// A bad argument to a query, as a GraphQL error with `extensions.code = INVALID_INPUT`.

@@ -262,12 +262,21 @@ async fn graphql_post(
     let request: BatchRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
+            // Where the JSON broke, not serde's words (they name the library's types).
+            let at = if e.is_syntax() || e.is_eof() {
+                format!(": invalid JSON at line {}, column {}", e.line(), e.column())
+            } else {
+                String::new()
+            };
             return error(
                 StatusCode::BAD_REQUEST,
                 media,
                 "BAD_REQUEST",
-                format!("the body is not a GraphQL request: {e}"),
-            )
+                format!(
+                    "the body is not a GraphQL request (a JSON object with a `query` string, \
+                     or an array of them){at}"
+                ),
+            );
         }
     };
     run(&state, &headers, media, request).await
@@ -310,10 +319,10 @@ async fn run(
         .instrument(span)
         .await;
     match &mut response {
-        BatchResponse::Single(single) => crate::graphql::with_correlation_id(single, &correlation),
+        BatchResponse::Single(single) => crate::graphql::prepare_errors(single, &correlation),
         BatchResponse::Batch(all) => {
             for single in all {
-                crate::graphql::with_correlation_id(single, &correlation);
+                crate::graphql::prepare_errors(single, &correlation);
             }
         }
     }
