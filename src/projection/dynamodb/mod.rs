@@ -8,8 +8,10 @@ mod allocation_status;
 mod attributes;
 mod current_inventory;
 mod generations;
+mod hints;
 mod inventory_history;
 mod lookup;
+mod phases;
 mod queries;
 mod stock_movements;
 
@@ -18,11 +20,9 @@ pub use generations::DynamoGenerations;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::Client;
-use futures::{StreamExt, TryStreamExt};
-use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
-use super::batch::{plan, streams, Stream};
+use super::batch::{plan, Stream};
 use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
@@ -32,6 +32,8 @@ use crate::domain::DomainEvent;
 use crate::dynamodb::Tables;
 use crate::store::EventEnvelope;
 use attributes::{s, Record};
+use hints::{Cache, Cached, MAX_REMEMBERED};
+use phases::{resolve_all, write_all, Progress};
 
 pub struct DynamoProjections {
     client: Client,
@@ -73,232 +75,9 @@ impl DynamoProjections {
     }
 }
 
-/// What one projector made of one aggregate's events in a batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Progress {
-    /// Whether the projector's row (or rows) changed.
-    changed: bool,
-    /// The batch index of the first event it could not apply, and its checkpoint, when it
-    /// stopped at a gap.
-    gap: Option<(usize, u64)>,
-}
-
-/// How many aggregates of one batch a projector reads or writes at once.
-const ROWS_IN_FLIGHT: usize = 16;
-
-/// One aggregate's events in a batch, and where its projector's row stood before them.
-struct Pending<'a, V> {
-    id: Uuid,
-    stream: Stream<'a>,
-    start: Option<Cached<V>>,
-    gap: Option<(usize, u64)>,
-}
-
-/// Where one aggregate's row stands before a batch, and whether its events reach a gap: a
-/// row known in this batch decides; a remembered hint (or, for an aggregate's first event,
-/// the hint that there is no row yet) is kept if its plan needs no read; otherwise `read`.
-async fn resolve<V>(
-    start: Option<Cached<V>>,
-    stream: &Stream<'_>,
-    last: fn(&V) -> u64,
-    read: impl std::future::Future<Output = Result<Option<V>, ProjectionError>>,
-) -> Result<(Option<Cached<V>>, Option<(usize, u64)>), ProjectionError> {
-    let first = stream.first().map_or(0, |(_, e)| e.sequence_number);
-    match start {
-        Some(Cached::Known(row)) => {
-            let gap = plan(row.as_ref().map_or(0, last), stream).gap;
-            return Ok((Some(Cached::Known(row)), gap));
-        }
-        Some(Cached::Remembered(row)) if !plan(last(&row), stream).needs_read() => {
-            return Ok((Some(Cached::Remembered(row)), None));
-        }
-        None if first == 1 && !plan(0, stream).needs_read() => return Ok((None, None)),
-        _ => {}
-    }
-    let row = read.await?;
-    let gap = plan(row.as_ref().map_or(0, last), stream).gap;
-    Ok((Some(Cached::Known(row)), gap))
-}
-
-/// The first phase of a batch for one projector: each aggregate's starting row (reads only
-/// where nothing known or hinted will do, several at once) and its gap, if any.
-async fn resolve_all<'a, V, F>(
-    events: &'a [EventEnvelope],
-    projector: ProjectionName,
-    rows: &mut Rows<V>,
-    last: fn(&V) -> u64,
-    read: impl Fn(Uuid) -> F,
-) -> Result<Vec<Pending<'a, V>>, ProjectionError>
-where
-    V: Clone,
-    F: std::future::Future<Output = Result<Option<V>, ProjectionError>>,
-{
-    let mut work = Vec::new();
-    for (id, stream) in streams(events, projector) {
-        let start = rows.get(&id);
-        let read = read(id);
-        work.push(async move {
-            let (start, gap) = resolve(start, &stream, last, read).await?;
-            Ok::<_, ProjectionError>(Pending {
-                id,
-                stream,
-                start,
-                gap,
-            })
-        });
-    }
-    futures::stream::iter(work)
-        .buffered(ROWS_IN_FLIGHT)
-        .try_collect()
-        .await
-}
-
-/// The second phase: each aggregate's events before `cutoff` (the batch's earliest gap)
-/// written by `write`, several aggregates at once. Returns the aggregates whose rows changed.
-async fn write_all<'a, V, F>(
-    rows: &mut Rows<V>,
-    pending: Vec<Pending<'a, V>>,
-    cutoff: usize,
-    write: impl Fn(Uuid, Stream<'a>, Option<Cached<V>>) -> F,
-) -> Result<BTreeSet<Uuid>, ProjectionError>
-where
-    V: Clone,
-    F: std::future::Future<Output = Result<(Uuid, Option<V>, Progress), ProjectionError>>,
-{
-    let mut work = Vec::new();
-    for Pending {
-        id, stream, start, ..
-    } in pending
-    {
-        let stream: Stream<'a> = stream.into_iter().filter(|(i, _)| *i < cutoff).collect();
-        if stream.is_empty() {
-            rows.put_back(id, start);
-        } else {
-            work.push(write(id, stream, start));
-        }
-    }
-    let done: Vec<(Uuid, Option<V>, Progress)> = futures::stream::iter(work)
-        .buffer_unordered(ROWS_IN_FLIGHT)
-        .try_collect()
-        .await?;
-    let mut changed = BTreeSet::new();
-    for (id, row, progress) in done {
-        if progress.gap.is_some() {
-            // Only a row that went back (a table emptied under us) can open a gap now.
-            return Err(ProjectionError::Unavailable(format!(
-                "the projection row of {id} moved back during a batch; retry"
-            )));
-        }
-        if progress.changed {
-            changed.insert(id);
-        }
-        rows.insert(id, row);
-    }
-    Ok(changed)
-}
-
 /// How many times one aggregate's conditional write may lose a race before the batch fails as
 /// unavailable. Each loss means another writer made progress, so this bounds only contention.
 const MAX_RACES: usize = 8;
-
-/// Rows and checkpoints as read or written in this batch; and, remembered from earlier batches, hints that
-/// spare the read altogether in the steady state (one writer per row). Only hints: every write
-/// is still conditioned on the version it expects, a failed condition drops the entry and
-/// re-reads, and a remembered row never decides on its own that an event is a duplicate or a
-/// gap (a row that vanished with its table must not make us skip an event): that takes a read.
-#[derive(Default)]
-struct Cache {
-    warehouses: Rows<WarehouseView>,
-    items: Rows<ItemView>,
-    allocations: Rows<AllocationView>,
-    movements: Rows<stock_movements::Checkpoint>,
-}
-
-impl Cache {
-    /// What this batch learned, as hints for the next one.
-    fn remember(self) -> Cache {
-        Cache {
-            warehouses: self.warehouses.remember(),
-            items: self.items.remember(),
-            allocations: self.allocations.remember(),
-            movements: self.movements.remember(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.warehouses.len() + self.items.len() + self.allocations.len() + self.movements.len()
-    }
-}
-
-/// At most this many rows are remembered between batches; past it the hints start afresh.
-const MAX_REMEMBERED: usize = 50_000;
-
-/// One projector's rows by aggregate id.
-struct Rows<V> {
-    /// Read or written in this batch: `None` is a row known to be absent.
-    known: HashMap<Uuid, Option<V>>,
-    /// Written by an earlier batch of this process.
-    remembered: HashMap<Uuid, V>,
-}
-
-impl<V> Default for Rows<V> {
-    fn default() -> Self {
-        Self {
-            known: HashMap::new(),
-            remembered: HashMap::new(),
-        }
-    }
-}
-
-/// A row as the cache has it.
-enum Cached<V> {
-    /// Known in this batch: trusted.
-    Known(Option<V>),
-    /// Remembered from an earlier batch: good to write against, not to skip on.
-    Remembered(V),
-}
-
-impl<V: Clone> Rows<V> {
-    fn get(&mut self, id: &Uuid) -> Option<Cached<V>> {
-        if let Some(row) = self.known.get(id) {
-            return Some(Cached::Known(row.clone()));
-        }
-        self.remembered.remove(id).map(Cached::Remembered)
-    }
-
-    fn insert(&mut self, id: Uuid, row: Option<V>) {
-        self.known.insert(id, row);
-    }
-
-    /// Returns what `get` took, unused.
-    fn put_back(&mut self, id: Uuid, row: Option<Cached<V>>) {
-        match row {
-            Some(Cached::Known(row)) => {
-                self.known.insert(id, row);
-            }
-            Some(Cached::Remembered(row)) => {
-                self.remembered.insert(id, row);
-            }
-            None => {}
-        }
-    }
-
-    fn remember(mut self) -> Rows<V> {
-        for (id, row) in self.known {
-            if let Some(row) = row {
-                self.remembered.insert(id, row);
-            }
-        }
-        Rows {
-            known: HashMap::new(),
-            remembered: self.remembered,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.known.len() + self.remembered.len()
-    }
-}
 
 /// A single-row read model whose `version` attribute is its checkpoint.
 trait VersionedRow: Clone + Send + Sync + Sized {

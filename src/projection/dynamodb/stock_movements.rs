@@ -13,7 +13,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem,
 use std::collections::HashMap;
 
 use super::attributes::{n, s, Record, RecordReader};
-use super::{decode, lost_races, unavailable, Cached, DynamoProjections, Progress, MAX_RACES};
+use super::hints::Cached;
+use super::phases::Progress;
+use super::{decode, lost_races, unavailable, DynamoProjections, MAX_RACES};
 use crate::domain::item::ItemEvent;
 use crate::projection::batch::{plan, Stream};
 use crate::projection::day_of;
