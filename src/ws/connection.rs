@@ -1,25 +1,9 @@
-//! GraphQL over WebSocket at `/graphql/ws`, written to the two protocols' documents rather than
-//! taken from async-graphql's handler, which deviates from them where clients notice (a
-//! validation error as `next` + `complete`, 1011 instead of 4401, duplicate ids ignored, no
-//! `connection_init` timeout, an abnormal close on `connection_terminate`).
-//!
-//! - `graphql-transport-ws` (the `graphql-ws` npm client; the default when a client names
-//!   none): `connection_init` within the timeout or close 4408; one only, or 4429; `subscribe`
-//!   before the ack closes 4401; a second `subscribe` with an id in use closes 4409; a message
-//!   that is not one of the protocol's closes 4400; an operation that fails to parse or
-//!   validate is answered with one `error` message (no `complete`); `ping` gets `pong`.
-//! - the legacy `graphql-ws` (subscriptions-transport-ws, Apollo's old client):
-//!   `connection_init` → `connection_ack` and a keep-alive `ka` every 10 s; `start` / `data` /
-//!   `error` / `complete` / `stop`; `connection_terminate` closes with 1000.
-//!
-//! A socket whose `Origin` is neither this service's own nor a configured CORS origin is
-//! closed at once with 4403 before it reads a message (browsers send `Origin` on every
-//! WebSocket, and no preflight protects it). Messages are limited to the HTTP body limit.
+//! One GraphQL WebSocket connection: the client's messages judged by the protocol it chose,
+//! each operation run on a task of its own whose results (and its end) come back through one
+//! channel to the socket, and the close frame the connection ends with.
 
 use async_graphql::{Request, Response, ServerError, Variables};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::Response as HttpResponse;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,117 +13,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::{close, close_message, Protocol, WsConfig};
 use crate::graphql::{InventorySchema, RequestMeta};
-
-/// The protocols, by the name a client asks for in `Sec-WebSocket-Protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    TransportWs,
-    LegacyWs,
-}
-
-impl Protocol {
-    fn name(self) -> &'static str {
-        match self {
-            Self::TransportWs => "graphql-transport-ws",
-            Self::LegacyWs => "graphql-ws",
-        }
-    }
-
-    /// The first protocol of the client's list this server speaks; `None` when it asks only
-    /// for others. A client that names none gets graphql-transport-ws.
-    fn choose(headers: &HeaderMap) -> Option<Self> {
-        let offered: Vec<String> = headers
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
-        if offered.is_empty() {
-            return Some(Self::TransportWs);
-        }
-        offered.iter().find_map(|p| match p.as_str() {
-            "graphql-transport-ws" => Some(Self::TransportWs),
-            "graphql-ws" => Some(Self::LegacyWs),
-            _ => None,
-        })
-    }
-}
-
-/// What the WebSocket endpoint is configured with.
-#[derive(Debug, Clone)]
-pub struct WsConfig {
-    /// How long a socket may stay open without `connection_init` (4408 after).
-    pub init_timeout: Duration,
-    /// Largest message accepted.
-    pub max_message_bytes: usize,
-    /// Active operations one socket may run at once.
-    pub max_operations: usize,
-}
-
-impl Default for WsConfig {
-    fn default() -> Self {
-        Self {
-            init_timeout: Duration::from_secs(3),
-            max_message_bytes: crate::http::MAX_BODY_BYTES,
-            max_operations: 100,
-        }
-    }
-}
-
-/// Close codes of graphql-transport-ws (and 1000 for a normal close).
-mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const BAD_REQUEST: u16 = 4400;
-    pub const UNAUTHORIZED: u16 = 4401;
-    pub const FORBIDDEN: u16 = 4403;
-    pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
-    pub const INIT_TIMEOUT: u16 = 4408;
-    pub const DUPLICATE_ID: u16 = 4409;
-    pub const TOO_MANY_INITS: u16 = 4429;
-}
-
-/// Upgrades to a GraphQL WebSocket; one from a foreign origin is closed at once (4403).
-pub fn upgrade(
-    upgrade: WebSocketUpgrade,
-    headers: &HeaderMap,
-    origin_allowed: bool,
-    schema: InventorySchema,
-    config: WsConfig,
-    meta: RequestMeta,
-) -> HttpResponse {
-    let chosen = Protocol::choose(headers);
-    let upgrade = upgrade.max_message_size(config.max_message_bytes);
-    let upgrade = match chosen {
-        Some(protocol) => upgrade.protocols([protocol.name()]),
-        None => upgrade,
-    };
-    upgrade.on_upgrade(move |socket| async move {
-        let refusal = match chosen {
-            _ if !origin_allowed => (close::FORBIDDEN, "Forbidden: this origin may not connect"),
-            None => (
-                close::SUBPROTOCOL_NOT_ACCEPTABLE,
-                "Subprotocol not acceptable",
-            ),
-            Some(protocol) => {
-                return Connection::new(schema, config, meta, protocol)
-                    .run(socket)
-                    .await;
-            }
-        };
-        let mut socket = socket;
-        let _ = socket.send(close_message(refusal.0, refusal.1)).await;
-    })
-}
-
-fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason.to_owned()),
-    }))
-}
 
 /// A client message of either protocol (`payload` and `id` where the type has them).
 #[derive(Deserialize)]
@@ -170,7 +45,7 @@ enum Event {
 /// Why the connection ends (a close frame to send), or `None` to go on.
 type Verdict = Option<(u16, String)>;
 
-struct Connection {
+pub(super) struct Connection {
     schema: InventorySchema,
     config: WsConfig,
     meta: RequestMeta,
@@ -182,7 +57,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(
+    pub(super) fn new(
         schema: InventorySchema,
         config: WsConfig,
         meta: RequestMeta,
@@ -201,7 +76,7 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, socket: WebSocket) {
+    pub(super) async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
         let Some(mut inbox) = self.inbox.take() else {
             return;
@@ -490,34 +365,4 @@ fn text(value: &Value) -> Message {
 /// At most 64 characters of a client's string, for a close reason (limited to 123 bytes).
 fn truncate(value: &str) -> String {
     value.chars().take(64).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn offered(protocols: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Ok(value) = protocols.parse() {
-            headers.insert("sec-websocket-protocol", value);
-        }
-        headers
-    }
-
-    #[test]
-    fn the_first_protocol_offered_that_the_server_speaks_is_chosen() {
-        assert_eq!(
-            Protocol::choose(&HeaderMap::new()),
-            Some(Protocol::TransportWs)
-        );
-        assert_eq!(
-            Protocol::choose(&offered("graphql-ws")),
-            Some(Protocol::LegacyWs)
-        );
-        assert_eq!(
-            Protocol::choose(&offered("mqtt, graphql-transport-ws, graphql-ws")),
-            Some(Protocol::TransportWs)
-        );
-        assert_eq!(Protocol::choose(&offered("mqtt")), None);
-    }
 }
