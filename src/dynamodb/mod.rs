@@ -87,6 +87,12 @@ pub enum BatchError {
     Unprocessed(usize),
 }
 
+impl BatchError {
+    fn request(error: impl std::error::Error) -> Self {
+        Self::Request(aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string())
+    }
+}
+
 /// How many BatchWriteItem requests of one `batch_write` are in flight at once.
 const WRITES_IN_FLIGHT: usize = 4;
 
@@ -112,11 +118,7 @@ pub async fn batch_write(
                     .request_items(table, chunk)
                     .send()
                     .await
-                    .map_err(|e| {
-                        BatchError::Request(
-                            aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
-                        )
-                    })?;
+                    .map_err(BatchError::request)?;
                 chunk = answer
                     .unprocessed_items()
                     .and_then(|u| u.get(table))
@@ -160,11 +162,7 @@ pub async fn batch_get(
                 .request_items(table, request)
                 .send()
                 .await
-                .map_err(|e| {
-                    BatchError::Request(
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
-                    )
-                })?;
+                .map_err(BatchError::request)?;
             if let Some(items) = answer.responses().and_then(|r| r.get(table)) {
                 found.extend(items.iter().cloned());
             }

@@ -69,6 +69,17 @@ impl Plan<'_> {
     }
 }
 
+/// Where a batch stops: its earliest gap among the aggregates' plans, as the batch index of
+/// the event past the hole, the checkpoint found there and the aggregate (of two projectors
+/// stopping at one event, the lower checkpoint, so one fill serves both); `None` without a gap.
+pub fn earliest_gap(
+    gaps: impl IntoIterator<Item = (Uuid, Option<(usize, u64)>)>,
+) -> Option<(usize, u64, Uuid)> {
+    gaps.into_iter()
+        .filter_map(|(id, gap)| gap.map(|(index, after)| (index, after, id)))
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,51 +211,28 @@ impl Connection {
             );
         };
         if !self.acknowledged {
-            return match self.protocol {
-                Protocol::TransportWs => (
-                    Vec::new(),
-                    Some((close::UNAUTHORIZED, "Unauthorized".into())),
-                ),
-                Protocol::LegacyWs => (
-                    vec![
-                        json!({"type": "error", "id": id, "payload": {"message": "send connection_init first"}}),
-                    ],
-                    None,
-                ),
-            };
+            return self.refuse(
+                &id,
+                (close::UNAUTHORIZED, "Unauthorized".into()),
+                "send connection_init first",
+            );
         }
         if self.operations.contains_key(&id) {
-            return match self.protocol {
-                Protocol::TransportWs => (
-                    Vec::new(),
-                    Some((
-                        close::DUPLICATE_ID,
-                        format!("Subscriber for {} already exists", truncate(&id)),
-                    )),
-                ),
-                Protocol::LegacyWs => (
-                    vec![
-                        json!({"type": "error", "id": id, "payload": {"message": "an operation with this id is running"}}),
-                    ],
-                    None,
-                ),
-            };
+            let reason = format!("Subscriber for {} already exists", truncate(&id));
+            return self.refuse(
+                &id,
+                (close::DUPLICATE_ID, reason),
+                "an operation with this id is running",
+            );
         }
         let payload: OperationPayload = match payload.map(serde_json::from_value) {
             Some(Ok(payload)) => payload,
             _ => {
-                return match self.protocol {
-                    Protocol::TransportWs => (
-                        Vec::new(),
-                        Some((close::BAD_REQUEST, "Invalid subscribe payload".into())),
-                    ),
-                    Protocol::LegacyWs => (
-                        vec![
-                            json!({"type": "error", "id": id, "payload": {"message": "the payload is not a GraphQL request"}}),
-                        ],
-                        None,
-                    ),
-                }
+                return self.refuse(
+                    &id,
+                    (close::BAD_REQUEST, "Invalid subscribe payload".into()),
+                    "the payload is not a GraphQL request",
+                )
             }
         };
         if self.operations.len() >= self.config.max_operations {
@@ -286,6 +263,18 @@ impl Connection {
         ));
         self.operations.insert(id, task);
         (Vec::new(), None)
+    }
+
+    /// An operation refused before it runs: graphql-transport-ws closes the socket with
+    /// `close`; the legacy protocol answers the operation with an `error` saying `legacy`.
+    fn refuse(&self, id: &str, close: (u16, String), legacy: &str) -> (Vec<Value>, Verdict) {
+        match self.protocol {
+            Protocol::TransportWs => (Vec::new(), Some(close)),
+            Protocol::LegacyWs => (
+                vec![json!({"type": "error", "id": id, "payload": {"message": legacy}})],
+                None,
+            ),
+        }
     }
 
     fn error_message(&self, id: &str, errors: Value) -> Value {

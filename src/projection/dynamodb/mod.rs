@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
-use super::batch::{plan, Stream};
+use super::batch::{earliest_gap, plan, Stream};
 use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
@@ -296,14 +296,14 @@ impl ProjectionStore for DynamoProjections {
         );
         let (warehouses, allocations, items, movements) =
             (warehouses?, allocations?, items?, movements?);
-        let earliest = warehouses
-            .iter()
-            .map(|p| (p.id, p.gap))
-            .chain(allocations.iter().map(|p| (p.id, p.gap)))
-            .chain(items.iter().map(|p| (p.id, p.gap)))
-            .chain(movements.iter().map(|p| (p.id, p.gap)))
-            .filter_map(|(id, gap)| gap.map(|(index, after)| (index, after, id)))
-            .min();
+        let earliest = earliest_gap(
+            warehouses
+                .iter()
+                .map(|p| (p.id, p.gap))
+                .chain(allocations.iter().map(|p| (p.id, p.gap)))
+                .chain(items.iter().map(|p| (p.id, p.gap)))
+                .chain(movements.iter().map(|p| (p.id, p.gap))),
+        );
         let cutoff = earliest.map_or(events.len(), |(index, _, _)| index);
         let (_, changed_allocations, changed_items, _) = tokio::join!(
             write_all(

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-use super::batch::{plan, streams};
+use super::batch::{earliest_gap, plan, streams};
 use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
@@ -192,19 +192,16 @@ fn apply_batch(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql)?;
     let mut work = Vec::new();
-    let mut earliest: Option<(usize, u64, Uuid)> = None;
+    let mut gaps = Vec::new();
     for &projector in serves {
         for (id, stream) in streams(events, projector) {
             let last = checkpoint(&tx, projector.as_str(), &id.to_string())?;
             let plan = plan(last, &stream);
-            if let Some((index, after)) = plan.gap {
-                if earliest.is_none_or(|(i, a, _)| (index, after) < (i, a)) {
-                    earliest = Some((index, after, id));
-                }
-            }
+            gaps.push((id, plan.gap));
             work.push((projector, id, plan.next));
         }
     }
+    let earliest = earliest_gap(gaps);
     let cutoff = earliest.map_or(events.len(), |(index, _, _)| index);
     let mut changes = Changes::default();
     for (projector, id, next) in work {
