@@ -5,6 +5,7 @@ pub mod bus;
 pub mod config;
 pub mod cors;
 pub mod domain;
+pub mod error;
 pub mod dynamodb;
 pub mod graphql;
 pub mod http;

@@ -133,7 +133,6 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                 app.commands
                     .change_allocation(
                         &ctx,
-                        "allocationConfirm",
                         id,
                         AllocationCommand::ConfirmAllocation,
                     )
@@ -145,7 +144,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     reason: "prop".into(),
                 };
                 app.commands
-                    .change_allocation(&ctx, "allocationCancel", id, command)
+                    .change_allocation(&ctx, id, command)
                     .await
             }
             Op::Fulfil(a) => {
@@ -153,7 +152,6 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                 app.commands
                     .change_allocation(
                         &ctx,
-                        "allocationFulfill",
                         id,
                         AllocationCommand::FulfillAllocation,
                     )
@@ -165,7 +163,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     reorder_quantity: None,
                 };
                 app.commands
-                    .change_item(&ctx, "settings", items[i], None, command, &threshold)
+                    .change_item(&ctx, items[i], None, command)
                     .await
             }
             Op::DeactivateItem(i) => {
@@ -173,7 +171,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     reason: "prop".into(),
                 };
                 app.commands
-                    .change_item(&ctx, "deactivate", items[i], None, command, &i)
+                    .change_item(&ctx, items[i], None, command)
                     .await
             }
             Op::DeactivateWarehouse => {

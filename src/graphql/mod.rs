@@ -234,7 +234,7 @@ pub fn outcome(
             "the item is under heavy concurrent change; gave up after {attempts} attempts, retry with the same idempotency key"
         ))
         .extend_with(|_, e| e.set("code", "CONTENTION"))),
-        Err(CommandError::Store(error @ crate::store::StoreError::Throttled(_))) => {
+        Err(CommandError::Store(error @ crate::store::StoreError::Throttled { .. })) => {
             tracing::warn!(cause = %error, "a command was throttled");
             Err(async_graphql::Error::new(
                 "the store is throttling requests; retry with the same idempotency key",

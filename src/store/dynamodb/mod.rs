@@ -8,7 +8,7 @@
 //! `outbox`.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -62,24 +62,24 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 /// An SDK failure after its own retries. Throttling is told apart: the client may retry it.
-fn unavailable<E: std::error::Error + ProvideErrorMetadata + 'static>(
-    error: &SdkError<E>,
-) -> StoreError {
-    let message = format!("{}", DisplayErrorContext(error));
+fn unavailable<E>(error: SdkError<E>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
     match error.as_service_error().and_then(|e| e.code()) {
         Some(
             "ThrottlingException"
             | "ProvisionedThroughputExceededException"
             | "RequestLimitExceeded",
-        ) => StoreError::Throttled(message),
-        _ => StoreError::Unavailable(message),
+        ) => StoreError::throttled_because("DynamoDB", error),
+        _ => StoreError::unavailable_because("DynamoDB", error),
     }
 }
 
 fn text(item: &Item, name: &str) -> Result<String, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
-        _ => Err(StoreError::Corrupt(format!(
+        _ => Err(StoreError::corrupt(format!(
             "attribute {name} missing or not a string"
         ))),
     }
@@ -89,8 +89,8 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
     match item.get(name) {
         Some(AttributeValue::N(value)) => value
             .parse()
-            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a number: {value}"))),
-        _ => Err(StoreError::Corrupt(format!(
+            .map_err(|_| StoreError::corrupt(format!("attribute {name} is not a number: {value}"))),
+        _ => Err(StoreError::corrupt(format!(
             "attribute {name} missing or not a number"
         ))),
     }
@@ -99,7 +99,7 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
 /// An event as one item of the events table (also how the benchmark bulk-loads a store).
 pub fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
     let metadata =
-        serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        serde_json::to_string(&event.metadata).map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
     Ok(HashMap::from([
         ("aggregateId".to_owned(), s(event.aggregate_id.to_string())),
         ("sequenceNumber".to_owned(), n(event.sequence_number)),
@@ -116,21 +116,21 @@ pub fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
 fn event_from_item(item: &Item) -> Result<EventEnvelope, StoreError> {
     let aggregate_type = text(item, "aggregateType")?;
     let uuid = |name: &str| -> Result<Uuid, StoreError> {
-        Uuid::parse_str(&text(item, name)?).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+        Uuid::parse_str(&text(item, name)?).map_err(|e| StoreError::corrupt_because(name.to_owned(), e))
     };
     Ok(EventEnvelope {
         event_id: uuid("eventId")?,
         aggregate_id: uuid("aggregateId")?,
         aggregate_type: AggregateType::parse(&aggregate_type).ok_or_else(|| {
-            StoreError::Corrupt(format!("unknown aggregate type {aggregate_type}"))
+            StoreError::corrupt(format!("unknown aggregate type {aggregate_type}"))
         })?,
         sequence_number: number(item, "sequenceNumber")?,
         event_type: text(item, "eventType")?,
         schema_version: number(item, "schemaVersion")?,
         event_data: serde_json::from_str(&text(item, "eventData")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         metadata: serde_json::from_str(&text(item, "metadata")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         timestamp: number(item, "timestamp")?,
     })
 }
@@ -150,7 +150,7 @@ fn item_size(item: &Item) -> usize {
 }
 
 fn build<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
-    result.map_err(|e| StoreError::Corrupt(format!("building a request: {e}")))
+    result.map_err(|e| StoreError::corrupt(format!("building a request: {e}")))
 }
 
 impl DynamoEventStore {
@@ -308,14 +308,15 @@ impl DynamoEventStore {
 
 /// Turns a cancelled transaction into what the command runner understands.
 fn decode_failure(
-    error: &SdkError<TransactWriteItemsError>,
+    error: SdkError<TransactWriteItemsError>,
     parts: &[Part],
     commit: &Commit,
 ) -> StoreError {
-    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-        error.as_service_error()
-    else {
-        return unavailable(error);
+    let cancelled = match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            cancelled.clone()
+        }
+        _ => return unavailable(error),
     };
     let reasons = cancelled.cancellation_reasons();
     for (reason, part) in reasons.iter().zip(parts) {
@@ -349,7 +350,7 @@ fn decode_failure(
         .filter_map(|r| r.code())
         .filter(|c| *c != "None")
         .collect();
-    StoreError::Unavailable(format!("transaction cancelled: {codes:?}"))
+    StoreError::unavailable(format!("transaction cancelled: {codes:?}"))
 }
 
 /// Where each parallel-scan segment stands between `read_all` calls.
@@ -380,7 +381,7 @@ impl EventStore for DynamoEventStore {
                 self.outbox.committed(&commit.events);
                 Ok(())
             }
-            Err(error) => Err(decode_failure(&error, &parts, &commit)),
+            Err(error) => Err(decode_failure(error, &parts, &commit)),
         }
     }
 
@@ -411,7 +412,7 @@ impl EventStore for DynamoEventStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| unavailable(&e))?;
+                .map_err(unavailable)?;
             for item in page.items() {
                 events.push(event_from_item(item)?);
             }
@@ -429,7 +430,7 @@ impl EventStore for DynamoEventStore {
     ) -> Result<AllEventsPage, StoreError> {
         let mut state: ScanCursor = match cursor {
             Some(text) => serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("bad cursor: {e}")))?,
+                .map_err(|e| StoreError::corrupt(format!("bad cursor: {e}")))?,
             None => ScanCursor {
                 segments: vec![Segment::Start; SCAN_SEGMENTS as usize],
             },
@@ -463,7 +464,7 @@ impl EventStore for DynamoEventStore {
         let results = futures::future::join_all(scans).await;
         let mut events = Vec::new();
         for (segment, result) in results {
-            let page = result.map_err(|e| unavailable(&e))?;
+            let page = result.map_err(unavailable)?;
             for item in page.items() {
                 events.push(event_from_item(item)?);
             }
@@ -482,7 +483,7 @@ impl EventStore for DynamoEventStore {
         let next = if done {
             None
         } else {
-            Some(serde_json::to_string(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            Some(serde_json::to_string(&state).map_err(|e| StoreError::corrupt_because("stored JSON", e))?)
         };
         Ok(AllEventsPage { events, next })
     }
@@ -496,7 +497,7 @@ impl EventStore for DynamoEventStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         let Some(item) = found.item() else {
             return Ok(None);
         };
@@ -504,7 +505,7 @@ impl EventStore for DynamoEventStore {
             key: key.to_owned(),
             fingerprint: text(item, "fingerprint")?,
             response: serde_json::from_str(&text(item, "response")?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         }))
     }
 
@@ -532,7 +533,7 @@ impl EventStore for DynamoEventStore {
             .key("aggregateId", s(aggregate_id.to_string()))
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         let Some(item) = found.item() else {
             return Ok(None);
         };
@@ -540,11 +541,11 @@ impl EventStore for DynamoEventStore {
         Ok(Some(Snapshot {
             aggregate_id,
             aggregate_type: AggregateType::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("snapshot of unknown type {kind}")))?,
+                .ok_or_else(|| StoreError::corrupt(format!("snapshot of unknown type {kind}")))?,
             version: number(item, "version")?,
             state_version: number(item, "stateVersion")?,
             state: serde_json::from_str(&text(item, "state")?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         }))
     }
 
@@ -590,7 +591,7 @@ impl EventStore for DynamoEventStore {
             {
                 Ok(())
             }
-            Err(error) => Err(unavailable(&error)),
+            Err(error) => Err(unavailable(error)),
         }
     }
 
@@ -601,7 +602,7 @@ impl EventStore for DynamoEventStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| unavailable(&e))
+            .map_err(unavailable)
     }
 
     async fn count_events(&self) -> Result<u64, StoreError> {
@@ -611,7 +612,7 @@ impl EventStore for DynamoEventStore {
             .table_name(self.tables.events())
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         Ok(output.table.and_then(|t| t.item_count).unwrap_or(0).max(0) as u64)
     }
 }
