@@ -131,11 +131,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
             Op::Confirm(a) => {
                 let id = allocations[a % allocations.len()];
                 app.commands
-                    .change_allocation(
-                        &ctx,
-                        id,
-                        AllocationCommand::ConfirmAllocation,
-                    )
+                    .change_allocation(&ctx, id, AllocationCommand::ConfirmAllocation)
                     .await
             }
             Op::Cancel(a) => {
@@ -143,18 +139,12 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                 let command = AllocationCommand::CancelAllocation {
                     reason: "prop".into(),
                 };
-                app.commands
-                    .change_allocation(&ctx, id, command)
-                    .await
+                app.commands.change_allocation(&ctx, id, command).await
             }
             Op::Fulfil(a) => {
                 let id = allocations[a % allocations.len()];
                 app.commands
-                    .change_allocation(
-                        &ctx,
-                        id,
-                        AllocationCommand::FulfillAllocation,
-                    )
+                    .change_allocation(&ctx, id, AllocationCommand::FulfillAllocation)
                     .await
             }
             Op::Threshold(i, threshold) => {

@@ -51,7 +51,6 @@ pub struct CreateAllocation {
     pub quantity: i64,
 }
 
-
 pub struct Commands {
     pipeline: Arc<Pipeline>,
     source: String,
@@ -74,10 +73,7 @@ fn sku_guard(warehouse_id: Uuid, sku: &str) -> String {
 
 /// The decide step of a request, boxed.
 fn decide(
-    f: impl FnMut(&mut Draft, &CommandContext) -> Result<Outcome, CommandError>
-        + Send
-        + Sync
-        + 'static,
+    f: impl FnMut(&mut Draft, &CommandContext) -> Result<Outcome, CommandError> + Send + Sync + 'static,
 ) -> super::pipeline::Decide {
     Box::new(f)
 }
@@ -246,8 +242,9 @@ impl Commands {
             reason: input.reason,
             reference: input.reference.clone(),
         };
-        let request = fingerprint(&input)
-            .map(|fingerprint| item_request(input.item_id, input.expected_version, command, fingerprint));
+        let request = fingerprint(&input).map(|fingerprint| {
+            item_request(input.item_id, input.expected_version, command, fingerprint)
+        });
         self.submit(ctx, request.map_err(Into::into)).await
     }
 
@@ -329,7 +326,11 @@ impl Commands {
         };
         // Its item's queue, so that it never races the item's other commands here. The item
         // id never changes, so it can be read before queueing.
-        let (allocation, _) = self.pipeline.shared().latest::<Allocation>(id, false).await?;
+        let (allocation, _) = self
+            .pipeline
+            .shared()
+            .latest::<Allocation>(id, false)
+            .await?;
         let item_id = allocation.state.item_id;
         let request = fingerprint(&(id, &command)).map(|fingerprint| Request {
             queue: item_id,

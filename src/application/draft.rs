@@ -238,7 +238,9 @@ impl Draft {
                 }
             }
             let loaded = futures::future::try_join_all(
-                wanted.iter().map(|(id, need)| (need.load)(shared, *id, fresh)),
+                wanted
+                    .iter()
+                    .map(|(id, need)| (need.load)(shared, *id, fresh)),
             )
             .await?;
             for ((id, _), (slot, remembered)) in wanted.iter().zip(loaded) {
@@ -268,7 +270,9 @@ impl Draft {
             .get(&id)
             .and_then(|&n| self.staged[n].1.as_any_mut().downcast_mut::<Slot<A>>());
         // A command reads only what it declared: anything else is a bug in its wiring.
-        slot.ok_or_else(|| StoreError::corrupt(format!("{id} was not loaded as {:?}", A::TYPE)).into())
+        slot.ok_or_else(|| {
+            StoreError::corrupt(format!("{id} was not loaded as {:?}", A::TYPE)).into()
+        })
     }
 
     /// The state of `id` as the batch has left it so far.

@@ -300,9 +300,9 @@ fn merge(
         .into_iter()
         .zip(decided)
         .map(|(settled, decided)| {
-            settled
-                .or(decided)
-                .unwrap_or_else(|| Err(StoreError::corrupt("a job was neither settled nor decided").into()))
+            settled.or(decided).unwrap_or_else(|| {
+                Err(StoreError::corrupt("a job was neither settled nor decided").into())
+            })
         })
         .collect()
 }
@@ -327,7 +327,10 @@ async fn append(
 }
 
 /// Whether the commit whose first event is `first` is in the store after all.
-async fn landed(store: &dyn EventStore, first: Option<(Uuid, u64, Uuid)>) -> Result<bool, StoreError> {
+async fn landed(
+    store: &dyn EventStore,
+    first: Option<(Uuid, u64, Uuid)>,
+) -> Result<bool, StoreError> {
     let Some((aggregate_id, sequence, event_id)) = first else {
         return Ok(false);
     };

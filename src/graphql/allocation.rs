@@ -236,13 +236,7 @@ impl AllocationMutation {
         let command = AllocationCommand::CancelAllocation {
             reason: input.reason,
         };
-        change(
-            ctx,
-            &input.id,
-            input.idempotency_key,
-            command,
-        )
-        .await
+        change(ctx, &input.id, input.idempotency_key, command).await
     }
 
     /// Fulfil a confirmed allocation: on hand and allocated both fall by its quantity.

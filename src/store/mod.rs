@@ -4,6 +4,7 @@
 
 pub mod dynamodb;
 pub mod envelope;
+pub mod memory;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -110,10 +110,7 @@ impl SqliteEventStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.reads
-            .read(f)
-            .await
-            .map_err(unavailable)
+        self.reads.read(f).await.map_err(unavailable)
     }
 }
 
@@ -271,7 +268,8 @@ fn apply_commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
             }
             Err(e) => return Err(sql(e)),
         }
-        let body = serde_json::to_string(event).map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
+        let body = serde_json::to_string(event)
+            .map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
         conn.prepare_cached("INSERT INTO outbox (envelope) VALUES (?1)")
             .and_then(|mut s| s.execute([body]))
             .map_err(sql)?;
@@ -513,7 +511,8 @@ impl EventStore for SqliteEventStore {
                 .ok_or_else(|| StoreError::corrupt(format!("snapshot of unknown type {kind}")))?,
             version: version as u64,
             state_version,
-            state: serde_json::from_str(&state).map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
+            state: serde_json::from_str(&state)
+                .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         }))
     }
 

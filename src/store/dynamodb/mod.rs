@@ -98,8 +98,8 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
 
 /// An event as one item of the events table (also how the benchmark bulk-loads a store).
 pub fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
-    let metadata =
-        serde_json::to_string(&event.metadata).map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
+    let metadata = serde_json::to_string(&event.metadata)
+        .map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
     Ok(HashMap::from([
         ("aggregateId".to_owned(), s(event.aggregate_id.to_string())),
         ("sequenceNumber".to_owned(), n(event.sequence_number)),
@@ -116,7 +116,8 @@ pub fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
 fn event_from_item(item: &Item) -> Result<EventEnvelope, StoreError> {
     let aggregate_type = text(item, "aggregateType")?;
     let uuid = |name: &str| -> Result<Uuid, StoreError> {
-        Uuid::parse_str(&text(item, name)?).map_err(|e| StoreError::corrupt_because(name.to_owned(), e))
+        Uuid::parse_str(&text(item, name)?)
+            .map_err(|e| StoreError::corrupt_because(name.to_owned(), e))
     };
     Ok(EventEnvelope {
         event_id: uuid("eventId")?,
@@ -313,9 +314,7 @@ fn decode_failure(
     commit: &Commit,
 ) -> StoreError {
     let cancelled = match error.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-            cancelled.clone()
-        }
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled.clone(),
         _ => return unavailable(error),
     };
     let reasons = cancelled.cancellation_reasons();
@@ -483,7 +482,10 @@ impl EventStore for DynamoEventStore {
         let next = if done {
             None
         } else {
-            Some(serde_json::to_string(&state).map_err(|e| StoreError::corrupt_because("stored JSON", e))?)
+            Some(
+                serde_json::to_string(&state)
+                    .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
+            )
         };
         Ok(AllEventsPage { events, next })
     }
