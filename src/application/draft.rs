@@ -147,8 +147,11 @@ pub(crate) struct Need {
 enum Target {
     Known(Uuid),
     /// Named by the state of an aggregate loaded first (an item's warehouse); none if absent.
-    Via(Box<dyn Fn(&Draft) -> Option<Uuid> + Send + Sync>),
+    Via(Pick),
 }
+
+/// Reads an aggregate's id from the draft loaded so far.
+type Pick = Box<dyn Fn(&Draft) -> Option<Uuid> + Send + Sync>;
 
 type Loaded = Result<(Box<dyn Staged>, bool), StoreError>;
 

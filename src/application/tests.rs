@@ -269,7 +269,7 @@ async fn a_used_key_returns_the_first_result_and_refuses_another_input() {
         .adjust_stock(&keyed("k-1"), adjust(item_id, 4))
         .await;
     assert!(
-        matches!(other, Err(CommandError::Rejected(DomainError::InvalidInput { ref field, .. })) if *field == "idempotencyKey"),
+        matches!(other, Err(CommandError::Rejected(DomainError::InvalidInput { field, .. })) if field == "idempotencyKey"),
         "{other:?}"
     );
     // The same key on another mutation is another key.
