@@ -175,55 +175,24 @@ impl DynamoEventStore {
         }
     }
 
+    /// The commit as one TransactWriteItems request, and what each of its items stands for
+    /// (to read a cancellation's reasons by); refused before sending if over DynamoDB's limits.
     fn transaction(
         &self,
         commit: &Commit,
     ) -> Result<(Vec<TransactWriteItem>, Vec<Part>), StoreError> {
-        let mut items = Vec::new();
-        let mut parts = Vec::new();
-        let mut bytes = 0;
-        let mut add =
-            |write: TransactWriteItem, part: Part, size: usize| -> Result<(), StoreError> {
-                if size > MAX_ITEM_BYTES {
-                    return Err(StoreError::TooLarge(format!(
-                        "an item of {size} bytes exceeds DynamoDB's 400 KB item limit"
-                    )));
-                }
-                bytes += size;
-                items.push(write);
-                parts.push(part);
-                Ok(())
-            };
+        let mut tx = Transaction::default();
         for event in &commit.events {
             let item = event_item(event)?;
-            let size = item_size(&item);
-            let put = build(
-                Put::builder()
-                    .table_name(self.tables.events())
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#seq)")
-                    .expression_attribute_names("#seq", "sequenceNumber")
-                    .build(),
-            )?;
-            add(
-                TransactWriteItem::builder().put(put).build(),
-                Part::Event(event.aggregate_id),
-                size,
-            )?;
+            let put = conditional_put(self.tables.events(), "sequenceNumber");
+            tx.put(put, item, Part::Event(event.aggregate_id))?;
         }
         // One outbox row names every event of the commit.
         if let Some(row) = self.outbox.row(&commit.events) {
-            let size = item_size(&row);
-            let put = build(
-                Put::builder()
-                    .table_name(self.tables.outbox())
-                    .set_item(Some(row))
-                    .build(),
-            )?;
-            add(
-                TransactWriteItem::builder().put(put).build(),
+            tx.put(
+                Put::builder().table_name(self.tables.outbox()),
+                row,
                 Part::Outbox,
-                size,
             )?;
         }
         for expectation in &commit.expectations {
@@ -245,7 +214,7 @@ impl DynamoEventStore {
                     .expression_attribute_names("#seq", "sequenceNumber")
                     .build(),
             )?;
-            add(
+            tx.add(
                 TransactWriteItem::builder().condition_check(check).build(),
                 Part::Check(expectation.aggregate_id),
                 64,
@@ -257,24 +226,13 @@ impl DynamoEventStore {
             .map(|e| e.aggregate_id.to_string())
             .unwrap_or_default();
         // A guard row (uniqueness, idempotency) is a Put that only a new key lets through.
-        let new_guard = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = build(
-                Put::builder()
-                    .table_name(self.tables.guards())
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#key)")
-                    .expression_attribute_names("#key", "guardKey")
-                    .build(),
-            )?;
-            Ok(TransactWriteItem::builder().put(put).build())
-        };
         for key in &commit.guards {
             let item = HashMap::from([
                 ("guardKey".to_owned(), s(key.clone())),
                 ("owner".to_owned(), s(owner.clone())),
             ]);
-            let size = item_size(&item);
-            add(new_guard(item)?, Part::Guard(key.clone()), size)?;
+            let put = conditional_put(self.tables.guards(), "guardKey");
+            tx.put(put, item, Part::Guard(key.clone()))?;
         }
         if let Some(record) = &commit.idempotency {
             let item = HashMap::from([
@@ -285,25 +243,67 @@ impl DynamoEventStore {
                 ("fingerprint".to_owned(), s(record.fingerprint.clone())),
                 ("response".to_owned(), s(record.response.to_string())),
             ]);
-            let size = item_size(&item);
-            add(
-                new_guard(item)?,
-                Part::Idempotency(record.key.clone()),
-                size,
-            )?;
+            let put = conditional_put(self.tables.guards(), "guardKey");
+            tx.put(put, item, Part::Idempotency(record.key.clone()))?;
         }
-        if items.len() > MAX_TRANSACTION_ITEMS {
+        tx.finish()
+    }
+}
+
+/// A Put into `table` that only an item whose `key` attribute is new lets through.
+fn conditional_put(table: String, key: &str) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+    Put::builder()
+        .table_name(table)
+        .condition_expression("attribute_not_exists(#key)")
+        .expression_attribute_names("#key", key)
+}
+
+/// A transaction being built, with its size kept against DynamoDB's limits.
+#[derive(Default)]
+struct Transaction {
+    items: Vec<TransactWriteItem>,
+    parts: Vec<Part>,
+    bytes: usize,
+}
+
+impl Transaction {
+    fn add(&mut self, write: TransactWriteItem, part: Part, size: usize) -> Result<(), StoreError> {
+        if size > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "an item of {size} bytes exceeds DynamoDB's 400 KB item limit"
+            )));
+        }
+        self.bytes += size;
+        self.items.push(write);
+        self.parts.push(part);
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        put: aws_sdk_dynamodb::types::builders::PutBuilder,
+        item: Item,
+        part: Part,
+    ) -> Result<(), StoreError> {
+        let size = item_size(&item);
+        let put = build(put.set_item(Some(item)).build())?;
+        self.add(TransactWriteItem::builder().put(put).build(), part, size)
+    }
+
+    fn finish(self) -> Result<(Vec<TransactWriteItem>, Vec<Part>), StoreError> {
+        if self.items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::TooLarge(format!(
                 "{} transaction items; DynamoDB allows {MAX_TRANSACTION_ITEMS}",
-                items.len()
+                self.items.len()
             )));
         }
-        if bytes > MAX_TRANSACTION_BYTES {
+        if self.bytes > MAX_TRANSACTION_BYTES {
             return Err(StoreError::TooLarge(format!(
-                "{bytes} bytes; DynamoDB allows 4 MB per transaction"
+                "{} bytes; DynamoDB allows 4 MB per transaction",
+                self.bytes
             )));
         }
-        Ok((items, parts))
+        Ok((self.items, self.parts))
     }
 }
 
