@@ -4,6 +4,8 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
+use crate::graphql::limits;
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     /// Embedded SQLite files under `--data-dir`.
@@ -145,4 +147,72 @@ pub struct EdgeConfig {
         value_parser = clap::value_parser!(u64).range(50..=60_000)
     )]
     pub ws_init_timeout_ms: u64,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// What one request may cost, over HTTP and WebSocket alike (see `graphql::limits` for how a
+/// query is priced). The defaults fit every dashboard query; raise them only with the memory
+/// to match.
+#[derive(Args, Clone, Debug)]
+pub struct LimitsConfig {
+    /// Highest cost of one operation: each field costs 1, a connection's selection counts once
+    /// per row of its page (`first`/`last`, default 50), an `*AsOf` replay 500, a catch-up
+    /// subscription 500. Over it: QUERY_TOO_COMPLEX, before anything runs.
+    #[arg(
+        long,
+        env = "INVENTORY_MAX_QUERY_COST",
+        default_value_t = limits::MAX_COMPLEXITY as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_query_cost: u64,
+    /// Deepest selection of one operation (introspection has its own bound).
+    /// Over it: QUERY_TOO_DEEP.
+    #[arg(
+        long,
+        env = "INVENTORY_MAX_QUERY_DEPTH",
+        default_value_t = limits::MAX_DEPTH as u64,
+        value_parser = clap::value_parser!(u64).range(1..=64)
+    )]
+    pub max_query_depth: u64,
+    /// Most operations in one batch (a JSON array of requests). Over it: BATCH_TOO_LARGE
+    /// (HTTP 400), before any runs.
+    #[arg(
+        long,
+        env = "INVENTORY_MAX_BATCH_OPERATIONS",
+        default_value_t = limits::MAX_BATCH_OPERATIONS as u64,
+        value_parser = clap::value_parser!(u64).range(1..=100)
+    )]
+    pub max_batch_operations: u64,
+    /// Highest cost of a batch's operations together. An operation that would pass it is
+    /// refused with BATCH_TOO_COMPLEX.
+    #[arg(
+        long,
+        env = "INVENTORY_MAX_BATCH_COST",
+        default_value_t = limits::MAX_BATCH_COMPLEXITY as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_batch_cost: u64,
+    /// Largest answer, in bytes of JSON (a batch's answers together; each subscription event
+    /// on its own). A larger one is replaced by a RESPONSE_TOO_LARGE error.
+    #[arg(
+        long,
+        env = "INVENTORY_MAX_RESPONSE_BYTES",
+        default_value_t = limits::MAX_RESPONSE_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024)
+    )]
+    pub max_response_bytes: u64,
+}
+
+impl LimitsConfig {
+    pub fn limits(&self) -> limits::Limits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        limits::Limits {
+            max_depth: size(self.max_query_depth),
+            max_complexity: size(self.max_query_cost),
+            max_batch_operations: size(self.max_batch_operations),
+            max_batch_complexity: size(self.max_batch_cost),
+            max_response_bytes: size(self.max_response_bytes),
+        }
+    }
 }

@@ -107,11 +107,11 @@ async fn introspection_fan_out_through_fragments_is_refused() {
 
 #[tokio::test]
 async fn cost_counts_ordinary_fields_and_not_introspection() {
-    // Each alias costs 3 (connection, pageInfo, hasNextPage); async-graphql does not count
-    // `__typename`.
+    // Each alias costs 3: the connection, plus its selection (pageInfo, hasNextPage) once per
+    // row of a page of 1.
     let fields = |cost: usize| {
         (0..cost / 3)
-            .map(|i| format!("f{i}: inventoryItems {{ pageInfo {{ hasNextPage }} }}"))
+            .map(|i| format!("f{i}: inventoryItems(first: 1) {{ pageInfo {{ hasNextPage }} }}"))
             .collect::<Vec<_>>()
             .join(" ")
     };

@@ -56,6 +56,7 @@ impl AllocationQuery {
 
     /// Allocations in creation order, filtered by order, item and/or status.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
     async fn allocations(
         &self,
         ctx: &Context<'_>,

@@ -75,6 +75,7 @@ async fn as_of<A: crate::domain::Aggregate>(
 impl AuditQuery {
     /// An item as it was at a moment and/or a version, rebuilt from its events (exact, not
     /// from projections). Null if it did not exist then.
+    #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
     async fn inventory_item_as_of(
         &self,
         ctx: &Context<'_>,
@@ -89,6 +90,7 @@ impl AuditQuery {
     }
 
     /// An allocation as it was at a moment and/or a version, rebuilt from its events.
+    #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
     async fn allocation_as_of(
         &self,
         ctx: &Context<'_>,
@@ -103,6 +105,7 @@ impl AuditQuery {
     }
 
     /// A warehouse as it was at a moment and/or a version, rebuilt from its events.
+    #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
     async fn warehouse_as_of(
         &self,
         ctx: &Context<'_>,
@@ -117,6 +120,7 @@ impl AuditQuery {
     }
 
     /// An aggregate's events in order. Read from the event store, so it is exact at once.
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,

@@ -84,6 +84,7 @@ impl InventoryQuery {
 
     /// Items in creation order, optionally of one warehouse and only those low on stock.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
@@ -112,6 +113,7 @@ impl InventoryQuery {
 
     /// Every change of an item's on-hand stock, oldest first, optionally within [from, to).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
     async fn inventory_history(
         &self,
         ctx: &Context<'_>,
@@ -149,6 +151,9 @@ impl InventoryQuery {
 
     /// Units received, removed, allocated, released, fulfilled and net per item per UTC day,
     /// for a warehouse and/or an item, over the days from..=to.
+    #[graphql(
+        complexity = "crate::graphql::limits::list(crate::graphql::limits::REPORT_ROWS, child_complexity)"
+    )]
     async fn stock_movement_report(
         &self,
         ctx: &Context<'_>,

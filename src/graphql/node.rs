@@ -57,6 +57,7 @@ impl NodeQuery {
 
     /// The objects with these ids, in the same order, null where there is none; at most 100
     /// ids (INVALID_INPUT beyond).
+    #[graphql(complexity = "crate::graphql::limits::list(ids.len(), child_complexity)")]
     async fn nodes(
         &self,
         ctx: &Context<'_>,

@@ -106,6 +106,7 @@ impl Subscription {
     /// given sequence number from the store (catch-up), then continues live: each event exactly
     /// once and in order, with no gap at the seam (a gap in the live feed is filled from the
     /// store).
+    #[graphql(complexity = "crate::graphql::limits::catch_up(after_sequence, child_complexity)")]
     async fn inventory_events(
         &self,
         ctx: &Context<'_>,

@@ -81,6 +81,7 @@ impl Warehouse {
     }
     /// The warehouse's items in creation order, optionally only those low on stock.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
     async fn items(
         &self,
         ctx: &Context<'_>,
@@ -131,6 +132,7 @@ impl InventoryItem {
         load_warehouse(ctx, self.0.warehouse_id).await
     }
     /// The item's allocations in creation order, optionally in one status.
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
     async fn allocations(
         &self,
         ctx: &Context<'_>,

@@ -33,6 +33,7 @@ impl WarehouseQuery {
     }
 
     /// Warehouses in creation order; inactive ones only when asked for.
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
     async fn warehouses(
         &self,
         ctx: &Context<'_>,

@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::config::EdgeConfig;
 use crate::cors::Origins;
 use crate::graphql::executed::Executed;
+use crate::graphql::limits::{code, Allowance, Limits};
 use crate::graphql::{AppContext, InventorySchema, RequestMeta};
 use crate::ws::WsConfig;
 use negotiate::Media;
@@ -47,16 +48,21 @@ pub struct Edge {
     /// Origins allowed cross-origin access (CORS, and WebSocket upgrades).
     pub origins: Origins,
     pub ws: WsConfig,
+    /// What one request may cost (`--max-query-cost` and the others).
+    pub limits: Limits,
 }
 
 impl Edge {
     pub fn from_config(config: &EdgeConfig) -> Result<Self, crate::cors::NotAnOrigin> {
+        let limits = config.limits.limits();
         Ok(Self {
             origins: Origins::parse(&config.cors_origins)?,
             ws: WsConfig {
                 init_timeout: std::time::Duration::from_millis(config.ws_init_timeout_ms),
+                limits,
                 ..WsConfig::default()
             },
+            limits,
         })
     }
 }
@@ -293,13 +299,32 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Executes a request with the caller's identity and correlation id, and answers in the
 /// negotiated media type: under `application/graphql-response+json` a single request that
 /// never reached execution (it did not parse or validate) is a 400; everything else, and
-/// everything under `application/json`, is a 200. Batches (outside the spec) are always 200.
+/// everything under `application/json`, is a 200. Batches (outside the spec) are 200, except
+/// one with more operations than allowed: a 400 before any of them runs. A batch's operations
+/// share one allowance (`graphql::limits`).
 async fn run(
     state: &HttpState,
     headers: &HeaderMap,
     media: Media,
     request: BatchRequest,
 ) -> Response {
+    let limits = state.edge.limits;
+    let allowance = match &request {
+        BatchRequest::Single(_) => Allowance::single(limits),
+        BatchRequest::Batch(all) if all.len() > limits.max_batch_operations => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                media,
+                code::BATCH_TOO_LARGE,
+                format!(
+                    "a batch holds at most {} operations; this one has {}",
+                    limits.max_batch_operations,
+                    all.len()
+                ),
+            )
+        }
+        BatchRequest::Batch(_) => Allowance::batch(limits),
+    };
     let meta = RequestMeta {
         actor: header(headers, "x-actor").unwrap_or_else(|| "anonymous".to_owned()),
         correlation_id: header(headers, "x-correlation-id")
@@ -315,7 +340,7 @@ async fn run(
     };
     let mut response = state
         .schema
-        .execute_batch(request.data(meta))
+        .execute_batch(request.data(meta).data(allowance))
         .instrument(span)
         .await;
     match &mut response {

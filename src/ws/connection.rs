@@ -253,7 +253,11 @@ impl Connection {
         };
         let task = tokio::spawn(run_operation(
             self.schema.clone(),
-            request.data(meta),
+            request
+                .data(meta)
+                .data(crate::graphql::limits::Allowance::single(
+                    self.config.limits,
+                )),
             Operation {
                 id: id.clone(),
                 correlation_id,

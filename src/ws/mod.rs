@@ -72,6 +72,8 @@ pub struct WsConfig {
     pub max_message_bytes: usize,
     /// Active operations one socket may run at once.
     pub max_operations: usize,
+    /// What each operation may cost (`graphql::limits`).
+    pub limits: crate::graphql::limits::Limits,
 }
 
 impl Default for WsConfig {
@@ -80,6 +82,7 @@ impl Default for WsConfig {
             init_timeout: Duration::from_secs(3),
             max_message_bytes: crate::http::MAX_BODY_BYTES,
             max_operations: 100,
+            limits: crate::graphql::limits::Limits::default(),
         }
     }
 }
