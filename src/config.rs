@@ -166,6 +166,14 @@ pub struct LimitsConfig {
         value_parser = clap::value_parser!(u64).range(1..=1_000_000)
     )]
     pub max_query_cost: u64,
+    /// Longest query document, in bytes. Over it: QUERY_TOO_LARGE, before it is parsed.
+    #[arg(
+        long,
+        env = "INVENTORY_MAX_QUERY_BYTES",
+        default_value_t = limits::MAX_QUERY_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1024..=crate::http::MAX_BODY_BYTES as u64)
+    )]
+    pub max_query_bytes: u64,
     /// Deepest selection of one operation (introspection has its own bound).
     /// Over it: QUERY_TOO_DEEP.
     #[arg(
@@ -210,6 +218,7 @@ impl LimitsConfig {
         limits::Limits {
             max_depth: size(self.max_query_depth),
             max_complexity: size(self.max_query_cost),
+            max_query_bytes: size(self.max_query_bytes),
             max_batch_operations: size(self.max_batch_operations),
             max_batch_complexity: size(self.max_batch_cost),
             max_response_bytes: size(self.max_response_bytes),

@@ -5,6 +5,7 @@
 //! body limit is answered as a GraphQL error; each request gets a correlation id that flows
 //! into event metadata.
 
+mod batch;
 mod graphiql;
 mod negotiate;
 
@@ -265,6 +266,22 @@ async fn graphql_post(
             "POST /graphql takes a JSON body with Content-Type: application/json".to_owned(),
         );
     }
+    // A batch is counted before it is read into requests (each a few hundred bytes of
+    // memory), so an oversized one costs nothing but the scan.
+    let limits = state.edge.limits;
+    if let Some(operations) = batch::length(&body, limits.max_batch_operations) {
+        if operations > limits.max_batch_operations {
+            return error(
+                StatusCode::BAD_REQUEST,
+                media,
+                code::BATCH_TOO_LARGE,
+                format!(
+                    "a batch holds at most {} operations; this one has more",
+                    limits.max_batch_operations
+                ),
+            );
+        }
+    }
     let request: BatchRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -308,22 +325,9 @@ async fn run(
     media: Media,
     request: BatchRequest,
 ) -> Response {
-    let limits = state.edge.limits;
     let allowance = match &request {
-        BatchRequest::Single(_) => Allowance::single(limits),
-        BatchRequest::Batch(all) if all.len() > limits.max_batch_operations => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                media,
-                code::BATCH_TOO_LARGE,
-                format!(
-                    "a batch holds at most {} operations; this one has {}",
-                    limits.max_batch_operations,
-                    all.len()
-                ),
-            )
-        }
-        BatchRequest::Batch(_) => Allowance::batch(limits),
+        BatchRequest::Single(_) => Allowance::single(state.edge.limits),
+        BatchRequest::Batch(_) => Allowance::batch(state.edge.limits),
     };
     let meta = RequestMeta {
         actor: header(headers, "x-actor").unwrap_or_else(|| "anonymous".to_owned()),

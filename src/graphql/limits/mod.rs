@@ -10,12 +10,12 @@ mod allowance;
 mod shape;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextSubscribe,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextSubscribe,
     NextValidation,
 };
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult};
 use futures::stream::{BoxStream, StreamExt};
+use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -33,6 +33,10 @@ pub const MAX_INTROSPECTION_DEPTH: usize = 15;
 /// Most fields in introspection subtrees, fragments expanded: the standard query with every
 /// option has about 200.
 pub const MAX_INTROSPECTION_FIELDS: usize = 1_000;
+/// Default longest query document, in bytes: the standard introspection query is under 3 KiB
+/// and a dashboard's largest a few KiB; longer ones are refused before they are parsed (the
+/// parser's work and its syntax tree grow with the text).
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// Default number of operations one batch (a JSON array of requests) may hold.
 pub const MAX_BATCH_OPERATIONS: usize = 10;
 /// Default cost of a whole batch: the same as one operation's, so batching multiplies nothing.
@@ -58,6 +62,7 @@ const COST_CAP: usize = u32::MAX as usize;
 pub struct Limits {
     pub max_depth: usize,
     pub max_complexity: usize,
+    pub max_query_bytes: usize,
     pub max_batch_operations: usize,
     pub max_batch_complexity: usize,
     pub max_response_bytes: usize,
@@ -68,6 +73,7 @@ impl Default for Limits {
         Self {
             max_depth: MAX_DEPTH,
             max_complexity: MAX_COMPLEXITY,
+            max_query_bytes: MAX_QUERY_BYTES,
             max_batch_operations: MAX_BATCH_OPERATIONS,
             max_batch_complexity: MAX_BATCH_COMPLEXITY,
             max_response_bytes: MAX_RESPONSE_BYTES,
@@ -77,6 +83,7 @@ impl Default for Limits {
 
 /// The `extensions.code` of each refusal.
 pub mod code {
+    pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
     pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
     pub const BATCH_TOO_LARGE: &str = "BATCH_TOO_LARGE";
@@ -158,9 +165,10 @@ pub fn check(shape: &Shape, limits: &Limits) -> ServerResult<()> {
             ),
         ));
     }
-    // Every field costs at least 1, so the field count alone can already be over.
-    if shape.fields > limits.max_complexity {
-        return Err(too_complex(shape.fields, limits));
+    // Every field costs at least 1, so the field count alone can already be over; a spread
+    // costs nothing but a walk, and more spreads than the cost limit serve no real query.
+    if shape.fields > limits.max_complexity || shape.spreads > limits.max_complexity {
+        return Err(too_complex(shape.fields.max(shape.spreads), limits));
     }
     Ok(())
 }
@@ -191,8 +199,8 @@ impl ExtensionFactory for QueryLimits {
     }
 }
 
-/// One request's check: the parse step measures the document and takes the request's
-/// allowance; validation prices it; execution (or each subscription event) is cut off when its
+/// One request's check: preparing the request parses and measures the document and takes the
+/// request's allowance; validation prices it; execution (or each subscription event) is cut off when its
 /// answer is too large.
 struct QueryLimitsOf {
     allowance: OnceLock<Arc<Allowance>>,
@@ -244,26 +252,43 @@ impl Extension for QueryLimitsOf {
         next.run(ctx, stream)
     }
 
-    async fn parse_query(
+    /// Parses and measures the document before async-graphql's own parse step, whose
+    /// recursion check follows every fragment spread as often as it is spread.
+    async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if let Some(allowance) = ctx.data_opt::<Arc<Allowance>>() {
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let mut request = next.run(ctx, request).await?;
+        // The request's data is not the context's yet (it becomes so after this hook).
+        let given = request
+            .data
+            .get(&TypeId::of::<Arc<Allowance>>())
+            .and_then(|data| data.downcast_ref::<Arc<Allowance>>());
+        if let Some(allowance) = given {
             let _ = self.allowance.set(allowance.clone());
         }
         let allowance = self.allowance();
         let limits = allowance.limits();
         self.event_bytes
             .store(limits.max_response_bytes, Ordering::Relaxed);
-        let shape = measure(&document);
+        if request.query.len() > limits.max_query_bytes {
+            return Err(refusal(
+                code::QUERY_TOO_LARGE,
+                format!(
+                    "The query is longer than {} bytes; send a shorter one (variables for \
+                     large inputs).",
+                    limits.max_query_bytes
+                ),
+            ));
+        }
+        // Parsed once: async-graphql takes the parsed document from the request.
+        let shape = measure(request.parsed_query()?);
         check(&shape, limits)?;
         allowance.afford(shape.fields)?;
         let _ = self.shape.set(shape);
-        Ok(document)
+        Ok(request)
     }
 
     async fn validation(

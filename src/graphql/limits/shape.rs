@@ -23,6 +23,9 @@ pub struct Shape {
     pub introspection_fields: usize,
     /// Of those, `__typename`.
     pub introspection_typenames: usize,
+    /// Fragment spreads, each counted where it is expanded (saturating), known fragments or
+    /// not: what async-graphql's own checks walk before and during validation.
+    pub spreads: usize,
 }
 
 impl Shape {
@@ -38,6 +41,7 @@ impl Shape {
         self.introspection_typenames = self
             .introspection_typenames
             .saturating_add(part.introspection_typenames);
+        self.spreads = self.spreads.saturating_add(part.spreads);
     }
 }
 
@@ -117,7 +121,7 @@ impl<'a> Walker<'a> {
                 }
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
-                    match self.document.fragments.get_key_value(name) {
+                    let inner = match self.document.fragments.get_key_value(name) {
                         Some((key, fragment)) => match self.memo.get(&(key.as_str(), place)) {
                             Some(Some(shape)) => *shape,
                             Some(None) => Shape::default(),
@@ -129,6 +133,10 @@ impl<'a> Walker<'a> {
                             }
                         },
                         None => Shape::default(),
+                    };
+                    Shape {
+                        spreads: inner.spreads.saturating_add(1),
+                        ..inner
                     }
                 }
             };
@@ -159,6 +167,7 @@ mod tests {
                 introspection_depth: 4,
                 introspection_fields: 4,
                 introspection_typenames: 0,
+                spreads: 0,
             }
         );
     }
@@ -212,6 +221,23 @@ mod tests {
         assert_eq!(s.fields, 1 << 24);
         assert_eq!(s.typenames, 1 << 24);
         assert_eq!(s.depth, 1);
+        assert_eq!(s.spreads, (1 << 25) - 1);
+        assert!(check(&s, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn spreads_of_unknown_fragments_are_counted_too() {
+        // No field at all once expanded, but 2^30 spreads for a walk to follow.
+        let mut query = String::from("{ ...F0 } ");
+        for i in 0..30 {
+            query.push_str(&format!(
+                "fragment F{i} on Query {{ ...F{n} ...F{n} }} ",
+                n = i + 1
+            ));
+        }
+        let s = shape(&query);
+        assert_eq!(s.fields, 0);
+        assert!(s.spreads > 1 << 30, "{s:?}");
         assert!(check(&s, &Limits::default()).is_err());
     }
 
