@@ -157,8 +157,8 @@ pub struct EdgeConfig {
 #[derive(Args, Clone, Debug)]
 pub struct LimitsConfig {
     /// Highest cost of one operation: each field costs 1, a connection's selection counts once
-    /// per row of its page (`first`/`last`, default 50), an `*AsOf` replay 500, a catch-up
-    /// subscription 500. Over it: QUERY_TOO_COMPLEX, before anything runs.
+    /// per row of its page (`first`/`last`, default 50), an `*AsOf` replay 1,000, a catch-up
+    /// subscription 1,000. Over it: QUERY_TOO_COMPLEX, before anything runs.
     #[arg(
         long,
         env = "INVENTORY_MAX_QUERY_COST",

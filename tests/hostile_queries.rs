@@ -141,7 +141,7 @@ async fn fragment_fan_out_is_refused_before_it_is_expanded() {
     );
     assert_eq!(answer.status, 200);
     let message = answer.body["errors"][0]["message"].as_str().unwrap_or("");
-    assert!(message.contains("at most 5000"), "{message}");
+    assert!(message.contains("at most 10000"), "{message}");
     // The service still answers.
     server.data("{ __typename }", json!({})).await;
 }
@@ -172,8 +172,8 @@ async fn aliases_of_large_pages_are_priced_by_their_page_size() {
     );
     let message = answer.body["errors"][0]["message"].as_str().unwrap_or("");
     assert!(message.contains("cost 1200600"), "{message}");
-    // Few enough fields to pass the parse-time floor, but priced per row: 4 × 2,001.
-    let answer = probe(&server, "aliases_4", query(&aliases(4, field)), FAST).await;
+    // Few enough fields to pass the parse-time floor, but priced per row: 5 × 2,001.
+    let answer = probe(&server, "aliases_5", query(&aliases(5, field)), FAST).await;
     assert_eq!(
         codes(&answer.body),
         ["QUERY_TOO_COMPLEX"],
@@ -185,7 +185,7 @@ async fn aliases_of_large_pages_are_priced_by_their_page_size() {
         &server,
         "last_500",
         query(&aliases(
-            3,
+            5,
             "inventoryItems(last: 500) { edges { node { id sku } } }",
         )),
         FAST,
@@ -204,8 +204,8 @@ async fn aliases_of_large_pages_are_priced_by_their_page_size() {
         )
         .await;
     assert_eq!(data["a1"]["edges"].as_array().map(Vec::len), Some(50));
-    // Two pages of 500 (2 × 2,001) are within the limit and answered.
-    let data = server.data(&aliases(2, field), json!({})).await;
+    // Four pages of 500 (4 × 2,001) are within the limit and answered.
+    let data = server.data(&aliases(4, field), json!({})).await;
     assert_eq!(data["a0"]["edges"].as_array().map(Vec::len), Some(50));
 }
 
@@ -244,13 +244,13 @@ async fn batches_are_bounded_in_operations_and_in_total_cost() {
     assert_eq!(codes(&answer.body), ["BATCH_TOO_LARGE"], "{}", answer.body);
     let message = answer.body["errors"][0]["message"].as_str().unwrap_or("");
     assert!(message.contains("at most 10"), "{message}");
-    // Three operations each within the limit (2,002 each) but over it together: one of them
+    // Five operations each within the limit (2,002 each) but over it together: one of them
     // is refused, the others answered.
     let medium = aliases(2, "inventoryItems(first: 500) { edges { cursor } }");
-    let batch: Vec<Value> = (0..3).map(|_| json!({ "query": medium })).collect();
+    let batch: Vec<Value> = (0..5).map(|_| json!({ "query": medium })).collect();
     let answer = probe(
         &server,
-        "batch_3_medium",
+        "batch_5_medium",
         json!(batch).to_string().into_bytes(),
         FAST,
     )
@@ -307,7 +307,7 @@ async fn replays_are_priced_at_their_weight() {
         "{}",
         answer.body
     );
-    // Ten replays (10 × 501) are over too; nine are not.
+    // Ten replays (10 × 1,001) are over too; nine are not.
     let answer = probe(&server, "as_of_10", query(&aliases(10, &field)), FAST).await;
     assert_eq!(
         codes(&answer.body),

@@ -1,6 +1,7 @@
 //! The depth and cost limits on the real schema: the standard introspection query every tool
 //! sends passes, hostile queries do not, and introspection is bounded by limits of its own
-//! rather than exempt from limits.
+//! rather than exempt from limits. The price of a field: page sizes multiply (literals and
+//! variables), `__typename` counts, replays and catch-ups weigh 1,000.
 
 use async_graphql::Request;
 use inventory_service::graphql::limits::{
@@ -152,4 +153,93 @@ async fn cost_counts_ordinary_fields_and_not_introspection() {
     let errors = long_errors(&format!("{{ {} }}", fields(MAX_COMPLEXITY + 3))).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("too complex"), "{errors:?}");
+}
+
+/// The `extensions.code` of each error of a request held to `max_complexity`.
+async fn codes_at(max_complexity: usize, query: &str, variables: serde_json::Value) -> Vec<String> {
+    let schema = inventory_service::graphql::schema(None);
+    let allowance = Allowance::single(Limits {
+        max_complexity,
+        ..Limits::default()
+    });
+    let request = Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables))
+        .data(allowance);
+    let response = schema.execute(request).await;
+    response
+        .errors
+        .iter()
+        .map(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .map_or_else(String::new, |c| c.to_string().trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+fn too_complex(codes: &[String]) -> bool {
+    codes == ["QUERY_TOO_COMPLEX"]
+}
+
+#[tokio::test]
+async fn typename_costs_like_any_field() {
+    // 1 + 2 × (edges, cursor) = 5, and `__typename` one more (async-graphql's own count
+    // leaves it out).
+    let none = serde_json::json!({});
+    let page = "inventoryItems(first: 2) { edges { cursor } }";
+    assert!(!too_complex(
+        &codes_at(5, &format!("{{ {page} }}"), none.clone()).await
+    ));
+    let with_typename = format!("{{ {page} __typename }}");
+    assert!(too_complex(
+        &codes_at(5, &with_typename, none.clone()).await
+    ));
+    assert!(!too_complex(&codes_at(6, &with_typename, none).await));
+}
+
+#[tokio::test]
+async fn page_sizes_given_as_variables_are_priced() {
+    // 1 + n × (edges, cursor).
+    let query = "query($n: Int) { inventoryItems(first: $n) { edges { cursor } } }";
+    let at = |n: i32| serde_json::json!({ "n": n });
+    assert!(!too_complex(&codes_at(1_000, query, at(499)).await));
+    assert!(too_complex(&codes_at(1_000, query, at(500)).await));
+    // Past the largest page the resolver refuses it; it is priced as the largest.
+    assert!(too_complex(&codes_at(1_000, query, at(1_000_000)).await));
+    let last = "query($n: Int) { inventoryItems(last: $n) { edges { cursor } } }";
+    assert!(too_complex(&codes_at(1_000, last, at(500)).await));
+    // No size: the default page of 50.
+    let default = "{ inventoryItems { edges { cursor } } }";
+    assert!(!too_complex(
+        &codes_at(101, default, serde_json::json!({})).await
+    ));
+    assert!(too_complex(
+        &codes_at(100, default, serde_json::json!({})).await
+    ));
+}
+
+#[tokio::test]
+async fn nodes_are_priced_per_id() {
+    let ids = |n: usize| {
+        let all: Vec<String> = (0..n).map(|i| format!("\"{i}\"")).collect();
+        format!("{{ nodes(ids: [{}]) {{ id }} }}", all.join(", "))
+    };
+    let none = serde_json::json!({});
+    assert!(!too_complex(&codes_at(11, &ids(10), none.clone()).await));
+    assert!(too_complex(&codes_at(11, &ids(11), none).await));
+}
+
+#[tokio::test]
+async fn replays_and_catch_up_subscriptions_weigh_a_thousand() {
+    let none = serde_json::json!({});
+    let replay = "{ inventoryItemAsOf(id: \"x\", version: 1) { onHand } }";
+    assert!(!too_complex(&codes_at(1_001, replay, none.clone()).await));
+    assert!(too_complex(&codes_at(1_000, replay, none.clone()).await));
+    let live = "subscription { inventoryEvents(aggregateId: \"x\") { eventType } }";
+    assert!(!too_complex(&codes_at(2, live, none.clone()).await));
+    let catch_up =
+        "subscription { inventoryEvents(aggregateId: \"x\", afterSequence: 0) { eventType } }";
+    assert!(!too_complex(&codes_at(1_001, catch_up, none.clone()).await));
+    assert!(too_complex(&codes_at(1_000, catch_up, none).await));
 }

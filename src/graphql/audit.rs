@@ -74,7 +74,8 @@ async fn as_of<A: crate::domain::Aggregate>(
 #[Object]
 impl AuditQuery {
     /// An item as it was at a moment and/or a version, rebuilt from its events (exact, not
-    /// from projections). Null if it did not exist then.
+    /// from projections). Null if it did not exist then. A replay: costs 1,000 of a query's
+    /// cost limit.
     #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
     async fn inventory_item_as_of(
         &self,
@@ -89,7 +90,8 @@ impl AuditQuery {
         Ok(entity.map(|e| InventoryItem(ItemView::from(&e))))
     }
 
-    /// An allocation as it was at a moment and/or a version, rebuilt from its events.
+    /// An allocation as it was at a moment and/or a version, rebuilt from its events. A replay:
+    /// costs 1,000 of a query's cost limit.
     #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
     async fn allocation_as_of(
         &self,
@@ -104,7 +106,8 @@ impl AuditQuery {
         Ok(entity.map(|e| Allocation(AllocationView::from(&e))))
     }
 
-    /// A warehouse as it was at a moment and/or a version, rebuilt from its events.
+    /// A warehouse as it was at a moment and/or a version, rebuilt from its events. A replay:
+    /// costs 1,000 of a query's cost limit.
     #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
     async fn warehouse_as_of(
         &self,

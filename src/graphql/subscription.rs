@@ -115,7 +115,8 @@ impl Subscription {
         >,
         #[graphql(desc = "Only events of this aggregate.")] aggregate_id: Option<ID>,
         #[graphql(
-            desc = "Resume after this sequence number of `aggregateId` (0: from the start)."
+            desc = "Resume after this sequence number of `aggregateId` (0: from the start). \
+                    The catch-up read costs 1,000 of the operation's cost limit."
         )]
         after_sequence: Option<u64>,
     ) -> async_graphql::Result<BoxStream<'static, Event>> {

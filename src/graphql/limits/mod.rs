@@ -25,8 +25,10 @@ pub use shape::{measure, Shape};
 /// Deepest ordinary query accepted by default; the deepest useful one (item → warehouse inside
 /// a connection) is well under it.
 pub const MAX_DEPTH: usize = 12;
-/// Default cost ceiling of one operation (see [`page`] and the weights below).
-pub const MAX_COMPLEXITY: usize = 5_000;
+/// Default cost ceiling of one operation (see [`page`] and the weights below): a full page of
+/// 500 rows with seven fields each and its `pageInfo` (priced per row too) is within it; at
+/// about 350 bytes of memory per unit while a response is built, a query holds a few MB.
+pub const MAX_COMPLEXITY: usize = 10_000;
 /// Deepest introspection subtree, counted from `__schema`/`__type`: the standard query reaches
 /// 13 (`__schema` → types → fields → args → type → 7 × ofType → name).
 pub const MAX_INTROSPECTION_DEPTH: usize = 15;
@@ -45,12 +47,12 @@ pub const MAX_BATCH_COMPLEXITY: usize = MAX_COMPLEXITY;
 /// well under it.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
-/// What rebuilding an entity from its events (`*AsOf`) costs: a replay of up to thousands of
-/// events, each read and decoded, so a query holds only a few.
-pub const REPLAY_COST: usize = 500;
+/// What rebuilding an entity from its events (`*AsOf`) costs: a replay of 5,000 events holds
+/// about 4.5 MB while it runs, what 1,000 units of a page take, so a query holds at most nine.
+pub const REPLAY_COST: usize = 1_000;
 /// What a catch-up subscription (`afterSequence`) costs on top of its fields: it reads the
-/// aggregate's backlog from the store before going live.
-pub const CATCH_UP_COST: usize = 500;
+/// aggregate's backlog from the store before going live, as a replay does.
+pub const CATCH_UP_COST: usize = 1_000;
 /// Rows a stock movement report is priced at (it is not paged: one row per item per day).
 pub const REPORT_ROWS: usize = 100;
 /// Highest cost one field is priced at, so sums over a bounded number of fields never
