@@ -386,3 +386,78 @@ async fn configured_cost_limits_apply() {
     assert_eq!(status, 400);
     assert_eq!(codes(&body), ["BATCH_TOO_LARGE"], "{body}");
 }
+
+#[tokio::test]
+async fn the_same_limits_hold_over_websocket() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start().await;
+    let mut request = server.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket");
+    let send = |message: Value| Message::text(message.to_string());
+    socket
+        .send(send(json!({"type": "connection_init", "payload": {}})))
+        .await
+        .expect("init");
+    let mut fan_out = String::from("query { ...F0 } ");
+    for i in 0..24 {
+        fan_out.push_str(&format!(
+            "fragment F{i} on Query {{ ...F{n} ...F{n} }} ",
+            n = i + 1
+        ));
+    }
+    fan_out.push_str("fragment F24 on Query { __typename }");
+    let replays = aliases(10, "inventoryItemAsOf(id: \"x\", version: 1) { onHand }");
+    let long = aliases(
+        1_250,
+        "inventoryItems(first: 500) { edges { node { id sku } } }",
+    );
+    let probes = [
+        ("fan_out", fan_out, "QUERY_TOO_COMPLEX"),
+        ("replays", replays, "QUERY_TOO_COMPLEX"),
+        ("long", long, "QUERY_TOO_LARGE"),
+    ];
+    for (id, text, _) in &probes {
+        socket
+            .send(send(
+                json!({"id": id, "type": "subscribe", "payload": {"query": text}}),
+            ))
+            .await
+            .expect("subscribe");
+    }
+    let mut answered = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.len() < probes.len() {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("every probe answered in time");
+        let message = tokio::time::timeout(left, socket.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("a message");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&text).expect("json");
+        if let Some(id) = message["id"].as_str() {
+            answered.insert(id.to_owned(), message);
+        }
+    }
+    for (id, _, code) in &probes {
+        let message = &answered[*id];
+        assert_eq!(message["type"], "error", "{id}: {message}");
+        assert_eq!(
+            message["payload"][0]["extensions"]["code"], *code,
+            "{id}: {message}"
+        );
+    }
+}
