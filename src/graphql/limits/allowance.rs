@@ -166,6 +166,14 @@ mod tests {
     }
 
     #[test]
+    fn each_subscription_event_is_measured_on_its_own() {
+        for _ in 0..3 {
+            assert!(cut(response_of(900), 1_000).errors.is_empty());
+        }
+        assert_eq!(cut(response_of(1_000), 1_000).data, Value::Null);
+    }
+
+    #[test]
     fn a_batch_shares_its_bytes_and_cost() {
         let limits = Limits {
             max_response_bytes: 1_000,

@@ -1,10 +1,11 @@
-//! What one request may cost, checked before it costs it: depth, a cost that multiplies list
-//! sizes and weighs replays at their price, batches, and the size of the answer. A document is
-//! measured at parse time with fragments memoised (`shape`), so fragment fan-out is refused
-//! before validation expands it; validation then prices the fields the schema declares
-//! (`complexity` attributes calling the functions here). Introspection (`__schema`/`__type`
-//! subtrees) is bound by limits of its own, so GraphiQL's standard query passes. The limits
-//! come from the request's [`Allowance`] (HTTP and WebSocket attach one), else the defaults.
+//! What one request may cost, checked before it costs it: the query's length, depth, a cost
+//! that multiplies page sizes and weighs replays at their price, batches, and the size of the
+//! answer. A document is measured right after parsing with fragments memoised (`shape`), so
+//! fragment fan-out is refused before anything expands it; validation then prices the fields
+//! the schema declares (`complexity` attributes calling the functions here). Introspection
+//! (`__schema`/`__type` subtrees) has bounds of its own, so GraphiQL's standard query passes.
+//! The limits come from the request's [`Allowance`] (HTTP and WebSocket attach one), else the
+//! defaults.
 
 mod allowance;
 mod shape;
@@ -201,9 +202,9 @@ impl ExtensionFactory for QueryLimits {
     }
 }
 
-/// One request's check: preparing the request parses and measures the document and takes the
-/// request's allowance; validation prices it; execution (or each subscription event) is cut off when its
-/// answer is too large.
+/// One request's check: preparing the request refuses a long text, then parses and measures
+/// the document and takes the request's allowance; validation prices it; an answer (or a
+/// subscription event) too large is replaced by an error.
 struct QueryLimitsOf {
     allowance: OnceLock<Arc<Allowance>>,
     shape: OnceLock<Shape>,
