@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod projection;
 pub mod sqlite_pool;
 pub mod store;
+pub mod sync;
 pub mod ws;

@@ -411,9 +411,6 @@ impl RebuildControl {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
-        match self.running.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.running)
     }
 }

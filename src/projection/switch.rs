@@ -163,10 +163,7 @@ impl Switchboard {
     }
 
     fn cached(&self) -> Arc<Routing> {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        crate::sync::read(&self.current).clone()
     }
 
     /// The routing, re-read from the layout record when older than `REFRESH`. A live projector
@@ -197,10 +194,7 @@ impl Switchboard {
             Self::route(&*self.generations, layout, Some(&cached)).await?
         };
         let routing = Arc::new(routing);
-        match self.current.write() {
-            Ok(mut current) => *current = routing.clone(),
-            Err(poisoned) => *poisoned.into_inner() = routing.clone(),
-        }
+        *crate::sync::write(&self.current) = routing.clone();
         Ok(routing)
     }
 
