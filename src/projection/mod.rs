@@ -3,6 +3,7 @@
 //! the API needs); `runner` fills gaps from the event store and announces changed rows.
 
 pub mod batch;
+pub mod catch_up;
 pub mod dynamodb;
 pub mod layout;
 pub mod model;

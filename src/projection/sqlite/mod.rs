@@ -99,7 +99,9 @@ impl SqliteProjections {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
         }
-        let conn = sqlite_pool::open(path, Durability::Normal).map_err(sql)?;
+        // FULL: the in-process bus counts "projected" as delivered and the outbox row then goes
+        // for good, so a projection write must be on disk before the apply returns.
+        let conn = sqlite_pool::open(path, Durability::Full).map_err(sql)?;
         conn.execute_batch(CHECKPOINTS).map_err(sql)?;
         for schema in [
             current_inventory::SCHEMA,
