@@ -51,6 +51,7 @@ impl EventHandler for Projector {
                     metrics::gauge!(crate::metrics::PROJECTION_LAG).set(lag);
                 }
                 if let Err(error) = self.bus.announce(changes).await {
+                    let error = crate::bus::chain(&error);
                     tracing::warn!(%error, "could not announce read-model changes");
                 }
                 Ok(())

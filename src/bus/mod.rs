@@ -98,3 +98,38 @@ pub trait EventBus: Send + Sync + 'static {
     /// Lets consumers finish the message in hand and closes connections (graceful shutdown).
     async fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_bus_error_says_what_the_bus_was_doing_and_keeps_the_cause() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let error = BusError::unavailable("publishing to inventory.events", cause);
+        assert_eq!(
+            error.to_string(),
+            "event bus unavailable while publishing to inventory.events"
+        );
+        let source = error.source().expect("a cause");
+        assert_eq!(source.to_string(), "reset by peer");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(
+            chain(&error),
+            "event bus unavailable while publishing to inventory.events: reset by peer"
+        );
+    }
+
+    #[test]
+    fn a_handler_error_keeps_its_kind_and_its_cause() {
+        let retry = HandlerError::Retry(Box::new(std::fmt::Error));
+        assert!(matches!(retry, HandlerError::Retry(_)));
+        assert!(retry.source().is_some_and(|s| s.is::<std::fmt::Error>()));
+        let reject = HandlerError::Reject("not an event envelope".into());
+        assert_eq!(
+            chain(&reject),
+            "the consumer can never handle the events: not an event envelope"
+        );
+    }
+}
