@@ -1,6 +1,7 @@
 //! Projections: read models built from events. The ports are here — `ProjectionStore` (apply
 //! events, exactly-once in effect per aggregate sequence number) and `ReadModel` (the queries
-//! the API needs); `runner` fills gaps from the event store and announces changed rows.
+//! the API needs); `runner` fills gaps from the event store and returns the changed rows;
+//! `catch_up` brings the projections level with the store when an instance starts.
 
 pub mod batch;
 pub mod catch_up;
