@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod dynamodb;
+pub mod fanout;
 pub mod layout;
 pub mod model;
 pub mod replay;

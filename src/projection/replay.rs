@@ -14,9 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+use super::fanout::Fanout;
 use super::layout::{Layout, Phase, ProjectionName, Rebuild};
 use super::runner::ProjectionRunner;
 use super::switch::{Switchboard, SETTLE};
+use super::ProjectionStore;
 use crate::application::now_ms;
 use crate::store::EventStore;
 
@@ -94,10 +96,7 @@ pub async fn replay(
         None => {
             let generation = layout.next_generation();
             // The tables exist before any projector is told about them.
-            generations
-                .open(generation, &wanted, true)
-                .await
-                .map_err(failed)?;
+            open(board, generation, &wanted).await?;
             Rebuild::new(generation, wanted, store.count_events().await.ok(), now)
         }
     };
@@ -107,10 +106,7 @@ pub async fn replay(
     // Every live projector now sees the new generation before the scan reads the store.
     tokio::time::sleep(SETTLE).await;
 
-    let target = generations
-        .open(rebuild.generation, &rebuild.projections, true)
-        .await
-        .map_err(failed)?;
+    let target = open(board, rebuild.generation, &rebuild.projections).await?;
     let runner = ProjectionRunner::new(store.clone(), target);
     let mut saved = Instant::now();
     loop {
@@ -159,7 +155,13 @@ pub async fn replay(
 
     // Drop the old tables once no process reads or writes them any more.
     tokio::time::sleep(SETTLE).await;
-    retire_replaced(board, &before, &rebuild.projections).await?;
+    for projection in &rebuild.projections {
+        let generation = before.generation_of(*projection);
+        generations
+            .retire(*projection, generation)
+            .await
+            .map_err(failed)?;
+    }
     Ok(rebuild)
 }
 
@@ -171,37 +173,32 @@ pub async fn abandon(board: &Switchboard) -> Result<Option<Rebuild>, ReplayError
     };
     save(board, &mut layout).await?;
     tokio::time::sleep(SETTLE).await;
-    board
-        .generations()
-        .retire(rebuild.generation, &rebuild.projections, true)
-        .await
-        .map_err(failed)?;
-    Ok(Some(rebuild))
-}
-
-/// Removes the replaced projections' rows from the generations that served them before.
-async fn retire_replaced(
-    board: &Switchboard,
-    before: &Layout,
-    replaced: &[ProjectionName],
-) -> Result<(), ReplayError> {
-    for (generation, served) in before.serving() {
-        let moved: Vec<_> = served
-            .iter()
-            .copied()
-            .filter(|p| replaced.contains(p))
-            .collect();
-        if moved.is_empty() {
-            continue;
-        }
-        let whole = moved.len() == served.len();
+    for projection in &rebuild.projections {
         board
             .generations()
-            .retire(generation, &moved, whole)
+            .retire(*projection, rebuild.generation)
             .await
             .map_err(failed)?;
     }
-    Ok(())
+    Ok(Some(rebuild))
+}
+
+/// The tables of `projections` in `generation` (created if missing), as one target.
+async fn open(
+    board: &Switchboard,
+    generation: u32,
+    projections: &[ProjectionName],
+) -> Result<Arc<dyn ProjectionStore>, ReplayError> {
+    let mut parts: Vec<Arc<dyn ProjectionStore>> = Vec::new();
+    for projection in projections {
+        let part = board
+            .generations()
+            .open(*projection, generation, true)
+            .await
+            .map_err(failed)?;
+        parts.push(part);
+    }
+    Ok(Arc::new(Fanout::new(parts)))
 }
 
 /// Writes the layout (compare-and-set) and routes this process by it at once.

@@ -55,9 +55,9 @@ impl DynamoProjections {
         }
     }
 
-    /// Applies and dumps only these projections.
-    pub fn serving(mut self, projections: &[ProjectionName]) -> Self {
-        self.serves = projections.to_vec();
+    /// Applies and dumps only `projection` (the others' tables are not touched).
+    pub fn only(mut self, projection: ProjectionName) -> Self {
+        self.serves = vec![projection];
         self
     }
 

@@ -391,11 +391,42 @@ impl ReadModel for DynamoProjections {
         Ok(rows)
     }
 
+    /// Reads a key no row has from a table of the first projection these tables hold (a
+    /// rebuilt generation of one projection has only that projection's tables).
     async fn ping(&self) -> Result<(), ProjectionError> {
+        use crate::projection::layout::ProjectionName as P;
+        let (table, key): (String, Record) = match self.serves.first() {
+            Some(P::InventoryHistory) => (
+                self.tables.history(),
+                [("itemId", s("ping")), ("sequenceNumber", n(0))]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            ),
+            Some(P::StockMovements) => (
+                self.tables.movements(),
+                [("itemId", s("ping")), ("day", s("ping"))]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            ),
+            Some(P::CurrentInventory) => (
+                self.tables.items(),
+                Record::from([("id".to_owned(), s("ping"))]),
+            ),
+            Some(P::AllocationStatus) => (
+                self.tables.allocations(),
+                Record::from([("id".to_owned(), s("ping"))]),
+            ),
+            Some(P::Warehouses) | None => (
+                self.tables.warehouses(),
+                Record::from([("id".to_owned(), s("ping"))]),
+            ),
+        };
         self.client
             .get_item()
-            .table_name(self.tables.checkpoints())
-            .key("checkpointKey", s("ping"))
+            .table_name(table)
+            .set_key(Some(key))
             .send()
             .await
             .map_err(unavailable)?;

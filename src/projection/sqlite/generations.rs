@@ -1,9 +1,12 @@
-//! Generations of the embedded projection store: generation 0 is `projections.db`, generation
-//! N is `projections-gN.db`, all beside the event store. The layout record is a one-row table
-//! in `projections.db`, which therefore always exists.
+//! Generations of the embedded projection store, beside the event store: generation 0 of every
+//! projection is `projections.db` (which also holds the layout record, so it always exists);
+//! generation N of a projection is its own file, `projections-gN-<projection>.db`, deleted
+//! whole when it retires. Files of an older release, `projections-gN.db` with every projection
+//! a rebuild made, keep serving the projections the layout still routes there.
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +24,9 @@ CREATE TABLE IF NOT EXISTS layout (
 pub struct SqliteGenerations {
     dir: PathBuf,
     layout: Arc<Mutex<Connection>>,
+    /// Each file opened once: the projections sharing a file share its writer, so their
+    /// batches queue in this process instead of contending for the file's lock.
+    files: Mutex<HashMap<PathBuf, SqliteProjections>>,
 }
 
 impl SqliteGenerations {
@@ -32,15 +38,45 @@ impl SqliteGenerations {
         Ok(Self {
             dir: data_dir.to_path_buf(),
             layout: Arc::new(Mutex::new(conn)),
+            files: Mutex::default(),
         })
     }
 
-    /// The file of a generation.
+    /// The file of generation 0, and of a generation made by an older release, holding several
+    /// projections.
     pub fn file(data_dir: &Path, generation: u32) -> PathBuf {
         match generation {
             0 => data_dir.join("projections.db"),
             n => data_dir.join(format!("projections-g{n}.db")),
         }
+    }
+
+    /// The file holding `projection` in `generation`: its own, unless an older release put it
+    /// in a shared one that is still there.
+    pub fn file_of(data_dir: &Path, projection: ProjectionName, generation: u32) -> PathBuf {
+        let shared = Self::file(data_dir, generation);
+        if generation == 0 {
+            return shared;
+        }
+        let own = data_dir.join(format!("projections-g{generation}-{projection}.db"));
+        if !own.exists() && shared.exists() {
+            return shared;
+        }
+        own
+    }
+
+    /// The store on `file`, opened once.
+    fn store(&self, file: &Path) -> Result<SqliteProjections, ProjectionError> {
+        let mut files = self
+            .files
+            .lock()
+            .map_err(|_| ProjectionError::Unavailable("projection files poisoned".into()))?;
+        if let Some(store) = files.get(file) {
+            return Ok(store.clone());
+        }
+        let store = SqliteProjections::open(file)?;
+        files.insert(file.to_path_buf(), store.clone());
+        Ok(store)
     }
 
     async fn with_layout<T: Send + 'static>(
@@ -80,42 +116,49 @@ fn read_layout(conn: &Connection) -> Result<Layout, ProjectionError> {
 impl Generations for SqliteGenerations {
     async fn open(
         &self,
+        projection: ProjectionName,
         generation: u32,
-        projections: &[ProjectionName],
         create: bool,
     ) -> Result<Arc<dyn Projection>, ProjectionError> {
-        let file = Self::file(&self.dir, generation);
+        let file = Self::file_of(&self.dir, projection, generation);
         if !create && !file.exists() {
             return Err(ProjectionError::Unavailable(format!(
-                "projection generation {generation} ({}) is missing",
+                "generation {generation} of the {projection} projection ({}) is missing",
                 file.display()
             )));
         }
-        Ok(Arc::new(
-            SqliteProjections::open(&file)?.serving(projections),
-        ))
+        Ok(Arc::new(self.store(&file)?.only(projection)))
     }
 
     async fn retire(
         &self,
+        projection: ProjectionName,
         generation: u32,
-        projections: &[ProjectionName],
-        whole: bool,
     ) -> Result<(), ProjectionError> {
-        let file = Self::file(&self.dir, generation);
-        if whole && generation != 0 {
-            for suffix in ["", "-wal", "-shm"] {
-                let path = PathBuf::from(format!("{}{suffix}", file.display()));
-                if let Err(error) = std::fs::remove_file(&path) {
-                    if error.kind() != std::io::ErrorKind::NotFound {
-                        return Err(ProjectionError::Unavailable(error.to_string()));
-                    }
-                }
-            }
+        let file = Self::file_of(&self.dir, projection, generation);
+        if !file.exists() {
             return Ok(());
         }
-        if file.exists() {
-            SqliteProjections::open(&file)?.clear(projections).await?;
+        let shared = file == Self::file(&self.dir, generation);
+        if shared {
+            // Other projections may still be served from this file: only this one's rows go,
+            // and an older release's file goes once no projection has rows in it.
+            let store = self.store(&file)?;
+            let empty = store.clear(projection).await?;
+            if !(empty && generation != 0) {
+                return Ok(());
+            }
+        }
+        if let Ok(mut files) = self.files.lock() {
+            files.remove(&file);
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", file.display()));
+            if let Err(error) = std::fs::remove_file(&path) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    return Err(ProjectionError::Unavailable(error.to_string()));
+                }
+            }
         }
         Ok(())
     }

@@ -85,10 +85,11 @@ pub(crate) fn uuid_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result
     })
 }
 
+#[derive(Clone)]
 pub struct SqliteProjections {
     writer: Arc<Mutex<Connection>>,
     reads: ReadPool,
-    /// The projections this file holds for readers (the others' tables stay untouched).
+    /// The projections this store applies and dumps (the others' tables stay untouched).
     serves: Arc<[ProjectionName]>,
 }
 
@@ -116,33 +117,38 @@ impl SqliteProjections {
         })
     }
 
-    /// Applies and dumps only these projections.
-    pub fn serving(mut self, projections: &[ProjectionName]) -> Self {
-        self.serves = projections.into();
-        self
+    /// The same file, applying and dumping only `projection` (sharing this store's writer).
+    pub fn only(&self, projection: ProjectionName) -> Self {
+        Self {
+            serves: [projection].into(),
+            ..self.clone()
+        }
     }
 
-    /// Deletes the rows and checkpoints of projections that another generation now serves.
-    pub async fn clear(&self, projections: &[ProjectionName]) -> Result<(), ProjectionError> {
+    /// Deletes the rows and checkpoints of `projection`, which another generation now serves;
+    /// true when no projection has rows left in this file.
+    pub async fn clear(&self, projection: ProjectionName) -> Result<bool, ProjectionError> {
         let writer = self.writer.clone();
-        let projections = projections.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer
                 .lock()
                 .map_err(|_| ProjectionError::Unavailable("projection writer poisoned".into()))?;
             let tx = conn.transaction().map_err(sql)?;
-            for projection in projections {
-                for table in tables_of(projection) {
-                    tx.execute(&format!("DELETE FROM {table}"), [])
-                        .map_err(sql)?;
-                }
-                tx.execute(
-                    "DELETE FROM checkpoints WHERE projector = ?1",
-                    [projection.as_str()],
-                )
-                .map_err(sql)?;
+            for table in tables_of(projection) {
+                tx.execute(&format!("DELETE FROM {table}"), [])
+                    .map_err(sql)?;
             }
-            tx.commit().map_err(sql)
+            tx.execute(
+                "DELETE FROM checkpoints WHERE projector = ?1",
+                [projection.as_str()],
+            )
+            .map_err(sql)?;
+            // Every row a projector writes moves its checkpoint in the same transaction.
+            let left: i64 = tx
+                .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+                .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(left == 0)
         })
         .await
         .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
