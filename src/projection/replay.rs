@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-use super::fanout::Fanout;
 use super::layout::{Layout, Phase, ProjectionName, Rebuild};
 use super::runner::ProjectionRunner;
 use super::switch::{Switchboard, SETTLE};
@@ -189,16 +188,15 @@ async fn open(
     generation: u32,
     projections: &[ProjectionName],
 ) -> Result<Arc<dyn ProjectionStore>, ReplayError> {
-    let mut parts: Vec<Arc<dyn ProjectionStore>> = Vec::new();
+    let generations = board.generations();
     for projection in projections {
-        let part = board
-            .generations()
+        generations
             .open(*projection, generation, true)
             .await
             .map_err(failed)?;
-        parts.push(part);
     }
-    Ok(Arc::new(Fanout::new(parts)))
+    let parts: Vec<_> = projections.iter().map(|p| (*p, generation)).collect();
+    generations.target(&parts).await.map_err(failed)
 }
 
 /// Writes the layout (compare-and-set) and routes this process by it at once.

@@ -47,6 +47,20 @@ pub trait Generations: Send + Sync + 'static {
         generation: u32,
     ) -> Result<(), ProjectionError>;
 
+    /// The tables of these (projection, generation) pairs as one write target, for live
+    /// projectors and replays. By default each pair's adapter, all at once; a store whose
+    /// projections share a file overrides it to apply a batch to each file in one transaction.
+    async fn target(
+        &self,
+        parts: &[(ProjectionName, u32)],
+    ) -> Result<Arc<dyn ProjectionStore>, ProjectionError> {
+        let mut opened: Vec<Arc<dyn ProjectionStore>> = Vec::new();
+        for (projection, generation) in parts {
+            opened.push(self.open(*projection, *generation, false).await?);
+        }
+        Ok(Arc::new(Fanout::new(opened)))
+    }
+
     async fn load_layout(&self) -> Result<Layout, ProjectionError>;
 
     /// Stores `layout` with its revision bumped by one, only if the stored revision is still
@@ -60,7 +74,7 @@ pub struct Routing {
     pub layout: Layout,
     /// What readers of each projection see.
     serving: BTreeMap<ProjectionName, Arc<dyn Projection>>,
-    /// Every serving adapter as one target, so a batch reaches them all at once.
+    /// The serving tables of every projection as one write target (see `Generations::target`).
     live: Arc<dyn ProjectionStore>,
     /// The tables a rebuild is filling, as one target.
     building: Option<Arc<dyn ProjectionStore>>,
@@ -124,25 +138,27 @@ impl Switchboard {
             let adapter = generations.open(projection, generation, false).await?;
             serving.insert(projection, adapter);
         }
-        let mut building: Vec<Arc<dyn ProjectionStore>> = Vec::new();
-        if let Some(rebuild) = &layout.building {
-            for projection in &rebuild.projections {
-                let adapter = generations
-                    .open(*projection, rebuild.generation, false)
-                    .await?;
-                building.push(adapter);
-            }
-        }
-        let live = serving
-            .values()
-            .map(|adapter| adapter.clone() as Arc<dyn ProjectionStore>)
+        let live: Vec<_> = ProjectionName::ALL
+            .into_iter()
+            .map(|projection| (projection, layout.generation_of(projection)))
             .collect();
+        let live = generations.target(&live).await?;
+        let building = match &layout.building {
+            Some(rebuild) => {
+                let parts: Vec<_> = rebuild
+                    .projections
+                    .iter()
+                    .map(|projection| (*projection, rebuild.generation))
+                    .collect();
+                Some(generations.target(&parts).await?)
+            }
+            None => None,
+        };
         Ok(Routing {
             layout,
             serving,
-            live: Arc::new(Fanout::new(live)),
-            building: (!building.is_empty())
-                .then(|| Arc::new(Fanout::new(building)) as Arc<dyn ProjectionStore>),
+            live,
+            building,
             fetched,
         })
     }
@@ -270,4 +286,62 @@ route_reads! {
         warehouse_id: Option<Uuid>, item_id: Option<Uuid>, from: Option<String>,
         to: Option<String>
     ) -> Vec<MovementRow>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::sqlite::SqliteGenerations;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Embedded generations whose layout record takes longer than `REFRESH` to read.
+    struct Slow {
+        inner: SqliteGenerations,
+        loads: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Generations for Slow {
+        async fn open(
+            &self,
+            projection: ProjectionName,
+            generation: u32,
+            create: bool,
+        ) -> Result<Arc<dyn Projection>, ProjectionError> {
+            self.inner.open(projection, generation, create).await
+        }
+
+        async fn retire(
+            &self,
+            projection: ProjectionName,
+            generation: u32,
+        ) -> Result<(), ProjectionError> {
+            self.inner.retire(projection, generation).await
+        }
+
+        async fn load_layout(&self) -> Result<Layout, ProjectionError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(REFRESH + Duration::from_millis(100)).await;
+            self.inner.load_layout().await
+        }
+
+        async fn save_layout(&self, layout: &Layout) -> Result<bool, ProjectionError> {
+            self.inner.save_layout(layout).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_layout_read_slower_than_the_refresh_period_is_not_taken_as_fresh() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let slow = Arc::new(Slow {
+            inner: SqliteGenerations::open(dir.path()).expect("open"),
+            loads: AtomicUsize::new(0),
+        });
+        let board = Switchboard::open(slow.clone()).await.expect("switchboard");
+        assert_eq!(slow.loads.load(Ordering::SeqCst), 1);
+        // The record may have changed while it was being read: a live projector must read it
+        // again rather than act on it.
+        board.routing().await.expect("routing");
+        assert_eq!(slow.loads.load(Ordering::SeqCst), 2);
+    }
 }

@@ -6,14 +6,15 @@
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{sql, SqliteProjections};
+use crate::projection::fanout::Fanout;
 use crate::projection::layout::{Layout, ProjectionName};
 use crate::projection::switch::{Generations, Projection};
-use crate::projection::ProjectionError;
+use crate::projection::{ProjectionError, ProjectionStore};
 use crate::sqlite_pool::{self, Durability};
 
 const LAYOUT: &str = "
@@ -95,6 +96,13 @@ impl SqliteGenerations {
     }
 }
 
+fn missing(projection: ProjectionName, generation: u32, file: &Path) -> ProjectionError {
+    ProjectionError::Unavailable(format!(
+        "generation {generation} of the {projection} projection ({}) is missing",
+        file.display()
+    ))
+}
+
 fn read_layout(conn: &Connection) -> Result<Layout, ProjectionError> {
     let row: Option<(i64, String)> = conn
         .query_row("SELECT revision, body FROM layout WHERE id = 0", [], |r| {
@@ -122,12 +130,9 @@ impl Generations for SqliteGenerations {
     ) -> Result<Arc<dyn Projection>, ProjectionError> {
         let file = Self::file_of(&self.dir, projection, generation);
         if !create && !file.exists() {
-            return Err(ProjectionError::Unavailable(format!(
-                "generation {generation} of the {projection} projection ({}) is missing",
-                file.display()
-            )));
+            return Err(missing(projection, generation, &file));
         }
-        Ok(Arc::new(self.store(&file)?.only(projection)))
+        Ok(Arc::new(self.store(&file)?.serving(&[projection])))
     }
 
     async fn retire(
@@ -161,6 +166,30 @@ impl Generations for SqliteGenerations {
             }
         }
         Ok(())
+    }
+
+    /// One store per file, applying the projections that file holds in one transaction (a
+    /// deployment that never rebuilt applies every batch in one).
+    async fn target(
+        &self,
+        parts: &[(ProjectionName, u32)],
+    ) -> Result<Arc<dyn ProjectionStore>, ProjectionError> {
+        let mut by_file: BTreeMap<PathBuf, Vec<ProjectionName>> = BTreeMap::new();
+        for (projection, generation) in parts {
+            let file = Self::file_of(&self.dir, *projection, *generation);
+            if !file.exists() {
+                return Err(missing(*projection, *generation, &file));
+            }
+            by_file.entry(file).or_default().push(*projection);
+        }
+        let mut stores: Vec<Arc<dyn ProjectionStore>> = Vec::new();
+        for (file, projections) in by_file {
+            stores.push(Arc::new(self.store(&file)?.serving(&projections)));
+        }
+        Ok(match stores.len() {
+            1 => stores.remove(0),
+            _ => Arc::new(Fanout::new(stores)),
+        })
     }
 
     async fn load_layout(&self) -> Result<Layout, ProjectionError> {

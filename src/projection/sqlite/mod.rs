@@ -117,10 +117,10 @@ impl SqliteProjections {
         })
     }
 
-    /// The same file, applying and dumping only `projection` (sharing this store's writer).
-    pub fn only(&self, projection: ProjectionName) -> Self {
+    /// The same file, applying and dumping only `projections` (sharing this store's writer).
+    pub fn serving(&self, projections: &[ProjectionName]) -> Self {
         Self {
-            serves: [projection].into(),
+            serves: projections.into(),
             ..self.clone()
         }
     }
