@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::layout::{Layout, Phase, ProjectionName, Rebuild};
 use super::runner::ProjectionRunner;
 use super::switch::{Switchboard, SETTLE};
-use super::ProjectionStore;
+use super::{Cause, ProjectionStore};
 use crate::application::now_ms;
 use crate::store::EventStore;
 
@@ -46,12 +46,39 @@ pub enum ReplayError {
     /// The request cannot be served as it stands (another rebuild runs, nothing to resume...).
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Failed(String),
+    /// The event store or the projection tables failed; the rebuild can be resumed.
+    #[error(transparent)]
+    Failed(Failure),
 }
 
-fn failed(error: impl std::fmt::Display) -> ReplayError {
-    ReplayError::Failed(error.to_string())
+/// What the rebuild was doing when a store failed it, and the store's error as `source()`.
+#[derive(Debug, thiserror::Error)]
+#[error("the projection rebuild failed while {doing}")]
+pub struct Failure {
+    doing: &'static str,
+    #[source]
+    cause: Cause,
+}
+
+fn failed<E: Into<Cause>>(doing: &'static str) -> impl FnOnce(E) -> ReplayError {
+    move |cause| {
+        ReplayError::Failed(Failure {
+            doing,
+            cause: cause.into(),
+        })
+    }
+}
+
+/// An error with its causes, as one line (for the rebuild's status and the log).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// How often progress is saved (and reported) at most.
@@ -112,9 +139,12 @@ pub async fn replay(
         let page = store
             .read_all(rebuild.cursor.clone(), options.page_size)
             .await
-            .map_err(failed)?;
+            .map_err(failed("reading the stored events"))?;
         let count = page.events.len() as u64;
-        runner.handle(page.events).await.map_err(failed)?;
+        runner
+            .handle(page.events)
+            .await
+            .map_err(failed("applying stored events to the new tables"))?;
         rebuild.events_done += count;
         rebuild.updated_at = now_ms();
         let Some(next) = page.next else { break };
@@ -159,7 +189,7 @@ pub async fn replay(
         generations
             .retire(*projection, generation)
             .await
-            .map_err(failed)?;
+            .map_err(failed("dropping the replaced tables"))?;
     }
     Ok(rebuild)
 }
@@ -177,7 +207,7 @@ pub async fn abandon(board: &Switchboard) -> Result<Option<Rebuild>, ReplayError
             .generations()
             .retire(*projection, rebuild.generation)
             .await
-            .map_err(failed)?;
+            .map_err(failed("dropping the abandoned tables"))?;
     }
     Ok(Some(rebuild))
 }
@@ -193,16 +223,22 @@ async fn open(
         generations
             .open(*projection, generation, true)
             .await
-            .map_err(failed)?;
+            .map_err(failed("creating the new tables"))?;
     }
     let parts: Vec<_> = projections.iter().map(|p| (*p, generation)).collect();
-    generations.target(&parts).await.map_err(failed)
+    generations
+        .target(&parts)
+        .await
+        .map_err(failed("opening the new tables"))
 }
 
 /// Writes the layout (compare-and-set) and routes this process by it at once.
 async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayError> {
     let generations = board.generations();
-    let written = generations.save_layout(layout).await.map_err(failed)?;
+    let written = generations
+        .save_layout(layout)
+        .await
+        .map_err(failed("saving the projection layout"))?;
     let mut ours = layout.clone();
     ours.revision += 1;
     // A write whose reply was lost may have been retried and refused by its own condition:
@@ -215,12 +251,19 @@ async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayErro
         ));
     }
     *layout = ours;
-    board.reload().await.map_err(failed)?;
+    board
+        .reload()
+        .await
+        .map_err(failed("routing by the new layout"))?;
     Ok(())
 }
 
 async fn load(board: &Switchboard) -> Result<Layout, ReplayError> {
-    board.generations().load_layout().await.map_err(failed)
+    board
+        .generations()
+        .load_layout()
+        .await
+        .map_err(failed("reading the projection layout"))
 }
 
 /// Projections in their canonical order, each once (as a rebuild records them).
@@ -355,10 +398,11 @@ impl RebuildControl {
                         status.state = RebuildState::Done;
                     }),
                     Err(error) => {
+                        let error = chain(&error);
                         tracing::error!(%error, "projection rebuild failed");
                         set(&|status| {
                             status.state = RebuildState::Failed;
-                            status.error = Some(error.to_string());
+                            status.error = Some(error.clone());
                         })
                     }
                 }

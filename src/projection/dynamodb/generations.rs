@@ -48,7 +48,7 @@ fn owned_tables(tables: &Tables, projection: ProjectionName, generation: u32) ->
 }
 
 fn migrate_error(error: dynamodb::MigrateError) -> ProjectionError {
-    ProjectionError::Unavailable(error.to_string())
+    ProjectionError::request("creating or deleting projection tables", error)
 }
 
 #[async_trait]
@@ -97,7 +97,7 @@ impl Generations for DynamoGenerations {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("reading the projection layout"))?;
         let Some(item) = output.item else {
             return Ok(Layout::default());
         };
@@ -110,7 +110,8 @@ impl Generations for DynamoGenerations {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ProjectionError::Unavailable("layout record has no revision".into()))?;
-        let mut layout = Layout::decode(body).map_err(ProjectionError::Unavailable)?;
+        let mut layout = Layout::decode(body)
+            .map_err(|e| ProjectionError::request("decoding the projection layout", e))?;
         layout.revision = revision;
         Ok(layout)
     }
@@ -142,7 +143,7 @@ impl Generations for DynamoGenerations {
             {
                 Ok(false)
             }
-            Err(error) => Err(unavailable(error)),
+            Err(error) => Err(unavailable("writing the projection layout")(error)),
         }
     }
 }

@@ -177,7 +177,7 @@ impl DynamoProjections {
             .collect();
         let rows = crate::dynamodb::batch_get(&self.client, &table, keys)
             .await
-            .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+            .map_err(unavailable("reading projection rows by id"))?;
         rows.iter().map(V::from_record).collect()
     }
 }
@@ -429,7 +429,7 @@ impl ReadModel for DynamoProjections {
             .set_key(Some(key))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("reading a projection table"))?;
         Ok(())
     }
 }

@@ -33,7 +33,7 @@ pub struct SqliteGenerations {
 impl SqliteGenerations {
     pub fn open(data_dir: &Path) -> Result<Self, ProjectionError> {
         std::fs::create_dir_all(data_dir)
-            .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+            .map_err(|e| ProjectionError::request("creating the data directory", e))?;
         let conn = sqlite_pool::open(&Self::file(data_dir, 0), Durability::Full).map_err(sql)?;
         conn.execute_batch(LAYOUT).map_err(sql)?;
         Ok(Self {
@@ -92,7 +92,7 @@ impl SqliteGenerations {
             f(&mut conn)
         })
         .await
-        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
+        .map_err(|e| ProjectionError::request("reading or writing the projection layout", e))?
     }
 }
 
@@ -113,7 +113,8 @@ fn read_layout(conn: &Connection) -> Result<Layout, ProjectionError> {
     match row {
         None => Ok(Layout::default()),
         Some((revision, body)) => {
-            let mut layout = Layout::decode(&body).map_err(ProjectionError::Unavailable)?;
+            let mut layout = Layout::decode(&body)
+                .map_err(|e| ProjectionError::request("decoding the projection layout", e))?;
             layout.revision = revision as u64;
             Ok(layout)
         }
@@ -161,7 +162,10 @@ impl Generations for SqliteGenerations {
             let path = PathBuf::from(format!("{}{suffix}", file.display()));
             if let Err(error) = std::fs::remove_file(&path) {
                 if error.kind() != std::io::ErrorKind::NotFound {
-                    return Err(ProjectionError::Unavailable(error.to_string()));
+                    return Err(ProjectionError::request(
+                        "deleting a retired projection file",
+                        error,
+                    ));
                 }
             }
         }
