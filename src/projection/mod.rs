@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod fold;
 pub mod layout;
 pub mod model;
+pub mod movements;
 pub mod replay;
 pub mod runner;
 pub mod sqlite;
@@ -20,8 +21,8 @@ use uuid::Uuid;
 
 use crate::domain::allocation::AllocationStatus;
 use crate::store::EventEnvelope;
-pub use fold::day_of;
 pub use model::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+pub use movements::day_of;
 
 /// What caused a projection error, kept whole for `source()`.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -395,34 +395,23 @@ impl ReadModel for DynamoProjections {
     /// rebuilt generation of one projection has only that projection's tables).
     async fn ping(&self) -> Result<(), ProjectionError> {
         use crate::projection::layout::ProjectionName as P;
-        let (table, key): (String, Record) = match self.serves.first() {
+        let (table, key) = match self.serves.first() {
             Some(P::InventoryHistory) => (
                 self.tables.history(),
-                [("itemId", s("ping")), ("sequenceNumber", n(0))]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
+                vec![("itemId", s("ping")), ("sequenceNumber", n(0))],
             ),
             Some(P::StockMovements) => (
                 self.tables.movements(),
-                [("itemId", s("ping")), ("day", s("ping"))]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
+                vec![("itemId", s("ping")), ("day", s("ping"))],
             ),
-            Some(P::CurrentInventory) => (
-                self.tables.items(),
-                Record::from([("id".to_owned(), s("ping"))]),
-            ),
-            Some(P::AllocationStatus) => (
-                self.tables.allocations(),
-                Record::from([("id".to_owned(), s("ping"))]),
-            ),
-            Some(P::Warehouses) | None => (
-                self.tables.warehouses(),
-                Record::from([("id".to_owned(), s("ping"))]),
-            ),
+            Some(P::CurrentInventory) => (self.tables.items(), vec![("id", s("ping"))]),
+            Some(P::AllocationStatus) => (self.tables.allocations(), vec![("id", s("ping"))]),
+            Some(P::Warehouses) | None => (self.tables.warehouses(), vec![("id", s("ping"))]),
         };
+        let key: Record = key
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
         self.client
             .get_item()
             .table_name(table)

@@ -17,7 +17,7 @@ use super::hints::Cached;
 use super::phases::Progress;
 use super::{lost_races, unavailable, DynamoProjections, MAX_RACES};
 use crate::projection::batch::{plan, Stream};
-use crate::projection::fold::{created, movement_runs, never_created, Movement, Owner};
+use crate::projection::movements::{created, movement_runs, never_created, Movement, Owner};
 use crate::projection::{MovementRow, ProjectionError};
 use uuid::Uuid;
 

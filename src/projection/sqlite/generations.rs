@@ -220,3 +220,64 @@ impl Generations for SqliteGenerations {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::warehouse::WarehouseEvent;
+    use crate::domain::AggregateType;
+    use crate::store::{EventEnvelope, Metadata};
+    use uuid::Uuid;
+
+    #[tokio::test]
+    async fn a_shared_file_of_an_older_release_keeps_serving_until_its_last_projection_retires() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let generations = SqliteGenerations::open(dir.path()).expect("open");
+        // An older release rebuilt warehouses and movements together into one file.
+        let shared = SqliteGenerations::file(dir.path(), 1);
+        let old = SqliteProjections::open(&shared).expect("old file");
+        let event = WarehouseEvent::WarehouseDeactivated {
+            reason: "closed".into(),
+        };
+        let envelope = EventEnvelope::new(
+            Uuid::now_v7(),
+            AggregateType::Warehouse,
+            Uuid::now_v7(),
+            1,
+            &event,
+            Metadata::default(),
+            0,
+        );
+        old.apply(vec![envelope]).await.expect("apply");
+
+        // Routed there by the layout, each projection is served from the shared file.
+        for projection in [ProjectionName::Warehouses, ProjectionName::StockMovements] {
+            let adapter = generations.open(projection, 1, false).await.expect("open");
+            let dump = adapter.dump().await.expect("dump");
+            let expected = usize::from(projection == ProjectionName::Warehouses);
+            assert_eq!(dump.warehouses.len(), expected, "{projection}");
+        }
+        // Retiring one leaves the other's rows; the file goes with the last.
+        generations
+            .retire(ProjectionName::StockMovements, 1)
+            .await
+            .expect("retire movements");
+        assert!(shared.exists());
+        generations
+            .retire(ProjectionName::Warehouses, 1)
+            .await
+            .expect("retire warehouses");
+        assert!(!shared.exists());
+
+        // A new rebuild gives each projection a file of its own.
+        generations
+            .open(ProjectionName::StockMovements, 2, true)
+            .await
+            .expect("create");
+        assert!(dir
+            .path()
+            .join("projections-g2-stock_movements.db")
+            .exists());
+        assert!(!SqliteGenerations::file(dir.path(), 2).exists());
+    }
+}

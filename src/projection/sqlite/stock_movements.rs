@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql;
-use crate::projection::fold::{created, movements_by_day, never_created};
+use crate::projection::movements::{created, movements_by_day, never_created};
 use crate::projection::{Changed, MovementRow, ProjectionError};
 use crate::store::EventEnvelope;
 
@@ -40,7 +40,7 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementRow> {
     })
 }
 
-/// Counts a run of an item's events: each day's movements summed (`fold::movements_by_day`, the
+/// Counts a run of an item's events: each day's movements summed (`movements::movements_by_day`, the
 /// arithmetic every store shares) and added to that day's row with one upsert per day.
 pub fn apply(
     conn: &Connection,
