@@ -229,25 +229,13 @@ pub fn history<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::AggregateType;
-    use crate::store::Metadata;
+    use crate::projection::batch::deactivated;
     use std::error::Error;
     use uuid::Uuid;
 
     #[test]
     fn an_event_that_does_not_decode_is_poison_with_the_decoding_error_as_its_source() {
-        let event = WarehouseEvent::WarehouseDeactivated {
-            reason: "closed".into(),
-        };
-        let envelope = EventEnvelope::new(
-            Uuid::now_v7(),
-            AggregateType::Warehouse,
-            Uuid::now_v7(),
-            1,
-            &event,
-            Metadata::default(),
-            0,
-        );
+        let envelope = deactivated(Uuid::now_v7(), 1);
         let error = decode::<ItemEvent>(&envelope).expect_err("not an item event");
         assert!(!error.is_retryable());
         assert_eq!(

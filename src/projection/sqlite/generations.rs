@@ -224,9 +224,7 @@ impl Generations for SqliteGenerations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::warehouse::WarehouseEvent;
-    use crate::domain::AggregateType;
-    use crate::store::{EventEnvelope, Metadata};
+    use crate::projection::batch::deactivated;
     use uuid::Uuid;
 
     #[tokio::test]
@@ -236,18 +234,7 @@ mod tests {
         // An older release rebuilt warehouses and movements together into one file.
         let shared = SqliteGenerations::file(dir.path(), 1);
         let old = SqliteProjections::open(&shared).expect("old file");
-        let event = WarehouseEvent::WarehouseDeactivated {
-            reason: "closed".into(),
-        };
-        let envelope = EventEnvelope::new(
-            Uuid::now_v7(),
-            AggregateType::Warehouse,
-            Uuid::now_v7(),
-            1,
-            &event,
-            Metadata::default(),
-            0,
-        );
+        let envelope = deactivated(Uuid::now_v7(), 1);
         old.apply(vec![envelope]).await.expect("apply");
 
         // Routed there by the layout, each projection is served from the shared file.
