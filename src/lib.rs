@@ -20,6 +20,7 @@ pub mod config;
 pub mod cors;
 pub mod domain;
 pub mod dynamodb;
+pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;

@@ -230,6 +230,15 @@ async fn contract(store: Arc<dyn EventStore>) {
 }
 
 #[tokio::test]
+async fn memory_event_store_keeps_the_contract() {
+    // The store the application layer's unit tests run on must keep the same contract.
+    contract(Arc::new(
+        inventory_service::store::memory::MemoryEventStore::new(),
+    ))
+    .await;
+}
+
+#[tokio::test]
 async fn sqlite_event_store_keeps_the_contract() {
     let temp = tempfile::tempdir().expect("temp dir");
     contract(Arc::new(SqliteEventStore::open(temp.path()).expect("open"))).await;

@@ -534,6 +534,18 @@ async fn persistent_throttling_reaches_the_client_as_throttled_and_retryable() {
             "internal error text reached the client: {message}"
         );
     }
+    // Commands on one item sent together are decided as one batch (they queue while the first
+    // commit is in flight): every one of them is answered THROTTLED, not a generic failure.
+    let together = futures::future::join_all(
+        (0..8).map(|_| server.gql(ADJUST, json!({ "i": item, "d": 1, "r": "RECEIVED" }))),
+    )
+    .await;
+    for response in &together {
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"], "THROTTLED",
+            "a throttled batch: {response}"
+        );
+    }
     let stats = proxy.stats();
     print_proxy(&stats);
     assert_eq!(

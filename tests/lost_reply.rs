@@ -3,76 +3,19 @@
 //! report success — not a conflict to retry on top of itself (a double-applied change), nor a
 //! duplicate SKU for an item it just created.
 
-use async_trait::async_trait;
 use inventory_service::application::{
     AdjustStock, CommandContext, Commands, CreateItem, CreateWarehouse, Outcome,
 };
 use inventory_service::domain::item::AdjustmentReason;
+use inventory_service::store::memory::Faulty;
 use inventory_service::store::sqlite::SqliteEventStore;
-use inventory_service::store::{
-    AllEventsPage, Commit, EventEnvelope, EventStore, IdempotencyRecord, OutboxEntry, Snapshot,
-    StoreError,
-};
+use inventory_service::store::EventStore;
 use std::sync::Arc;
-use uuid::Uuid;
-
-/// The embedded store, with every append sent twice and the second reply returned.
-struct LostReply(SqliteEventStore);
-
-#[async_trait]
-impl EventStore for LostReply {
-    async fn append(&self, commit: Commit) -> Result<(), StoreError> {
-        self.0.append(commit.clone()).await?;
-        self.0.append(commit).await
-    }
-    async fn load(
-        &self,
-        aggregate_id: Uuid,
-        after: u64,
-        up_to: Option<u64>,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.0.load(aggregate_id, after, up_to).await
-    }
-    async fn read_all(
-        &self,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> Result<AllEventsPage, StoreError> {
-        self.0.read_all(cursor, limit).await
-    }
-    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.0.idempotency(key).await
-    }
-    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.0.outbox_pending(limit).await
-    }
-    async fn outbox_stats(&self) -> Result<(u64, Option<i64>), StoreError> {
-        self.0.outbox_stats().await
-    }
-    async fn outbox_remove(&self, ids: &[String]) -> Result<(), StoreError> {
-        self.0.outbox_remove(ids).await
-    }
-    async fn outbox_wait(&self) {
-        self.0.outbox_wait().await
-    }
-    async fn load_snapshot(&self, aggregate_id: Uuid) -> Result<Option<Snapshot>, StoreError> {
-        self.0.load_snapshot(aggregate_id).await
-    }
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.0.save_snapshot(snapshot).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.0.ping().await
-    }
-    async fn count_events(&self) -> Result<u64, StoreError> {
-        self.0.count_events().await
-    }
-}
 
 #[tokio::test]
 async fn a_retried_commit_that_had_landed_is_a_success_applied_once() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(LostReply(
+    let store = Arc::new(Faulty::losing_replies(
         SqliteEventStore::open(temp.path()).expect("open store"),
     ));
     let commands = Commands::new(store.clone(), "test");

@@ -131,12 +131,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
             Op::Confirm(a) => {
                 let id = allocations[a % allocations.len()];
                 app.commands
-                    .change_allocation(
-                        &ctx,
-                        "allocationConfirm",
-                        id,
-                        AllocationCommand::ConfirmAllocation,
-                    )
+                    .change_allocation(&ctx, id, AllocationCommand::ConfirmAllocation)
                     .await
             }
             Op::Cancel(a) => {
@@ -144,19 +139,12 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                 let command = AllocationCommand::CancelAllocation {
                     reason: "prop".into(),
                 };
-                app.commands
-                    .change_allocation(&ctx, "allocationCancel", id, command)
-                    .await
+                app.commands.change_allocation(&ctx, id, command).await
             }
             Op::Fulfil(a) => {
                 let id = allocations[a % allocations.len()];
                 app.commands
-                    .change_allocation(
-                        &ctx,
-                        "allocationFulfill",
-                        id,
-                        AllocationCommand::FulfillAllocation,
-                    )
+                    .change_allocation(&ctx, id, AllocationCommand::FulfillAllocation)
                     .await
             }
             Op::Threshold(i, threshold) => {
@@ -165,7 +153,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     reorder_quantity: None,
                 };
                 app.commands
-                    .change_item(&ctx, "settings", items[i], None, command, &threshold)
+                    .change_item(&ctx, items[i], None, command)
                     .await
             }
             Op::DeactivateItem(i) => {
@@ -173,7 +161,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     reason: "prop".into(),
                 };
                 app.commands
-                    .change_item(&ctx, "deactivate", items[i], None, command, &i)
+                    .change_item(&ctx, items[i], None, command)
                     .await
             }
             Op::DeactivateWarehouse => {

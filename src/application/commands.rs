@@ -1,22 +1,22 @@
-//! The commands the API offers, one method each: which aggregates to load, which decider to
-//! ask, which expectations and guards the commit carries. An allocation command commits the
-//! allocation and its item together, conditioned on the item's version: no oversell.
+//! The commands the API offers, one method each: the queue it waits on, the aggregates to
+//! load, and a decide step that asks the pure decider and records its events. Everything else
+//! (batching, expectations, idempotency, retries) is the pipeline's. An allocation command
+//! commits the allocation and its item together, conditioned on the item's version: no oversell.
 
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::batch::{Batcher, ItemBatch, Shared};
 use super::cache::StateCache;
-use super::locks::StripedLocks;
-use super::now_ms;
-use super::runner::{run, Change, CommandContext, CommandError, Outcome, Plan};
+use super::draft::{Draft, Need};
+use super::idempotency::fingerprint;
+use super::outcome::{CommandContext, CommandError, Outcome};
+use super::pipeline::{Pipeline, Request, Shared};
 use crate::domain::allocation::{self, Allocation, AllocationCommand};
 use crate::domain::item::{self, AdjustmentReason, InventoryItem, ItemCommand};
 use crate::domain::warehouse::{self, Warehouse, WarehouseCommand};
-use crate::domain::{Aggregate, DomainError, Versioned};
-use crate::store::{EventStore, Expectation};
+use crate::domain::DomainError;
+use crate::store::EventStore;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CreateWarehouse {
@@ -52,48 +52,12 @@ pub struct CreateAllocation {
 }
 
 pub struct Commands {
-    shared: Arc<Shared>,
-    batcher: Arc<Batcher>,
+    pipeline: Arc<Pipeline>,
     source: String,
 }
 
 /// Aggregates whose last committed state each process keeps, unless configured otherwise.
 pub const DEFAULT_STATE_CACHE: usize = 10_000;
-
-/// Where one command's attempts get aggregate states: the first attempt may decide on states
-/// this process committed last (its commit is conditioned on their versions, so a state moved
-/// on elsewhere conflicts); every later attempt loads from the store.
-struct Loader<'a> {
-    shared: &'a Shared,
-    attempts: AtomicU32,
-    /// Whether a cached state was used: a rejection decided on one is decided again, fresh.
-    hit: AtomicBool,
-}
-
-impl Loader<'_> {
-    fn attempt(&self) -> Attempt<'_> {
-        let number = self.attempts.fetch_add(1, Ordering::SeqCst);
-        Attempt {
-            loader: self,
-            fresh: number > 0,
-        }
-    }
-}
-
-struct Attempt<'a> {
-    loader: &'a Loader<'a>,
-    fresh: bool,
-}
-
-impl Attempt<'_> {
-    async fn latest<A: Aggregate>(&self, id: Uuid) -> Result<Versioned<A>, CommandError> {
-        let (state, hit) = self.loader.shared.latest::<A>(id, self.fresh).await?;
-        if hit {
-            self.loader.hit.store(true, Ordering::SeqCst);
-        }
-        Ok(state)
-    }
-}
 
 /// Events between snapshots unless configured otherwise: a load then reads at most this many
 /// events past the snapshot, which keeps command latency flat however long a stream grows.
@@ -107,12 +71,18 @@ fn sku_guard(warehouse_id: Uuid, sku: &str) -> String {
     format!("sku#{warehouse_id}#{}", sku.trim())
 }
 
+/// The decide step of a request, boxed.
+fn decide(
+    f: impl FnMut(&mut Draft, &CommandContext) -> Result<Outcome, CommandError> + Send + Sync + 'static,
+) -> super::pipeline::Decide {
+    Box::new(f)
+}
+
 impl Commands {
     pub fn new(store: Arc<dyn EventStore>, source: impl Into<String>) -> Self {
         Self::with(
             Shared {
                 store,
-                locks: Arc::new(StripedLocks::new()),
                 cache: Arc::new(StateCache::new(DEFAULT_STATE_CACHE)),
                 snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             },
@@ -121,20 +91,18 @@ impl Commands {
     }
 
     fn with(shared: Shared, source: String) -> Self {
-        let shared = Arc::new(shared);
         Self {
-            batcher: Batcher::new(shared.clone()),
-            shared,
+            pipeline: Pipeline::new(Arc::new(shared)),
             source,
         }
     }
 
     fn rebuilt(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let current = self.pipeline.shared();
         let mut shared = Shared {
-            store: self.shared.store.clone(),
-            locks: self.shared.locks.clone(),
-            cache: self.shared.cache.clone(),
-            snapshot_every: self.shared.snapshot_every,
+            store: current.store.clone(),
+            cache: current.cache.clone(),
+            snapshot_every: current.snapshot_every,
         };
         change(&mut shared);
         Self::with(shared, self.source)
@@ -150,37 +118,16 @@ impl Commands {
         self.rebuilt(|shared| shared.snapshot_every = every)
     }
 
-    fn loader(&self) -> Loader<'_> {
-        Loader {
-            shared: &self.shared,
-            attempts: AtomicU32::new(0),
-            hit: AtomicBool::new(false),
-        }
-    }
-
-    /// Runs a command with `loader`: a rejection decided on a cached state is decided again on
-    /// the stored one (another process may have changed it); a success is remembered.
-    async fn cached<F, Fut>(&self, loader: &Loader<'_>, command: F) -> Result<Outcome, CommandError>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Outcome, CommandError>>,
-    {
-        let mut result = command().await;
-        if matches!(result, Err(CommandError::Rejected(_))) && loader.hit.load(Ordering::SeqCst) {
-            result = command().await;
-        }
-        if let Ok(outcome) = &result {
-            self.shared.remember(outcome);
-        }
-        result
-    }
-
-    fn context(&self, ctx: &CommandContext) -> CommandContext {
+    async fn submit(
+        &self,
+        ctx: &CommandContext,
+        request: Result<Request, CommandError>,
+    ) -> Result<Outcome, CommandError> {
         let mut ctx = ctx.clone();
         if ctx.source.is_empty() {
             ctx.source = self.source.clone();
         }
-        ctx
+        self.pipeline.submit(ctx, request?).await
     }
 
     pub async fn create_warehouse(
@@ -188,39 +135,32 @@ impl Commands {
         ctx: &CommandContext,
         input: CreateWarehouse,
     ) -> Result<Outcome, CommandError> {
-        let ctx = self.context(ctx);
         let id = Uuid::now_v7();
-        let loader = self.loader();
-        self.cached(&loader, || {
-            run(
-                &self.shared.store,
-                self.shared.snapshot_every,
-                &ctx,
-                "warehouseCreate",
-                &input,
-                || async {
-                    let mut change = Change::new(id, Versioned::<Warehouse>::default());
-                    let events = warehouse::decide(
-                        id,
-                        &change.current.state,
-                        WarehouseCommand::CreateWarehouse {
-                            name: input.name.clone(),
-                            code: input.code.clone(),
-                            address: input.address.clone(),
-                        },
-                    )?;
-                    change.record(events, &ctx, now_ms());
-                    let code = change.current.state.code.clone();
-                    let mut plan = change.into_plan(Outcome::Warehouse);
-                    plan.guards.push((
-                        warehouse_code_guard(&code),
-                        DomainError::DuplicateCode { code },
-                    ));
-                    Ok(plan)
-                },
-            )
-        })
-        .await
+        let fingerprint = fingerprint(&input)?;
+        let command = WarehouseCommand::CreateWarehouse {
+            name: input.name,
+            code: input.code,
+            address: input.address,
+        };
+        let request = Request {
+            queue: id,
+            mutation: "warehouseCreate",
+            fingerprint,
+            needs: vec![],
+            decide: decide(move |draft, ctx| {
+                draft.create::<Warehouse>(id);
+                let state = &draft.state::<Warehouse>(id)?.state;
+                let events = warehouse::decide(id, state, command.clone())?;
+                let warehouse = draft.record::<Warehouse>(id, events, ctx)?;
+                let code = warehouse.current.state.code.clone();
+                draft.guard(
+                    warehouse_code_guard(&code),
+                    DomainError::DuplicateCode { code },
+                );
+                Ok(Outcome::Warehouse(warehouse))
+            }),
+        };
+        self.submit(ctx, Ok(request)).await
     }
 
     /// Updates (`name`/`address` given) or deactivates (`deactivate_reason` given) a warehouse.
@@ -230,31 +170,23 @@ impl Commands {
         id: Uuid,
         command: WarehouseCommand,
     ) -> Result<Outcome, CommandError> {
-        let ctx = self.context(ctx);
-        let _serialised = self.shared.locks.lock(id).await;
         let mutation = match command {
             WarehouseCommand::DeactivateWarehouse { .. } => "warehouseDeactivate",
-            _ => "warehouseUpdate",
+            WarehouseCommand::CreateWarehouse { .. } => "warehouseCreate",
+            WarehouseCommand::UpdateWarehouse { .. } => "warehouseUpdate",
         };
-        let input = (id, format!("{command:?}"));
-        let loader = self.loader();
-        self.cached(&loader, || {
-            run(
-                &self.shared.store,
-                self.shared.snapshot_every,
-                &ctx,
-                mutation,
-                &input,
-                || async {
-                    let attempt = loader.attempt();
-                    let mut change = Change::new(id, attempt.latest::<Warehouse>(id).await?);
-                    let events = warehouse::decide(id, &change.current.state, command.clone())?;
-                    change.record(events, &ctx, now_ms());
-                    Ok(change.into_plan(Outcome::Warehouse))
-                },
-            )
-        })
-        .await
+        let request = fingerprint(&(id, &command)).map(|fingerprint| Request {
+            queue: id,
+            mutation,
+            fingerprint,
+            needs: vec![Need::of::<Warehouse>(id)],
+            decide: decide(move |draft, ctx| {
+                let state = &draft.state::<Warehouse>(id)?.state;
+                let events = warehouse::decide(id, state, command.clone())?;
+                Ok(Outcome::Warehouse(draft.record(id, events, ctx)?))
+            }),
+        });
+        self.submit(ctx, request.map_err(Into::into)).await
     }
 
     pub async fn create_item(
@@ -262,50 +194,42 @@ impl Commands {
         ctx: &CommandContext,
         input: CreateItem,
     ) -> Result<Outcome, CommandError> {
-        let ctx = self.context(ctx);
         let id = Uuid::now_v7();
-        let loader = self.loader();
-        self.cached(&loader, || {
-            run(
-                &self.shared.store,
-                self.shared.snapshot_every,
-                &ctx,
-                "inventoryItemCreate",
-                &input,
-                || async {
-                    let attempt = loader.attempt();
-                    let warehouse = attempt.latest::<Warehouse>(input.warehouse_id).await?;
-                    let mut change = Change::new(id, Versioned::<InventoryItem>::default());
-                    let events = item::decide(
-                        id,
-                        &change.current.state,
-                        &warehouse.state,
-                        ItemCommand::CreateItem {
-                            warehouse_id: input.warehouse_id,
-                            sku: input.sku.clone(),
-                            product_id: input.product_id.clone(),
-                            initial_quantity: input.initial_quantity,
-                            reorder_threshold: input.reorder_threshold,
-                            reorder_quantity: input.reorder_quantity,
-                        },
-                    )?;
-                    change.record(events, &ctx, now_ms());
-                    let sku = change.current.state.sku.clone();
-                    let mut plan = change.into_plan(Outcome::Item);
-                    // The warehouse must still be as loaded (active) when the item lands.
-                    plan.expectations.push(Expectation {
-                        aggregate_id: input.warehouse_id,
-                        version: warehouse.version,
-                    });
-                    plan.guards.push((
-                        sku_guard(input.warehouse_id, &sku),
-                        DomainError::DuplicateSku { sku },
-                    ));
-                    Ok(plan)
-                },
-            )
-        })
-        .await
+        let fingerprint = fingerprint(&input)?;
+        let warehouse_id = input.warehouse_id;
+        let command = ItemCommand::CreateItem {
+            warehouse_id,
+            sku: input.sku,
+            product_id: input.product_id,
+            initial_quantity: input.initial_quantity,
+            reorder_threshold: input.reorder_threshold,
+            reorder_quantity: input.reorder_quantity,
+        };
+        let request = Request {
+            queue: id,
+            mutation: "inventoryItemCreate",
+            fingerprint,
+            needs: vec![Need::of::<Warehouse>(warehouse_id)],
+            decide: decide(move |draft, ctx| {
+                draft.create::<InventoryItem>(id);
+                let events = item::decide(
+                    id,
+                    &draft.state::<InventoryItem>(id)?.state,
+                    &draft.state::<Warehouse>(warehouse_id)?.state,
+                    command.clone(),
+                )?;
+                // The warehouse must still be as loaded (active) when the item lands.
+                draft.consult::<Warehouse>(warehouse_id)?;
+                let item = draft.record::<InventoryItem>(id, events, ctx)?;
+                let sku = item.current.state.sku.clone();
+                draft.guard(
+                    sku_guard(warehouse_id, &sku),
+                    DomainError::DuplicateSku { sku },
+                );
+                Ok(Outcome::Item(item))
+            }),
+        };
+        self.submit(ctx, Ok(request)).await
     }
 
     pub async fn adjust_stock(
@@ -318,30 +242,141 @@ impl Commands {
             reason: input.reason,
             reference: input.reference.clone(),
         };
-        self.change_item(
-            ctx,
-            "inventoryAdjust",
-            input.item_id,
-            input.expected_version,
-            command,
-            &input,
-        )
-        .await
+        let request = fingerprint(&input).map(|fingerprint| {
+            item_request(input.item_id, input.expected_version, command, fingerprint)
+        });
+        self.submit(ctx, request.map_err(Into::into)).await
     }
 
-    /// Runs an item command other than creation: reorder settings, deactivation, adjustment.
+    /// Runs an item command other than creation: reorder settings, deactivation, adjustment;
+    /// `expected_version`, if given, must be the item's version.
     pub async fn change_item(
         &self,
         ctx: &CommandContext,
-        mutation: &'static str,
         id: Uuid,
         expected_version: Option<u64>,
         command: ItemCommand,
-        input: &impl Serialize,
     ) -> Result<Outcome, CommandError> {
-        let ctx = self.context(ctx);
-        let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
-            let current = &batch.item.current;
+        let request = fingerprint(&(id, expected_version, &command))
+            .map(|fingerprint| item_request(id, expected_version, command, fingerprint));
+        self.submit(ctx, request.map_err(Into::into)).await
+    }
+
+    pub async fn create_allocation(
+        &self,
+        ctx: &CommandContext,
+        input: CreateAllocation,
+    ) -> Result<Outcome, CommandError> {
+        let id = Uuid::now_v7();
+        let fingerprint = fingerprint(&input)?;
+        let item_id = input.item_id;
+        let command = AllocationCommand::CreateAllocation {
+            order_id: input.order_id,
+            item_id,
+            quantity: input.quantity,
+        };
+        let the_warehouse = |item: &InventoryItem| item.exists.then_some(item.warehouse_id);
+        let request = Request {
+            queue: item_id,
+            mutation: "allocationCreate",
+            fingerprint,
+            needs: vec![
+                Need::of::<InventoryItem>(item_id),
+                Need::via::<InventoryItem, Warehouse>(item_id, the_warehouse),
+            ],
+            decide: decide(move |draft, ctx| {
+                draft.create::<Allocation>(id);
+                let item = &draft.state::<InventoryItem>(item_id)?.state;
+                let inactive = Warehouse::default();
+                let warehouse_id = item.warehouse_id;
+                let warehouse = draft
+                    .loaded::<Warehouse>(warehouse_id)
+                    .map_or(&inactive, |w| &w.state);
+                let decision = allocation::decide(
+                    id,
+                    &Allocation::default(),
+                    item,
+                    warehouse,
+                    command.clone(),
+                )?;
+                if draft.loaded::<Warehouse>(warehouse_id).is_some() {
+                    // The warehouse must still be as decided on (active) when the batch lands.
+                    draft.consult::<Warehouse>(warehouse_id)?;
+                }
+                let item = draft.record::<InventoryItem>(item_id, decision.item, ctx)?;
+                let allocation = draft.record::<Allocation>(id, decision.allocation, ctx)?;
+                Ok(Outcome::Allocation { allocation, item })
+            }),
+        };
+        self.submit(ctx, Ok(request)).await
+    }
+
+    /// Confirms, cancels or fulfils an existing allocation.
+    pub async fn change_allocation(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        command: AllocationCommand,
+    ) -> Result<Outcome, CommandError> {
+        let mutation = match command {
+            AllocationCommand::CreateAllocation { .. } => "allocationCreate",
+            AllocationCommand::ConfirmAllocation => "allocationConfirm",
+            AllocationCommand::CancelAllocation { .. } => "allocationCancel",
+            AllocationCommand::FulfillAllocation => "allocationFulfill",
+        };
+        // Its item's queue, so that it never races the item's other commands here. The item
+        // id never changes, so it can be read before queueing.
+        let (allocation, _) = self
+            .pipeline
+            .shared()
+            .latest::<Allocation>(id, false)
+            .await?;
+        let item_id = allocation.state.item_id;
+        let request = fingerprint(&(id, &command)).map(|fingerprint| Request {
+            queue: item_id,
+            mutation,
+            fingerprint,
+            needs: vec![
+                Need::of::<Allocation>(id),
+                Need::of::<InventoryItem>(item_id),
+            ],
+            decide: decide(move |draft, ctx| {
+                let decision = allocation::decide(
+                    id,
+                    &draft.state::<Allocation>(id)?.state,
+                    &draft.state::<InventoryItem>(item_id)?.state,
+                    &Warehouse::default(),
+                    command.clone(),
+                )?;
+                let allocation = draft.record::<Allocation>(id, decision.allocation, ctx)?;
+                let item = draft.record::<InventoryItem>(item_id, decision.item, ctx)?;
+                Ok(Outcome::Allocation { allocation, item })
+            }),
+        });
+        self.submit(ctx, request.map_err(Into::into)).await
+    }
+}
+
+/// A command on an existing item, on the item's queue.
+fn item_request(
+    id: Uuid,
+    expected_version: Option<u64>,
+    command: ItemCommand,
+    fingerprint: String,
+) -> Request {
+    let mutation = match command {
+        ItemCommand::CreateItem { .. } => "inventoryItemCreate",
+        ItemCommand::AdjustStock { .. } => "inventoryAdjust",
+        ItemCommand::UpdateReorderSettings { .. } => "inventoryItemUpdateReorderSettings",
+        ItemCommand::DeactivateItem { .. } => "inventoryItemDeactivate",
+    };
+    Request {
+        queue: id,
+        mutation,
+        fingerprint,
+        needs: vec![Need::of::<InventoryItem>(id)],
+        decide: decide(move |draft, ctx| {
+            let current = draft.state::<InventoryItem>(id)?;
             if let Some(expected) = expected_version {
                 if current.state.exists && expected != current.version {
                     return Err(DomainError::VersionConflict {
@@ -352,136 +387,7 @@ impl Commands {
                 }
             }
             let events = item::decide(id, &current.state, &Warehouse::default(), command.clone())?;
-            batch.item.record(events, ctx, batch.now);
-            Ok(Outcome::Item(batch.item.entity()))
-        };
-        self.batcher
-            .submit(id, ctx, (mutation, input), false, Box::new(decide))
-            .await
-    }
-
-    pub async fn create_allocation(
-        &self,
-        ctx: &CommandContext,
-        input: CreateAllocation,
-    ) -> Result<Outcome, CommandError> {
-        let ctx = self.context(ctx);
-        let id = Uuid::now_v7();
-        let command = AllocationCommand::CreateAllocation {
-            order_id: input.order_id.clone(),
-            item_id: input.item_id,
-            quantity: input.quantity,
-        };
-        let decide = move |batch: &mut ItemBatch, ctx: &CommandContext| {
-            let decision = {
-                let inactive = Warehouse::default();
-                let warehouse = batch.warehouse.as_ref().map_or(&inactive, |w| &w.state);
-                allocation::decide(
-                    id,
-                    &Allocation::default(),
-                    &batch.item.current.state,
-                    warehouse,
-                    command.clone(),
-                )?
-            };
-            let mut allocation = Change::new(id, Versioned::<Allocation>::default());
-            allocation.record(decision.allocation, ctx, batch.now);
-            batch.item.record(decision.item, ctx, batch.now);
-            batch.expectations.push(allocation.expectation());
-            batch.others.extend(allocation.events.iter().cloned());
-            Ok(Outcome::Allocation {
-                allocation: allocation.entity(),
-                item: batch.item.entity(),
-            })
-        };
-        self.batcher
-            .submit(
-                input.item_id,
-                ctx,
-                ("allocationCreate", &input),
-                true,
-                Box::new(decide),
-            )
-            .await
-    }
-
-    /// Confirms, cancels or fulfils an existing allocation.
-    pub async fn change_allocation(
-        &self,
-        ctx: &CommandContext,
-        mutation: &str,
-        id: Uuid,
-        command: AllocationCommand,
-    ) -> Result<Outcome, CommandError> {
-        let ctx = self.context(ctx);
-        // The item id never changes, so it can be read before taking the item's lock.
-        let item_id = self
-            .loader()
-            .attempt()
-            .latest::<Allocation>(id)
-            .await?
-            .state
-            .item_id;
-        let _serialised = self.shared.locks.lock(item_id).await;
-        let input = (id, format!("{command:?}"));
-        let loader = self.loader();
-        self.cached(&loader, || {
-            run(
-                &self.shared.store,
-                self.shared.snapshot_every,
-                &ctx,
-                mutation,
-                &input,
-                || async {
-                    let attempt = loader.attempt();
-                    let allocation = attempt.latest::<Allocation>(id).await?;
-                    let item = attempt
-                        .latest::<InventoryItem>(allocation.state.item_id)
-                        .await?;
-                    self.decide_allocation(&ctx, id, allocation, item_id, item, command.clone())
-                },
-            )
-        })
-        .await
-    }
-
-    /// Decides a change to an existing allocation (creation is batched on its item, in
-    /// `create_allocation`; only creation consults the warehouse).
-    fn decide_allocation(
-        &self,
-        ctx: &CommandContext,
-        id: Uuid,
-        allocation: Versioned<Allocation>,
-        item_id: Uuid,
-        item: Versioned<InventoryItem>,
-        command: AllocationCommand,
-    ) -> Result<Plan, CommandError> {
-        let mut allocation = Change::new(id, allocation);
-        let mut item = Change::new(item_id, item);
-        let decision = allocation::decide(
-            id,
-            &allocation.current.state,
-            &item.current.state,
-            &Warehouse::default(),
-            command,
-        )?;
-        let now = now_ms();
-        allocation.record(decision.allocation, ctx, now);
-        item.record(decision.item, ctx, now);
-        let mut expectations = vec![allocation.expectation()];
-        if !item.events.is_empty() {
-            expectations.push(item.expectation());
-        }
-        let mut events = allocation.events.clone();
-        events.append(&mut item.events.clone());
-        Ok(Plan {
-            expectations,
-            events,
-            guards: vec![],
-            outcome: Outcome::Allocation {
-                allocation: allocation.entity(),
-                item: item.entity(),
-            },
-        })
+            Ok(Outcome::Item(draft.record(id, events, ctx)?))
+        }),
     }
 }

@@ -1,16 +1,18 @@
-//! The application layer: turns a command into a commit. It loads the aggregates a command
-//! needs, asks the pure deciders, and appends the events with their expectations; a lost race
-//! is retried from a fresh load a bounded number of times, a business-rule failure never is.
-//! It knows the store only through its port.
+//! The application layer: turns a command into a commit. Every command takes one path (the
+//! pipeline): queued on its aggregate, decided by the pure deciders on a draft of the
+//! aggregates it needs, appended with their expectations; a lost race is retried from a fresh
+//! load a bounded number of times, a business-rule failure never is. It knows the store only
+//! through its port.
 
-mod batch;
 mod cache;
 pub mod commands;
-mod locks;
-mod runner;
+mod draft;
+mod idempotency;
+mod outcome;
+mod pipeline;
 
 pub use commands::{AdjustStock, Commands, CreateAllocation, CreateItem, CreateWarehouse};
-pub use runner::{CommandContext, CommandError, Entity, Outcome};
+pub use outcome::{CommandContext, CommandError, Entity, Outcome};
 
 use uuid::Uuid;
 
@@ -97,10 +99,13 @@ fn fold<A: Aggregate>(
             return Ok(Versioned::default());
         }
         let event: A::Event = envelope.decode().map_err(|e| {
-            StoreError::Corrupt(format!(
-                "event {} of {id} ({}): {e}",
-                envelope.sequence_number, envelope.event_type
-            ))
+            StoreError::corrupt_because(
+                format!(
+                    "event {} of {id} ({})",
+                    envelope.sequence_number, envelope.event_type
+                ),
+                e,
+            )
         })?;
         state.apply(&event, envelope.sequence_number, envelope.timestamp);
     }
@@ -113,3 +118,6 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+#[cfg(test)]
+mod tests;

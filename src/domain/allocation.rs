@@ -127,7 +127,8 @@ impl Aggregate for Allocation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serializable so that an idempotency key's fingerprint is the command itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum AllocationCommand {
     CreateAllocation {
         order_id: String,

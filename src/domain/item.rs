@@ -302,7 +302,8 @@ impl From<AdjustmentReason> for StockChangeReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serializable so that an idempotency key's fingerprint is the command itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum ItemCommand {
     CreateItem {
         warehouse_id: Uuid,

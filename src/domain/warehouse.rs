@@ -77,7 +77,8 @@ impl Aggregate for Warehouse {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serializable so that an idempotency key's fingerprint is the command itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum WarehouseCommand {
     CreateWarehouse {
         name: String,

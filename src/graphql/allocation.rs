@@ -167,7 +167,6 @@ fn payload(result: Result<Outcome, Vec<UserError>>) -> AllocationPayload {
 
 async fn change(
     ctx: &Context<'_>,
-    mutation: &str,
     id: &ID,
     idempotency_key: Option<String>,
     command: AllocationCommand,
@@ -180,7 +179,7 @@ async fn change(
     let command_ctx = AppContext::command_context(ctx, idempotency_key);
     let result = app
         .commands
-        .change_allocation(&command_ctx, mutation, id, command)
+        .change_allocation(&command_ctx, id, command)
         .await;
     Ok(payload(outcome(result)?))
 }
@@ -221,7 +220,6 @@ impl AllocationMutation {
     ) -> async_graphql::Result<AllocationPayload> {
         change(
             ctx,
-            "allocationConfirm",
             &input.id,
             input.idempotency_key,
             AllocationCommand::ConfirmAllocation,
@@ -238,14 +236,7 @@ impl AllocationMutation {
         let command = AllocationCommand::CancelAllocation {
             reason: input.reason,
         };
-        change(
-            ctx,
-            "allocationCancel",
-            &input.id,
-            input.idempotency_key,
-            command,
-        )
-        .await
+        change(ctx, &input.id, input.idempotency_key, command).await
     }
 
     /// Fulfil a confirmed allocation: on hand and allocated both fall by its quantity.
@@ -256,7 +247,6 @@ impl AllocationMutation {
     ) -> async_graphql::Result<AllocationPayload> {
         change(
             ctx,
-            "allocationFulfill",
             &input.id,
             input.idempotency_key,
             AllocationCommand::FulfillAllocation,

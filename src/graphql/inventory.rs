@@ -370,17 +370,9 @@ impl InventoryMutation {
             reorder_threshold: input.reorder_threshold,
             reorder_quantity: input.reorder_quantity,
         };
-        let fingerprint = (item_id, input.reorder_threshold, input.reorder_quantity);
         let result = app
             .commands
-            .change_item(
-                &command_ctx,
-                "inventoryItemUpdateReorderSettings",
-                item_id,
-                None,
-                command,
-                &fingerprint,
-            )
+            .change_item(&command_ctx, item_id, None, command)
             .await;
         Ok(payload(outcome(result)?))
     }
@@ -397,20 +389,12 @@ impl InventoryMutation {
         };
         let app = ctx.data::<AppContext>()?;
         let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
-        let fingerprint = (item_id, input.reason.clone());
         let command = ItemCommand::DeactivateItem {
             reason: input.reason,
         };
         let result = app
             .commands
-            .change_item(
-                &command_ctx,
-                "inventoryItemDeactivate",
-                item_id,
-                None,
-                command,
-                &fingerprint,
-            )
+            .change_item(&command_ctx, item_id, None, command)
             .await;
         Ok(payload(outcome(result)?))
     }

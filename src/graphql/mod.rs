@@ -6,6 +6,7 @@
 mod allocation;
 mod audit;
 mod cursor;
+mod errors;
 pub mod executed;
 mod introspection;
 mod inventory;
@@ -30,6 +31,8 @@ use crate::projection::switch::Switchboard;
 use crate::projection::ReadModel;
 use crate::store::EventStore;
 use types::UserError;
+
+pub use errors::{bad_argument, infrastructure, prepare_errors};
 
 /// What resolvers reach: the application's ports.
 #[derive(Clone)]
@@ -134,66 +137,6 @@ projections (current inventory, allocations, history, the stock movement report)
 commands on warehouses, items and allocations, each answered with the entity as committed and \
 any `userErrors`; subscriptions stream events, changed rows and low-stock alerts live.";
 
-/// An infrastructure failure as a GraphQL error with a stable `extensions.code`.
-///
-/// The client gets a generic message and the code; what failed inside (a store's or a bus's
-/// own error text) goes to the log only, under the request's correlation id, which
-/// `prepare_errors` adds to every error the client sees.
-pub fn infrastructure(error: impl std::fmt::Display) -> async_graphql::Error {
-    let cause = error.to_string();
-    tracing::error!(%cause, "infrastructure failure answering a request");
-    async_graphql::Error::new(
-        "the service could not complete the request (its store or bus is unavailable); retry later",
-    )
-    .extend_with(|_, e| {
-        e.set("code", "SERVICE_UNAVAILABLE");
-        e.set("retryable", true);
-    })
-}
-
-/// Readies a response's errors for the client: each gets the request's correlation id
-/// (`extensions.correlationId`), so a client can quote it and an operator find the request in
-/// the logs; a syntax error says where and what was expected without echoing the query back
-/// (the parser quotes the offending line, which may be the whole query); no message is longer
-/// than `MAX_ERROR_MESSAGE` characters.
-pub fn prepare_errors(response: &mut async_graphql::Response, correlation_id: &str) {
-    for error in &mut response.errors {
-        if let Some(message) = without_source_echo(&error.message) {
-            error.message = message;
-        }
-        if error.message.chars().count() > MAX_ERROR_MESSAGE {
-            let kept: String = error.message.chars().take(MAX_ERROR_MESSAGE).collect();
-            error.message = format!("{kept}…");
-        }
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("correlationId", correlation_id);
-    }
-}
-
-/// The longest error message a client gets.
-const MAX_ERROR_MESSAGE: usize = 500;
-
-/// A parser message (` --> line:column`, the quoted source line, `= expected …`) as one line
-/// without the source.
-fn without_source_echo(message: &str) -> Option<String> {
-    let position = message.lines().next()?.trim().strip_prefix("--> ")?;
-    let expected = message
-        .lines()
-        .map(str::trim)
-        .find_map(|line| line.strip_prefix("= "));
-    Some(match expected {
-        Some(expected) => format!("syntax error at line:column {position}: {expected}"),
-        None => format!("syntax error at line:column {position}"),
-    })
-}
-
-/// A bad argument to a query, as a GraphQL error with `extensions.code = INVALID_INPUT`.
-pub fn bad_argument(message: impl Into<String>) -> async_graphql::Error {
-    async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", "INVALID_INPUT"))
-}
-
 pub fn parse_id(field: &'static str, id: &ID) -> Result<Uuid, DomainError> {
     Uuid::parse_str(id.as_str()).map_err(|_| {
         DomainError::invalid(
@@ -223,28 +166,14 @@ pub fn user_error(error: &DomainError) -> UserError {
 }
 
 /// Splits a command result into the outcome or user errors; infrastructure failures become
-/// GraphQL errors.
+/// GraphQL errors (see `errors`).
 pub fn outcome(
     result: Result<Outcome, CommandError>,
 ) -> async_graphql::Result<Result<Outcome, Vec<UserError>>> {
     match result {
         Ok(outcome) => Ok(Ok(outcome)),
         Err(CommandError::Rejected(error)) => Ok(Err(vec![user_error(&error)])),
-        Err(CommandError::Contention(attempts)) => Err(async_graphql::Error::new(format!(
-            "the item is under heavy concurrent change; gave up after {attempts} attempts, retry with the same idempotency key"
-        ))
-        .extend_with(|_, e| e.set("code", "CONTENTION"))),
-        Err(CommandError::Store(error @ crate::store::StoreError::Throttled(_))) => {
-            tracing::warn!(cause = %error, "a command was throttled");
-            Err(async_graphql::Error::new(
-                "the store is throttling requests; retry with the same idempotency key",
-            )
-            .extend_with(|_, e| {
-                e.set("code", "THROTTLED");
-                e.set("retryable", true);
-            }))
-        }
-        Err(CommandError::Store(error)) => Err(infrastructure(error)),
+        Err(error) => Err(error.extend()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod dynamodb;
 pub mod envelope;
+pub mod memory;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -53,7 +54,11 @@ pub struct OutboxEntry {
     pub envelope: EventEnvelope,
 }
 
-#[derive(Debug, Clone, Error, PartialEq)]
+/// What made a store call fail, kept whole for the log (shared, so one failure can be the
+/// answer of every command in a batch).
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// Another writer moved the stream since it was loaded: reload and decide again.
     #[error("concurrent write to aggregate {aggregate_id}")]
@@ -67,15 +72,81 @@ pub enum StoreError {
     /// The commit breaks a limit of the store; it was not attempted.
     #[error("commit too large: {0}")]
     TooLarge(String),
-    /// Stored data could not be decoded.
-    #[error("corrupt stored data: {0}")]
-    Corrupt(String),
+    /// Stored data could not be decoded (or a value could not be encoded for storing).
+    #[error("corrupt stored data: {what}")]
+    Corrupt {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The store refused for now (DynamoDB throttling after the SDK's retries): retry later.
-    #[error("event store throttled: {0}")]
-    Throttled(String),
+    #[error("event store throttled: {what}")]
+    Throttled {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The store could not be reached or failed; the commit may be retried by the client.
-    #[error("event store unavailable: {0}")]
-    Unavailable(String),
+    #[error("event store unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+/// Equal when of the same kind with the same message (causes compare by what they say).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && crate::error::Report(self).to_string() == crate::error::Report(other).to_string()
+    }
+}
+
+impl StoreError {
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    pub fn corrupt_because(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
+
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    pub fn unavailable_because(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
+
+    pub fn throttled_because(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Throttled {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
 }
 
 /// An aggregate's state as of `version`, so a load reads only the events after it.

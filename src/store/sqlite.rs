@@ -16,7 +16,7 @@ use super::{
     StoreError,
 };
 use crate::domain::AggregateType;
-use crate::sqlite_pool::{self, Durability, PoolError, ReadPool};
+use crate::sqlite_pool::{self, Durability, ReadPool};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -73,17 +73,17 @@ pub struct SqliteEventStore {
 impl SqliteEventStore {
     /// Opens (creating if needed) `events.db` in `data_dir` and starts its writer thread.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| unavailable(&e))?;
+        std::fs::create_dir_all(data_dir).map_err(unavailable)?;
         let path = data_dir.join("events.db");
-        let conn = sqlite_pool::open(&path, Durability::Full).map_err(|e| unavailable(&e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| unavailable(&e))?;
+        let conn = sqlite_pool::open(&path, Durability::Full).map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
         let (writer, jobs) = mpsc::channel(4 * MAX_GROUP);
         let outbox_signal = Arc::new(Notify::new());
         let signal = outbox_signal.clone();
         std::thread::Builder::new()
             .name("event-store-writer".into())
             .spawn(move || write_loop(conn, jobs, signal))
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         Ok(Self {
             writer,
             reads: ReadPool::new(path),
@@ -99,10 +99,10 @@ impl SqliteEventStore {
         self.writer
             .send(job(reply))
             .await
-            .map_err(|_| StoreError::Unavailable("event store writer stopped".into()))?;
+            .map_err(|_| StoreError::unavailable("event store writer stopped"))?;
         answer
             .await
-            .map_err(|_| StoreError::Unavailable("event store writer stopped".into()))?
+            .map_err(|_| StoreError::unavailable("event store writer stopped"))?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -110,15 +110,12 @@ impl SqliteEventStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.reads
-            .read(f)
-            .await
-            .map_err(|e: PoolError| unavailable(&e))
+        self.reads.read(f).await.map_err(unavailable)
     }
 }
 
-fn unavailable(error: &dyn std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable_because("SQLite", error)
 }
 
 fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: Arc<Notify>) {
@@ -149,7 +146,8 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
                 results.push(result);
             }
             tx.commit()
-        })();
+        })()
+        .map_err(Arc::new);
         let mut wrote_events = false;
         for (job, result) in group.into_iter().zip(
             results
@@ -159,9 +157,9 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
         ) {
             // A failed transaction fails every commit in the group, whatever its savepoint said.
             let result = match (&outcome, result) {
-                (Err(e), _) => Err(unavailable(e)),
+                (Err(e), _) => Err(unavailable(e.clone())),
                 (Ok(()), Some(result)) => result,
-                (Ok(()), None) => Err(StoreError::Unavailable("commit not attempted".into())),
+                (Ok(()), None) => Err(StoreError::unavailable("commit not attempted")),
             };
             match job {
                 WriteJob::Append(_, reply) => {
@@ -184,7 +182,7 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
 }
 
 fn apply_commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
-    let sql = |e: rusqlite::Error| unavailable(&e);
+    let sql = |e: rusqlite::Error| unavailable(e);
     for expectation in &commit.expectations {
         let current: i64 = conn
             .prepare_cached(
@@ -241,7 +239,7 @@ fn apply_commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
     }
     for event in &commit.events {
         let metadata = serde_json::to_string(&event.metadata)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
         let inserted = conn
             .prepare_cached(
                 "INSERT INTO events (aggregate_id, sequence_number, event_id, aggregate_type,
@@ -270,7 +268,8 @@ fn apply_commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
             }
             Err(e) => return Err(sql(e)),
         }
-        let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_string(event)
+            .map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
         conn.prepare_cached("INSERT INTO outbox (envelope) VALUES (?1)")
             .and_then(|mut s| s.execute([body]))
             .map_err(sql)?;
@@ -296,15 +295,15 @@ fn save_snapshot(conn: &Connection, snapshot: &Snapshot) -> Result<(), StoreErro
         ])
     })
     .map(|_| ())
-    .map_err(|e| unavailable(&e))
+    .map_err(unavailable)
 }
 
 fn remove_outbox(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
     let mut statement = conn
         .prepare_cached("DELETE FROM outbox WHERE id = ?1")
-        .map_err(|e| unavailable(&e))?;
+        .map_err(unavailable)?;
     for id in ids {
-        statement.execute([id]).map_err(|e| unavailable(&e))?;
+        statement.execute([id]).map_err(unavailable)?;
     }
     Ok(())
 }
@@ -379,7 +378,7 @@ impl EventStore for SqliteEventStore {
             None => 0,
             Some(text) => text
                 .parse()
-                .map_err(|_| StoreError::Corrupt(format!("bad cursor {text}")))?,
+                .map_err(|_| StoreError::corrupt(format!("bad cursor {text}")))?,
         };
         let limit = limit.max(1) as i64;
         let rows = self
@@ -427,7 +426,7 @@ impl EventStore for SqliteEventStore {
                 key,
                 fingerprint,
                 response: serde_json::from_str(&response)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
             })
         })
         .transpose()
@@ -450,7 +449,7 @@ impl EventStore for SqliteEventStore {
                 Ok(OutboxEntry {
                     id: id.to_string(),
                     envelope: serde_json::from_str(&body)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?,
+                        .map_err(|e| StoreError::corrupt_because(format!("outbox row {id}"), e))?,
                 })
             })
             .collect()
@@ -482,7 +481,7 @@ impl EventStore for SqliteEventStore {
             .iter()
             .map(|id| id.parse::<i64>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("outbox id: {e}")))?;
+            .map_err(|e| StoreError::corrupt_because("outbox id", e))?;
         self.submit(|reply| WriteJob::RemoveOutbox(ids, reply))
             .await
     }
@@ -509,10 +508,11 @@ impl EventStore for SqliteEventStore {
         Ok(Some(Snapshot {
             aggregate_id,
             aggregate_type: AggregateType::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("snapshot of unknown type {kind}")))?,
+                .ok_or_else(|| StoreError::corrupt(format!("snapshot of unknown type {kind}")))?,
             version: version as u64,
             state_version,
-            state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            state: serde_json::from_str(&state)
+                .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         }))
     }
 

@@ -48,6 +48,62 @@ pub async fn subscriber_lag(
     let changed = tokio::spawn(collect(changed, "id", "version", stop));
     let alerts = tokio::spawn(collect(alerts, "itemId", "sequenceNumber", stop));
 
+    let sent = drive(gql, items, rate, measure).await;
+    let changed = changed.await??;
+    let alerts = alerts.await??;
+    let Sent {
+        responses,
+        failures,
+        mut latencies,
+        achieved,
+    } = sent;
+    let (mut changed_lags, folded) = changed_lags(&changed, &responses);
+    let mut alert_lags = alert_lags(&alerts, &responses);
+    let dips = responses
+        .values()
+        .filter(|r| r.available <= CROSSING_THRESHOLD)
+        .count();
+
+    let mut command = Row::new(
+        "s5_open_loop_commands",
+        "5. open-loop inventoryAdjust at half peak",
+    );
+    command
+        .set("ops", responses.len() as f64)
+        .set("opsPerSec", achieved)
+        .set("targetRate", rate.max(1.0))
+        .set("failures", failures as f64)
+        .latencies(&mut latencies);
+    let mut changed_row = Row::new(
+        "s5_lag_item_changed",
+        "5. lag to inventoryItemChanged subscriber",
+    );
+    changed_row
+        .set("events", changed_lags.len() as f64)
+        .set("folded", folded as f64)
+        .set(
+            "missed",
+            (responses.len() - changed_lags.len().min(responses.len())) as f64,
+        )
+        .samples_ms(&mut changed_lags);
+    let mut alert_row = Row::new("s5_lag_low_stock", "5. lag to lowStockAlerts subscriber");
+    alert_row
+        .set("events", alert_lags.len() as f64)
+        .set("missed", (dips - alert_lags.len().min(dips)) as f64)
+        .samples_ms(&mut alert_lags);
+    Ok(vec![command, changed_row, alert_row])
+}
+
+/// What the open loop sent and got back.
+struct Sent {
+    responses: HashMap<(String, i64), Response>,
+    failures: u64,
+    latencies: Vec<Duration>,
+    achieved: f64,
+}
+
+/// Sends adjustments at `rate` per second for `measure`, without waiting for replies.
+async fn drive(gql: &Gql, items: &[String], rate: f64, measure: Duration) -> Sent {
     let responses: Arc<Mutex<HashMap<(String, i64), Response>>> = Arc::default();
     let failures = Arc::new(Mutex::new(0u64));
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -105,23 +161,34 @@ pub async fn subscriber_lag(
     for task in tasks {
         let _ = task.await;
     }
-    let changed = changed.await??;
-    let alerts = alerts.await??;
-    let responses = responses.lock().await;
+    let responses = std::mem::take(&mut *responses.lock().await);
     let failures = *failures.lock().await;
+    let latencies = std::mem::take(&mut *latencies.lock().await);
+    Sent {
+        responses,
+        failures,
+        latencies,
+        achieved,
+    }
+}
 
-    // Each committed mutation is delivered by the first read-model message of its item at
-    // its version or later (the projector may fold several commits into one message).
+/// Each committed mutation is delivered by the first read-model message of its item at its
+/// version or later (the projector may fold several commits into one message): the lags, and
+/// how many were folded.
+fn changed_lags(
+    changed: &HashMap<(String, i64), Instant>,
+    responses: &HashMap<(String, i64), Response>,
+) -> (Vec<f64>, usize) {
     let mut by_item: HashMap<&str, Vec<(i64, Instant)>> = HashMap::new();
-    for ((item, version), at) in &changed {
+    for ((item, version), at) in changed {
         by_item.entry(item).or_default().push((*version, *at));
     }
     for messages in by_item.values_mut() {
         messages.sort_by_key(|(version, _)| *version);
     }
-    let mut changed_lags = Vec::new();
+    let mut lags = Vec::new();
     let mut folded = 0usize;
-    for ((item, version), response) in responses.iter() {
+    for ((item, version), response) in responses {
         let Some(messages) = by_item.get(item.as_str()) else {
             continue;
         };
@@ -130,54 +197,28 @@ pub async fn subscriber_lag(
             if delivered != version {
                 folded += 1;
             }
-            changed_lags.push(signed_ms(*at, response.at));
+            lags.push(signed_ms(*at, response.at));
         }
     }
-    // The alert is an event of the same commit: its sequence number is the version the
-    // mutation returned, or one below when the stock change follows it.
-    let mut alert_lags = Vec::new();
-    for ((item, sequence), at) in &alerts {
+    (lags, folded)
+}
+
+/// The alert is an event of the same commit: its sequence number is the version the mutation
+/// returned, or one below when the stock change follows it.
+fn alert_lags(
+    alerts: &HashMap<(String, i64), Instant>,
+    responses: &HashMap<(String, i64), Response>,
+) -> Vec<f64> {
+    let mut lags = Vec::new();
+    for ((item, sequence), at) in alerts {
         let response = responses
             .get(&(item.clone(), *sequence))
             .or_else(|| responses.get(&(item.clone(), sequence + 1)));
         if let Some(response) = response {
-            alert_lags.push(signed_ms(*at, response.at));
+            lags.push(signed_ms(*at, response.at));
         }
     }
-    let dips = responses
-        .values()
-        .filter(|r| r.available <= CROSSING_THRESHOLD)
-        .count();
-
-    let mut command = Row::new(
-        "s5_open_loop_commands",
-        "5. open-loop inventoryAdjust at half peak",
-    );
-    let mut command_latencies = latencies.lock().await.clone();
-    command
-        .set("ops", responses.len() as f64)
-        .set("opsPerSec", achieved)
-        .set("targetRate", rate)
-        .set("failures", failures as f64)
-        .latencies(&mut command_latencies);
-    let mut changed_row = Row::new(
-        "s5_lag_item_changed",
-        "5. lag to inventoryItemChanged subscriber",
-    );
-    changed_row
-        .set("events", changed_lags.len() as f64)
-        .set("folded", folded as f64)
-        .set(
-            "missed",
-            (responses.len() - changed_lags.len().min(responses.len())) as f64,
-        )
-        .samples_ms(&mut changed_lags);
-    let mut alert_row = Row::new("s5_lag_low_stock", "5. lag to lowStockAlerts subscriber");
-    alert_row
-        .set("events", alert_lags.len() as f64)
-        .set("missed", (dips - alert_lags.len().min(dips)) as f64)
-        .samples_ms(&mut alert_lags);
-    Ok(vec![command, changed_row, alert_row])
+    lags
 }
 
 fn signed_ms(message: Instant, response: Instant) -> f64 {

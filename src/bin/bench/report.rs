@@ -46,160 +46,12 @@ impl Report {
         cost: Option<CostReport>,
         elapsed: Duration,
     ) -> Self {
-        let figure = |key: &str, name: &str| {
-            medians
-                .iter()
-                .find(|r| r.key == key)
-                .and_then(|r| r.get(name))
+        let figures = Figures {
+            medians: &medians,
+            cost: cost.as_ref(),
         };
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        };
-        let ops = |key: &str| figure(key, "opsPerSec");
-        let sizes: Vec<u64> = medians
-            .iter()
-            .filter_map(|r| r.key.strip_prefix("s6_prior_"))
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        let p50_at =
-            |size: Option<&u64>| size.and_then(|s| figure(&format!("s6_prior_{s}"), "p50Ms"));
-        let latency_ratio = ratio(p50_at(sizes.iter().max()), p50_at(sizes.iter().min()));
-        let lag = |name: &str| {
-            let a = figure("s5_lag_item_changed", name);
-            let b = figure("s5_lag_low_stock", name);
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            }
-        };
-        let hot_failures = figure("s3_hot_item", "failures");
-        let per_command = |key: &str, figure: fn(&crate::cost::CommandCost) -> f64| {
-            cost.as_ref().and_then(|c| c.get(key)).map(figure)
-        };
-        let units = |key: &str| per_command(key, crate::cost::CommandCost::units);
-        let mut ratios = vec![
-            (
-                "s1_over_raw_dynamodb_sequential",
-                ratio(ops("s1_sequential_adjust"), ops("raw_dynamodb_sequential")),
-            ),
-            (
-                "s2_over_raw_dynamodb_16",
-                ratio(ops("s2_concurrent_adjust"), ops("raw_dynamodb_16")),
-            ),
-            (
-                "s3_over_raw_dynamodb_sequential",
-                ratio(ops("s3_hot_item"), ops("raw_dynamodb_sequential")),
-            ),
-            (
-                "s1_over_floor_1",
-                ratio(ops("s1_sequential_adjust"), ops("floor_c1")),
-            ),
-            (
-                "s2_over_floor_16",
-                ratio(ops("s2_concurrent_adjust"), ops("floor_c16")),
-            ),
-            (
-                "s3_over_floor_32",
-                ratio(ops("s3_hot_item"), ops("floor_c32")),
-            ),
-            (
-                "s1_over_raw_sqlite",
-                ratio(ops("s1_sequential_adjust"), ops("raw_sqlite_sequential")),
-            ),
-            ("s6_p50_largest_over_smallest", latency_ratio),
-        ];
-        if cost.is_some() {
-            ratios.extend([
-                (
-                    "cost_adjust_units_over_raw_append",
-                    ratio(units("inventoryAdjust"), units("rawAppend")),
-                ),
-                (
-                    "cost_allocate_units_over_raw_append",
-                    ratio(units("allocationCreate"), units("rawAppend")),
-                ),
-            ]);
-        }
-        let get = |name: &str| {
-            ratios
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, v)| *v)
-        };
-        let at_least = |name: &str, value: Option<f64>, limit: f64| Target {
-            name: name.into(),
-            value,
-            pass: value.map(|v| v >= limit),
-        };
-        let at_most = |name: &str, value: Option<f64>, limit: f64| Target {
-            name: name.into(),
-            value,
-            pass: value.map(|v| v <= limit),
-        };
-        let mut targets = vec![at_most(
-            "3. hot item: failed or conflicted commands = 0",
-            hot_failures,
-            0.0,
-        )];
-        if args.store == "dynamodb" {
-            targets.extend([
-                at_least(
-                    "1. sequential ≥ 0.75 × raw sequential appends",
-                    get("s1_over_raw_dynamodb_sequential"),
-                    0.75,
-                ),
-                at_least(
-                    "2. 16 clients ≥ 0.75 × raw 16-way appends",
-                    get("s2_over_raw_dynamodb_16"),
-                    0.75,
-                ),
-                at_least(
-                    "3. hot item ≥ 1.0 × raw sequential appends",
-                    get("s3_over_raw_dynamodb_sequential"),
-                    1.0,
-                ),
-                at_most(
-                    "6. p50 at largest history ≤ 1.2 × p50 at smallest",
-                    latency_ratio,
-                    1.2,
-                ),
-                at_most(
-                    "cost: inventoryAdjust ≤ 8 capacity units / command",
-                    units("inventoryAdjust"),
-                    8.0,
-                ),
-                at_most(
-                    "cost: inventoryAdjust ≤ 3 requests / command",
-                    per_command("inventoryAdjust", crate::cost::CommandCost::requests),
-                    3.0,
-                ),
-                at_most(
-                    "cost: allocationCreate ≤ 14 capacity units / command",
-                    units("allocationCreate"),
-                    14.0,
-                ),
-            ]);
-        } else {
-            targets.extend([
-                at_least(
-                    "3. hot item ≥ 0.5 × framework floor at 32",
-                    get("s3_over_floor_32"),
-                    0.5,
-                ),
-                at_most(
-                    "5. lag p99 ≤ 50 ms (worse subscription)",
-                    lag("p99Ms"),
-                    50.0,
-                ),
-                at_most("5. lag p50 ≤ 5 ms (worse subscription)", lag("p50Ms"), 5.0),
-                at_most(
-                    "8. service RSS ≤ 200 MB",
-                    figure("s8_memory", "rssMb"),
-                    200.0,
-                ),
-            ]);
-        }
+        let ratios = figures.ratios();
+        let targets = figures.targets(&args.store, &ratios);
         Self {
             store: args.store.clone(),
             bus: args.bus.clone(),
@@ -326,5 +178,205 @@ fn short(value: f64) -> String {
         format!("{value:.1}")
     } else {
         format!("{value:.3}")
+    }
+}
+
+/// The medians and costs of one run, read by name.
+struct Figures<'a> {
+    medians: &'a [Row],
+    cost: Option<&'a CostReport>,
+}
+
+type Ratios = Vec<(&'static str, Option<f64>)>;
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn at_least(name: &str, value: Option<f64>, limit: f64) -> Target {
+    Target {
+        name: name.into(),
+        value,
+        pass: value.map(|v| v >= limit),
+    }
+}
+
+fn at_most(name: &str, value: Option<f64>, limit: f64) -> Target {
+    Target {
+        name: name.into(),
+        value,
+        pass: value.map(|v| v <= limit),
+    }
+}
+
+impl Figures<'_> {
+    fn figure(&self, key: &str, name: &str) -> Option<f64> {
+        self.medians
+            .iter()
+            .find(|r| r.key == key)
+            .and_then(|r| r.get(name))
+    }
+
+    fn ops(&self, key: &str) -> Option<f64> {
+        self.figure(key, "opsPerSec")
+    }
+
+    fn per_command(&self, key: &str, figure: fn(&crate::cost::CommandCost) -> f64) -> Option<f64> {
+        self.cost.and_then(|c| c.get(key)).map(figure)
+    }
+
+    fn units(&self, key: &str) -> Option<f64> {
+        self.per_command(key, crate::cost::CommandCost::units)
+    }
+
+    /// p50 at the largest prior history over p50 at the smallest (scenario 6).
+    fn latency_ratio(&self) -> Option<f64> {
+        let sizes: Vec<u64> = self
+            .medians
+            .iter()
+            .filter_map(|r| r.key.strip_prefix("s6_prior_"))
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let p50_at =
+            |size: Option<&u64>| size.and_then(|s| self.figure(&format!("s6_prior_{s}"), "p50Ms"));
+        ratio(p50_at(sizes.iter().max()), p50_at(sizes.iter().min()))
+    }
+
+    /// The worse of the two subscriptions' lag figures.
+    fn lag(&self, name: &str) -> Option<f64> {
+        let a = self.figure("s5_lag_item_changed", name);
+        let b = self.figure("s5_lag_low_stock", name);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn ratios(&self) -> Ratios {
+        let ops = |key: &str| self.ops(key);
+        let mut ratios = vec![
+            (
+                "s1_over_raw_dynamodb_sequential",
+                ratio(ops("s1_sequential_adjust"), ops("raw_dynamodb_sequential")),
+            ),
+            (
+                "s2_over_raw_dynamodb_16",
+                ratio(ops("s2_concurrent_adjust"), ops("raw_dynamodb_16")),
+            ),
+            (
+                "s3_over_raw_dynamodb_sequential",
+                ratio(ops("s3_hot_item"), ops("raw_dynamodb_sequential")),
+            ),
+            (
+                "s1_over_floor_1",
+                ratio(ops("s1_sequential_adjust"), ops("floor_c1")),
+            ),
+            (
+                "s2_over_floor_16",
+                ratio(ops("s2_concurrent_adjust"), ops("floor_c16")),
+            ),
+            (
+                "s3_over_floor_32",
+                ratio(ops("s3_hot_item"), ops("floor_c32")),
+            ),
+            (
+                "s1_over_raw_sqlite",
+                ratio(ops("s1_sequential_adjust"), ops("raw_sqlite_sequential")),
+            ),
+            ("s6_p50_largest_over_smallest", self.latency_ratio()),
+        ];
+        if self.cost.is_some() {
+            ratios.extend([
+                (
+                    "cost_adjust_units_over_raw_append",
+                    ratio(self.units("inventoryAdjust"), self.units("rawAppend")),
+                ),
+                (
+                    "cost_allocate_units_over_raw_append",
+                    ratio(self.units("allocationCreate"), self.units("rawAppend")),
+                ),
+            ]);
+        }
+        ratios
+    }
+
+    fn targets(&self, store: &str, ratios: &Ratios) -> Vec<Target> {
+        let get = |name: &str| {
+            ratios
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| *v)
+        };
+        let mut targets = vec![at_most(
+            "3. hot item: failed or conflicted commands = 0",
+            self.figure("s3_hot_item", "failures"),
+            0.0,
+        )];
+        if store == "dynamodb" {
+            targets.extend([
+                at_least(
+                    "1. sequential ≥ 0.75 × raw sequential appends",
+                    get("s1_over_raw_dynamodb_sequential"),
+                    0.75,
+                ),
+                at_least(
+                    "2. 16 clients ≥ 0.75 × raw 16-way appends",
+                    get("s2_over_raw_dynamodb_16"),
+                    0.75,
+                ),
+                at_least(
+                    "3. hot item ≥ 1.0 × raw sequential appends",
+                    get("s3_over_raw_dynamodb_sequential"),
+                    1.0,
+                ),
+                at_most(
+                    "6. p50 at largest history ≤ 1.2 × p50 at smallest",
+                    self.latency_ratio(),
+                    1.2,
+                ),
+                at_most(
+                    "cost: inventoryAdjust ≤ 8 capacity units / command",
+                    self.units("inventoryAdjust"),
+                    8.0,
+                ),
+                at_most(
+                    "cost: inventoryAdjust ≤ 3 requests / command",
+                    self.per_command("inventoryAdjust", crate::cost::CommandCost::requests),
+                    3.0,
+                ),
+                at_most(
+                    "cost: allocationCreate ≤ 14 capacity units / command",
+                    self.units("allocationCreate"),
+                    14.0,
+                ),
+            ]);
+        } else {
+            targets.extend([
+                at_least(
+                    "3. hot item ≥ 0.5 × framework floor at 32",
+                    get("s3_over_floor_32"),
+                    0.5,
+                ),
+                at_most(
+                    "5. lag p99 ≤ 50 ms (worse subscription)",
+                    self.lag("p99Ms"),
+                    50.0,
+                ),
+                at_most(
+                    "5. lag p50 ≤ 5 ms (worse subscription)",
+                    self.lag("p50Ms"),
+                    5.0,
+                ),
+                at_most(
+                    "8. service RSS ≤ 200 MB",
+                    self.figure("s8_memory", "rssMb"),
+                    200.0,
+                ),
+            ]);
+        }
+        targets
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use super::Coverage;
 use crate::dynamodb::Tables;
 use crate::projection::dynamodb::DynamoGenerations;
-use crate::projection::layout::Layout;
+use crate::projection::layout::{Layout, ProjectionName};
 use crate::projection::ProjectionError;
 
 /// The record's key in generation 0's checkpoints table (beside `#layout`).
@@ -36,12 +36,15 @@ impl TableIdentities {
     /// `name=identity` of every table serving under `layout`, sorted; `None` when some table
     /// does not tell its identity (then nothing can be skipped).
     async fn identities(&self, layout: &Layout) -> Result<Option<String>, ProjectionError> {
-        let mut names = BTreeSet::new();
-        for (generation, projections) in layout.serving() {
+        // Generation 0's checkpoints table holds the record itself and the layout.
+        let mut names = BTreeSet::from([self.base.checkpoints()]);
+        for projection in ProjectionName::ALL {
+            let generation = layout.generation_of(projection);
             let tables = self.generations.tables(generation);
-            names.insert(tables.checkpoints());
-            for projection in projections {
-                names.extend(tables.projection_tables(projection));
+            names.extend(tables.projection_tables(projection));
+            if projection == ProjectionName::StockMovements {
+                // Its checkpoint rows live in the generation's checkpoints table.
+                names.insert(tables.checkpoints());
             }
         }
         let mut token = Vec::with_capacity(names.len());

@@ -8,7 +8,7 @@
 //! `outbox`.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -62,24 +62,24 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 /// An SDK failure after its own retries. Throttling is told apart: the client may retry it.
-fn unavailable<E: std::error::Error + ProvideErrorMetadata + 'static>(
-    error: &SdkError<E>,
-) -> StoreError {
-    let message = format!("{}", DisplayErrorContext(error));
+fn unavailable<E>(error: SdkError<E>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
     match error.as_service_error().and_then(|e| e.code()) {
         Some(
             "ThrottlingException"
             | "ProvisionedThroughputExceededException"
             | "RequestLimitExceeded",
-        ) => StoreError::Throttled(message),
-        _ => StoreError::Unavailable(message),
+        ) => StoreError::throttled_because("DynamoDB", error),
+        _ => StoreError::unavailable_because("DynamoDB", error),
     }
 }
 
 fn text(item: &Item, name: &str) -> Result<String, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
-        _ => Err(StoreError::Corrupt(format!(
+        _ => Err(StoreError::corrupt(format!(
             "attribute {name} missing or not a string"
         ))),
     }
@@ -89,8 +89,8 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
     match item.get(name) {
         Some(AttributeValue::N(value)) => value
             .parse()
-            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a number: {value}"))),
-        _ => Err(StoreError::Corrupt(format!(
+            .map_err(|_| StoreError::corrupt(format!("attribute {name} is not a number: {value}"))),
+        _ => Err(StoreError::corrupt(format!(
             "attribute {name} missing or not a number"
         ))),
     }
@@ -98,8 +98,8 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
 
 /// An event as one item of the events table (also how the benchmark bulk-loads a store).
 pub fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
-    let metadata =
-        serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let metadata = serde_json::to_string(&event.metadata)
+        .map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
     Ok(HashMap::from([
         ("aggregateId".to_owned(), s(event.aggregate_id.to_string())),
         ("sequenceNumber".to_owned(), n(event.sequence_number)),
@@ -116,21 +116,22 @@ pub fn event_item(event: &EventEnvelope) -> Result<Item, StoreError> {
 fn event_from_item(item: &Item) -> Result<EventEnvelope, StoreError> {
     let aggregate_type = text(item, "aggregateType")?;
     let uuid = |name: &str| -> Result<Uuid, StoreError> {
-        Uuid::parse_str(&text(item, name)?).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+        Uuid::parse_str(&text(item, name)?)
+            .map_err(|e| StoreError::corrupt_because(name.to_owned(), e))
     };
     Ok(EventEnvelope {
         event_id: uuid("eventId")?,
         aggregate_id: uuid("aggregateId")?,
         aggregate_type: AggregateType::parse(&aggregate_type).ok_or_else(|| {
-            StoreError::Corrupt(format!("unknown aggregate type {aggregate_type}"))
+            StoreError::corrupt(format!("unknown aggregate type {aggregate_type}"))
         })?,
         sequence_number: number(item, "sequenceNumber")?,
         event_type: text(item, "eventType")?,
         schema_version: number(item, "schemaVersion")?,
         event_data: serde_json::from_str(&text(item, "eventData")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         metadata: serde_json::from_str(&text(item, "metadata")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         timestamp: number(item, "timestamp")?,
     })
 }
@@ -150,7 +151,7 @@ fn item_size(item: &Item) -> usize {
 }
 
 fn build<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
-    result.map_err(|e| StoreError::Corrupt(format!("building a request: {e}")))
+    result.map_err(|e| StoreError::corrupt(format!("building a request: {e}")))
 }
 
 impl DynamoEventStore {
@@ -174,55 +175,24 @@ impl DynamoEventStore {
         }
     }
 
+    /// The commit as one TransactWriteItems request, and what each of its items stands for
+    /// (to read a cancellation's reasons by); refused before sending if over DynamoDB's limits.
     fn transaction(
         &self,
         commit: &Commit,
     ) -> Result<(Vec<TransactWriteItem>, Vec<Part>), StoreError> {
-        let mut items = Vec::new();
-        let mut parts = Vec::new();
-        let mut bytes = 0;
-        let mut add =
-            |write: TransactWriteItem, part: Part, size: usize| -> Result<(), StoreError> {
-                if size > MAX_ITEM_BYTES {
-                    return Err(StoreError::TooLarge(format!(
-                        "an item of {size} bytes exceeds DynamoDB's 400 KB item limit"
-                    )));
-                }
-                bytes += size;
-                items.push(write);
-                parts.push(part);
-                Ok(())
-            };
+        let mut tx = Transaction::default();
         for event in &commit.events {
             let item = event_item(event)?;
-            let size = item_size(&item);
-            let put = build(
-                Put::builder()
-                    .table_name(self.tables.events())
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#seq)")
-                    .expression_attribute_names("#seq", "sequenceNumber")
-                    .build(),
-            )?;
-            add(
-                TransactWriteItem::builder().put(put).build(),
-                Part::Event(event.aggregate_id),
-                size,
-            )?;
+            let put = conditional_put(self.tables.events(), "sequenceNumber");
+            tx.put(put, item, Part::Event(event.aggregate_id))?;
         }
         // One outbox row names every event of the commit.
         if let Some(row) = self.outbox.row(&commit.events) {
-            let size = item_size(&row);
-            let put = build(
-                Put::builder()
-                    .table_name(self.tables.outbox())
-                    .set_item(Some(row))
-                    .build(),
-            )?;
-            add(
-                TransactWriteItem::builder().put(put).build(),
+            tx.put(
+                Put::builder().table_name(self.tables.outbox()),
+                row,
                 Part::Outbox,
-                size,
             )?;
         }
         for expectation in &commit.expectations {
@@ -244,7 +214,7 @@ impl DynamoEventStore {
                     .expression_attribute_names("#seq", "sequenceNumber")
                     .build(),
             )?;
-            add(
+            tx.add(
                 TransactWriteItem::builder().condition_check(check).build(),
                 Part::Check(expectation.aggregate_id),
                 64,
@@ -256,24 +226,13 @@ impl DynamoEventStore {
             .map(|e| e.aggregate_id.to_string())
             .unwrap_or_default();
         // A guard row (uniqueness, idempotency) is a Put that only a new key lets through.
-        let new_guard = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = build(
-                Put::builder()
-                    .table_name(self.tables.guards())
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#key)")
-                    .expression_attribute_names("#key", "guardKey")
-                    .build(),
-            )?;
-            Ok(TransactWriteItem::builder().put(put).build())
-        };
         for key in &commit.guards {
             let item = HashMap::from([
                 ("guardKey".to_owned(), s(key.clone())),
                 ("owner".to_owned(), s(owner.clone())),
             ]);
-            let size = item_size(&item);
-            add(new_guard(item)?, Part::Guard(key.clone()), size)?;
+            let put = conditional_put(self.tables.guards(), "guardKey");
+            tx.put(put, item, Part::Guard(key.clone()))?;
         }
         if let Some(record) = &commit.idempotency {
             let item = HashMap::from([
@@ -284,38 +243,79 @@ impl DynamoEventStore {
                 ("fingerprint".to_owned(), s(record.fingerprint.clone())),
                 ("response".to_owned(), s(record.response.to_string())),
             ]);
-            let size = item_size(&item);
-            add(
-                new_guard(item)?,
-                Part::Idempotency(record.key.clone()),
-                size,
-            )?;
+            let put = conditional_put(self.tables.guards(), "guardKey");
+            tx.put(put, item, Part::Idempotency(record.key.clone()))?;
         }
-        if items.len() > MAX_TRANSACTION_ITEMS {
+        tx.finish()
+    }
+}
+
+/// A Put into `table` that only an item whose `key` attribute is new lets through.
+fn conditional_put(table: String, key: &str) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+    Put::builder()
+        .table_name(table)
+        .condition_expression("attribute_not_exists(#key)")
+        .expression_attribute_names("#key", key)
+}
+
+/// A transaction being built, with its size kept against DynamoDB's limits.
+#[derive(Default)]
+struct Transaction {
+    items: Vec<TransactWriteItem>,
+    parts: Vec<Part>,
+    bytes: usize,
+}
+
+impl Transaction {
+    fn add(&mut self, write: TransactWriteItem, part: Part, size: usize) -> Result<(), StoreError> {
+        if size > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "an item of {size} bytes exceeds DynamoDB's 400 KB item limit"
+            )));
+        }
+        self.bytes += size;
+        self.items.push(write);
+        self.parts.push(part);
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        put: aws_sdk_dynamodb::types::builders::PutBuilder,
+        item: Item,
+        part: Part,
+    ) -> Result<(), StoreError> {
+        let size = item_size(&item);
+        let put = build(put.set_item(Some(item)).build())?;
+        self.add(TransactWriteItem::builder().put(put).build(), part, size)
+    }
+
+    fn finish(self) -> Result<(Vec<TransactWriteItem>, Vec<Part>), StoreError> {
+        if self.items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::TooLarge(format!(
                 "{} transaction items; DynamoDB allows {MAX_TRANSACTION_ITEMS}",
-                items.len()
+                self.items.len()
             )));
         }
-        if bytes > MAX_TRANSACTION_BYTES {
+        if self.bytes > MAX_TRANSACTION_BYTES {
             return Err(StoreError::TooLarge(format!(
-                "{bytes} bytes; DynamoDB allows 4 MB per transaction"
+                "{} bytes; DynamoDB allows 4 MB per transaction",
+                self.bytes
             )));
         }
-        Ok((items, parts))
+        Ok((self.items, self.parts))
     }
 }
 
 /// Turns a cancelled transaction into what the command runner understands.
 fn decode_failure(
-    error: &SdkError<TransactWriteItemsError>,
+    error: SdkError<TransactWriteItemsError>,
     parts: &[Part],
     commit: &Commit,
 ) -> StoreError {
-    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-        error.as_service_error()
-    else {
-        return unavailable(error);
+    let cancelled = match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled.clone(),
+        _ => return unavailable(error),
     };
     let reasons = cancelled.cancellation_reasons();
     for (reason, part) in reasons.iter().zip(parts) {
@@ -349,7 +349,7 @@ fn decode_failure(
         .filter_map(|r| r.code())
         .filter(|c| *c != "None")
         .collect();
-    StoreError::Unavailable(format!("transaction cancelled: {codes:?}"))
+    StoreError::unavailable(format!("transaction cancelled: {codes:?}"))
 }
 
 /// Where each parallel-scan segment stands between `read_all` calls.
@@ -380,7 +380,7 @@ impl EventStore for DynamoEventStore {
                 self.outbox.committed(&commit.events);
                 Ok(())
             }
-            Err(error) => Err(decode_failure(&error, &parts, &commit)),
+            Err(error) => Err(decode_failure(error, &parts, &commit)),
         }
     }
 
@@ -411,7 +411,7 @@ impl EventStore for DynamoEventStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| unavailable(&e))?;
+                .map_err(unavailable)?;
             for item in page.items() {
                 events.push(event_from_item(item)?);
             }
@@ -429,7 +429,7 @@ impl EventStore for DynamoEventStore {
     ) -> Result<AllEventsPage, StoreError> {
         let mut state: ScanCursor = match cursor {
             Some(text) => serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("bad cursor: {e}")))?,
+                .map_err(|e| StoreError::corrupt(format!("bad cursor: {e}")))?,
             None => ScanCursor {
                 segments: vec![Segment::Start; SCAN_SEGMENTS as usize],
             },
@@ -463,7 +463,7 @@ impl EventStore for DynamoEventStore {
         let results = futures::future::join_all(scans).await;
         let mut events = Vec::new();
         for (segment, result) in results {
-            let page = result.map_err(|e| unavailable(&e))?;
+            let page = result.map_err(unavailable)?;
             for item in page.items() {
                 events.push(event_from_item(item)?);
             }
@@ -482,7 +482,10 @@ impl EventStore for DynamoEventStore {
         let next = if done {
             None
         } else {
-            Some(serde_json::to_string(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            Some(
+                serde_json::to_string(&state)
+                    .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
+            )
         };
         Ok(AllEventsPage { events, next })
     }
@@ -496,7 +499,7 @@ impl EventStore for DynamoEventStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         let Some(item) = found.item() else {
             return Ok(None);
         };
@@ -504,7 +507,7 @@ impl EventStore for DynamoEventStore {
             key: key.to_owned(),
             fingerprint: text(item, "fingerprint")?,
             response: serde_json::from_str(&text(item, "response")?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         }))
     }
 
@@ -532,7 +535,7 @@ impl EventStore for DynamoEventStore {
             .key("aggregateId", s(aggregate_id.to_string()))
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         let Some(item) = found.item() else {
             return Ok(None);
         };
@@ -540,11 +543,11 @@ impl EventStore for DynamoEventStore {
         Ok(Some(Snapshot {
             aggregate_id,
             aggregate_type: AggregateType::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("snapshot of unknown type {kind}")))?,
+                .ok_or_else(|| StoreError::corrupt(format!("snapshot of unknown type {kind}")))?,
             version: number(item, "version")?,
             state_version: number(item, "stateVersion")?,
             state: serde_json::from_str(&text(item, "state")?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
         }))
     }
 
@@ -590,7 +593,7 @@ impl EventStore for DynamoEventStore {
             {
                 Ok(())
             }
-            Err(error) => Err(unavailable(&error)),
+            Err(error) => Err(unavailable(error)),
         }
     }
 
@@ -601,7 +604,7 @@ impl EventStore for DynamoEventStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| unavailable(&e))
+            .map_err(unavailable)
     }
 
     async fn count_events(&self) -> Result<u64, StoreError> {
@@ -611,7 +614,7 @@ impl EventStore for DynamoEventStore {
             .table_name(self.tables.events())
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         Ok(output.table.and_then(|t| t.item_count).unwrap_or(0).max(0) as u64)
     }
 }

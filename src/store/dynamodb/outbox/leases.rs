@@ -160,7 +160,7 @@ impl Outbox {
             {
                 Ok(Claim::TakenByAnother)
             }
-            Err(error) => Err(unavailable(&error)),
+            Err(error) => Err(unavailable(error)),
         }
     }
 }
@@ -203,7 +203,7 @@ async fn read_leases(
             .request_items(tables.guards(), request)
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         for item in answer
             .responses()
             .and_then(|r| r.get(&tables.guards()))

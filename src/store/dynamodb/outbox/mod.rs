@@ -359,7 +359,7 @@ impl Outbox {
             .collect::<Result<Vec<_>, StoreError>>()?;
         crate::dynamodb::batch_write(client, &tables.outbox(), requests)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot clear outbox rows: {e}")))?;
+            .map_err(|e| StoreError::unavailable_because("cannot clear outbox rows", e))?;
         let mut state = self.state();
         let now = Instant::now();
         state

@@ -33,7 +33,7 @@ pub(super) async fn sweep(
             .expression_attribute_values(":before", s(before)),
         None => query.key_condition_expression("#shard = :shard"),
     };
-    let page = query.send().await.map_err(|e| unavailable(&e))?;
+    let page = query.send().await.map_err(unavailable)?;
     let full = page.last_evaluated_key().is_some_and(|key| !key.is_empty());
     let mut rows = Vec::new();
     for item in page.items() {
@@ -43,7 +43,7 @@ pub(super) async fn sweep(
             .split(',')
             .map(|name| {
                 let (aggregate, sequence) = name.split_once(':').ok_or_else(|| {
-                    StoreError::Corrupt(format!("outbox row {id}: bad event name {name}"))
+                    StoreError::corrupt(format!("outbox row {id}: bad event name {name}"))
                 })?;
                 Ok((aggregate.to_owned(), sequence.to_owned()))
             })
@@ -67,7 +67,7 @@ pub(super) async fn sweep(
     let mut found: HashMap<(String, String), EventEnvelope> = HashMap::new();
     for item in crate::dynamodb::batch_get(client, &tables.events(), keys)
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::unavailable_because("outbox", e))?
     {
         let event = event_from_item(&item)?;
         found.insert(
@@ -85,7 +85,7 @@ pub(super) async fn sweep(
                 .into_iter()
                 .map(|key| {
                     found.remove(&key).ok_or_else(|| {
-                        StoreError::Corrupt(format!(
+                        StoreError::corrupt(format!(
                             "outbox row {id} names event {}:{}, which is not stored",
                             key.0, key.1
                         ))
