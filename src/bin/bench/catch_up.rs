@@ -4,7 +4,7 @@
 //! Each start is timed from `Service::start` to the catch-up reporting done.
 
 use inventory_service::app::{verify_projections, Service};
-use inventory_service::config::{StorageConfig, StoreKind};
+use inventory_service::config::StorageConfig;
 use inventory_service::dynamodb::{self, Tables};
 use inventory_service::projection::catch_up::Progress;
 use inventory_service::projection::layout::ProjectionName;
@@ -31,20 +31,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("bench-catch-up-{}", uuid::Uuid::now_v7()));
     let (endpoint, _local) = crate::server::dynamodb_endpoint(args)?;
     let on_dynamodb = args.store == "dynamodb";
-    let config = StorageConfig {
-        store: if on_dynamodb {
-            StoreKind::Dynamodb
-        } else {
-            StoreKind::Sqlite
-        },
-        data_dir: dir.clone(),
-        dynamodb_endpoint: endpoint.clone(),
-        table_prefix: format!("catchup{}_", uuid::Uuid::now_v7().simple()),
-        migrate: true,
-        dynamodb_report_capacity: false,
-        outbox_shards: 4,
-        snapshot_every: 100,
-    };
+    let config = crate::library::bench_storage(on_dynamodb, &dir, endpoint.clone(), "catchup");
     let (service, total) = crate::library::seeded(args, &config).await?;
     service.stop().await;
 

@@ -77,26 +77,12 @@ pub async fn seeded(
 /// independent rebuild into SQLite (`verify`).
 pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
     use inventory_service::app::verify_projections;
-    use inventory_service::config::{StorageConfig, StoreKind};
     use inventory_service::projection::layout::ProjectionName;
     use inventory_service::projection::replay::{replay, ReplayOptions};
     let dir = tempfile_dir()?;
     let on_dynamodb = args.store == "dynamodb";
     let (endpoint, _local) = crate::server::dynamodb_endpoint(args)?;
-    let config = StorageConfig {
-        store: if on_dynamodb {
-            StoreKind::Dynamodb
-        } else {
-            StoreKind::Sqlite
-        },
-        data_dir: dir.clone(),
-        dynamodb_endpoint: endpoint.clone(),
-        table_prefix: format!("rebuild{}_", Uuid::now_v7().simple()),
-        migrate: true,
-        dynamodb_report_capacity: false,
-        outbox_shards: 4,
-        snapshot_every: 100,
-    };
+    let config = bench_storage(on_dynamodb, &dir, endpoint.clone(), "rebuild");
     let (service, _) = seeded(args, &config).await?;
     outbox_drained(&*service.context.store).await?;
     let board = service.context.projections.clone();
@@ -426,4 +412,28 @@ pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("inventory-bench-{}", Uuid::now_v7()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// The storage a library benchmark seeds: a fresh directory and, on DynamoDB, tables of their
+/// own under `prefix`.
+pub fn bench_storage(
+    on_dynamodb: bool,
+    dir: &std::path::Path,
+    endpoint: Option<String>,
+    prefix: &str,
+) -> inventory_service::config::StorageConfig {
+    inventory_service::config::StorageConfig {
+        store: if on_dynamodb {
+            inventory_service::config::StoreKind::Dynamodb
+        } else {
+            inventory_service::config::StoreKind::Sqlite
+        },
+        data_dir: dir.to_path_buf(),
+        dynamodb_endpoint: endpoint,
+        table_prefix: format!("{prefix}{}_", Uuid::now_v7().simple()),
+        migrate: true,
+        dynamodb_report_capacity: false,
+        outbox_shards: 4,
+        snapshot_every: 100,
+    }
 }
