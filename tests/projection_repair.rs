@@ -5,32 +5,13 @@
 mod common;
 
 use common::{prefix_of, Server};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 const ITEM: &str = "query($i: ID!) { inventoryItem(id: $i) { onHand version } }";
 
 fn dynamodb() -> bool {
     std::env::var("INVENTORY_TEST_BACKEND").as_deref() == Ok("dynamodb")
-}
-
-/// `/health/ready` polled until 200 (30 s at most); returns its body.
-async fn until_ready(server: &Server) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let response = reqwest::get(format!("{}/health/ready", server.url))
-            .await
-            .expect("ready");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.expect("json");
-        if status == 200 {
-            return body;
-        }
-        assert_eq!(status, 503, "ready answers 200 or 503: {body}");
-        assert!(Instant::now() < deadline, "never ready: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `inventory_dynamodb_requests_total{operation=...}` of a server (0 when never counted).
@@ -107,7 +88,7 @@ async fn deleted_projections_are_rebuilt_from_the_store_before_the_service_is_re
 
     // Nothing behind: a restart is ready at once and (on DynamoDB) reads no events to know it.
     let mut server = Server::start_on(dir.path()).await;
-    let body = until_ready(&server).await;
+    let body = server.until_ready().await;
     assert_eq!(body["caughtUp"], json!(true));
     if dynamodb() {
         assert_eq!(
@@ -120,7 +101,7 @@ async fn deleted_projections_are_rebuilt_from_the_store_before_the_service_is_re
 
     delete_the_projections(dir.path()).await;
     let mut server = Server::start_on(dir.path()).await;
-    let body = until_ready(&server).await;
+    let body = server.until_ready().await;
     assert_eq!(
         body,
         json!({"bus": true, "projections": true, "store": true, "caughtUp": true})
@@ -161,7 +142,7 @@ async fn a_projection_file_that_lost_its_last_writes_catches_up_at_start() {
 
     // A second run whose projection writes stay in the WAL (killed: no checkpoint on close).
     let mut server = Server::start_on(dir.path()).await;
-    until_ready(&server).await;
+    server.until_ready().await;
     let mut on_hand = 18;
     for _ in 0..20 {
         on_hand += 1;
@@ -202,7 +183,7 @@ async fn a_projection_file_that_lost_its_last_writes_catches_up_at_start() {
     );
 
     let mut server = Server::start_on(dir.path()).await;
-    until_ready(&server).await;
+    server.until_ready().await;
     let data = server.data(ITEM, json!({ "i": item })).await;
     assert_eq!(data["inventoryItem"]["onHand"], on_hand);
     assert_eq!(data["inventoryItem"]["version"], 25);
