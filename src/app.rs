@@ -1,7 +1,13 @@
-//! Wiring: builds the service from its configuration — store, projections, bus, outbox relay,
-//! command handling — and takes it down gracefully. The only place that names adapters.
+//! Start-up: builds the service from its configuration — store, projections (caught up with
+//! the store), bus, outbox relay, command handling — serves it over HTTP until a signal, and
+//! takes it down gracefully, publishing what the outbox still holds. The only place that names
+//! adapters; `main.rs` only parses the command line.
 
-use async_trait::async_trait;
+mod maintenance;
+mod projector;
+
+use anyhow::Context as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -10,85 +16,40 @@ use tokio::task::JoinHandle;
 use crate::application::Commands;
 use crate::bus::local::LocalBus;
 use crate::bus::rabbitmq::RabbitBus;
-use crate::bus::{relay, EventBus, EventHandler, HandlerError};
-use crate::config::{BusConfig, BusKind, StorageConfig, StoreKind};
+use crate::bus::{relay, EventBus};
+use crate::config::{BusConfig, BusKind, EdgeConfig, StorageConfig, StoreKind};
 use crate::dynamodb::{self, Tables};
 use crate::graphql::AppContext;
+use crate::projection::catch_up::dynamodb::TableIdentities;
+use crate::projection::catch_up::{self, CatchUpStatus, Coverage, EveryStart};
 use crate::projection::dynamodb::DynamoGenerations;
-use crate::projection::layout::ProjectionName;
 use crate::projection::replay::RebuildControl;
-use crate::projection::runner::{Changed, ProjectionRunner, ReadModelChanges};
-use crate::projection::sqlite::{SqliteGenerations, SqliteProjections};
+use crate::projection::sqlite::SqliteGenerations;
 use crate::projection::switch::{Generations, Switchboard};
-use crate::projection::{ProjectionError, ProjectionStore};
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
-use crate::store::{EventEnvelope, EventStore};
+use crate::store::EventStore;
+pub use maintenance::{migrate, rebuild_snapshots, replay, verify_projections, ReplayRequest};
+use projector::Projector;
 
 /// How long shutdown waits for the relay to publish what is still in the outbox.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Service {
     pub context: AppContext,
+    /// The start-up catch-up of the projections; not ready until it is done.
+    pub catch_up: CatchUpStatus,
+    catching_up: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     relay: JoinHandle<()>,
-}
-
-/// The durable consumer that keeps the projections up to date — in every generation of tables
-/// that serves or is being rebuilt — and announces changed rows.
-struct Projector {
-    store: Arc<dyn EventStore>,
-    projections: Arc<Switchboard>,
-    bus: Arc<dyn EventBus>,
-}
-
-impl Projector {
-    async fn apply(&self, events: &[EventEnvelope]) -> Result<ReadModelChanges, ProjectionError> {
-        let routing = self.projections.routing().await?;
-        // The rows as readers now see them: as the generation serving each read model left
-        // them (no read back).
-        let mut changes = ReadModelChanges::default();
-        for target in routing.targets() {
-            let runner = ProjectionRunner::new(self.store.clone(), target.clone());
-            let Changed { items, allocations } = runner.handle(events.to_vec()).await?;
-            if routing.serves(target, ProjectionName::CurrentInventory) {
-                changes.items.extend(items.into_values());
-            }
-            if routing.serves(target, ProjectionName::AllocationStatus) {
-                changes.allocations.extend(allocations.into_values());
-            }
-        }
-        Ok(changes)
-    }
-}
-
-#[async_trait]
-impl EventHandler for Projector {
-    async fn handle(&self, events: &[EventEnvelope]) -> Result<(), HandlerError> {
-        match self.apply(events).await {
-            Ok(changes) => {
-                if let Some(last) = events.last() {
-                    let lag =
-                        (crate::application::now_ms() - last.timestamp).max(0) as f64 / 1000.0;
-                    metrics::gauge!(crate::metrics::PROJECTION_LAG).set(lag);
-                }
-                if let Err(error) = self.bus.announce(changes).await {
-                    tracing::warn!(%error, "could not announce read-model changes");
-                }
-                Ok(())
-            }
-            Err(ProjectionError::Poison { event_id, reason }) => {
-                Err(HandlerError::Reject(format!("event {event_id}: {reason}")))
-            }
-            Err(error) => Err(HandlerError::Retry(error.to_string())),
-        }
-    }
 }
 
 /// The store and the projections (every generation of their tables), opened from configuration.
 pub struct Storage {
     pub store: Arc<dyn EventStore>,
     pub projections: Arc<Switchboard>,
+    /// Whether a start-up must read the store to catch the projections up.
+    pub coverage: Arc<dyn Coverage>,
 }
 
 impl Storage {
@@ -101,10 +62,12 @@ impl Storage {
         config: &StorageConfig,
         outbox_lease: Duration,
     ) -> anyhow::Result<Self> {
-        let (store, generations): (Arc<dyn EventStore>, Arc<dyn Generations>) = match config.store {
+        type Opened = (Arc<dyn EventStore>, Arc<dyn Generations>, Arc<dyn Coverage>);
+        let (store, generations, coverage): Opened = match config.store {
             StoreKind::Sqlite => (
                 Arc::new(SqliteEventStore::open(&config.data_dir)?),
                 Arc::new(SqliteGenerations::open(&config.data_dir)?),
+                Arc::new(EveryStart),
             ),
             StoreKind::Dynamodb => {
                 let client = dynamodb::client_with(
@@ -126,33 +89,16 @@ impl Storage {
                         config.outbox_shards,
                         outbox_lease,
                     )),
-                    Arc::new(DynamoGenerations::new(client, tables)),
+                    Arc::new(DynamoGenerations::new(client.clone(), tables.clone())),
+                    Arc::new(TableIdentities::new(client, tables)),
                 )
             }
         };
         Ok(Self {
             store,
             projections: Arc::new(Switchboard::open(generations).await?),
+            coverage,
         })
-    }
-}
-
-/// Creates the store's tables (DynamoDB) and returns their names; the embedded store creates
-/// its tables when it opens, so there is nothing to do for it.
-pub async fn migrate(config: &StorageConfig) -> anyhow::Result<Vec<String>> {
-    match config.store {
-        StoreKind::Sqlite => {
-            Storage::open(config).await?;
-            Ok(vec![])
-        }
-        StoreKind::Dynamodb => {
-            let client = dynamodb::client_with(
-                config.dynamodb_endpoint.as_deref(),
-                config.dynamodb_report_capacity,
-            )
-            .await;
-            Ok(dynamodb::migrate(&client, &Tables::new(config.table_prefix.clone())).await?)
-        }
     }
 }
 
@@ -168,7 +114,11 @@ impl Service {
         bus_config: &BusConfig,
     ) -> anyhow::Result<Self> {
         let lease = Duration::from_millis(bus_config.outbox_lease_ms);
-        let Storage { store, projections } = Storage::open_with_lease(config, lease).await?;
+        let Storage {
+            store,
+            projections,
+            coverage,
+        } = Storage::open_with_lease(config, lease).await?;
         let bus: Arc<dyn EventBus> = match bus_config.bus {
             BusKind::Local => Arc::new(LocalBus::new()),
             BusKind::Rabbitmq => {
@@ -192,6 +142,9 @@ impl Service {
             }),
         )
         .await?;
+        // With the live projector attached, so that events committed while the store is read
+        // are not missed; the checkpoints let the two write the same tables in any order.
+        let (catch_up, catching_up) = catch_up::spawn(store.clone(), projections.clone(), coverage);
         let (shutdown, stopping) = watch::channel(false);
         let relay = if bus_config.relay_paused {
             tracing::warn!("outbox relay paused: commits stay in the outbox");
@@ -217,6 +170,8 @@ impl Service {
                 store,
                 bus,
             },
+            catch_up,
+            catching_up,
             shutdown,
             relay,
         })
@@ -224,6 +179,8 @@ impl Service {
 
     /// Stops the relay after it has published what the outbox holds (bounded by a deadline).
     pub async fn stop(self) {
+        // An unfinished catch-up resumes at the next start (its checkpoints are kept).
+        self.catching_up.abort();
         let _ = self.shutdown.send(true);
         if let Err(error) = self.relay.await {
             tracing::error!(%error, "outbox relay ended abnormally");
@@ -232,100 +189,66 @@ impl Service {
     }
 }
 
-/// Reads every stored event, page by page (a parallel scan on DynamoDB), handing each page to
-/// `handle` before reading the next.
-async fn for_each_page<F, Fut>(store: &dyn EventStore, mut handle: F) -> anyhow::Result<()>
-where
-    F: FnMut(Vec<EventEnvelope>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let mut cursor = None;
-    loop {
-        let page = store.read_all(cursor, 5_000).await?;
-        handle(page.events).await?;
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(()),
-        }
-    }
+/// What `serve` needs beyond the storage and the bus.
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub storage: StorageConfig,
+    pub bus: BusConfig,
+    pub edge: EdgeConfig,
+    /// How long a DataLoader batch waits for more ids after its first.
+    pub batch_window: Duration,
 }
 
-/// Rewrites the snapshot of every aggregate with at least `snapshot_every` events, folded from
-/// its events (so a stale, corrupt or missing snapshot is replaced). Returns how many.
-pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
-    use crate::application::load;
-    use crate::domain::{
-        allocation::Allocation, item::InventoryItem, warehouse::Warehouse, Aggregate, AggregateType,
-    };
-    use crate::store::Snapshot;
-    anyhow::ensure!(
-        config.snapshot_every > 0,
-        "snapshots are disabled (--snapshot-every 0)"
+/// Runs the service until Ctrl-C or SIGTERM: starts it, listens, finishes the requests in
+/// flight, then publishes what is left in the outbox.
+pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    if crate::metrics::handle().is_some() {
+        crate::metrics::describe();
+    }
+    let service = Service::start_with(&settings.storage, &settings.bus)
+        .await
+        .with_context(|| format!("starting on the {:?} store", settings.storage.store))?;
+    let schema = crate::graphql::schema_with(Some(service.context.clone()), settings.batch_window);
+    let edge = crate::http::Edge::from_config(&settings.edge)?;
+    let router = crate::http::router(
+        schema,
+        service.context.clone(),
+        edge,
+        service.catch_up.clone(),
     );
-    let Storage { store, .. } = Storage::open(config).await?;
-    let mut streams: std::collections::HashMap<uuid::Uuid, (AggregateType, u64)> =
-        Default::default();
-    for_each_page(&*store, |events| {
-        for event in events {
-            let entry = streams
-                .entry(event.aggregate_id)
-                .or_insert((event.aggregate_type, 0));
-            entry.1 = entry.1.max(event.sequence_number);
-        }
-        async { Ok(()) }
-    })
-    .await?;
-    async fn snapshot<A: Aggregate>(
-        store: &dyn EventStore,
-        id: uuid::Uuid,
-    ) -> anyhow::Result<Snapshot> {
-        let state = load::<A>(store, id, None).await?;
-        Ok(Snapshot {
-            aggregate_id: id,
-            aggregate_type: A::TYPE,
-            version: state.version,
-            state_version: A::STATE_VERSION,
-            state: serde_json::to_value(&state)?,
-        })
-    }
-    let mut written = 0;
-    for (id, (kind, version)) in streams {
-        if version < config.snapshot_every {
-            continue;
-        }
-        let snapshot = match kind {
-            AggregateType::Warehouse => snapshot::<Warehouse>(&*store, id).await?,
-            AggregateType::InventoryItem => snapshot::<InventoryItem>(&*store, id).await?,
-            AggregateType::Allocation => snapshot::<Allocation>(&*store, id).await?,
-        };
-        store.save_snapshot(snapshot).await?;
-        written += 1;
-    }
-    Ok(written)
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    // The first stdout line is the address, for scripts and the test harness.
+    println!("listening on http://{address}");
+    tracing::info!(%address, store = ?settings.storage.store, "inventory service listening; GraphiQL at /graphql");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("no more requests; publishing what remains in the outbox");
+    service.stop().await;
+    tracing::info!("stopped");
+    Ok(())
 }
 
-/// Differences between the live projections and a rebuild from every stored event into a
-/// scratch SQLite file; empty when they agree. Run it when writes have settled (the live side
-/// may lag by milliseconds).
-pub async fn verify_projections(config: &StorageConfig) -> anyhow::Result<Vec<String>> {
-    let Storage { store, projections } = Storage::open(config).await?;
-    let scratch = std::env::temp_dir().join(format!("inventory-verify-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&scratch)?;
-    let rebuilt = Arc::new(SqliteProjections::open(&scratch.join("rebuild.db"))?);
-    let runner = ProjectionRunner::new(store.clone(), rebuilt.clone());
-    let result = async {
-        for_each_page(&*store, |events| async {
-            Ok(runner.handle(events).await.map(|_| ())?)
-        })
-        .await?;
-        Ok::<_, anyhow::Error>(
-            projections
-                .dump()
-                .await?
-                .differences(&rebuilt.dump().await?),
-        )
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
     }
-    .await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
 }

@@ -1,16 +1,15 @@
-//! The command line: `serve` (the default), `schema`, `verify`, `migrate`, `replay` and
-//! `rebuild-snapshots`. Every flag is also an
-//! environment variable; the defaults run the embedded service with no servers to install.
+//! The command line, and only that: parses `serve` (the default), `schema`, `verify`,
+//! `migrate`, `replay` and `rebuild-snapshots`, sets up logging and hands each to `app`. Every
+//! flag is also an environment variable; the defaults run the embedded service with no servers.
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use inventory_service::app::{migrate, rebuild_snapshots, verify_projections, Service};
+use inventory_service::app::{self, migrate, rebuild_snapshots, verify_projections};
 use inventory_service::config::{BusConfig, EdgeConfig, StorageConfig};
+use inventory_service::graphql;
 use inventory_service::projection::layout::ProjectionName;
-use inventory_service::{graphql, http};
 
 #[derive(Parser)]
 #[command(
@@ -154,106 +153,29 @@ async fn main() -> anyhow::Result<()> {
 /// `replay`: rebuilds (or resumes, or abandons) with progress on stderr and a JSON summary on
 /// stdout.
 async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
-    use inventory_service::app::Storage;
-    use inventory_service::projection::replay::{abandon, replay, ReplayOptions};
-    let Storage { store, projections } = Storage::open(&args.storage).await?;
-    if args.abandon {
-        let abandoned = abandon(&projections).await?;
-        println!(
-            "{}",
-            serde_json::json!({ "abandoned": abandoned.map(|r| r.generation) })
-        );
-        return Ok(());
-    }
-    let options = ReplayOptions {
+    let request = app::ReplayRequest {
         projections: if args.all {
             ProjectionName::ALL.to_vec()
         } else {
             args.projections
         },
+        abandon: args.abandon,
         page_size: args.page_size as usize,
         throttle: std::time::Duration::from_millis(args.throttle_ms),
     };
-    let started = std::time::Instant::now();
-    let rebuild = replay(store, &projections, options, |rebuild| {
-        let total = rebuild
-            .events_total
-            .filter(|total| *total >= rebuild.events_done)
-            .map_or_else(|| "?".to_owned(), |t| t.to_string());
-        let left = rebuild
-            .seconds_left()
-            .map_or_else(|| "unknown".to_owned(), |s| format!("{s:.0} s"));
-        eprintln!(
-            "replay generation {} ({:?}): {} of {total} events, {:.0} events/s, time left {left}",
-            rebuild.generation,
-            rebuild.phase,
-            rebuild.events_done,
-            rebuild.rate(),
-        );
-    })
-    .await?;
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({
-            "generation": rebuild.generation,
-            "projections": rebuild.projections,
-            "events": rebuild.events_done,
-            "resumedAtEvents": rebuild.resumed_at_events,
-            "seconds": seconds,
-            "eventsPerSecond": rebuild.rate(),
-        })
-    );
+    let summary = app::replay(&args.storage, request).await?;
+    println!("{summary}");
     Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
-    if inventory_service::metrics::handle().is_some() {
-        inventory_service::metrics::describe();
-    }
-    let service = Service::start_with(&args.storage, &args.bus)
-        .await
-        .with_context(|| format!("starting on the {:?} store", args.storage.store))?;
-    let schema = graphql::schema_with(
-        Some(service.context.clone()),
-        std::time::Duration::from_millis(args.batch_window_ms),
-    );
-    let edge = http::Edge::from_config(&args.edge)?;
-    let router = http::router(schema, service.context.clone(), edge);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let address = listener.local_addr()?;
-    // The first stdout line is the address, for scripts and the test harness.
-    println!("listening on http://{address}");
-    tracing::info!(%address, store = ?args.storage.store, "inventory service ready; GraphiQL at /graphql");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!("no more requests; publishing what remains in the outbox");
-    service.stop().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
+    app::serve(app::ServeSettings {
+        listen: args.listen,
+        storage: args.storage,
+        bus: args.bus,
+        edge: args.edge,
+        batch_window: std::time::Duration::from_millis(args.batch_window_ms),
+    })
+    .await
 }

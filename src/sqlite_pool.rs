@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// How hard SQLite syncs. `Full` fsyncs the WAL on every commit, so an acknowledged commit
-/// survives power loss; `Normal` may lose the last commits on power loss (never corrupts), which
-/// is fine for rebuildable projections.
+/// survives power loss (the store, and the projections: the outbox row goes once they are
+/// written); `Normal` may lose the last commits on power loss (never corrupts), which is
+/// fine for connections that only read.
 #[derive(Debug, Clone, Copy)]
 pub enum Durability {
     Full,

@@ -1,113 +1,242 @@
-//! The whole lifecycle over HTTP against the running server: warehouses, items, adjustments,
-//! allocations through every state, and every query reading the projections afterwards.
+//! The lifecycle over HTTP against the running server, one test per capability: warehouses,
+//! stock adjustments with versions, allocations through every state, reorder settings and
+//! deactivation, point-in-time reads, and every query reading the projections after the whole
+//! story. Each test starts its own server and tells the part of the story it needs.
 
 mod common;
 
 use common::Server;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const ITEM_FIELDS: &str = "id sku productId warehouseId onHand allocated available reorderThreshold
     reorderQuantity lowStock active version updatedAt";
 
-#[tokio::test]
-async fn warehouse_item_adjustment_and_allocation_lifecycle() {
-    let server = Server::start().await;
+/// The steps of the story, each one mutation; the tests assert on what they return.
+mod story {
+    use super::*;
 
-    // Warehouse: create, update, list.
+    pub async fn update_warehouse(server: &Server, warehouse: &str) -> Value {
+        server
+            .data(
+                "mutation($id: ID!) { warehouseUpdate(input: {id: $id, name: \"Amsterdam Dock\", address: \"Dock 4\"}) {
+                    warehouse { name address code version active } userErrors { code } } }",
+                json!({ "id": warehouse }),
+            )
+            .await
+    }
+
+    /// Sells 3 with a reference, expecting version 2.
+    pub async fn sell(server: &Server, item: &str) -> Value {
+        server
+            .data(
+                "mutation($i: ID!) { inventoryAdjust(input: {itemId: $i, delta: -3, reason: SOLD, reference: \"till-7\", expectedVersion: 2}) {
+                    inventoryItem { onHand version } userErrors { code } } }",
+                json!({ "i": item }),
+            )
+            .await
+    }
+
+    /// Sells 1 expecting version 2, which is stale after `sell`.
+    pub async fn sell_stale(server: &Server, item: &str) -> Value {
+        server
+            .data(
+                "mutation($i: ID!) { inventoryAdjust(input: {itemId: $i, delta: -1, reason: SOLD, expectedVersion: 2}) {
+                    inventoryItem { onHand } userErrors { code field } } }",
+                json!({ "i": item }),
+            )
+            .await
+    }
+
+    /// A warehouse with an item of 20 (threshold 5) that received 10 and sold 3: 27 on hand.
+    pub async fn stocked_item(server: &Server) -> (String, String) {
+        let warehouse = server.create_warehouse("ams1").await;
+        let item = server.create_item(&warehouse, "SKU-1", 20, 5).await;
+        assert_eq!(
+            server.adjust(&item, 10, "RECEIVED").await["inventoryItem"]["onHand"],
+            30
+        );
+        assert_eq!(
+            sell(server, &item).await["inventoryAdjust"]["inventoryItem"]["onHand"],
+            27
+        );
+        (warehouse, item)
+    }
+
+    /// `allocationCreate` of order-1 for 7.
+    pub async fn allocate_seven(server: &Server, item: &str) -> Value {
+        server
+            .data(
+                "mutation($i: ID!) { allocationCreate(input: {orderId: \"order-1\", itemId: $i, quantity: 7}) {
+                    allocation { id status quantity orderId itemId warehouseId version }
+                    inventoryItem { onHand allocated available } userErrors { code } } }",
+                json!({ "i": item }),
+            )
+            .await["allocationCreate"]
+            .clone()
+    }
+
+    pub async fn fulfill(server: &Server, allocation: &str) -> Value {
+        server
+            .data(
+                "mutation($a: ID!) { allocationFulfill(input: {id: $a}) { allocation { status }
+                    inventoryItem { onHand allocated available } userErrors { code } } }",
+                json!({ "a": allocation }),
+            )
+            .await
+    }
+
+    pub async fn confirm(server: &Server, allocation: &str) -> Value {
+        server
+            .data(
+                "mutation($a: ID!) { allocationConfirm(input: {id: $a}) { allocation { status version } userErrors { code } } }",
+                json!({ "a": allocation }),
+            )
+            .await
+    }
+
+    /// `allocationCreate` of order-2 for 16.
+    pub async fn allocate_sixteen(server: &Server, item: &str) -> Value {
+        server
+            .data(
+                "mutation($i: ID!) { allocationCreate(input: {orderId: \"order-2\", itemId: $i, quantity: 16}) {
+                    allocation { id } inventoryItem { available lowStock } userErrors { code } } }",
+                json!({ "i": item }),
+            )
+            .await["allocationCreate"]
+            .clone()
+    }
+
+    pub async fn cancel(server: &Server, allocation: &str, reason: &str) -> Value {
+        server
+            .data(
+                "mutation($a: ID!, $r: String!) { allocationCancel(input: {id: $a, reason: $r}) {
+                    allocation { status cancelReason } inventoryItem { available lowStock } userErrors { code } } }",
+                json!({ "a": allocation, "r": reason }),
+            )
+            .await
+    }
+
+    pub async fn reorder_settings(server: &Server, item: &str) -> Value {
+        server
+            .data(
+                "mutation($i: ID!) { inventoryItemUpdateReorderSettings(input: {itemId: $i, reorderThreshold: 8, reorderQuantity: 40}) {
+                    inventoryItem { reorderThreshold reorderQuantity } userErrors { code } } }",
+                json!({ "i": item }),
+            )
+            .await
+    }
+
+    pub fn id(allocation: &Value) -> String {
+        allocation["allocation"]["id"]
+            .as_str()
+            .expect("allocation id")
+            .to_owned()
+    }
+
+    /// The whole story up to the reorder settings: the stocked item, order-1 fulfilled, order-2
+    /// cancelled. Returns the warehouse, the item and order-1's allocation.
+    pub async fn told(server: &Server) -> (String, String, String) {
+        let (warehouse, item) = stocked_item(server).await;
+        let allocation = id(&allocate_seven(server, &item).await);
+        assert_eq!(
+            confirm(server, &allocation).await["allocationConfirm"]["userErrors"],
+            json!([])
+        );
+        assert_eq!(
+            fulfill(server, &allocation).await["allocationFulfill"]["userErrors"],
+            json!([])
+        );
+        let second = id(&allocate_sixteen(server, &item).await);
+        assert_eq!(
+            cancel(server, &second, "order withdrawn").await["allocationCancel"]["userErrors"],
+            json!([])
+        );
+        assert_eq!(
+            reorder_settings(server, &item).await["inventoryItemUpdateReorderSettings"]
+                ["userErrors"],
+            json!([])
+        );
+        (warehouse, item, allocation)
+    }
+}
+
+#[tokio::test]
+async fn a_warehouse_is_created_updated_and_deactivated() {
+    let server = Server::start().await;
     let warehouse = server.create_warehouse("ams1").await;
-    let updated = server
-        .data(
-            "mutation($id: ID!) { warehouseUpdate(input: {id: $id, name: \"Amsterdam Dock\", address: \"Dock 4\"}) {
-                warehouse { name address code version active } userErrors { code } } }",
-            json!({ "id": warehouse }),
-        )
-        .await;
+    let updated = story::update_warehouse(&server, &warehouse).await;
     assert_eq!(
         updated["warehouseUpdate"]["warehouse"],
         json!({"name": "Amsterdam Dock", "address": "Dock 4", "code": "AMS1", "version": 2, "active": true})
     );
-
-    // Item: create with 20 on hand, threshold 5.
-    let item = server.create_item(&warehouse, "SKU-1", 20, 5).await;
-
-    // Adjust: receive 10, sell 3 (with a reference).
-    let received = server.adjust(&item, 10, "RECEIVED").await;
-    assert_eq!(received["inventoryItem"]["onHand"], 30);
-    let sold = server
+    // Deactivated, it takes no more items.
+    server
         .data(
-            "mutation($i: ID!) { inventoryAdjust(input: {itemId: $i, delta: -3, reason: SOLD, reference: \"till-7\", expectedVersion: 2}) {
-                inventoryItem { onHand version } userErrors { code } } }",
-            json!({ "i": item }),
+            "mutation($w: ID!) { warehouseDeactivate(input: {id: $w, reason: \"closed\"}) { userErrors { code } } }",
+            json!({ "w": warehouse }),
         )
         .await;
+    let refused = server
+        .data(
+            "mutation($w: ID!) { inventoryItemCreate(input: {warehouseId: $w, sku: \"NEW\", productId: \"P\"}) {
+                inventoryItem { id } userErrors { code field } } }",
+            json!({ "w": warehouse }),
+        )
+        .await;
+    assert_eq!(
+        refused["inventoryItemCreate"]["userErrors"],
+        json!([{"code": "INACTIVE", "field": ["input", "warehouseId"]}])
+    );
+    assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn stock_adjustments_honour_the_expected_version() {
+    let server = Server::start().await;
+    let warehouse = server.create_warehouse("ams1").await;
+    // Item: create with 20 on hand, threshold 5; receive 10, sell 3 (with a reference).
+    let item = server.create_item(&warehouse, "SKU-1", 20, 5).await;
+    let received = server.adjust(&item, 10, "RECEIVED").await;
+    assert_eq!(received["inventoryItem"]["onHand"], 30);
+    let sold = story::sell(&server, &item).await;
     assert_eq!(
         sold["inventoryAdjust"]["inventoryItem"],
         json!({"onHand": 27, "version": 3})
     );
-
     // A stale expectedVersion is refused and changes nothing.
-    let stale = server
-        .data(
-            "mutation($i: ID!) { inventoryAdjust(input: {itemId: $i, delta: -1, reason: SOLD, expectedVersion: 2}) {
-                inventoryItem { onHand } userErrors { code field } } }",
-            json!({ "i": item }),
-        )
-        .await;
+    let stale = story::sell_stale(&server, &item).await;
     assert_eq!(
         stale["inventoryAdjust"],
         json!({"inventoryItem": null, "userErrors": [{"code": "VERSION_CONFLICT", "field": ["input", "expectedVersion"]}]})
     );
+    assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
+}
 
+#[tokio::test]
+async fn an_allocation_is_created_confirmed_and_fulfilled() {
+    let server = Server::start().await;
+    let (warehouse, item) = story::stocked_item(&server).await;
     // Allocate 7: created → confirmed → fulfilled.
-    let created = server
-        .data(
-            "mutation($i: ID!) { allocationCreate(input: {orderId: \"order-1\", itemId: $i, quantity: 7}) {
-                allocation { id status quantity orderId itemId warehouseId version }
-                inventoryItem { onHand allocated available } userErrors { code } } }",
-            json!({ "i": item }),
-        )
-        .await["allocationCreate"]
-        .clone();
-    let allocation = created["allocation"]["id"]
-        .as_str()
-        .expect("allocation id")
-        .to_owned();
+    let created = story::allocate_seven(&server, &item).await;
+    let allocation = story::id(&created);
     assert_eq!(created["allocation"]["status"], "CREATED");
     assert_eq!(created["allocation"]["warehouseId"], json!(warehouse));
     assert_eq!(
         created["inventoryItem"],
         json!({"onHand": 27, "allocated": 7, "available": 20})
     );
-
     // Fulfilling before confirming is an invalid transition.
-    let early = server
-        .data(
-            "mutation($a: ID!) { allocationFulfill(input: {id: $a}) { allocation { status } userErrors { code } } }",
-            json!({ "a": allocation }),
-        )
-        .await;
+    let early = story::fulfill(&server, &allocation).await;
     assert_eq!(
         early["allocationFulfill"]["userErrors"][0]["code"],
         "INVALID_STATE_TRANSITION"
     );
-
-    let confirmed = server
-        .data(
-            "mutation($a: ID!) { allocationConfirm(input: {id: $a}) { allocation { status version } userErrors { code } } }",
-            json!({ "a": allocation }),
-        )
-        .await;
+    let confirmed = story::confirm(&server, &allocation).await;
     assert_eq!(
         confirmed["allocationConfirm"]["allocation"],
         json!({"status": "CONFIRMED", "version": 2})
     );
-    let fulfilled = server
-        .data(
-            "mutation($a: ID!) { allocationFulfill(input: {id: $a}) { allocation { status }
-                inventoryItem { onHand allocated available } userErrors { code } } }",
-            json!({ "a": allocation }),
-        )
-        .await;
+    let fulfilled = story::fulfill(&server, &allocation).await;
     assert_eq!(
         fulfilled["allocationFulfill"]["allocation"]["status"],
         "FULFILLED"
@@ -116,57 +245,69 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
         fulfilled["allocationFulfill"]["inventoryItem"],
         json!({"onHand": 20, "allocated": 0, "available": 20})
     );
+    assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
+}
 
+#[tokio::test]
+async fn a_cancelled_allocation_gives_its_stock_back_once() {
+    let server = Server::start().await;
+    let (_, item) = story::stocked_item(&server).await;
+    let first = story::id(&story::allocate_seven(&server, &item).await);
+    story::confirm(&server, &first).await;
+    story::fulfill(&server, &first).await;
     // A second allocation, cancelled: its stock comes back.
-    let second = server
-        .data(
-            "mutation($i: ID!) { allocationCreate(input: {orderId: \"order-2\", itemId: $i, quantity: 16}) {
-                allocation { id } inventoryItem { available lowStock } userErrors { code } } }",
-            json!({ "i": item }),
-        )
-        .await["allocationCreate"]
-        .clone();
+    let second = story::allocate_sixteen(&server, &item).await;
     assert_eq!(
         second["inventoryItem"],
         json!({"available": 4, "lowStock": true})
     );
-    let second_id = second["allocation"]["id"].as_str().expect("id").to_owned();
-    let cancelled = server
-        .data(
-            "mutation($a: ID!) { allocationCancel(input: {id: $a, reason: \"order withdrawn\"}) {
-                allocation { status cancelReason } inventoryItem { available lowStock } userErrors { code } } }",
-            json!({ "a": second_id }),
-        )
-        .await;
+    let second_id = story::id(&second);
+    let cancelled = story::cancel(&server, &second_id, "order withdrawn").await;
     assert_eq!(
         cancelled["allocationCancel"],
         json!({"allocation": {"status": "CANCELLED", "cancelReason": "order withdrawn"},
                "inventoryItem": {"available": 20, "lowStock": false}, "userErrors": []})
     );
-    let again = server
-        .data(
-            "mutation($a: ID!) { allocationCancel(input: {id: $a, reason: \"again\"}) { userErrors { code } } }",
-            json!({ "a": second_id }),
-        )
-        .await;
+    let again = story::cancel(&server, &second_id, "again").await;
     assert_eq!(
         again["allocationCancel"]["userErrors"][0]["code"],
         "INVALID_STATE_TRANSITION"
     );
+    assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
+}
 
-    // Reorder settings, then deactivation.
-    let settings = server
-        .data(
-            "mutation($i: ID!) { inventoryItemUpdateReorderSettings(input: {itemId: $i, reorderThreshold: 8, reorderQuantity: 40}) {
-                inventoryItem { reorderThreshold reorderQuantity } userErrors { code } } }",
-            json!({ "i": item }),
-        )
-        .await;
+#[tokio::test]
+async fn reorder_settings_change_and_a_deactivated_item_takes_no_stock() {
+    let server = Server::start().await;
+    let (_, item) = story::stocked_item(&server).await;
+    let settings = story::reorder_settings(&server, &item).await;
     assert_eq!(
         settings["inventoryItemUpdateReorderSettings"]["inventoryItem"],
         json!({"reorderThreshold": 8, "reorderQuantity": 40})
     );
+    // Deactivation: the item takes no more stock or allocations.
+    let deactivated = server
+        .data(
+            "mutation($i: ID!) { inventoryItemDeactivate(input: {itemId: $i, reason: \"discontinued\"}) {
+                inventoryItem { active } userErrors { code } } }",
+            json!({ "i": item }),
+        )
+        .await;
+    assert_eq!(
+        deactivated["inventoryItemDeactivate"]["inventoryItem"]["active"],
+        false
+    );
+    assert_eq!(
+        server.adjust(&item, 1, "RECEIVED").await["userErrors"][0]["code"],
+        "INACTIVE"
+    );
+    assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
+}
 
+#[tokio::test]
+async fn every_query_reads_the_projections_of_the_whole_story() {
+    let server = Server::start().await;
+    let (warehouse, item, allocation) = story::told(&server).await;
     // Queries read the projections: poll until they caught up with the last mutation.
     let query = format!(
         "query($i: ID!, $w: ID!, $a: ID!) {{
@@ -267,40 +408,13 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
         ]
     );
 
-    // Deactivation: the item takes no more stock or allocations; the warehouse no more items.
-    let deactivated = server
-        .data(
-            "mutation($i: ID!) { inventoryItemDeactivate(input: {itemId: $i, reason: \"discontinued\"}) {
-                inventoryItem { active } userErrors { code } } }",
-            json!({ "i": item }),
-        )
-        .await;
-    assert_eq!(
-        deactivated["inventoryItemDeactivate"]["inventoryItem"]["active"],
-        false
-    );
-    assert_eq!(
-        server.adjust(&item, 1, "RECEIVED").await["userErrors"][0]["code"],
-        "INACTIVE"
-    );
-    server
-        .data(
-            "mutation($w: ID!) { warehouseDeactivate(input: {id: $w, reason: \"closed\"}) { userErrors { code } } }",
-            json!({ "w": warehouse }),
-        )
-        .await;
-    let refused = server
-        .data(
-            "mutation($w: ID!) { inventoryItemCreate(input: {warehouseId: $w, sku: \"NEW\", productId: \"P\"}) {
-                inventoryItem { id } userErrors { code field } } }",
-            json!({ "w": warehouse }),
-        )
-        .await;
-    assert_eq!(
-        refused["inventoryItemCreate"]["userErrors"],
-        json!([{"code": "INACTIVE", "field": ["input", "warehouseId"]}])
-    );
+    assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
+}
 
+#[tokio::test]
+async fn an_item_and_an_allocation_are_rebuilt_as_of_a_version() {
+    let server = Server::start().await;
+    let (_, item, allocation) = story::told(&server).await;
     // Point in time: the item as of version 2 (after receiving 10), rebuilt from its events.
     let past = server
         .data(
@@ -316,117 +430,4 @@ async fn warehouse_item_adjustment_and_allocation_lifecycle() {
     assert_eq!(past["allocationAsOf"]["status"], "CREATED");
 
     assert_eq!(server.settle_and_verify().await, Vec::<String>::new());
-}
-
-#[tokio::test]
-async fn the_same_idempotency_key_applies_once_and_returns_the_first_result() {
-    let server = Server::start().await;
-    let warehouse = server.create_warehouse("IDEM").await;
-    let item = server.create_item(&warehouse, "SKU-1", 10, 0).await;
-    let adjust = "mutation($i: ID!, $d: Int!) { inventoryAdjust(input: {itemId: $i, delta: $d, reason: RECEIVED, idempotencyKey: \"delivery-42\"}) {
-        inventoryItem { onHand version updatedAt } userErrors { code field } } }";
-    let first = server.data(adjust, json!({ "i": item, "d": 5 })).await;
-    let second = server.data(adjust, json!({ "i": item, "d": 5 })).await;
-    assert_eq!(first, second);
-    assert_eq!(first["inventoryAdjust"]["inventoryItem"]["onHand"], 15);
-
-    // Concurrent retries of one key: still applied once.
-    let concurrent = "mutation($i: ID!) { inventoryAdjust(input: {itemId: $i, delta: 1, reason: RECEIVED, idempotencyKey: \"burst\"}) {
-        inventoryItem { onHand version } userErrors { code } } }";
-    let results =
-        futures::future::join_all((0..16).map(|_| server.data(concurrent, json!({ "i": item }))))
-            .await;
-    assert!(
-        results.iter().all(|r| *r == results[0]),
-        "all retries see the first result: {results:?}"
-    );
-
-    // The same key with a different input is refused.
-    let reused = server.data(adjust, json!({ "i": item, "d": 6 })).await;
-    assert_eq!(
-        reused["inventoryAdjust"]["userErrors"][0]["field"],
-        json!(["input", "idempotencyKey"])
-    );
-
-    let events = server
-        .data(
-            "query($i: ID!) { events(aggregateId: $i) { edges { node { eventType } } } }",
-            json!({ "i": item }),
-        )
-        .await;
-    assert_eq!(
-        events["events"]["edges"].as_array().map(Vec::len),
-        Some(3),
-        "created + 2 adjustments"
-    );
-
-    // Creating with a key twice returns the same new warehouse rather than a second one.
-    let create = "mutation { warehouseCreate(input: {name: \"W\", code: \"ONCE\", idempotencyKey: \"w-1\"}) { warehouse { id } userErrors { code } } }";
-    let a = server.data(create, json!({})).await;
-    let b = server.data(create, json!({})).await;
-    assert_eq!(a, b);
-    assert_eq!(a["warehouseCreate"]["userErrors"], json!([]));
-}
-
-#[tokio::test]
-async fn pagination_walks_every_item_once() {
-    let server = Server::start().await;
-    let warehouse = server.create_warehouse("PAGE").await;
-    let mut created = Vec::new();
-    for n in 0..7 {
-        created.push(
-            server
-                .create_item(
-                    &warehouse,
-                    &format!("SKU-{n}"),
-                    10,
-                    if n % 2 == 0 { 20 } else { 0 },
-                )
-                .await,
-        );
-    }
-    let query = "query($w: ID!, $after: String, $low: Boolean!) { inventoryItems(warehouseId: $w, first: 3, after: $after, lowStockOnly: $low) {
-        edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }";
-    let mut seen = Vec::new();
-    let mut after = serde_json::Value::Null;
-    let _ = server
-        .eventually(
-            query,
-            json!({ "w": warehouse, "after": null, "low": false }),
-            |_| true,
-        )
-        .await;
-    // Wait until every item is projected.
-    server
-        .eventually(
-            "query($w: ID!) { inventoryItems(warehouseId: $w, first: 100) { edges { node { id } } } }",
-            json!({ "w": warehouse }),
-            |d| d["inventoryItems"]["edges"].as_array().map(Vec::len) == Some(7),
-        )
-        .await;
-    loop {
-        let page = server
-            .data(
-                query,
-                json!({ "w": warehouse, "after": after, "low": false }),
-            )
-            .await;
-        let connection = &page["inventoryItems"];
-        for edge in connection["edges"].as_array().expect("edges") {
-            seen.push(edge["node"]["id"].as_str().expect("id").to_owned());
-        }
-        if connection["pageInfo"]["hasNextPage"] != true {
-            break;
-        }
-        after = connection["pageInfo"]["endCursor"].clone();
-    }
-    assert_eq!(seen, created);
-    let low = server
-        .data(query, json!({ "w": warehouse, "after": null, "low": true }))
-        .await;
-    assert_eq!(
-        low["inventoryItems"]["edges"].as_array().map(Vec::len),
-        Some(3)
-    );
-    assert_eq!(low["inventoryItems"]["pageInfo"]["hasNextPage"], true);
 }

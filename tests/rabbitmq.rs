@@ -118,6 +118,8 @@ async fn commits_held_in_the_outbox_at_sigkill_are_published_after_restart() {
     // Restart with the relay held back: commits are acknowledged but stay in the outbox.
     env.push(("INVENTORY_RELAY_PAUSED", "true".to_owned()));
     let mut paused = start(temp.path(), &env).await;
+    // Its start-up catch-up reads the store, and would project commits made while it runs.
+    paused.until_ready().await;
     for _ in 0..10 {
         assert_eq!(
             paused.adjust(&item, 1, "RECEIVED").await["userErrors"],

@@ -33,10 +33,7 @@ impl StateCache {
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        match self.inner.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.inner)
     }
 
     /// The state of `id`, if this process committed it last.

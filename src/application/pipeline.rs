@@ -103,10 +103,7 @@ impl Pipeline {
     }
 
     fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, VecDeque<Job>>> {
-        match self.queues.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.queues)
     }
 
     /// Runs a command: its first result if its idempotency key was used with the same input,

@@ -50,11 +50,15 @@ impl EventBus for LocalBus {
         for (queue, handler) in self.consumers.read().await.iter() {
             match handler.handle(events).await {
                 Ok(()) => {}
-                Err(HandlerError::Retry(reason)) => {
-                    return Err(BusError::Unavailable(format!("consumer {queue}: {reason}")));
+                Err(HandlerError::Retry(cause)) => {
+                    return Err(BusError::unavailable(
+                        format!("delivering to the {queue} consumer"),
+                        cause,
+                    ));
                 }
-                Err(HandlerError::Reject(reason)) => {
+                Err(HandlerError::Reject(cause)) => {
                     self.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    let reason = super::chain(&*cause);
                     tracing::error!(queue, %reason, events = events.len(), "dead-lettered a message");
                 }
             }

@@ -98,6 +98,7 @@ pub async fn run(
         let envelopes: Vec<_> = pending.iter().map(|entry| entry.envelope.clone()).collect();
         if let Err(error) = bus.publish(&envelopes).await {
             failures += 1;
+            let error = super::chain(&error);
             tracing::warn!(%error, pending = pending.len(), "publish failed; will retry");
             tokio::time::sleep(backoff(failures)).await;
             continue;

@@ -78,18 +78,29 @@ pub async fn client_with(endpoint: Option<&str>, report_capacity: bool) -> Clien
 /// An item as the SDK gives it.
 pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
-/// Why `batch_get` could not read every key, or `batch_write` write every item.
+/// Why `batch_get` could not read every key, or `batch_write` write every item: a request
+/// failed (its error is the `source()`), or DynamoDB kept some unprocessed through every retry.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    #[error("{0}")]
-    Request(String),
+    #[error("a {operation} request failed")]
+    Request {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     #[error("{0} requests left unprocessed after retries")]
     Unprocessed(usize),
 }
 
 impl BatchError {
-    fn request(error: impl std::error::Error) -> Self {
-        Self::Request(aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string())
+    fn request<E>(operation: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |error| Self::Request {
+            operation,
+            source: Box::new(error),
+        }
     }
 }
 
@@ -118,7 +129,7 @@ pub async fn batch_write(
                     .request_items(table, chunk)
                     .send()
                     .await
-                    .map_err(BatchError::request)?;
+                    .map_err(BatchError::request("BatchWriteItem"))?;
                 chunk = answer
                     .unprocessed_items()
                     .and_then(|u| u.get(table))
@@ -156,13 +167,13 @@ pub async fn batch_get(
                 .set_keys(Some(keys))
                 .consistent_read(true)
                 .build()
-                .map_err(|e| BatchError::Request(e.to_string()))?;
+                .map_err(BatchError::request("BatchGetItem"))?;
             let answer = client
                 .batch_get_item()
                 .request_items(table, request)
                 .send()
                 .await
-                .map_err(BatchError::request)?;
+                .map_err(BatchError::request("BatchGetItem"))?;
             if let Some(items) = answer.responses().and_then(|r| r.get(table)) {
                 found.extend(items.iter().cloned());
             }

@@ -148,7 +148,7 @@ impl AuditQuery {
             |keys| async move {
                 stream_page(app, aggregate_id, keys)
                     .await
-                    .map_err(|e| ProjectionError::Unavailable(e.to_string()))
+                    .map_err(|e| ProjectionError::request("reading an aggregate's events", e))
             },
         )
         .await?;

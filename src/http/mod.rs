@@ -29,6 +29,7 @@ use crate::cors::Origins;
 use crate::graphql::executed::Executed;
 use crate::graphql::limits::{code, Allowance, Limits};
 use crate::graphql::{AppContext, InventorySchema, RequestMeta};
+use crate::projection::catch_up::CatchUpStatus;
 use crate::ws::WsConfig;
 use negotiate::Media;
 
@@ -41,6 +42,7 @@ struct HttpState {
     schema: InventorySchema,
     app: AppContext,
     edge: Edge,
+    catch_up: CatchUpStatus,
 }
 
 /// How the edge treats other origins and WebSockets.
@@ -68,7 +70,13 @@ impl Edge {
     }
 }
 
-pub fn router(schema: InventorySchema, app: AppContext, edge: Edge) -> Router {
+/// The service's routes; `/health/ready` answers 503 until `catch_up` is done.
+pub fn router(
+    schema: InventorySchema,
+    app: AppContext,
+    edge: Edge,
+    catch_up: CatchUpStatus,
+) -> Router {
     let origins = edge.origins.clone();
     let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -78,7 +86,12 @@ pub fn router(schema: InventorySchema, app: AppContext, edge: Edge) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(HttpState { schema, app, edge });
+        .with_state(HttpState {
+            schema,
+            app,
+            edge,
+            catch_up,
+        });
     if let Some(cors) = origins.layer() {
         router = router.layer(cors);
     }
@@ -395,8 +408,15 @@ async fn ready(State(state): State<HttpState>) -> Response {
     let store = state.app.store.ping().await;
     let read = state.app.read.ping().await;
     let bus = state.app.bus.is_ready();
-    let body = json!({ "store": store.is_ok(), "projections": read.is_ok(), "bus": bus });
-    let status = if store.is_ok() && read.is_ok() && bus {
+    // Reachable is not enough: projections still catching up from the store serve old rows.
+    let caught_up = state.catch_up.is_done();
+    let body = json!({
+        "store": store.is_ok(),
+        "projections": read.is_ok() && caught_up,
+        "bus": bus,
+        "caughtUp": caught_up,
+    });
+    let status = if store.is_ok() && read.is_ok() && bus && caught_up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -80,27 +80,28 @@ pub fn earliest_gap(
         .min()
 }
 
+/// A warehouse event of `id` at `sequence`, for the projection module's tests.
+#[cfg(test)]
+pub(crate) fn deactivated(id: Uuid, sequence: u64) -> EventEnvelope {
+    use crate::domain::warehouse::WarehouseEvent;
+    use crate::domain::AggregateType;
+    let event = WarehouseEvent::WarehouseDeactivated {
+        reason: format!("r{sequence}"),
+    };
+    EventEnvelope::new(
+        Uuid::now_v7(),
+        AggregateType::Warehouse,
+        id,
+        sequence,
+        &event,
+        crate::store::Metadata::default(),
+        0,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::warehouse::WarehouseEvent;
-    use crate::domain::AggregateType;
-    use crate::store::Metadata;
-
-    fn deactivated(id: Uuid, sequence: u64) -> EventEnvelope {
-        let event = WarehouseEvent::WarehouseDeactivated {
-            reason: format!("r{sequence}"),
-        };
-        EventEnvelope::new(
-            Uuid::now_v7(),
-            AggregateType::Warehouse,
-            id,
-            sequence,
-            &event,
-            Metadata::default(),
-            0,
-        )
-    }
 
     #[test]
     fn a_plan_applies_the_run_after_the_checkpoint_skips_duplicates_and_stops_at_a_gap() {

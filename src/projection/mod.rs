@@ -1,31 +1,85 @@
 //! Projections: read models built from events. The ports are here — `ProjectionStore` (apply
 //! events, exactly-once in effect per aggregate sequence number) and `ReadModel` (the queries
-//! the API needs); `runner` fills gaps from the event store and announces changed rows.
+//! the API needs); `runner` fills gaps from the event store and returns the changed rows;
+//! `catch_up` brings the projections level with the store when an instance starts.
 
 pub mod batch;
+pub mod catch_up;
 pub mod dynamodb;
+pub mod fanout;
+pub mod fold;
 pub mod layout;
 pub mod model;
+pub mod movements;
 pub mod replay;
 pub mod runner;
 pub mod sqlite;
 pub mod switch;
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::domain::allocation::AllocationStatus;
 use crate::store::EventEnvelope;
-pub use model::{day_of, AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+pub use model::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+pub use movements::day_of;
 
+/// What caused a projection error, kept whole for `source()`.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Two kinds: the projection store cannot serve now (`Unavailable`, `Request`: a retry may
+/// succeed) or an event can never be applied (`Poison`: reject it). Each says what this layer
+/// was doing; the error it met is its `source()`.
 #[derive(Debug, Error)]
 pub enum ProjectionError {
+    /// A condition with no underlying error (a missing generation, a race lost too often).
     #[error("projection store unavailable: {0}")]
     Unavailable(String),
+    /// A request to the projection tables (or, filling a gap, to the event store) failed.
+    #[error("projection store unavailable while {doing}")]
+    Request {
+        doing: &'static str,
+        #[source]
+        source: Cause,
+    },
     /// An event that cannot be decoded or applied; retrying will not help.
-    #[error("cannot apply event {event_id}: {reason}")]
-    Poison { event_id: Uuid, reason: String },
+    #[error("cannot apply event {event_id}")]
+    Poison {
+        event_id: Uuid,
+        #[source]
+        reason: Cause,
+    },
+}
+
+impl ProjectionError {
+    /// A failed request, with what it was for.
+    pub fn request(doing: &'static str, source: impl Into<Cause>) -> Self {
+        Self::Request {
+            doing,
+            source: source.into(),
+        }
+    }
+
+    pub fn poison(event_id: Uuid, reason: impl Into<Cause>) -> Self {
+        Self::Poison {
+            event_id,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether a retry may succeed (everything but poison).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Poison { .. })
+    }
+}
+
+/// The rows a batch changed, the last version of each (what live subscribers are told).
+#[derive(Debug, Clone, Default)]
+pub struct Changed {
+    pub items: BTreeMap<Uuid, ItemView>,
+    pub allocations: BTreeMap<Uuid, AllocationView>,
 }
 
 /// The result of applying a batch.
@@ -40,6 +94,22 @@ pub struct Applied {
     /// subscribers without reading them back).
     pub changed_items: Vec<ItemView>,
     pub changed_allocations: Vec<AllocationView>,
+}
+
+impl Applied {
+    /// A batch of `len` events applied up to its earliest gap (`batch::earliest_gap`), or whole
+    /// without one, having changed these rows.
+    pub fn up_to(len: usize, earliest: Option<(usize, u64, Uuid)>, changed: Changed) -> Self {
+        Self {
+            applied: earliest.map_or(len, |(index, _, _)| index),
+            gap: earliest.map(|(_, after, aggregate_id)| Gap {
+                aggregate_id,
+                after,
+            }),
+            changed_items: changed.items.into_values().collect(),
+            changed_allocations: changed.allocations.into_values().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

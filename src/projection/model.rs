@@ -1,15 +1,14 @@
 //! The read models: what queries return and what change notifications carry. Plain data,
-//! built by projectors from events, or from a command's outcome for mutation payloads.
+//! built by projectors from events (the pure fold is `fold`, shared by every adapter), or from
+//! a command's outcome for mutation payloads.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::application::Entity;
-use crate::domain::allocation::{Allocation, AllocationEvent, AllocationStatus};
-use crate::domain::item::{InventoryItem, ItemEvent, StockChangeReason};
-use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
-use crate::domain::Aggregate;
-use crate::store::EventEnvelope;
+use crate::domain::allocation::{Allocation, AllocationStatus};
+use crate::domain::item::InventoryItem;
+use crate::domain::warehouse::Warehouse;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,8 +45,17 @@ impl ItemView {
         self.on_hand - self.allocated
     }
 
+    /// The domain's rule (`InventoryItem::low_stock`) on this row's counts; the SQLite
+    /// projection's index and filter are its one rendering in SQL (`sqlite::LOW_STOCK`).
     pub fn low_stock(&self) -> bool {
-        self.available() <= self.reorder_threshold
+        InventoryItem {
+            exists: true,
+            on_hand: self.on_hand,
+            allocated: self.allocated,
+            reorder_threshold: self.reorder_threshold,
+            ..InventoryItem::default()
+        }
+        .low_stock()
     }
 }
 
@@ -150,220 +158,4 @@ impl From<&Entity<Allocation>> for AllocationView {
             updated_at: entity.current.updated_at,
         }
     }
-}
-
-// The pure half of the projectors, shared by every adapter: the next row given the current
-// one and an event, folded with the domain's own `evolve`, so no adapter can disagree with the
-// aggregate (or with another adapter) about what an event means. Adapters only persist.
-
-impl WarehouseView {
-    pub fn next(
-        row: Option<&WarehouseView>,
-        envelope: &EventEnvelope,
-        event: &WarehouseEvent,
-    ) -> WarehouseView {
-        let mut state = match row {
-            Some(view) => Warehouse {
-                exists: true,
-                code: view.code.clone(),
-                details: WarehouseDetails {
-                    name: view.name.clone(),
-                    address: view.address.clone(),
-                },
-                active: view.active,
-            },
-            None => Warehouse::default(),
-        };
-        state.evolve(event);
-        WarehouseView {
-            id: envelope.aggregate_id,
-            code: state.code,
-            name: state.details.name,
-            address: state.details.address,
-            active: state.active,
-            version: envelope.sequence_number,
-            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
-            updated_at: envelope.timestamp,
-        }
-    }
-}
-
-impl ItemView {
-    pub fn next(row: Option<&ItemView>, envelope: &EventEnvelope, event: &ItemEvent) -> ItemView {
-        let mut state = match row {
-            Some(view) => InventoryItem {
-                exists: true,
-                warehouse_id: view.warehouse_id,
-                sku: view.sku.clone(),
-                product_id: view.product_id.clone(),
-                on_hand: view.on_hand,
-                allocated: view.allocated,
-                reorder_threshold: view.reorder_threshold,
-                reorder_quantity: view.reorder_quantity,
-                active: view.active,
-            },
-            None => InventoryItem::default(),
-        };
-        state.evolve(event);
-        ItemView {
-            id: envelope.aggregate_id,
-            warehouse_id: state.warehouse_id,
-            sku: state.sku,
-            product_id: state.product_id,
-            on_hand: state.on_hand,
-            allocated: state.allocated,
-            reorder_threshold: state.reorder_threshold,
-            reorder_quantity: state.reorder_quantity,
-            active: state.active,
-            version: envelope.sequence_number,
-            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
-            updated_at: envelope.timestamp,
-        }
-    }
-}
-
-impl AllocationView {
-    pub fn next(
-        row: Option<&AllocationView>,
-        envelope: &EventEnvelope,
-        event: &AllocationEvent,
-    ) -> AllocationView {
-        let mut state = match row {
-            Some(view) => Allocation {
-                exists: true,
-                order_id: view.order_id.clone(),
-                item_id: view.item_id,
-                warehouse_id: view.warehouse_id,
-                quantity: view.quantity,
-                status: view.status,
-                cancel_reason: view.cancel_reason.clone(),
-            },
-            None => Allocation::default(),
-        };
-        state.evolve(event);
-        AllocationView {
-            id: envelope.aggregate_id,
-            order_id: state.order_id,
-            item_id: state.item_id,
-            warehouse_id: state.warehouse_id,
-            quantity: state.quantity,
-            status: state.status,
-            cancel_reason: state.cancel_reason,
-            version: envelope.sequence_number,
-            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
-            updated_at: envelope.timestamp,
-        }
-    }
-}
-
-impl HistoryEntry {
-    /// The history entry an item event makes: its creation and every on-hand change; none for
-    /// the others.
-    pub fn from_event(envelope: &EventEnvelope, event: &ItemEvent) -> Option<HistoryEntry> {
-        let (reason, delta, quantity_after, reference) = match event {
-            ItemEvent::InventoryItemCreated {
-                initial_quantity, ..
-            } => (
-                "initial".to_owned(),
-                *initial_quantity,
-                *initial_quantity,
-                None,
-            ),
-            ItemEvent::StockLevelChanged {
-                new_quantity,
-                delta,
-                reason,
-                reference,
-                ..
-            } => (
-                reason.as_str().to_owned(),
-                *delta,
-                *new_quantity,
-                reference.clone(),
-            ),
-            _ => return None,
-        };
-        Some(HistoryEntry {
-            item_id: envelope.aggregate_id,
-            sequence_number: envelope.sequence_number,
-            reason,
-            delta,
-            quantity_after,
-            reference,
-            actor: envelope.metadata.actor.clone(),
-            correlation_id: envelope.metadata.correlation_id.clone(),
-            occurred_at: envelope.timestamp,
-        })
-    }
-}
-
-/// The UTC day of a timestamp in ms, as `YYYY-MM-DD`.
-pub fn day_of(timestamp_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(timestamp_ms)
-        .map(|t| t.date_naive().to_string())
-        .unwrap_or_else(|| "1970-01-01".to_owned())
-}
-
-/// One event's contribution to its day's counters, or several events' summed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Movement {
-    pub received: i64,
-    pub removed: i64,
-    pub allocated: i64,
-    pub released: i64,
-    pub fulfilled: i64,
-    pub net: i64,
-}
-
-impl Movement {
-    pub fn add(&mut self, other: &Movement) {
-        self.received += other.received;
-        self.removed += other.removed;
-        self.allocated += other.allocated;
-        self.released += other.released;
-        self.fulfilled += other.fulfilled;
-        self.net += other.net;
-    }
-}
-
-/// What an event adds to its item's day in the stock movement report (both stores): on-hand
-/// changes split by sign into received and removed, except a fulfilment, which counts as
-/// fulfilled; reservations and releases count apart; other events count nothing.
-pub fn movement_of(event: &ItemEvent) -> Option<Movement> {
-    let zero = Movement::default();
-    Some(match *event {
-        ItemEvent::InventoryItemCreated {
-            initial_quantity, ..
-        } => Movement {
-            received: initial_quantity,
-            net: initial_quantity,
-            ..zero
-        },
-        ItemEvent::StockLevelChanged { delta, reason, .. } => match reason {
-            StockChangeReason::AllocationFulfilled => Movement {
-                fulfilled: -delta,
-                net: delta,
-                ..zero
-            },
-            _ if delta > 0 => Movement {
-                received: delta,
-                net: delta,
-                ..zero
-            },
-            _ => Movement {
-                removed: -delta,
-                net: delta,
-                ..zero
-            },
-        },
-        ItemEvent::StockAllocated { quantity, .. } => Movement {
-            allocated: quantity,
-            ..zero
-        },
-        ItemEvent::StockDeallocated { quantity, .. } => Movement {
-            released: quantity,
-            ..zero
-        },
-        _ => return None,
-    })
 }

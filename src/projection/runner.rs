@@ -4,10 +4,9 @@
 //! that the caller can announce them to `inventoryItemChanged` / `allocationChanged`
 //! subscribers without reading them back.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use uuid::Uuid;
 
+pub use super::Changed;
 use super::{AllocationView, ItemView, ProjectionError, ProjectionStore};
 use crate::store::{EventEnvelope, EventStore};
 
@@ -16,13 +15,6 @@ use crate::store::{EventEnvelope, EventStore};
 pub struct ReadModelChanges {
     pub items: Vec<ItemView>,
     pub allocations: Vec<AllocationView>,
-}
-
-/// The rows a batch changed, the last version of each.
-#[derive(Debug, Clone, Default)]
-pub struct Changed {
-    pub items: BTreeMap<Uuid, ItemView>,
-    pub allocations: BTreeMap<Uuid, AllocationView>,
 }
 
 pub struct ProjectionRunner {
@@ -64,16 +56,18 @@ impl ProjectionRunner {
                 .store
                 .load(gap.aggregate_id, gap.after, Some(before - 1))
                 .await
-                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+                .map_err(|e| {
+                    ProjectionError::request("reading a gap's events from the store", e)
+                })?;
             if missing.len() as u64 != before - 1 - gap.after {
-                return Err(ProjectionError::Poison {
-                    event_id: rest[0].event_id,
-                    reason: format!(
+                return Err(ProjectionError::poison(
+                    rest[0].event_id,
+                    format!(
                         "the store has {} of the {} events before it",
                         missing.len(),
                         before - 1 - gap.after
                     ),
-                });
+                ));
             }
             events = missing;
             events.extend(rest);

@@ -1,8 +1,8 @@
-//! Routes readers and live projectors to the generation of tables that serves each projection
-//! (see `layout`). Each process re-reads the durable layout at most `REFRESH` after it last
-//! did, so a switch made by another process (a `replay` command, another API server) reaches
-//! it within that time; a replay waits `SETTLE` — longer than that — before it relies on every
-//! projector having seen a change.
+//! Routes readers and live projectors, projection by projection, to the generation of tables
+//! that serves it (see `layout`). Each process re-reads the durable layout at most `REFRESH`
+//! after it last did, so a switch made by another process (a `replay` command, another API
+//! server) reaches it within that time; a replay waits `SETTLE` — longer than that — before it
+//! relies on every projector having seen a change.
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+use super::fanout::Fanout;
 use super::layout::{Layout, ProjectionName};
 use super::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionDump,
@@ -25,25 +26,40 @@ pub const SETTLE: Duration = Duration::from_millis(2 * REFRESH.as_millis() as u6
 pub trait Projection: ProjectionStore + ReadModel {}
 impl<T: ProjectionStore + ReadModel> Projection for T {}
 
-/// One storage technology's generations of projection tables, and its durable layout record.
+/// One storage technology's projection tables, each (projection, generation) its own, and its
+/// durable layout record.
 #[async_trait]
 pub trait Generations: Send + Sync + 'static {
-    /// The tables of `generation` for `projections`; `create` makes the missing ones first.
+    /// The tables of `projection` in `generation`, applying and dumping only that projection;
+    /// `create` makes them first if missing.
     async fn open(
         &self,
+        projection: ProjectionName,
         generation: u32,
-        projections: &[ProjectionName],
         create: bool,
     ) -> Result<Arc<dyn Projection>, ProjectionError>;
 
-    /// Removes the rows of `projections` from `generation`, or the whole generation when
-    /// `whole` (no projection is served from it any more).
+    /// Removes the tables (or, where they share a file with other projections, the rows) of
+    /// `projection` in `generation`.
     async fn retire(
         &self,
+        projection: ProjectionName,
         generation: u32,
-        projections: &[ProjectionName],
-        whole: bool,
     ) -> Result<(), ProjectionError>;
+
+    /// The tables of these (projection, generation) pairs as one write target, for live
+    /// projectors and replays. By default each pair's adapter, all at once; a store whose
+    /// projections share a file overrides it to apply a batch to each file in one transaction.
+    async fn target(
+        &self,
+        parts: &[(ProjectionName, u32)],
+    ) -> Result<Arc<dyn ProjectionStore>, ProjectionError> {
+        let mut opened: Vec<Arc<dyn ProjectionStore>> = Vec::new();
+        for (projection, generation) in parts {
+            opened.push(self.open(*projection, *generation, false).await?);
+        }
+        Ok(Arc::new(Fanout::new(opened)))
+    }
 
     async fn load_layout(&self) -> Result<Layout, ProjectionError>;
 
@@ -52,32 +68,31 @@ pub trait Generations: Send + Sync + 'static {
     async fn save_layout(&self, layout: &Layout) -> Result<bool, ProjectionError>;
 }
 
-/// One view of the layout with its adapters opened.
+/// One view of the layout with its adapters opened, one per projection and generation.
 #[derive(Clone)]
 pub struct Routing {
     pub layout: Layout,
+    /// What readers of each projection see.
     serving: BTreeMap<ProjectionName, Arc<dyn Projection>>,
-    /// One adapter per active generation.
-    active: Vec<Arc<dyn Projection>>,
-    building: Option<Arc<dyn Projection>>,
+    /// The serving tables of every projection as one write target (see `Generations::target`).
+    live: Arc<dyn ProjectionStore>,
+    /// The tables a rebuild is filling, as one target.
+    building: Option<Arc<dyn ProjectionStore>>,
+    /// When the layout behind this view was read (before the read began, so a slow read does
+    /// not make the view look fresher than it is).
     fetched: Instant,
 }
 
 impl Routing {
-    /// Where a live projector applies new events: every active generation, then the one being
-    /// rebuilt.
-    pub fn targets(&self) -> impl Iterator<Item = &Arc<dyn Projection>> {
-        self.active.iter().chain(self.building.iter())
+    /// Where a live projector applies new events: the serving tables of every projection,
+    /// then those being rebuilt.
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<dyn ProjectionStore>> {
+        std::iter::once(&self.live).chain(self.building.iter())
     }
 
-    /// Whether `target` is the generation readers of `projection` see.
-    pub fn serves(&self, target: &Arc<dyn Projection>, projection: ProjectionName) -> bool {
-        self.serving.get(&projection).is_some_and(|serving| {
-            std::ptr::eq(
-                Arc::as_ptr(serving) as *const (),
-                Arc::as_ptr(target) as *const (),
-            )
-        })
+    /// Whether `target` holds the rows readers of `projection` see.
+    pub fn serves(&self, target: &Arc<dyn ProjectionStore>, _projection: ProjectionName) -> bool {
+        Arc::ptr_eq(target, &self.live)
     }
 
     fn of(&self, projection: ProjectionName) -> Result<&Arc<dyn Projection>, ProjectionError> {
@@ -95,8 +110,9 @@ pub struct Switchboard {
 
 impl Switchboard {
     pub async fn open(generations: Arc<dyn Generations>) -> Result<Self, ProjectionError> {
+        let fetched = Instant::now();
         let layout = generations.load_layout().await?;
-        let routing = Self::route(&*generations, layout, None).await?;
+        let routing = Self::route(&*generations, layout, fetched).await?;
         Ok(Self {
             generations,
             current: RwLock::new(Arc::new(routing)),
@@ -108,65 +124,47 @@ impl Switchboard {
         self.generations.clone()
     }
 
-    /// Opens the adapters `layout` names, reusing those of `previous` that did not change.
+    /// Opens the adapters `layout` names: each projection's serving generation, and the
+    /// projections of the rebuild in progress in theirs. Opening is cheap (no table is
+    /// created), so a changed layout opens them all afresh.
     async fn route(
         generations: &dyn Generations,
         layout: Layout,
-        previous: Option<&Routing>,
+        fetched: Instant,
     ) -> Result<Routing, ProjectionError> {
-        let reusable = |generation: u32, projections: &[ProjectionName]| {
-            let previous = previous?;
-            let same = previous
-                .layout
-                .serving()
-                .get(&generation)
-                .map(Vec::as_slice)
-                == Some(projections);
-            same.then(|| previous.serving.get(&projections[0]).cloned())
-                .flatten()
-        };
         let mut serving = BTreeMap::new();
-        let mut active = Vec::new();
-        for (generation, projections) in layout.serving() {
-            let adapter = match reusable(generation, &projections) {
-                Some(adapter) => adapter,
-                None => generations.open(generation, &projections, false).await?,
-            };
-            for projection in &projections {
-                serving.insert(*projection, adapter.clone());
-            }
-            active.push(adapter);
+        for projection in ProjectionName::ALL {
+            let generation = layout.generation_of(projection);
+            let adapter = generations.open(projection, generation, false).await?;
+            serving.insert(projection, adapter);
         }
+        let live: Vec<_> = ProjectionName::ALL
+            .into_iter()
+            .map(|projection| (projection, layout.generation_of(projection)))
+            .collect();
+        let live = generations.target(&live).await?;
         let building = match &layout.building {
             Some(rebuild) => {
-                let same = previous
-                    .and_then(|p| p.layout.building.as_ref())
-                    .is_some_and(|b| b.generation == rebuild.generation);
-                match previous.and_then(|p| p.building.clone()) {
-                    Some(adapter) if same => Some(adapter),
-                    _ => Some(
-                        generations
-                            .open(rebuild.generation, &rebuild.projections, false)
-                            .await?,
-                    ),
-                }
+                let parts: Vec<_> = rebuild
+                    .projections
+                    .iter()
+                    .map(|projection| (*projection, rebuild.generation))
+                    .collect();
+                Some(generations.target(&parts).await?)
             }
             None => None,
         };
         Ok(Routing {
             layout,
             serving,
-            active,
+            live,
             building,
-            fetched: Instant::now(),
+            fetched,
         })
     }
 
     fn cached(&self) -> Arc<Routing> {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        crate::sync::read(&self.current).clone()
     }
 
     /// The routing, re-read from the layout record when older than `REFRESH`. A live projector
@@ -183,10 +181,13 @@ impl Switchboard {
     pub async fn reload(&self) -> Result<Arc<Routing>, ProjectionError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let cached = self.cached();
+        // Stamped before the read: the record may change while the read is under way, and a
+        // view is only as fresh as the moment its read began.
+        let fetched = Instant::now();
         let layout = self.generations.load_layout().await?;
         let routing = if layout == cached.layout {
             Routing {
-                fetched: Instant::now(),
+                fetched,
                 ..(*cached).clone()
             }
         } else {
@@ -194,13 +195,10 @@ impl Switchboard {
                 revision = layout.revision,
                 "projection layout changed; routing to its tables"
             );
-            Self::route(&*self.generations, layout, Some(&cached)).await?
+            Self::route(&*self.generations, layout, fetched).await?
         };
         let routing = Arc::new(routing);
-        match self.current.write() {
-            Ok(mut current) => *current = routing.clone(),
-            Err(poisoned) => *poisoned.into_inner() = routing.clone(),
-        }
+        *crate::sync::write(&self.current) = routing.clone();
         Ok(routing)
     }
 
@@ -221,19 +219,7 @@ impl Switchboard {
 
     /// Every projected row, each projection from the generation serving it.
     pub async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {
-        let routing = self.routing().await?;
-        // Each generation's adapter dumps only the projections it serves (the others' lists
-        // are empty), so joining them gives each projection from its own generation.
-        let mut all = ProjectionDump::default();
-        for adapter in &routing.active {
-            let dump = adapter.dump().await?;
-            all.warehouses.extend(dump.warehouses);
-            all.items.extend(dump.items);
-            all.allocations.extend(dump.allocations);
-            all.history.extend(dump.history);
-            all.movements.extend(dump.movements);
-        }
-        Ok(all)
+        self.routing().await?.live.dump().await
     }
 }
 
@@ -243,182 +229,113 @@ fn counted(query: &'static str) {
     metrics::counter!(crate::metrics::READ_MODEL_QUERIES, "query" => query).increment(1);
 }
 
-#[async_trait]
-impl ReadModel for Switchboard {
-    async fn warehouse(&self, id: Uuid) -> Result<Option<WarehouseView>, ProjectionError> {
-        counted("warehouse");
-        self.reader(ProjectionName::Warehouses)
-            .await?
-            .warehouse(id)
-            .await
-    }
+/// The read model of the API, each query answered by the tables serving its projection.
+macro_rules! route_reads {
+    ($($projection:ident: $query:ident($($arg:ident: $type:ty),*) -> $output:ty;)*) => {
+        #[async_trait]
+        impl ReadModel for Switchboard {
+            $(
+                async fn $query(&self, $($arg: $type),*) -> Result<$output, ProjectionError> {
+                    counted(stringify!($query));
+                    self.reader(ProjectionName::$projection)
+                        .await?
+                        .$query($($arg),*)
+                        .await
+                }
+            )*
 
-    async fn warehouses(
-        &self,
-        include_inactive: bool,
-        keys: Keys<Uuid>,
-    ) -> Result<Vec<WarehouseView>, ProjectionError> {
-        counted("warehouses");
-        self.reader(ProjectionName::Warehouses)
-            .await?
-            .warehouses(include_inactive, keys)
-            .await
-    }
-
-    async fn warehouses_by_ids(&self, ids: &[Uuid]) -> Result<Vec<WarehouseView>, ProjectionError> {
-        counted("warehouses_by_ids");
-        self.reader(ProjectionName::Warehouses)
-            .await?
-            .warehouses_by_ids(ids)
-            .await
-    }
-
-    async fn count_warehouses(&self, include_inactive: bool) -> Result<u64, ProjectionError> {
-        counted("count_warehouses");
-        self.reader(ProjectionName::Warehouses)
-            .await?
-            .count_warehouses(include_inactive)
-            .await
-    }
-
-    async fn item(&self, id: Uuid) -> Result<Option<ItemView>, ProjectionError> {
-        counted("item");
-        self.reader(ProjectionName::CurrentInventory)
-            .await?
-            .item(id)
-            .await
-    }
-
-    async fn item_by_sku(
-        &self,
-        warehouse_id: Uuid,
-        sku: &str,
-    ) -> Result<Option<ItemView>, ProjectionError> {
-        counted("item_by_sku");
-        self.reader(ProjectionName::CurrentInventory)
-            .await?
-            .item_by_sku(warehouse_id, sku)
-            .await
-    }
-
-    async fn items(
-        &self,
-        warehouse_id: Option<Uuid>,
-        low_stock_only: bool,
-        keys: Keys<Uuid>,
-    ) -> Result<Vec<ItemView>, ProjectionError> {
-        counted("items");
-        self.reader(ProjectionName::CurrentInventory)
-            .await?
-            .items(warehouse_id, low_stock_only, keys)
-            .await
-    }
-
-    async fn items_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ItemView>, ProjectionError> {
-        counted("items_by_ids");
-        self.reader(ProjectionName::CurrentInventory)
-            .await?
-            .items_by_ids(ids)
-            .await
-    }
-
-    async fn count_items(
-        &self,
-        warehouse_id: Option<Uuid>,
-        low_stock_only: bool,
-    ) -> Result<u64, ProjectionError> {
-        counted("count_items");
-        self.reader(ProjectionName::CurrentInventory)
-            .await?
-            .count_items(warehouse_id, low_stock_only)
-            .await
-    }
-
-    async fn allocation(&self, id: Uuid) -> Result<Option<AllocationView>, ProjectionError> {
-        counted("allocation");
-        self.reader(ProjectionName::AllocationStatus)
-            .await?
-            .allocation(id)
-            .await
-    }
-
-    async fn allocations(
-        &self,
-        filter: AllocationFilter,
-        keys: Keys<Uuid>,
-    ) -> Result<Vec<AllocationView>, ProjectionError> {
-        counted("allocations");
-        self.reader(ProjectionName::AllocationStatus)
-            .await?
-            .allocations(filter, keys)
-            .await
-    }
-
-    async fn allocations_by_ids(
-        &self,
-        ids: &[Uuid],
-    ) -> Result<Vec<AllocationView>, ProjectionError> {
-        counted("allocations_by_ids");
-        self.reader(ProjectionName::AllocationStatus)
-            .await?
-            .allocations_by_ids(ids)
-            .await
-    }
-
-    async fn count_allocations(&self, filter: AllocationFilter) -> Result<u64, ProjectionError> {
-        counted("count_allocations");
-        self.reader(ProjectionName::AllocationStatus)
-            .await?
-            .count_allocations(filter)
-            .await
-    }
-
-    async fn history(
-        &self,
-        item_id: Uuid,
-        from: Option<i64>,
-        to: Option<i64>,
-        keys: Keys<u64>,
-    ) -> Result<Vec<HistoryEntry>, ProjectionError> {
-        counted("history");
-        self.reader(ProjectionName::InventoryHistory)
-            .await?
-            .history(item_id, from, to, keys)
-            .await
-    }
-
-    async fn count_history(
-        &self,
-        item_id: Uuid,
-        from: Option<i64>,
-        to: Option<i64>,
-    ) -> Result<u64, ProjectionError> {
-        counted("count_history");
-        self.reader(ProjectionName::InventoryHistory)
-            .await?
-            .count_history(item_id, from, to)
-            .await
-    }
-
-    async fn movements(
-        &self,
-        warehouse_id: Option<Uuid>,
-        item_id: Option<Uuid>,
-        from: Option<String>,
-        to: Option<String>,
-    ) -> Result<Vec<MovementRow>, ProjectionError> {
-        counted("movements");
-        self.reader(ProjectionName::StockMovements)
-            .await?
-            .movements(warehouse_id, item_id, from, to)
-            .await
-    }
-
-    async fn ping(&self) -> Result<(), ProjectionError> {
-        let routing = self.routing().await?;
-        for adapter in &routing.active {
-            adapter.ping().await?;
+            async fn ping(&self) -> Result<(), ProjectionError> {
+                let routing = self.routing().await?;
+                for adapter in routing.serving.values() {
+                    adapter.ping().await?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
+    };
+}
+
+route_reads! {
+    Warehouses: warehouse(id: Uuid) -> Option<WarehouseView>;
+    Warehouses: warehouses(include_inactive: bool, keys: Keys<Uuid>) -> Vec<WarehouseView>;
+    Warehouses: warehouses_by_ids(ids: &[Uuid]) -> Vec<WarehouseView>;
+    Warehouses: count_warehouses(include_inactive: bool) -> u64;
+    CurrentInventory: item(id: Uuid) -> Option<ItemView>;
+    CurrentInventory: item_by_sku(warehouse_id: Uuid, sku: &str) -> Option<ItemView>;
+    CurrentInventory: items(
+        warehouse_id: Option<Uuid>, low_stock_only: bool, keys: Keys<Uuid>
+    ) -> Vec<ItemView>;
+    CurrentInventory: items_by_ids(ids: &[Uuid]) -> Vec<ItemView>;
+    CurrentInventory: count_items(warehouse_id: Option<Uuid>, low_stock_only: bool) -> u64;
+    AllocationStatus: allocation(id: Uuid) -> Option<AllocationView>;
+    AllocationStatus: allocations(filter: AllocationFilter, keys: Keys<Uuid>)
+        -> Vec<AllocationView>;
+    AllocationStatus: allocations_by_ids(ids: &[Uuid]) -> Vec<AllocationView>;
+    AllocationStatus: count_allocations(filter: AllocationFilter) -> u64;
+    InventoryHistory: history(
+        item_id: Uuid, from: Option<i64>, to: Option<i64>, keys: Keys<u64>
+    ) -> Vec<HistoryEntry>;
+    InventoryHistory: count_history(item_id: Uuid, from: Option<i64>, to: Option<i64>) -> u64;
+    StockMovements: movements(
+        warehouse_id: Option<Uuid>, item_id: Option<Uuid>, from: Option<String>,
+        to: Option<String>
+    ) -> Vec<MovementRow>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::sqlite::SqliteGenerations;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Embedded generations whose layout record takes longer than `REFRESH` to read.
+    struct Slow {
+        inner: SqliteGenerations,
+        loads: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Generations for Slow {
+        async fn open(
+            &self,
+            projection: ProjectionName,
+            generation: u32,
+            create: bool,
+        ) -> Result<Arc<dyn Projection>, ProjectionError> {
+            self.inner.open(projection, generation, create).await
+        }
+
+        async fn retire(
+            &self,
+            projection: ProjectionName,
+            generation: u32,
+        ) -> Result<(), ProjectionError> {
+            self.inner.retire(projection, generation).await
+        }
+
+        async fn load_layout(&self) -> Result<Layout, ProjectionError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(REFRESH + Duration::from_millis(100)).await;
+            self.inner.load_layout().await
+        }
+
+        async fn save_layout(&self, layout: &Layout) -> Result<bool, ProjectionError> {
+            self.inner.save_layout(layout).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_layout_read_slower_than_the_refresh_period_is_not_taken_as_fresh() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let slow = Arc::new(Slow {
+            inner: SqliteGenerations::open(dir.path()).expect("open"),
+            loads: AtomicUsize::new(0),
+        });
+        let board = Switchboard::open(slow.clone()).await.expect("switchboard");
+        assert_eq!(slow.loads.load(Ordering::SeqCst), 1);
+        // The record may have changed while it was being read: a live projector must read it
+        // again rather than act on it.
+        board.routing().await.expect("routing");
+        assert_eq!(slow.loads.load(Ordering::SeqCst), 2);
     }
 }

@@ -1,5 +1,5 @@
 //! The event store port: append a commit atomically, load a stream, read everything for replay,
-//! and drain the transactional outbox. Adapters (`sqlite`, later DynamoDB) live beside this file
+//! and drain the transactional outbox. Adapters (`sqlite`, `dynamodb`) live beside this file
 //! and must all pass the same contract tests; the guarantees below are the contract.
 
 pub mod dynamodb;

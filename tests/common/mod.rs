@@ -122,6 +122,28 @@ impl Server {
         self.child.id()
     }
 
+    /// `/health/ready` polled until 200 (30 s at most; it is 503 while the projections catch
+    /// up with the store at start-up); returns its body.
+    pub async fn until_ready(&self) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = self
+                .client
+                .get(format!("{}/health/ready", self.url))
+                .send()
+                .await
+                .expect("ready");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("json");
+            if status == 200 {
+                return body;
+            }
+            assert_eq!(status, 503, "ready answers 200 or 503: {body}");
+            assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn ws_url(&self) -> String {
         format!("{}/graphql/ws", self.url.replacen("http", "ws", 1))
     }

@@ -22,37 +22,18 @@ use std::time::{Duration, Instant};
 use crate::Args;
 use uuid::Uuid;
 
-/// `rebuild`: a store of `--events` events, then every projection rebuilt by the real replay
-/// (`projection::replay`, into a new generation of tables while the service runs) and
-/// compared. On the embedded store the events go through commits, so the live projections are
-/// built as usual and the rebuilt tables are compared with them. On DynamoDB the stock changes
-/// are bulk-loaded into the events table (`BatchWriteItem`, no outbox rows), so the live
-/// projectors do not have to digest them first, which would take longer than the rebuild
-/// itself; there are no live tables for them, so the rebuilt tables are compared with an
-/// independent rebuild into SQLite (`verify`).
-pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
-    use inventory_service::app::{verify_projections, Service};
-    use inventory_service::config::{StorageConfig, StoreKind};
-    use inventory_service::projection::layout::ProjectionName;
-    use inventory_service::projection::replay::{replay, ReplayOptions};
-    let dir = tempfile_dir()?;
-    let on_dynamodb = args.store == "dynamodb";
-    let (endpoint, _local) = crate::server::dynamodb_endpoint(args)?;
-    let config = StorageConfig {
-        store: if on_dynamodb {
-            StoreKind::Dynamodb
-        } else {
-            StoreKind::Sqlite
-        },
-        data_dir: dir.clone(),
-        dynamodb_endpoint: endpoint.clone(),
-        table_prefix: format!("rebuild{}_", Uuid::now_v7().simple()),
-        migrate: true,
-        dynamodb_report_capacity: false,
-        outbox_shards: 4,
-        snapshot_every: 100,
-    };
-    let service = Service::start(&config).await?;
+/// A service on `config` whose store holds about `--events` events over `--items` items (see
+/// `rebuild`: commits on the embedded store, a bulk load on DynamoDB); returns it running and
+/// the number of events.
+pub async fn seeded(
+    args: &Args,
+    config: &inventory_service::config::StorageConfig,
+) -> anyhow::Result<(inventory_service::app::Service, u64)> {
+    use inventory_service::app::Service;
+    use inventory_service::config::StoreKind;
+    let on_dynamodb = config.store == StoreKind::Dynamodb;
+    let endpoint = config.dynamodb_endpoint.clone();
+    let service = Service::start(config).await?;
     let ctx = CommandContext::default();
     let commands = &service.context.commands;
     let warehouse = new_warehouse(commands, &ctx, "REBUILD").await?;
@@ -83,6 +64,26 @@ pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
         "seeded {total} events in {:.1}s; waiting for the live projections",
         seeded.elapsed().as_secs_f64()
     );
+    Ok((service, total))
+}
+
+/// `rebuild`: a store of `--events` events, then every projection rebuilt by the real replay
+/// (`projection::replay`, into a new generation of tables while the service runs) and
+/// compared. On the embedded store the events go through commits, so the live projections are
+/// built as usual and the rebuilt tables are compared with them. On DynamoDB the stock changes
+/// are bulk-loaded into the events table (`BatchWriteItem`, no outbox rows), so the live
+/// projectors do not have to digest them first, which would take longer than the rebuild
+/// itself; there are no live tables for them, so the rebuilt tables are compared with an
+/// independent rebuild into SQLite (`verify`).
+pub async fn rebuild(args: &Args) -> anyhow::Result<()> {
+    use inventory_service::app::verify_projections;
+    use inventory_service::projection::layout::ProjectionName;
+    use inventory_service::projection::replay::{replay, ReplayOptions};
+    let dir = tempfile_dir()?;
+    let on_dynamodb = args.store == "dynamodb";
+    let (endpoint, _local) = crate::server::dynamodb_endpoint(args)?;
+    let config = bench_storage(on_dynamodb, &dir, endpoint.clone(), "rebuild");
+    let (service, _) = seeded(args, &config).await?;
     outbox_drained(&*service.context.store).await?;
     let board = service.context.projections.clone();
     let live = board.dump().await?;
@@ -411,4 +412,28 @@ pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("inventory-bench-{}", Uuid::now_v7()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// The storage a library benchmark seeds: a fresh directory and, on DynamoDB, tables of their
+/// own under `prefix`.
+pub fn bench_storage(
+    on_dynamodb: bool,
+    dir: &std::path::Path,
+    endpoint: Option<String>,
+    prefix: &str,
+) -> inventory_service::config::StorageConfig {
+    inventory_service::config::StorageConfig {
+        store: if on_dynamodb {
+            inventory_service::config::StoreKind::Dynamodb
+        } else {
+            inventory_service::config::StoreKind::Sqlite
+        },
+        data_dir: dir.to_path_buf(),
+        dynamodb_endpoint: endpoint,
+        table_prefix: format!("{prefix}{}_", Uuid::now_v7().simple()),
+        migrate: true,
+        dynamodb_report_capacity: false,
+        outbox_shards: 4,
+        snapshot_every: 100,
+    }
 }

@@ -7,10 +7,12 @@
 //!   On DynamoDB it first measures what each command costs: requests and capacity units per
 //!   command, by table and index, beside one raw append (see `cost/`).
 //! - `latency` and `rebuild`: the same measurements through the library (see `library.rs`).
+//! - `catch-up`: a start-up catching the projections up with a large store (`catch_up.rs`).
 //!
 //! `cargo run --release --bin bench -- service [--store dynamodb] [--repeat 3] [--quick]`
 
 mod baselines;
+mod catch_up;
 mod client;
 mod cost;
 mod lag;
@@ -27,7 +29,7 @@ use clap::Parser;
 #[derive(Parser)]
 pub struct Args {
     /// Which benchmark.
-    #[arg(value_parser = ["service", "latency", "rebuild"], default_value = "latency")]
+    #[arg(value_parser = ["service", "latency", "rebuild", "catch-up"], default_value = "latency")]
     which: String,
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "dynamodb"])]
     store: String,
@@ -44,7 +46,7 @@ pub struct Args {
     /// Where to write the JSON figures (default `target/bench-<which>.json`).
     #[arg(long)]
     json: Option<String>,
-    /// `rebuild`: events in the store (spread over `--items` items).
+    /// `rebuild`, `catch-up`: events in the store (spread over `--items` items).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
     /// `rebuild`: items the events are spread over.
@@ -87,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.which.as_str() {
         "rebuild" => library::rebuild(&args).await,
+        "catch-up" => catch_up::run(&args).await,
         "service" => {
             let passed = service::run(&args).await?;
             if !passed {

@@ -159,14 +159,19 @@ async fn handle(shared: &Shared, registration: &Registration, delivery: Delivery
                 tracing::debug!(queue = %registration.queue, %error, "cannot acknowledge");
             }
         }
-        Err(HandlerError::Reject(reason)) => {
+        Err(HandlerError::Reject(cause)) => {
+            let reason = crate::bus::chain(&*cause);
             dead_letter(shared, registration, &delivery, event_id, &reason).await;
         }
-        Err(HandlerError::Retry(reason)) if attempt >= shared.config.max_deliveries => {
-            let reason = format!("still failing after {attempt} tries: {reason}");
+        Err(HandlerError::Retry(cause)) if attempt >= shared.config.max_deliveries => {
+            let reason = format!(
+                "still failing after {attempt} tries: {}",
+                crate::bus::chain(&*cause)
+            );
             dead_letter(shared, registration, &delivery, event_id, &reason).await;
         }
-        Err(HandlerError::Retry(reason)) => {
+        Err(HandlerError::Retry(cause)) => {
+            let reason = crate::bus::chain(&*cause);
             let pause = retry_pause(&shared.config, attempt);
             tracing::warn!(queue = %registration.queue, event_id = %envelope.event_id, attempt, %reason, retry_in = ?pause, "handler failed; will retry");
             tokio::spawn(requeue_after(pause, delivery.acker));

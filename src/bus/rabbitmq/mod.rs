@@ -103,18 +103,12 @@ struct Shared {
 
 impl Shared {
     fn session(&self) -> Option<Arc<Session>> {
-        self.session
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        crate::sync::read(&self.session).clone()
     }
 
     fn set_session(&self, session: Option<Arc<Session>>) {
         let ready = session.is_some();
-        *self
-            .session
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = session;
+        *crate::sync::write(&self.session) = session;
         self.ready.send_replace(ready);
     }
 }
@@ -125,8 +119,8 @@ pub struct RabbitBus {
     manager: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(error.to_string())
+fn unavailable(action: impl Into<String>, cause: impl Into<super::Cause>) -> BusError {
+    BusError::unavailable(action, cause)
 }
 
 impl RabbitBus {
@@ -143,10 +137,14 @@ impl RabbitBus {
     ) -> Result<Arc<Self>, BusError> {
         let mut uri: AMQPUri = url
             .parse()
-            .map_err(|error| unavailable(format!("invalid AMQP url: {error}")))?;
+            .map_err(|error| unavailable("reading the AMQP url", error))?;
         uri.query.heartbeat.get_or_insert(HEARTBEAT_SECS);
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| unavailable("RabbitBus::connect needs a tokio runtime"))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
+            unavailable(
+                "connecting (RabbitBus::connect needs a tokio runtime)",
+                error,
+            )
+        })?;
         let shared = Arc::new(Shared {
             uri,
             names: Names::new(prefix),
@@ -179,9 +177,10 @@ impl RabbitBus {
             .map(|ready| ready.is_ok());
         match waited {
             Ok(true) => Ok(()),
-            _ => Err(unavailable(format!(
-                "RabbitMQ not reachable within {within:?}"
-            ))),
+            _ => Err(unavailable(
+                "waiting for RabbitMQ",
+                format!("not reachable within {within:?}"),
+            )),
         }
     }
 
@@ -193,7 +192,7 @@ impl RabbitBus {
             .connection
             .create_channel()
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(format!("opening a channel to declare {queue}"), e))?;
         let declared = topology::declare_durable_queue(
             &channel,
             &self.shared.names,
@@ -201,7 +200,7 @@ impl RabbitBus {
             &self.shared.config,
         )
         .await
-        .map_err(unavailable);
+        .map_err(|e| unavailable(format!("declaring the queue {queue}"), e));
         let _ = channel.close(200, "declared".into()).await;
         declared
     }
@@ -211,11 +210,7 @@ impl RabbitBus {
     /// without waiting.
     pub async fn close(&self) {
         self.shutdown.send_replace(true);
-        let manager = self
-            .manager
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let manager = crate::sync::lock(&self.manager).take();
         if let Some(manager) = manager {
             let _ = manager.await;
         }
@@ -224,7 +219,7 @@ impl RabbitBus {
     fn connected(&self) -> Result<Arc<Session>, BusError> {
         self.shared
             .session()
-            .ok_or_else(|| unavailable("not connected to RabbitMQ"))
+            .ok_or_else(|| unavailable("looking for the connection", "not connected to RabbitMQ"))
     }
 
     /// Publishes on the confirm-mode channel and waits for every confirm. With `mandatory`, a
@@ -245,7 +240,7 @@ impl RabbitBus {
             confirm_all(&session.publisher, exchange, messages, mandatory),
         )
         .await
-        .unwrap_or_else(|_| Err(unavailable("timed out waiting for publisher confirms")));
+        .unwrap_or_else(|elapsed| Err(unavailable("waiting for publisher confirms", elapsed)));
         if confirmed.is_err() && !session.publisher.status().connected() {
             // The broker closed the channel (or the connection is going): start afresh.
             session.fail("the publishing channel closed");
@@ -275,25 +270,27 @@ async fn confirm_all(
                 message.properties,
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(format!("publishing to {exchange}"), e))?;
         pending.push((message.routing_key, confirm));
     }
     for (routing_key, confirm) in pending {
-        match confirm.await.map_err(unavailable)? {
+        let waiting = || format!("waiting for the confirm of a message to {routing_key}");
+        match confirm.await.map_err(|e| unavailable(waiting(), e))? {
             Confirmation::Ack(None) => {}
             Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                return Err(unavailable(format!(
-                    "the broker returned a message with routing key {routing_key}: {} {}",
-                    returned.reply_code, returned.reply_text
-                )));
+                return Err(unavailable(
+                    waiting(),
+                    format!(
+                        "the broker returned it: {} {}",
+                        returned.reply_code, returned.reply_text
+                    ),
+                ));
             }
             Confirmation::Nack(None) => {
-                return Err(unavailable(format!(
-                    "the broker refused the message with routing key {routing_key}"
-                )));
+                return Err(unavailable(waiting(), "the broker refused it"));
             }
             Confirmation::NotRequested => {
-                return Err(unavailable("publisher confirms are not enabled"));
+                return Err(unavailable(waiting(), "publisher confirms are not enabled"));
             }
         }
     }
@@ -307,7 +304,7 @@ impl EventBus for RabbitBus {
             .iter()
             .map(codec::event)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable("encoding events", e))?;
         self.send(&self.shared.names.events, messages, true).await
     }
 
@@ -317,7 +314,7 @@ impl EventBus for RabbitBus {
         let messages = items
             .chain(allocations)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable("encoding read-model changes", e))?;
         // Not mandatory: with no instance listening there is simply nobody to tell.
         self.send(&self.shared.names.changes, messages, false).await
     }
@@ -333,7 +330,7 @@ impl EventBus for RabbitBus {
                 if session.connection.status().connected() {
                     // The broker refused (e.g. the queue exists with other arguments): a
                     // reconnect would not help, so the caller must hear of it.
-                    return Err(unavailable(format!("cannot consume from {queue}: {error}")));
+                    return Err(unavailable(format!("consuming from {queue}"), error));
                 }
                 // The connection dropped meanwhile: the manager starts it on reconnect.
             }

@@ -38,10 +38,7 @@ pub(super) struct Session {
 impl Session {
     /// Tells the manager this session is broken (a consumer or channel stopped).
     pub fn fail(&self, reason: &str) {
-        let mut slot = self
-            .reason
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = crate::sync::lock(&self.reason);
         slot.get_or_insert_with(|| reason.to_owned());
         // A stored permit: a failure reported before the manager waits is not lost.
         self.failed.notify_one();
@@ -54,7 +51,7 @@ impl Session {
         loop {
             tokio::select! {
                 _ = self.failed.notified() => {
-                    let reason = self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let reason = crate::sync::lock(&self.reason).clone();
                     return reason.unwrap_or_else(|| "the session failed".into());
                 }
                 event = events.next() => match event {
@@ -80,10 +77,7 @@ impl Session {
     }
 
     pub fn add_consumer(&self, task: JoinHandle<()>) {
-        self.consumers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(task);
+        crate::sync::lock(&self.consumers).push(task);
     }
 
     /// Closes the connection; with `drain`, first lets every consumer finish (and acknowledge)
@@ -91,12 +85,7 @@ impl Session {
     async fn close(&self, drain: bool) {
         self.closing.send_replace(true);
         if drain {
-            let tasks = std::mem::take(
-                &mut *self
-                    .consumers
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            );
+            let tasks = std::mem::take(&mut *crate::sync::lock(&self.consumers));
             let all = futures::future::join_all(tasks);
             if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
                 tracing::warn!("closing RabbitMQ with deliveries still being handled");

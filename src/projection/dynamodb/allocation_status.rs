@@ -3,10 +3,9 @@
 //! The record's `version` is its checkpoint, as for every single-row projection.
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
-use super::{decode, VersionedRow};
-use crate::domain::allocation::{AllocationEvent, AllocationStatus};
+use super::VersionedRow;
+use crate::domain::allocation::AllocationStatus;
 use crate::projection::{AllocationView, ProjectionError};
-use crate::store::EventEnvelope;
 
 /// How many keys of the status index each status spreads over. One index key takes about 1,000
 /// write units a second, and every allocation is created `CREATED`: unspread, that one key
@@ -27,10 +26,6 @@ pub fn status_shards(status: AllocationStatus) -> impl Iterator<Item = String> {
 }
 
 impl VersionedRow for AllocationView {
-    fn version(&self) -> u64 {
-        self.version
-    }
-
     fn to_record(&self) -> Record {
         RecordBuilder::default()
             .s("id", self.id.to_string())
@@ -67,12 +62,4 @@ impl VersionedRow for AllocationView {
             updated_at: r.int("updatedAt")?,
         })
     }
-}
-
-pub fn fold(
-    row: Option<&AllocationView>,
-    envelope: &EventEnvelope,
-) -> Result<AllocationView, ProjectionError> {
-    let event: AllocationEvent = decode(envelope)?;
-    Ok(AllocationView::next(row, envelope, &event))
 }

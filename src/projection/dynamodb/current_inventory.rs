@@ -4,11 +4,8 @@
 //! replaces the whole record, so those keys vanish as soon as the item is no longer low.
 
 use super::attributes::{Record, RecordBuilder, RecordReader};
-use super::{decode, VersionedRow};
-use crate::domain::item::ItemEvent;
-use crate::domain::warehouse::WarehouseEvent;
+use super::VersionedRow;
 use crate::projection::{ItemView, ProjectionError, WarehouseView};
-use crate::store::EventEnvelope;
 
 /// The `listKey` of every warehouse: a list of all warehouses is a Query on the `all` index.
 pub const WAREHOUSE_LIST: &str = "WAREHOUSE";
@@ -23,10 +20,6 @@ pub fn sku_key(warehouse_id: &str, sku: &str) -> String {
 }
 
 impl VersionedRow for WarehouseView {
-    fn version(&self) -> u64 {
-        self.version
-    }
-
     fn to_record(&self) -> Record {
         RecordBuilder::default()
             .s("id", self.id.to_string())
@@ -57,10 +50,6 @@ impl VersionedRow for WarehouseView {
 }
 
 impl VersionedRow for ItemView {
-    fn version(&self) -> u64 {
-        self.version
-    }
-
     fn to_record(&self) -> Record {
         let warehouse_id = self.warehouse_id.to_string();
         let record = RecordBuilder::default()
@@ -107,20 +96,4 @@ impl VersionedRow for ItemView {
             updated_at: r.int("updatedAt")?,
         })
     }
-}
-
-pub fn fold_warehouse(
-    row: Option<&WarehouseView>,
-    envelope: &EventEnvelope,
-) -> Result<WarehouseView, ProjectionError> {
-    let event: WarehouseEvent = decode(envelope)?;
-    Ok(WarehouseView::next(row, envelope, &event))
-}
-
-pub fn fold_item(
-    row: Option<&ItemView>,
-    envelope: &EventEnvelope,
-) -> Result<ItemView, ProjectionError> {
-    let event: ItemEvent = decode(envelope)?;
-    Ok(ItemView::next(row, envelope, &event))
 }

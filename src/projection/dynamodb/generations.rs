@@ -1,6 +1,7 @@
 //! Generations of the DynamoDB projection tables: generation 0 uses the configured prefix
-//! (`<prefix>projection_items`, ...), generation N the prefix `<prefix>gN_`. Each generation
-//! has its own checkpoints table; the layout record is the item `#layout` in generation 0's.
+//! (`<prefix>projection_items`, ...), generation N the prefix `<prefix>gN_`; each projection has
+//! tables of its own in each, and only the movement report keeps checkpoint rows (in the
+//! generation's checkpoints table). The layout record is the item `#layout` in generation 0's.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -34,25 +35,33 @@ impl DynamoGenerations {
     }
 }
 
+/// The tables `projection` owns in a generation: its own, and for the movement report in a
+/// rebuilt generation the checkpoints table (generation 0's holds the layout and stays). A
+/// generation made by an older release for several projections has one checkpoints table for
+/// them all; it stays behind, empty unless the movement report was among them.
+fn owned_tables(tables: &Tables, projection: ProjectionName, generation: u32) -> Vec<String> {
+    let mut names = tables.projection_tables(projection);
+    if projection == ProjectionName::StockMovements && generation != 0 {
+        names.push(tables.checkpoints());
+    }
+    names
+}
+
 fn migrate_error(error: dynamodb::MigrateError) -> ProjectionError {
-    ProjectionError::Unavailable(error.to_string())
+    ProjectionError::request("creating or deleting projection tables", error)
 }
 
 #[async_trait]
 impl Generations for DynamoGenerations {
     async fn open(
         &self,
+        projection: ProjectionName,
         generation: u32,
-        projections: &[ProjectionName],
         create: bool,
     ) -> Result<Arc<dyn Projection>, ProjectionError> {
         let tables = self.tables(generation);
         if create {
-            let mut names: Vec<String> = projections
-                .iter()
-                .flat_map(|p| tables.projection_tables(*p))
-                .collect();
-            names.push(tables.checkpoints());
+            let names = owned_tables(&tables, projection, generation);
             let specs = tables
                 .specs()
                 .into_iter()
@@ -63,25 +72,17 @@ impl Generations for DynamoGenerations {
                 .map_err(migrate_error)?;
         }
         Ok(Arc::new(
-            DynamoProjections::new(self.client.clone(), tables).serving(projections),
+            DynamoProjections::new(self.client.clone(), tables).only(projection),
         ))
     }
 
     async fn retire(
         &self,
+        projection: ProjectionName,
         generation: u32,
-        projections: &[ProjectionName],
-        whole: bool,
     ) -> Result<(), ProjectionError> {
         let tables = self.tables(generation);
-        let mut names: Vec<String> = projections
-            .iter()
-            .flat_map(|p| tables.projection_tables(*p))
-            .collect();
-        // Generation 0's checkpoints table holds the layout record: it stays.
-        if whole && generation != 0 {
-            names.push(tables.checkpoints());
-        }
+        let names = owned_tables(&tables, projection, generation);
         dynamodb::delete_tables(&self.client, &names)
             .await
             .map_err(migrate_error)
@@ -96,7 +97,7 @@ impl Generations for DynamoGenerations {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("reading the projection layout"))?;
         let Some(item) = output.item else {
             return Ok(Layout::default());
         };
@@ -109,7 +110,8 @@ impl Generations for DynamoGenerations {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ProjectionError::Unavailable("layout record has no revision".into()))?;
-        let mut layout = Layout::decode(body).map_err(ProjectionError::Unavailable)?;
+        let mut layout = Layout::decode(body)
+            .map_err(|e| ProjectionError::request("decoding the projection layout", e))?;
         layout.revision = revision;
         Ok(layout)
     }
@@ -141,7 +143,7 @@ impl Generations for DynamoGenerations {
             {
                 Ok(false)
             }
-            Err(error) => Err(unavailable(error)),
+            Err(error) => Err(unavailable("writing the projection layout")(error)),
         }
     }
 }

@@ -7,8 +7,8 @@
 use super::attributes::{Record, RecordBuilder, RecordReader};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
-use super::{decode, DynamoProjections};
-use crate::domain::item::ItemEvent;
+use super::{unavailable, DynamoProjections};
+use crate::projection::fold::history;
 use crate::projection::{HistoryEntry, ProjectionError};
 use crate::store::EventEnvelope;
 
@@ -48,17 +48,14 @@ pub async fn write<'a>(
     events: impl Iterator<Item = &'a EventEnvelope>,
 ) -> Result<(), ProjectionError> {
     let mut requests = Vec::new();
-    for envelope in events {
-        let event: ItemEvent = decode(envelope)?;
-        if let Some(entry) = HistoryEntry::from_event(envelope, &event) {
-            let put = PutRequest::builder()
-                .set_item(Some(to_record(&entry)))
-                .build()
-                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
-            requests.push(WriteRequest::builder().put_request(put).build());
-        }
+    for entry in history(events)? {
+        let put = PutRequest::builder()
+            .set_item(Some(to_record(&entry)))
+            .build()
+            .map_err(unavailable("building a history record"))?;
+        requests.push(WriteRequest::builder().put_request(put).build());
     }
     crate::dynamodb::batch_write(&store.client, &store.tables.history(), requests)
         .await
-        .map_err(|e| ProjectionError::Unavailable(format!("cannot write history: {e}")))
+        .map_err(unavailable("writing history records"))
 }

@@ -178,7 +178,7 @@ impl Lookup {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable("querying a projection index"))?;
             match fetch {
                 None => {
                     for record in page.items() {
@@ -245,7 +245,7 @@ impl Lookup {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable("querying a projection index"))?;
             total += page.count.max(0) as u64;
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -278,7 +278,7 @@ async fn fetch_rows(
     let keys = entries.iter().map(key_of).collect();
     let rows = crate::dynamodb::batch_get(&store.client, table, keys)
         .await
-        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+        .map_err(unavailable("reading the rows an index found"))?;
     let mut found: HashMap<String, Record> =
         rows.into_iter().map(|row| (identity(&row), row)).collect();
     Ok(entries

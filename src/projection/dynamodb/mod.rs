@@ -18,17 +18,16 @@ mod stock_movements;
 pub use generations::DynamoGenerations;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
 use super::batch::{earliest_gap, plan, Stream};
+use super::fold::{fold, Row};
 use super::layout::ProjectionName;
 use super::{
-    AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
+    AllocationView, Applied, Changed, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
     WarehouseView,
 };
-use crate::domain::DomainEvent;
 use crate::dynamodb::Tables;
 use crate::store::EventEnvelope;
 use attributes::{s, Record};
@@ -55,9 +54,9 @@ impl DynamoProjections {
         }
     }
 
-    /// Applies and dumps only these projections.
-    pub fn serving(mut self, projections: &[ProjectionName]) -> Self {
-        self.serves = projections.to_vec();
+    /// Applies and dumps only `projection` (the others' tables are not touched).
+    pub fn only(mut self, projection: ProjectionName) -> Self {
+        self.serves = vec![projection];
         self
     }
 
@@ -79,22 +78,18 @@ impl DynamoProjections {
 /// unavailable. Each loss means another writer made progress, so this bounds only contention.
 const MAX_RACES: usize = 8;
 
-/// A single-row read model whose `version` attribute is its checkpoint.
-trait VersionedRow: Clone + Send + Sync + Sized {
-    fn version(&self) -> u64;
+/// A single-row read model (`fold::Row`, whose `version` is its checkpoint) as its record.
+trait VersionedRow: Row {
     fn to_record(&self) -> Record;
     fn from_record(record: &Record) -> Result<Self, ProjectionError>;
 }
 
-fn unavailable(error: impl std::error::Error) -> ProjectionError {
-    ProjectionError::Unavailable(DisplayErrorContext(&error).to_string())
-}
-
-fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Result<E, ProjectionError> {
-    envelope.decode().map_err(|e| ProjectionError::Poison {
-        event_id: envelope.event_id,
-        reason: e.to_string(),
-    })
+/// A failed request to DynamoDB, with what it was for.
+fn unavailable<E>(doing: &'static str) -> impl FnOnce(E) -> ProjectionError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |error| ProjectionError::request(doing, error)
 }
 
 fn lost_races(id: Uuid) -> ProjectionError {
@@ -102,9 +97,6 @@ fn lost_races(id: Uuid) -> ProjectionError {
         "aggregate {id} lost {MAX_RACES} races for its projection row; retry later"
     ))
 }
-
-/// The fold of a single-row read model: the row after one more event.
-type Fold<V> = fn(Option<&V>, &EventEnvelope) -> Result<V, ProjectionError>;
 
 impl DynamoProjections {
     async fn get_row<V: VersionedRow>(
@@ -120,7 +112,7 @@ impl DynamoProjections {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("reading a projection row"))?;
         output.item.as_ref().map(V::from_record).transpose()
     }
 
@@ -135,7 +127,6 @@ impl DynamoProjections {
         id: Uuid,
         stream: Stream<'_>,
         mut start: Option<Cached<V>>,
-        fold: Fold<V>,
     ) -> Result<(Uuid, Option<V>, Progress), ProjectionError> {
         let first = stream.first().map_or(0, |(_, e)| e.sequence_number);
         // Cleared once a hint proved wrong: from then on only a read decides.
@@ -155,11 +146,7 @@ impl DynamoProjections {
                 hints = false;
                 continue;
             }
-            let mut folded: Option<V> = None;
-            for (_, envelope) in &plan.next {
-                folded = Some(fold(folded.as_ref().or(row.as_ref()), envelope)?);
-            }
-            let Some(next) = folded else {
+            if plan.next.is_empty() {
                 return Ok((
                     id,
                     row,
@@ -168,6 +155,11 @@ impl DynamoProjections {
                         gap: plan.gap,
                     },
                 ));
+            }
+            let Some(next) = fold(row, plan.next.iter().map(|(_, e)| *e))? else {
+                return Err(ProjectionError::Unavailable(format!(
+                    "a run of events on {id} folded into no row"
+                )));
             };
             let request = self
                 .client
@@ -204,7 +196,7 @@ impl DynamoProjections {
                     // applied is then a duplicate; a lost race never opens a gap).
                     hints = false;
                 }
-                Err(error) => return Err(unavailable(error)),
+                Err(error) => return Err(unavailable("writing a projection row")(error)),
             }
         }
         Err(lost_races(id))
@@ -223,7 +215,7 @@ impl DynamoProjections {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable("scanning a projection table"))?;
             records.extend(page.items.unwrap_or_default());
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -310,38 +302,16 @@ impl ProjectionStore for DynamoProjections {
                 &mut cache.warehouses,
                 warehouses,
                 cutoff,
-                |id, stream, start| {
-                    self.apply_stream(
-                        &warehouses_table,
-                        id,
-                        stream,
-                        start,
-                        current_inventory::fold_warehouse,
-                    )
-                }
+                |id, stream, start| { self.apply_stream(&warehouses_table, id, stream, start) }
             ),
             write_all(
                 &mut cache.allocations,
                 allocations,
                 cutoff,
-                |id, stream, start| {
-                    self.apply_stream(
-                        &allocations_table,
-                        id,
-                        stream,
-                        start,
-                        allocation_status::fold,
-                    )
-                }
+                |id, stream, start| { self.apply_stream(&allocations_table, id, stream, start) }
             ),
             write_all(&mut cache.items, items, cutoff, |id, stream, start| {
-                self.apply_stream(
-                    &items_table,
-                    id,
-                    stream,
-                    start,
-                    current_inventory::fold_item,
-                )
+                self.apply_stream(&items_table, id, stream, start)
             }),
             write_all(
                 &mut cache.movements,
@@ -358,22 +328,18 @@ impl ProjectionStore for DynamoProjections {
                 .filter(|e| e.aggregate_type == P::InventoryHistory.handles());
             inventory_history::write(self, entries).await?;
         }
-        let mut outcome = Applied {
-            applied: cutoff,
-            ..Applied::default()
-        };
-        outcome.gap = earliest.map(|(_, after, aggregate_id)| Gap {
-            aggregate_id,
-            after,
-        });
-        outcome.changed_items = changed_items
-            .iter()
-            .filter_map(|id| cache.items.known.get(id).cloned().flatten())
-            .collect();
-        outcome.changed_allocations = changed_allocations
-            .iter()
-            .filter_map(|id| cache.allocations.known.get(id).cloned().flatten())
-            .collect();
+        let mut changed = Changed::default();
+        for id in &changed_items {
+            if let Some(Some(row)) = cache.items.known.get(id) {
+                row.announce(&mut changed);
+            }
+        }
+        for id in &changed_allocations {
+            if let Some(Some(row)) = cache.allocations.known.get(id) {
+                row.announce(&mut changed);
+            }
+        }
+        let outcome = Applied::up_to(events.len(), earliest, changed);
         let hints = if cache.len() > MAX_REMEMBERED {
             Cache::default()
         } else {

@@ -177,7 +177,7 @@ impl DynamoProjections {
             .collect();
         let rows = crate::dynamodb::batch_get(&self.client, &table, keys)
             .await
-            .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+            .map_err(unavailable("reading projection rows by id"))?;
         rows.iter().map(V::from_record).collect()
     }
 }
@@ -391,14 +391,34 @@ impl ReadModel for DynamoProjections {
         Ok(rows)
     }
 
+    /// Reads a key no row has from a table of the first projection these tables hold (a
+    /// rebuilt generation of one projection has only that projection's tables).
     async fn ping(&self) -> Result<(), ProjectionError> {
+        use crate::projection::layout::ProjectionName as P;
+        let (table, key) = match self.serves.first() {
+            Some(P::InventoryHistory) => (
+                self.tables.history(),
+                vec![("itemId", s("ping")), ("sequenceNumber", n(0))],
+            ),
+            Some(P::StockMovements) => (
+                self.tables.movements(),
+                vec![("itemId", s("ping")), ("day", s("ping"))],
+            ),
+            Some(P::CurrentInventory) => (self.tables.items(), vec![("id", s("ping"))]),
+            Some(P::AllocationStatus) => (self.tables.allocations(), vec![("id", s("ping"))]),
+            Some(P::Warehouses) | None => (self.tables.warehouses(), vec![("id", s("ping"))]),
+        };
+        let key: Record = key
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
         self.client
             .get_item()
-            .table_name(self.tables.checkpoints())
-            .key("checkpointKey", s("ping"))
+            .table_name(table)
+            .set_key(Some(key))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("reading a projection table"))?;
         Ok(())
     }
 }

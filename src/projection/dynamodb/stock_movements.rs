@@ -15,11 +15,9 @@ use std::collections::HashMap;
 use super::attributes::{n, s, Record, RecordReader};
 use super::hints::Cached;
 use super::phases::Progress;
-use super::{decode, lost_races, unavailable, DynamoProjections, MAX_RACES};
-use crate::domain::item::ItemEvent;
+use super::{lost_races, unavailable, DynamoProjections, MAX_RACES};
 use crate::projection::batch::{plan, Stream};
-use crate::projection::day_of;
-use crate::projection::model::{movement_of, Movement};
+use crate::projection::movements::{created, movement_runs, never_created, Movement, Owner};
 use crate::projection::{MovementRow, ProjectionError};
 use uuid::Uuid;
 
@@ -30,7 +28,7 @@ use uuid::Uuid;
 pub struct Checkpoint {
     last_sequence: u64,
     day: String,
-    owner: (String, String),
+    owner: Owner,
 }
 
 impl Checkpoint {
@@ -85,7 +83,7 @@ impl Expression {
             .set_expression_attribute_names(Some(self.names))
             .set_expression_attribute_values(Some(self.values))
             .build()
-            .map_err(|e| ProjectionError::Unavailable(e.to_string()))
+            .map_err(unavailable("building a movement update"))
     }
 }
 
@@ -115,7 +113,7 @@ pub(super) async fn read_checkpoint(
         .consistent_read(true)
         .send()
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable("reading a movement checkpoint"))?;
     let Some(record) = output.item else {
         return Ok(None);
     };
@@ -130,7 +128,7 @@ pub(super) async fn read_checkpoint(
         .consistent_read(true)
         .send()
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable("reading a movement day record"))?;
     let record = output.item.ok_or_else(|| {
         ProjectionError::Unavailable(format!(
             "the movements checkpoint of item {id} points at day {day}, which has no record"
@@ -149,7 +147,7 @@ pub(super) async fn read_checkpoint(
 fn count(
     movement: &Movement,
     sequence: u64,
-    (warehouse_id, sku): &(String, String),
+    (warehouse_id, sku): &Owner,
     condition: &str,
 ) -> Expression {
     let mut expression = Expression {
@@ -235,7 +233,7 @@ async fn count_same_day(
         {
             Ok(false)
         }
-        Err(error) => Err(unavailable(error)),
+        Err(error) => Err(unavailable("counting movements into a day record")(error)),
     }
 }
 
@@ -277,7 +275,7 @@ async fn count_new_day(
                 .expression_attribute_names("#last", "lastSequence")
                 .expression_attribute_values(":previous", n(previous.last_sequence))
                 .build()
-                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+                .map_err(unavailable("building a movement check"))?;
             request =
                 request.transact_items(TransactWriteItem::builder().condition_check(check).build());
             pointer.condition = Some("#day = :previousDay".to_owned());
@@ -300,65 +298,10 @@ async fn count_new_day(
     match result {
         Ok(_) => Ok(true),
         Err(error) if error.as_service_error().is_some_and(lost_race) => Ok(false),
-        Err(error) => Err(unavailable(error)),
+        Err(error) => Err(unavailable("counting movements into a new day record")(
+            error,
+        )),
     }
-}
-
-/// Counts one run of an item's events into one day record with one request.
-struct Run {
-    /// The record counted into: the checkpoint's own day, or a new day's (moving the
-    /// checkpoint there).
-    day: String,
-    new_day: bool,
-    movement: Movement,
-    first: u64,
-    last: u64,
-}
-
-/// The item's events to apply, as runs of one request each: events stay in the day record the
-/// checkpoint points at while they fall on its day or count nothing (the checkpoint still moves
-/// on, or the next event would look like a gap; a day with no movement gets no record, as in
-/// SQLite), and the first event that counts on another day starts a new day's run.
-fn runs(checkpoint: Option<&Checkpoint>, events: &Stream<'_>) -> Result<Vec<Run>, ProjectionError> {
-    let mut runs: Vec<Run> = Vec::new();
-    let mut day = checkpoint.map(|c| c.day.clone());
-    for (_, envelope) in events {
-        let event: ItemEvent = decode(envelope)?;
-        let movement = movement_of(&event);
-        let sequence = envelope.sequence_number;
-        let today = day_of(envelope.timestamp);
-        let stays = match &day {
-            Some(day) => *day == today || movement.is_none(),
-            None => false,
-        };
-        let run = match runs.last_mut() {
-            Some(run) if stays => run,
-            _ => {
-                let new_day = !stays;
-                let record = if new_day {
-                    today
-                } else {
-                    day.clone().unwrap_or(today)
-                };
-                day = Some(record.clone());
-                runs.push(Run {
-                    day: record,
-                    new_day,
-                    movement: Movement::default(),
-                    first: sequence,
-                    last: sequence,
-                });
-                runs.last_mut().ok_or_else(|| {
-                    ProjectionError::Unavailable("a run vanished as it was made".into())
-                })?
-            }
-        };
-        if let Some(movement) = &movement {
-            run.movement.add(movement);
-        }
-        run.last = sequence;
-    }
-    Ok(runs)
 }
 
 /// One item's events: reads its checkpoint unless known or hinted, skips duplicates, stops at
@@ -388,16 +331,9 @@ pub(super) async fn apply_stream(
             hints = false;
             continue;
         }
-        let created =
-            plan.next
-                .iter()
-                .find_map(|(_, envelope)| match decode::<ItemEvent>(envelope) {
-                    Ok(ItemEvent::InventoryItemCreated {
-                        warehouse_id, sku, ..
-                    }) => Some((warehouse_id.to_string(), sku)),
-                    _ => None,
-                });
-        for run in runs(checkpoint.as_ref(), &plan.next)? {
+        let created = created(plan.next.iter().map(|(_, e)| *e));
+        let day = checkpoint.as_ref().map(|c| c.day.as_str());
+        for run in movement_runs(day, plan.next.iter().map(|(_, e)| *e))? {
             let Some(owner) = created
                 .clone()
                 .or_else(|| checkpoint.as_ref().map(|c| c.owner.clone()))
@@ -407,14 +343,12 @@ pub(super) async fn apply_stream(
                     .first()
                     .map(|(_, e)| e.event_id)
                     .unwrap_or_default();
-                return Err(ProjectionError::Poison {
-                    event_id,
-                    reason: "stock movement for an item whose creation was never applied".into(),
-                });
+                return Err(never_created(event_id));
             };
+            let movement = run.movement.unwrap_or_default();
             let won = match (&checkpoint, run.new_day) {
                 (Some(previous), false) => {
-                    let update = count(&run.movement, run.last, &owner, "#last = :previous")
+                    let update = count(&movement, run.last, &owner, "#last = :previous")
                         .value(":previous", n(previous.last_sequence));
                     count_same_day(store, id, &previous.day, update).await?
                 }
@@ -423,7 +357,7 @@ pub(super) async fn apply_stream(
                 // checkpoint, which the transaction checks).
                 (previous, _) => {
                     let update = count(
-                        &run.movement,
+                        &movement,
                         run.last,
                         &owner,
                         "attribute_not_exists(#last) OR #last < :first",
@@ -455,91 +389,4 @@ pub(super) async fn apply_stream(
         ));
     }
     Err(lost_races(id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::item::StockChangeReason;
-    use crate::domain::AggregateType;
-    use crate::store::EventEnvelope;
-    use crate::store::Metadata;
-
-    const DAY: i64 = 86_400_000;
-
-    fn event(item: Uuid, sequence: u64, at: i64, event: ItemEvent) -> EventEnvelope {
-        EventEnvelope::new(
-            Uuid::now_v7(),
-            AggregateType::InventoryItem,
-            item,
-            sequence,
-            &event,
-            Metadata::default(),
-            at,
-        )
-    }
-
-    fn adjust(delta: i64) -> ItemEvent {
-        ItemEvent::StockLevelChanged {
-            previous_quantity: 10,
-            new_quantity: 10 + delta,
-            delta,
-            reason: StockChangeReason::Received,
-            reference: None,
-            allocation_id: None,
-        }
-    }
-
-    #[test]
-    fn a_batch_counts_each_day_in_one_run_and_events_without_movement_stay_put() {
-        let item = Uuid::now_v7();
-        let created = ItemEvent::InventoryItemCreated {
-            warehouse_id: Uuid::now_v7(),
-            sku: "SKU".into(),
-            product_id: "P".into(),
-            initial_quantity: 5,
-            reorder_threshold: 0,
-            reorder_quantity: 0,
-        };
-        let reorder = ItemEvent::ReorderSettingsChanged {
-            previous_threshold: 0,
-            previous_quantity: 0,
-            reorder_threshold: 1,
-            reorder_quantity: 2,
-        };
-        let events = [
-            event(item, 1, 0, created),
-            event(item, 2, 10, adjust(3)),
-            event(item, 3, 20, adjust(-2)),
-            // The next day, but nothing to count: stays in the first day's record.
-            event(item, 4, DAY + 1, reorder),
-            event(item, 5, DAY + 2, adjust(4)),
-            event(item, 6, DAY + 3, adjust(-1)),
-        ];
-        let stream: Stream<'_> = events.iter().enumerate().collect();
-        let first = runs(None, &stream).unwrap();
-        let shape: Vec<_> = first
-            .iter()
-            .map(|r| (r.day.as_str(), r.new_day, r.first, r.last, r.movement.net))
-            .collect();
-        assert_eq!(
-            shape,
-            [("1970-01-01", true, 1, 4, 6), ("1970-01-02", true, 5, 6, 3),]
-        );
-        assert_eq!(
-            (first[0].movement.received, first[0].movement.removed),
-            (8, 2)
-        );
-
-        // Continuing a known checkpoint on its own day: one run on its record, no new day.
-        let checkpoint = Checkpoint {
-            last_sequence: 4,
-            day: "1970-01-02".into(),
-            owner: ("w".into(), "SKU".into()),
-        };
-        let next = runs(Some(&checkpoint), &stream[4..].to_vec()).unwrap();
-        assert_eq!(next.len(), 1);
-        assert!(!next[0].new_day);
-        assert_eq!((next[0].first, next[0].last), (5, 6));
-    }
 }

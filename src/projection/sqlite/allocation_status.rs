@@ -1,12 +1,11 @@
 //! Allocation status: one row per allocation, indexed by order, item and status, folded with
 //! the domain's `evolve`.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
-use super::{decode, sql, Changes};
-use crate::domain::allocation::{AllocationEvent, AllocationStatus};
-use crate::projection::{AllocationView, ProjectionError};
-use crate::store::EventEnvelope;
+use super::Table;
+use crate::domain::allocation::AllocationStatus;
+use crate::projection::AllocationView;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS allocations (
@@ -45,44 +44,31 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AllocationView> {
     })
 }
 
-pub fn apply(
-    conn: &Connection,
-    run: &[&EventEnvelope],
-    changes: &mut Changes,
-) -> Result<(), ProjectionError> {
-    let Some(first) = run.first() else {
-        return Ok(());
-    };
-    let id = first.aggregate_id.to_string();
-    let mut row = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM allocations WHERE id = ?1"))
-        .and_then(|mut s| s.query_row([&id], from_row).optional())
-        .map_err(sql)?;
-    for envelope in run {
-        let event: AllocationEvent = decode(envelope)?;
-        row = Some(AllocationView::next(row.as_ref(), envelope, &event));
+impl Table for AllocationView {
+    fn select() -> String {
+        format!("SELECT {COLUMNS} FROM allocations WHERE id = ?1")
     }
-    let Some(next) = row else {
-        return Ok(());
-    };
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO allocations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            next.order_id,
-            next.item_id.to_string(),
-            next.warehouse_id.to_string(),
-            next.quantity,
-            next.status.as_str(),
-            next.cancel_reason,
-            next.version as i64,
-            next.created_at,
-            next.updated_at
-        ])
-    })
-    .map_err(sql)?;
-    changes.allocations.insert(first.aggregate_id, next);
-    Ok(())
+
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        from_row(row)
+    }
+
+    fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO allocations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))?
+        .execute(params![
+            self.id.to_string(),
+            self.order_id,
+            self.item_id.to_string(),
+            self.warehouse_id.to_string(),
+            self.quantity,
+            self.status.as_str(),
+            self.cancel_reason,
+            self.version as i64,
+            self.created_at,
+            self.updated_at
+        ])?;
+        Ok(())
+    }
 }

@@ -1,15 +1,18 @@
 //! Current inventory: one row per item (and one per warehouse), folded with the domain's own
 //! `evolve`, so the read model cannot disagree with the aggregate about what an event means.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
-use super::{decode, sql, Changes};
-use crate::domain::item::ItemEvent;
-use crate::domain::warehouse::WarehouseEvent;
-use crate::projection::{ItemView, ProjectionError, WarehouseView};
-use crate::store::EventEnvelope;
+use super::{Table, LOW_STOCK};
+use crate::projection::{ItemView, WarehouseView};
 
-pub const SCHEMA: &str = "
+/// The tables, with the partial index of items low on stock (its condition is the filter's
+/// text, so that SQLite's planner can see the filter implies it).
+pub fn schema() -> String {
+    format!("{SCHEMA}CREATE INDEX IF NOT EXISTS items_low_stock ON items (warehouse_id, id) WHERE {LOW_STOCK};")
+}
+
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS warehouses (
     id TEXT PRIMARY KEY, code TEXT NOT NULL, name TEXT NOT NULL, address TEXT,
     active INTEGER NOT NULL, version INTEGER NOT NULL,
@@ -24,8 +27,6 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_by_warehouse ON items (warehouse_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS items_by_sku ON items (warehouse_id, sku);
-CREATE INDEX IF NOT EXISTS items_low_stock ON items (warehouse_id, id)
-    WHERE on_hand - allocated <= reorder_threshold;
 ";
 
 pub const WAREHOUSE_COLUMNS: &str =
@@ -63,88 +64,61 @@ pub fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ItemView> {
     })
 }
 
-pub fn apply_warehouse(
-    conn: &Connection,
-    run: &[&EventEnvelope],
-    _: &mut Changes,
-) -> Result<(), ProjectionError> {
-    let Some(first) = run.first() else {
-        return Ok(());
-    };
-    let id = first.aggregate_id.to_string();
-    let mut row = conn
-        .prepare_cached(&format!(
-            "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1"
-        ))
-        .and_then(|mut s| s.query_row([&id], warehouse_from_row).optional())
-        .map_err(sql)?;
-    for envelope in run {
-        let event: WarehouseEvent = decode(envelope)?;
-        row = Some(WarehouseView::next(row.as_ref(), envelope, &event));
+impl Table for WarehouseView {
+    fn select() -> String {
+        format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1")
     }
-    let Some(next) = row else {
-        return Ok(());
-    };
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO warehouses ({WAREHOUSE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            next.code,
-            next.name,
-            next.address,
-            next.active,
-            next.version as i64,
-            next.created_at,
-            next.updated_at
-        ])
-    })
-    .map_err(sql)?;
-    Ok(())
+
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        warehouse_from_row(row)
+    }
+
+    fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO warehouses ({WAREHOUSE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?
+        .execute(params![
+            self.id.to_string(),
+            self.code,
+            self.name,
+            self.address,
+            self.active,
+            self.version as i64,
+            self.created_at,
+            self.updated_at
+        ])?;
+        Ok(())
+    }
 }
 
-pub fn apply_item(
-    conn: &Connection,
-    run: &[&EventEnvelope],
-    changes: &mut Changes,
-) -> Result<(), ProjectionError> {
-    let Some(first) = run.first() else {
-        return Ok(());
-    };
-    let id = first.aggregate_id.to_string();
-    let mut row = conn
-        .prepare_cached(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ?1"))
-        .and_then(|mut s| s.query_row([&id], item_from_row).optional())
-        .map_err(sql)?;
-    for envelope in run {
-        let event: ItemEvent = decode(envelope)?;
-        row = Some(ItemView::next(row.as_ref(), envelope, &event));
+impl Table for ItemView {
+    fn select() -> String {
+        format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ?1")
     }
-    let Some(next) = row else {
-        return Ok(());
-    };
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO items ({ITEM_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            next.warehouse_id.to_string(),
-            next.sku,
-            next.product_id,
-            next.on_hand,
-            next.allocated,
-            next.reorder_threshold,
-            next.reorder_quantity,
-            next.active,
-            next.version as i64,
-            next.created_at,
-            next.updated_at
-        ])
-    })
-    .map_err(sql)?;
-    changes.items.insert(first.aggregate_id, next);
-    Ok(())
+
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        item_from_row(row)
+    }
+
+    fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO items ({ITEM_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ))?
+        .execute(params![
+            self.id.to_string(),
+            self.warehouse_id.to_string(),
+            self.sku,
+            self.product_id,
+            self.on_hand,
+            self.allocated,
+            self.reorder_threshold,
+            self.reorder_quantity,
+            self.active,
+            self.version as i64,
+            self.created_at,
+            self.updated_at
+        ])?;
+        Ok(())
+    }
 }

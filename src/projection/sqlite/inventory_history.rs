@@ -3,9 +3,9 @@
 
 use rusqlite::{params, Connection};
 
-use super::{decode, sql, Changes};
-use crate::domain::item::ItemEvent;
-use crate::projection::{HistoryEntry, ProjectionError};
+use super::sql;
+use crate::projection::fold::history;
+use crate::projection::{Changed, HistoryEntry, ProjectionError};
 use crate::store::EventEnvelope;
 
 pub const SCHEMA: &str = "
@@ -38,18 +38,14 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
 pub fn apply(
     conn: &Connection,
     run: &[&EventEnvelope],
-    _: &mut Changes,
+    _: &mut Changed,
 ) -> Result<(), ProjectionError> {
     let mut insert = conn
         .prepare_cached(&format!(
             "INSERT OR REPLACE INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
         ))
         .map_err(sql)?;
-    for envelope in run {
-        let event: ItemEvent = decode(envelope)?;
-        let Some(entry) = HistoryEntry::from_event(envelope, &event) else {
-            continue;
-        };
+    for entry in history(run.iter().copied())? {
         insert
             .execute(params![
                 entry.item_id.to_string(),

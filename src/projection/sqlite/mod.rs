@@ -13,38 +13,67 @@ mod stock_movements;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use super::batch::{earliest_gap, plan, streams};
+use super::fold::{fold, Row};
 use super::layout::ProjectionName;
 use super::{
-    AllocationView, Applied, Gap, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
+    AllocationView, Applied, Changed, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
+    WarehouseView,
 };
-use crate::domain::DomainEvent;
 use crate::sqlite_pool::{self, Durability, ReadPool};
 use crate::store::EventEnvelope;
 
-/// Rows touched by a batch, announced to subscribers once the batch is committed.
-#[derive(Debug, Default)]
-pub struct Changes {
-    /// The last row written for each item and allocation.
-    pub items: BTreeMap<Uuid, ItemView>,
-    pub allocations: BTreeMap<Uuid, AllocationView>,
-}
-
 /// Applies a run of one aggregate's events, each the next after the one before it, inside the
 /// batch's transaction: a row is read once and written once for the whole run.
-type ApplyFn = fn(&Connection, &[&EventEnvelope], &mut Changes) -> Result<(), ProjectionError>;
+type ApplyFn = fn(&Connection, &[&EventEnvelope], &mut Changed) -> Result<(), ProjectionError>;
+
+/// A single-row read model as its table holds it.
+pub(crate) trait Table: Row {
+    /// The row of an id (`?1`).
+    fn select() -> String;
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    /// Replaces the row.
+    fn write(&self, conn: &Connection) -> rusqlite::Result<()>;
+}
+
+/// The rule of `ItemView::low_stock` in SQL, for the items' partial index and the filter that
+/// uses it.
+pub(crate) const LOW_STOCK: &str = "on_hand - allocated <= reorder_threshold";
+
+/// Reads the aggregate's row, folds the run into it (`fold::fold`) and writes it back.
+fn apply_row<V: Table>(
+    conn: &Connection,
+    run: &[&EventEnvelope],
+    changed: &mut Changed,
+) -> Result<(), ProjectionError> {
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let row = conn
+        .prepare_cached(&V::select())
+        .and_then(|mut s| {
+            s.query_row([first.aggregate_id.to_string()], V::from_row)
+                .optional()
+        })
+        .map_err(sql)?;
+    let Some(next) = fold(row, run.iter().copied())? else {
+        return Ok(());
+    };
+    next.write(conn).map_err(sql)?;
+    next.announce(changed);
+    Ok(())
+}
 
 /// How each projection folds a run of events into its tables.
 fn apply_fn(projection: ProjectionName) -> ApplyFn {
     match projection {
-        ProjectionName::Warehouses => current_inventory::apply_warehouse,
-        ProjectionName::CurrentInventory => current_inventory::apply_item,
-        ProjectionName::AllocationStatus => allocation_status::apply,
+        ProjectionName::Warehouses => apply_row::<WarehouseView>,
+        ProjectionName::CurrentInventory => apply_row::<ItemView>,
+        ProjectionName::AllocationStatus => apply_row::<AllocationView>,
         ProjectionName::InventoryHistory => inventory_history::apply,
         ProjectionName::StockMovements => stock_movements::apply,
     }
@@ -68,14 +97,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );";
 
 pub(crate) fn sql(error: rusqlite::Error) -> ProjectionError {
-    ProjectionError::Unavailable(error.to_string())
+    ProjectionError::request("using the SQLite projection file", error)
 }
 
-pub(crate) fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Result<E, ProjectionError> {
-    envelope.decode().map_err(|e| ProjectionError::Poison {
-        event_id: envelope.event_id,
-        reason: e.to_string(),
-    })
+fn poisoned() -> ProjectionError {
+    ProjectionError::Unavailable("the projection writer was poisoned by a panic".into())
+}
+
+fn joined(error: tokio::task::JoinError) -> ProjectionError {
+    ProjectionError::request("running a projection write", error)
 }
 
 pub(crate) fn uuid_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
@@ -85,10 +115,11 @@ pub(crate) fn uuid_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result
     })
 }
 
+#[derive(Clone)]
 pub struct SqliteProjections {
     writer: Arc<Mutex<Connection>>,
     reads: ReadPool,
-    /// The projections this file holds for readers (the others' tables stay untouched).
+    /// The projections this store applies and dumps (the others' tables stay untouched).
     serves: Arc<[ProjectionName]>,
 }
 
@@ -97,12 +128,14 @@ impl SqliteProjections {
     pub fn open(path: &Path) -> Result<Self, ProjectionError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
+                .map_err(|e| ProjectionError::request("creating the projection directory", e))?;
         }
-        let conn = sqlite_pool::open(path, Durability::Normal).map_err(sql)?;
+        // FULL: the in-process bus counts "projected" as delivered and the outbox row then goes
+        // for good, so a projection write must be on disk before the apply returns.
+        let conn = sqlite_pool::open(path, Durability::Full).map_err(sql)?;
         conn.execute_batch(CHECKPOINTS).map_err(sql)?;
         for schema in [
-            current_inventory::SCHEMA,
+            &current_inventory::schema(),
             allocation_status::SCHEMA,
             inventory_history::SCHEMA,
             stock_movements::SCHEMA,
@@ -116,36 +149,39 @@ impl SqliteProjections {
         })
     }
 
-    /// Applies and dumps only these projections.
-    pub fn serving(mut self, projections: &[ProjectionName]) -> Self {
-        self.serves = projections.into();
-        self
+    /// The same file, applying and dumping only `projections` (sharing this store's writer).
+    pub fn serving(&self, projections: &[ProjectionName]) -> Self {
+        Self {
+            serves: projections.into(),
+            ..self.clone()
+        }
     }
 
-    /// Deletes the rows and checkpoints of projections that another generation now serves.
-    pub async fn clear(&self, projections: &[ProjectionName]) -> Result<(), ProjectionError> {
+    /// Deletes the rows and checkpoints of `projection`, which another generation now serves;
+    /// true when no projection has rows left in this file.
+    pub async fn clear(&self, projection: ProjectionName) -> Result<bool, ProjectionError> {
         let writer = self.writer.clone();
-        let projections = projections.to_vec();
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer
-                .lock()
-                .map_err(|_| ProjectionError::Unavailable("projection writer poisoned".into()))?;
+            let mut conn = writer.lock().map_err(|_| poisoned())?;
             let tx = conn.transaction().map_err(sql)?;
-            for projection in projections {
-                for table in tables_of(projection) {
-                    tx.execute(&format!("DELETE FROM {table}"), [])
-                        .map_err(sql)?;
-                }
-                tx.execute(
-                    "DELETE FROM checkpoints WHERE projector = ?1",
-                    [projection.as_str()],
-                )
-                .map_err(sql)?;
+            for table in tables_of(projection) {
+                tx.execute(&format!("DELETE FROM {table}"), [])
+                    .map_err(sql)?;
             }
-            tx.commit().map_err(sql)
+            tx.execute(
+                "DELETE FROM checkpoints WHERE projector = ?1",
+                [projection.as_str()],
+            )
+            .map_err(sql)?;
+            // Every row a projector writes moves its checkpoint in the same transaction.
+            let left: i64 = tx
+                .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+                .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(left == 0)
         })
         .await
-        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
+        .map_err(joined)?
     }
 
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ProjectionError>
@@ -156,7 +192,7 @@ impl SqliteProjections {
         self.reads
             .read(f)
             .await
-            .map_err(|e| ProjectionError::Unavailable(e.to_string()))
+            .map_err(|e| ProjectionError::request("reading the SQLite projection file", e))
     }
 }
 
@@ -203,7 +239,7 @@ fn apply_batch(
     }
     let earliest = earliest_gap(gaps);
     let cutoff = earliest.map_or(events.len(), |(index, _, _)| index);
-    let mut changes = Changes::default();
+    let mut changed = Changed::default();
     for (projector, id, next) in work {
         let run: Vec<&EventEnvelope> = next
             .into_iter()
@@ -213,7 +249,7 @@ fn apply_batch(
         let Some(last) = run.last() else {
             continue;
         };
-        apply_fn(projector)(&tx, &run, &mut changes)?;
+        apply_fn(projector)(&tx, &run, &mut changed)?;
         tx.prepare_cached(
             "INSERT OR REPLACE INTO checkpoints (projector, aggregate_id, last_sequence)
              VALUES (?1, ?2, ?3)",
@@ -228,15 +264,7 @@ fn apply_batch(
         .map_err(sql)?;
     }
     tx.commit().map_err(sql)?;
-    Ok(Applied {
-        applied: cutoff,
-        gap: earliest.map(|(_, after, aggregate_id)| Gap {
-            aggregate_id,
-            after,
-        }),
-        changed_items: changes.items.into_values().collect(),
-        changed_allocations: changes.allocations.into_values().collect(),
-    })
+    Ok(Applied::up_to(events.len(), earliest, changed))
 }
 
 #[async_trait]
@@ -245,13 +273,11 @@ impl ProjectionStore for SqliteProjections {
         let writer = self.writer.clone();
         let serves = self.serves.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer
-                .lock()
-                .map_err(|_| ProjectionError::Unavailable("projection writer poisoned".into()))?;
+            let mut conn = writer.lock().map_err(|_| poisoned())?;
             apply_batch(&mut conn, &serves, &events)
         })
         .await
-        .map_err(|e| ProjectionError::Unavailable(e.to_string()))?
+        .map_err(joined)?
     }
 
     async fn dump(&self) -> Result<ProjectionDump, ProjectionError> {

@@ -89,7 +89,7 @@ fn item_filter(warehouse_id: Option<Uuid>, low_stock_only: bool) -> Filter {
         filter.add("warehouse_id = ?", warehouse_id.to_string());
     }
     if low_stock_only {
-        filter.when("on_hand - allocated <= reorder_threshold");
+        filter.when(super::LOW_STOCK);
     }
     filter
 }

@@ -3,12 +3,10 @@
 //! Rows carry the warehouse so a warehouse's report is a sum over its items.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
 
-use super::{decode, sql, Changes};
-use crate::domain::item::ItemEvent;
-use crate::projection::model::{movement_of, Movement};
-use crate::projection::{day_of, MovementRow, ProjectionError};
+use super::sql;
+use crate::projection::movements::{created, movements_by_day, never_created};
+use crate::projection::{Changed, MovementRow, ProjectionError};
 use crate::store::EventEnvelope;
 
 pub const SCHEMA: &str = "
@@ -42,42 +40,30 @@ pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MovementRow> {
     })
 }
 
-/// Counts a run of an item's events: each day's movements summed (the same arithmetic as the
-/// DynamoDB projector, `movement_of`) and added to that day's row with one upsert per day.
+/// Counts a run of an item's events: each day's movements summed (`movements::movements_by_day`, the
+/// arithmetic every store shares) and added to that day's row with one upsert per day.
 pub fn apply(
     conn: &Connection,
     run: &[&EventEnvelope],
-    _: &mut Changes,
+    _: &mut Changed,
 ) -> Result<(), ProjectionError> {
     let Some(first) = run.first() else {
         return Ok(());
     };
     let item_id = first.aggregate_id.to_string();
-    let mut days: BTreeMap<String, Movement> = BTreeMap::new();
-    let mut owner: Option<(String, String)> = None;
-    for envelope in run {
-        let event: ItemEvent = decode(envelope)?;
-        if let ItemEvent::InventoryItemCreated {
-            warehouse_id, sku, ..
-        } = &event
-        {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO movement_items (item_id, warehouse_id, sku) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut s| s.execute(params![item_id, warehouse_id.to_string(), sku]))
-            .map_err(sql)?;
-            owner = Some((warehouse_id.to_string(), sku.clone()));
-        }
-        if let Some(movement) = movement_of(&event) {
-            days.entry(day_of(envelope.timestamp))
-                .or_default()
-                .add(&movement);
-        }
+    let created = created(run.iter().copied());
+    if let Some((warehouse_id, sku)) = &created {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO movement_items (item_id, warehouse_id, sku) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| s.execute(params![item_id, warehouse_id, sku]))
+        .map_err(sql)?;
     }
+    let days = movements_by_day(run.iter().copied())?;
     if days.is_empty() {
         return Ok(());
     }
-    let owner = match owner {
+    let owner = match created {
         Some(owner) => Some(owner),
         None => conn
             .prepare_cached("SELECT warehouse_id, sku FROM movement_items WHERE item_id = ?1")
@@ -88,10 +74,7 @@ pub fn apply(
             .map_err(sql)?,
     };
     let Some((warehouse_id, sku)) = owner else {
-        return Err(ProjectionError::Poison {
-            event_id: first.event_id,
-            reason: "stock movement for an item whose creation was never applied".into(),
-        });
+        return Err(never_created(first.event_id));
     };
     let mut upsert = conn
         .prepare_cached(&format!(

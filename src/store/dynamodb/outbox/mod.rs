@@ -128,8 +128,7 @@ impl Outbox {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A poisoned lock only means a panic elsewhere mid-update of plain maps; keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The shard of a commit: by its first aggregate, so one aggregate's commits share one.
