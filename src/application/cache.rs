@@ -1,8 +1,8 @@
-//! The states this process committed last, by aggregate: the next command on a hot aggregate
-//! decides on it instead of loading the stream again. Only a hint — every commit is still
-//! conditioned on the version it was decided on, so a state another process has moved past
-//! makes the commit conflict, and the retry loads from the store (see `commands::Loader`).
-//! Only states whose commit landed are put here.
+//! The states this process saw last, by aggregate: the next command on a hot aggregate decides
+//! on it instead of loading the stream again. Only a hint — a commit holds every remembered
+//! state it decided on to its version, so a state another process has moved past makes the
+//! commit conflict, and the retry loads from the store (see `pipeline`). What is put here: the
+//! states a landed commit read or wrote, and an allocation read to find its item's queue.
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};

@@ -326,12 +326,13 @@ impl Commands {
         };
         // Its item's queue, so that it never races the item's other commands here. The item
         // id never changes, so it can be read before queueing.
-        let (allocation, _) = self
-            .pipeline
-            .shared()
-            .latest::<Allocation>(id, false)
-            .await?;
+        let shared = self.pipeline.shared();
+        let (allocation, remembered) = shared.latest::<Allocation>(id, false).await?;
         let item_id = allocation.state.item_id;
+        if allocation.state.exists && !remembered {
+            // The batch decides on this state rather than loading the stream a second time.
+            shared.cache.put(id, allocation);
+        }
         let request = fingerprint(&(id, &command)).map(|fingerprint| Request {
             queue: item_id,
             mutation,

@@ -272,10 +272,7 @@ impl Draft {
             .index
             .get(&id)
             .and_then(|&n| self.staged[n].1.as_any_mut().downcast_mut::<Slot<A>>());
-        // A command reads only what it declared: anything else is a bug in its wiring.
-        slot.ok_or_else(|| {
-            StoreError::corrupt(format!("{id} was not loaded as {:?}", A::TYPE)).into()
-        })
+        slot.ok_or_else(|| not_loaded::<A>(id))
     }
 
     /// The state of `id` as the batch has left it so far.
@@ -284,9 +281,7 @@ impl Draft {
             .get(&id)
             .and_then(|&n| self.staged[n].1.as_any().downcast_ref::<Slot<A>>())
             .map(|slot| &slot.change.current)
-            .ok_or_else(|| {
-                StoreError::corrupt(format!("{id} was not loaded as {:?}", A::TYPE)).into()
-            })
+            .ok_or_else(|| not_loaded::<A>(id))
     }
 
     /// The state of `id` if it was loaded (an aggregate named by another's state may not be).
@@ -360,4 +355,9 @@ impl Draft {
             slot.keep(shared);
         }
     }
+}
+
+/// A command reads only what it declared: anything else is a bug in its wiring.
+fn not_loaded<A: Aggregate>(id: Uuid) -> CommandError {
+    StoreError::corrupt(format!("{id} was not loaded as {:?}", A::TYPE)).into()
 }
