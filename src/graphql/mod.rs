@@ -46,9 +46,11 @@ pub struct AppContext {
     pub rebuilds: Arc<RebuildControl>,
 }
 
-/// Per-request identity and tracing, taken from HTTP headers.
+/// Per-request identity and tracing: who asks (authenticated at the edge), the actor its
+/// events name, and the correlation id.
 #[derive(Clone, Debug)]
 pub struct RequestMeta {
+    pub principal: crate::auth::Principal,
     pub actor: String,
     pub correlation_id: String,
 }

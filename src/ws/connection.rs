@@ -248,6 +248,7 @@ impl Connection {
         }
         let correlation_id = uuid::Uuid::now_v7().to_string();
         let meta = RequestMeta {
+            principal: self.meta.principal.clone(),
             actor: self.meta.actor.clone(),
             correlation_id: correlation_id.clone(),
         };
