@@ -9,8 +9,8 @@ use super::roles::RoleGuard;
 use super::scope::{named_aggregate, visible, Within};
 use super::types::{Allocation, AllocationStatus, InventoryItem, UserError};
 use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
-use crate::auth::Role;
 use crate::application::{CreateAllocation, Outcome};
+use crate::auth::Role;
 use crate::domain::allocation::AllocationCommand;
 use crate::domain::validate::ORDER_ID_MAX;
 use crate::projection::{AllocationFilter, AllocationView, ItemView};
@@ -30,13 +30,17 @@ pub async fn allocations_page(
         CursorKind::Allocation,
         |a: &AllocationView| a.id,
         |keys| {
-            within.page(keys, |a: &AllocationView| a.id, |warehouse_id, keys| {
-                let filter = AllocationFilter {
-                    warehouse_id,
-                    ..filter.clone()
-                };
-                app.read.allocations(filter, keys)
-            })
+            within.page(
+                keys,
+                |a: &AllocationView| a.id,
+                |warehouse_id, keys| {
+                    let filter = AllocationFilter {
+                        warehouse_id,
+                        ..filter.clone()
+                    };
+                    app.read.allocations(filter, keys)
+                },
+            )
         },
     )
     .await?;

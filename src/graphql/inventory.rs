@@ -12,8 +12,8 @@ use super::roles::RoleGuard;
 use super::scope::{named_aggregate, visible, Within};
 use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
 use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
-use crate::auth::Role;
 use crate::application::{AdjustStock, CreateItem, Outcome};
+use crate::auth::Role;
 use crate::domain::item::ItemCommand;
 use crate::projection::{HistoryEntry, ItemView};
 
@@ -27,11 +27,18 @@ pub async fn items_page(
 ) -> async_graphql::Result<InventoryItemConnection> {
     let app = ctx.data::<AppContext>()?;
     let within = Within::for_request(ctx, warehouse_id)?;
-    let page = paginate(args, CursorKind::Item, |i: &ItemView| i.id, |keys| {
-        within.page(keys, |i: &ItemView| i.id, |w, keys| {
-            app.read.items(w, low_stock_only, keys)
-        })
-    })
+    let page = paginate(
+        args,
+        CursorKind::Item,
+        |i: &ItemView| i.id,
+        |keys| {
+            within.page(
+                keys,
+                |i: &ItemView| i.id,
+                |w, keys| app.read.items(w, low_stock_only, keys),
+            )
+        },
+    )
     .await?;
     let count = Count::Items {
         within,

@@ -8,9 +8,9 @@ use async_graphql::{Context, Interface, Object, ID};
 use uuid::Uuid;
 
 use super::loaders::Loaders;
-use super::types::{Allocation, InventoryItem, Warehouse};
 use super::roles::RoleGuard;
 use super::scope::sees;
+use super::types::{Allocation, InventoryItem, Warehouse};
 use super::{bad_argument, infrastructure, query_id};
 use crate::auth::Role;
 
@@ -97,8 +97,8 @@ impl NodeQuery {
             .map(|id| query_id("ids", id))
             .collect::<async_graphql::Result<Vec<Uuid>>>()?;
         let loaders = ctx.data::<Loaders>()?;
-        let found = futures::future::try_join_all(ids.into_iter().map(|id| find(loaders, id)))
-            .await?;
+        let found =
+            futures::future::try_join_all(ids.into_iter().map(|id| find(loaders, id))).await?;
         Ok(found
             .into_iter()
             .map(|node| node.filter(|node| sees(ctx, node.warehouse_id())))

@@ -35,9 +35,7 @@ pub enum Count {
         to: Option<i64>,
     },
     /// An aggregate's events: its last sequence number, as streams have no holes.
-    Events {
-        aggregate_id: Uuid,
-    },
+    Events { aggregate_id: Uuid },
 }
 
 impl Count {
@@ -57,11 +55,7 @@ impl Count {
             Count::Items {
                 within,
                 low_stock_only,
-            } => {
-                within
-                    .count(|w| read.count_items(w, *low_stock_only))
-                    .await
-            }
+            } => within.count(|w| read.count_items(w, *low_stock_only)).await,
             Count::Allocations { filter, within } => {
                 within
                     .count(|warehouse_id| {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::roles::RoleGuard;
 use super::types::UserError;
-use crate::auth::Role;
 use super::{infrastructure, AppContext};
+use crate::auth::Role;
 use crate::projection::replay::{RebuildStatus, ReplayError};
 
 /// A read model that can be rebuilt on its own.

@@ -155,9 +155,7 @@ mod tests {
         }
         for (root, name, _) in ROOT_FIELDS {
             assert!(
-                fields
-                    .iter()
-                    .any(|(r, f)| r == root && f["name"] == *name),
+                fields.iter().any(|(r, f)| r == root && f["name"] == *name),
                 "ROOT_FIELDS lists {}.{name}, which the schema does not have",
                 root.as_str()
             );
@@ -199,7 +197,11 @@ mod tests {
                             .iter()
                             .filter(|f| f["type"]["kind"] == "NON_NULL")
                             .map(|f| {
-                                format!("{}: {}", f["name"].as_str().unwrap(), sample(types, &f["type"]))
+                                format!(
+                                    "{}: {}",
+                                    f["name"].as_str().unwrap(),
+                                    sample(types, &f["type"])
+                                )
                             })
                             .collect();
                         format!("{{ {} }}", fields.join(", "))
@@ -225,7 +227,13 @@ mod tests {
             .expect("args")
             .iter()
             .filter(|a| a["type"]["kind"] == "NON_NULL")
-            .map(|a| format!("{}: {}", a["name"].as_str().unwrap(), sample(types, &a["type"])))
+            .map(|a| {
+                format!(
+                    "{}: {}",
+                    a["name"].as_str().unwrap(),
+                    sample(types, &a["type"])
+                )
+            })
             .collect();
         let args = if args.is_empty() {
             String::new()
@@ -241,7 +249,10 @@ mod tests {
             Mutation => "mutation",
             Subscription => "subscription",
         };
-        format!("{keyword} {{ {}{args}{selection} }}", field["name"].as_str().unwrap())
+        format!(
+            "{keyword} {{ {}{args}{selection} }}",
+            field["name"].as_str().unwrap()
+        )
     }
 
     fn as_principal(operation: &str, principal: Principal) -> Request {

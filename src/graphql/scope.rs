@@ -71,8 +71,7 @@ impl Within {
             Self::One(warehouse) => read(Some(*warehouse), keys).await,
             Self::Several(set) => {
                 let pages =
-                    futures::future::try_join_all(set.iter().map(|w| read(Some(*w), keys)))
-                        .await?;
+                    futures::future::try_join_all(set.iter().map(|w| read(Some(*w), keys))).await?;
                 Ok(keyset_slice(
                     pages.into_iter().flatten().collect(),
                     &keys,
@@ -160,7 +159,11 @@ pub async fn warehouse_of(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<
         return Ok(Some(node.warehouse_id()));
     }
     let app = ctx.data::<AppContext>()?;
-    let first = app.store.load(id, 0, Some(1)).await.map_err(infrastructure)?;
+    let first = app
+        .store
+        .load(id, 0, Some(1))
+        .await
+        .map_err(infrastructure)?;
     let Some(event) = first.first() else {
         return Ok(None);
     };
@@ -181,10 +184,7 @@ pub async fn warehouse_of(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<
 /// principal, its warehouse, which must be one of the principal's (FORBIDDEN otherwise, and
 /// when no warehouse is known for it: a scoped principal reads only what is known to lie in
 /// its warehouses). `None` for an unscoped principal, with nothing read.
-pub async fn named_aggregate(
-    ctx: &Context<'_>,
-    id: Uuid,
-) -> async_graphql::Result<Option<Uuid>> {
+pub async fn named_aggregate(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Uuid>> {
     let principal = crate::auth::principal(ctx);
     if principal.scope == Scope::All {
         return Ok(None);
@@ -238,7 +238,9 @@ mod tests {
     async fn merged_pages_equal_pages_of_the_union() {
         let warehouses: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
         // Rows (key, warehouse), keys interleaved across the warehouses.
-        let rows: Vec<(u32, Uuid)> = (0..30).map(|k| (k, warehouses[(k * 7 % 3) as usize])).collect();
+        let rows: Vec<(u32, Uuid)> = (0..30)
+            .map(|k| (k, warehouses[(k * 7 % 3) as usize]))
+            .collect();
         let within = Within::Several(Arc::new(warehouses.iter().copied().collect()));
         let key = |row: &(u32, Uuid)| row.0;
         for keys in [

@@ -16,9 +16,9 @@ use super::scope::{named_aggregate, Within};
 use super::types::{time, AggregateType, Allocation, Event, InventoryItem, LowStockAlert};
 use super::{bad_argument, query_id, AppContext};
 use crate::auth::{Denied, Role, Scope};
-use async_graphql::ErrorExtensions;
 use crate::bus::LiveMessage;
 use crate::domain::item::ItemEvent;
+use async_graphql::ErrorExtensions;
 
 pub struct Subscription;
 
@@ -79,37 +79,38 @@ impl Subscription {
         Ok(live(ctx)?.filter_map(move |message| {
             let within = within.clone();
             async move {
-            let LiveMessage::Event(envelope) = &*message else {
-                return None;
-            };
-            if envelope.event_type != "LowStockThresholdReached" {
-                return None;
+                let LiveMessage::Event(envelope) = &*message else {
+                    return None;
+                };
+                if envelope.event_type != "LowStockThresholdReached" {
+                    return None;
+                }
+                let Ok(ItemEvent::LowStockThresholdReached {
+                    sku,
+                    warehouse_id,
+                    current_quantity,
+                    threshold,
+                    suggested_reorder_quantity,
+                }) = envelope.decode::<ItemEvent>()
+                else {
+                    return None;
+                };
+                if !within.contains(warehouse_id) {
+                    return None;
+                }
+                Some(LowStockAlert {
+                    id: ID(envelope.event_id.to_string()),
+                    item_id: ID(envelope.aggregate_id.to_string()),
+                    sku,
+                    warehouse_id: ID(warehouse_id.to_string()),
+                    available: current_quantity,
+                    threshold,
+                    suggested_reorder_quantity,
+                    occurred_at: time(envelope.timestamp),
+                    sequence_number: envelope.sequence_number,
+                })
             }
-            let Ok(ItemEvent::LowStockThresholdReached {
-                sku,
-                warehouse_id,
-                current_quantity,
-                threshold,
-                suggested_reorder_quantity,
-            }) = envelope.decode::<ItemEvent>()
-            else {
-                return None;
-            };
-            if !within.contains(warehouse_id) {
-                return None;
-            }
-            Some(LowStockAlert {
-                id: ID(envelope.event_id.to_string()),
-                item_id: ID(envelope.aggregate_id.to_string()),
-                sku,
-                warehouse_id: ID(warehouse_id.to_string()),
-                available: current_quantity,
-                threshold,
-                suggested_reorder_quantity,
-                occurred_at: time(envelope.timestamp),
-                sequence_number: envelope.sequence_number,
-            })
-        }}))
+        }))
     }
 
     /// Every committed event, optionally of one aggregate type and/or one aggregate. With

@@ -8,9 +8,9 @@ use super::roles::RoleGuard;
 use super::scope::{keyset_slice, visible, Within};
 use super::types::{UserError, Warehouse};
 use super::{infrastructure, outcome, parse_id, query_id, user_error, AppContext};
-use crate::auth::Role;
 use crate::application::CreateWarehouse;
 use crate::application::Outcome;
+use crate::auth::Role;
 use crate::domain::warehouse::WarehouseCommand;
 use crate::projection::WarehouseView;
 

@@ -158,12 +158,14 @@ impl DynamoProjections {
         keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
         let pages = shards.into_iter().map(|key| {
-            allocation_filters(status_shard_lookup(key), rest).range("id", &keys, uuid_key).run(
-                self,
-                self.tables.allocations(),
-                keys.limit,
-                AllocationView::from_record,
-            )
+            allocation_filters(status_shard_lookup(key), rest)
+                .range("id", &keys, uuid_key)
+                .run(
+                    self,
+                    self.tables.allocations(),
+                    keys.limit,
+                    AllocationView::from_record,
+                )
         });
         let mut rows: Vec<AllocationView> = futures::future::try_join_all(pages)
             .await?
