@@ -424,8 +424,7 @@ impl InventoryMutation {
         Ok(payload(outcome(result)?))
     }
 
-    /// Deactivate an item.
-    /// Needs the `admin` role.
+    /// Deactivate an item. Needs the `admin` role.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn inventory_item_deactivate(
         &self,
