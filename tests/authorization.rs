@@ -23,14 +23,24 @@ struct App {
     _dir: tempfile::TempDir,
 }
 
+/// The service on a temporary SQLite store, or on DynamoDB with `INVENTORY_TEST_BACKEND=dynamodb`
+/// (and `INVENTORY_TEST_DYNAMODB_ENDPOINT`), each test on tables of its own.
 async fn start() -> App {
     let dir = tempfile::tempdir().expect("temp dir");
+    let dynamodb = std::env::var("INVENTORY_TEST_BACKEND").as_deref() == Ok("dynamodb");
     let config = StorageConfig {
-        store: StoreKind::Sqlite,
+        store: if dynamodb {
+            StoreKind::Dynamodb
+        } else {
+            StoreKind::Sqlite
+        },
         data_dir: dir.path().to_owned(),
-        dynamodb_endpoint: None,
-        table_prefix: String::new(),
-        migrate: false,
+        dynamodb_endpoint: dynamodb.then(|| {
+            std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT")
+                .expect("INVENTORY_TEST_DYNAMODB_ENDPOINT names the endpoint")
+        }),
+        table_prefix: format!("authz{}_", Uuid::now_v7().simple()),
+        migrate: dynamodb,
         dynamodb_report_capacity: false,
         outbox_shards: 4,
         snapshot_every: 100,
