@@ -344,9 +344,7 @@ async fn a_scoped_principal_changes_nothing_outside_its_warehouses() {
             Err(CommandError::Denied(crate::auth::Denied::Forbidden(_)))
         )
     };
-    let adjusted = commands
-        .adjust_stock(&elsewhere, adjust(item_id, -1))
-        .await;
+    let adjusted = commands.adjust_stock(&elsewhere, adjust(item_id, -1)).await;
     assert!(denied(&adjusted), "{adjusted:?}");
     let allocated = commands
         .create_allocation(
