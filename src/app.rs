@@ -252,3 +252,32 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
 }
+
+/// Who may call the service on `listen`: API keys from the store, tokens as configured, and
+/// the anonymous role; the log says which applies.
+pub async fn authenticator(
+    config: &crate::config::AuthConfig,
+    listen: SocketAddr,
+) -> anyhow::Result<crate::auth::Authenticator> {
+    let anonymous = config.anonymous(listen);
+    let mut authenticator = crate::auth::Authenticator::anonymous(anonymous);
+    if let Some(tokens) = crate::auth::jwt::Verifier::from_config(&config.tokens).await? {
+        authenticator = authenticator.with_tokens(Arc::new(tokens));
+    }
+    let explicit = config.anonymous_role.is_some();
+    match anonymous {
+        Some(role) if !explicit => tracing::warn!(
+            %listen,
+            "requests without credentials act as {role}: the default on loopback; set \
+             --anonymous-role none (or viewer) before exposing the service"
+        ),
+        Some(role) => {
+            tracing::info!(%listen, "requests without credentials act as {role} (--anonymous-role)")
+        }
+        None => tracing::info!(
+            %listen,
+            "requests without credentials are refused (create a key with `inventory-service api-key create`)"
+        ),
+    }
+    Ok(authenticator)
+}

@@ -225,3 +225,68 @@ impl LimitsConfig {
         }
     }
 }
+
+/// `--anonymous-role`: what a request without credentials may do.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnonymousRole {
+    /// Nothing: every request needs an API key or a token.
+    None,
+    Viewer,
+    Operator,
+    Admin,
+}
+
+/// Who may call the API: API keys (always, from the store), tokens from an identity
+/// provider (`--jwt-*`), and what anonymous callers may do.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AuthConfig {
+    /// What requests without credentials may do. Default: `admin` when listening on
+    /// loopback only (a developer's own machine, where the Host and Origin checks keep other
+    /// sites out), `none` on any other address, so no reachable deployment is open.
+    #[arg(long, env = "INVENTORY_ANONYMOUS_ROLE", value_enum)]
+    pub anonymous_role: Option<AnonymousRole>,
+    #[command(flatten)]
+    pub tokens: crate::auth::jwt::TokenConfig,
+}
+
+impl AuthConfig {
+    /// The anonymous role for a service listening on `listen`.
+    pub fn anonymous(&self, listen: std::net::SocketAddr) -> Option<crate::auth::Role> {
+        use crate::auth::Role;
+        match self.anonymous_role {
+            Some(AnonymousRole::None) => None,
+            Some(AnonymousRole::Viewer) => Some(Role::Viewer),
+            Some(AnonymousRole::Operator) => Some(Role::Operator),
+            Some(AnonymousRole::Admin) => Some(Role::Admin),
+            None if listen.ip().is_loopback() => Some(Role::Admin),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_callers_are_admins_on_loopback_only_unless_configured() {
+        let unset = AuthConfig::default();
+        let loopback: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let everywhere: std::net::SocketAddr = ([0, 0, 0, 0], 8080).into();
+        assert_eq!(unset.anonymous(loopback), Some(crate::auth::Role::Admin));
+        assert_eq!(unset.anonymous(everywhere), None);
+        let viewer = AuthConfig {
+            anonymous_role: Some(AnonymousRole::Viewer),
+            ..AuthConfig::default()
+        };
+        assert_eq!(
+            viewer.anonymous(everywhere),
+            Some(crate::auth::Role::Viewer)
+        );
+        let none = AuthConfig {
+            anonymous_role: Some(AnonymousRole::None),
+            ..AuthConfig::default()
+        };
+        assert_eq!(none.anonymous(loopback), None);
+    }
+}

@@ -135,6 +135,7 @@ impl Commands {
         ctx: &CommandContext,
         input: CreateWarehouse,
     ) -> Result<Outcome, CommandError> {
+        ctx.unscoped()?;
         let id = Uuid::now_v7();
         let fingerprint = fingerprint(&input)?;
         let command = WarehouseCommand::CreateWarehouse {
@@ -170,6 +171,7 @@ impl Commands {
         id: Uuid,
         command: WarehouseCommand,
     ) -> Result<Outcome, CommandError> {
+        ctx.within(id)?;
         let mutation = match command {
             WarehouseCommand::DeactivateWarehouse { .. } => "warehouseDeactivate",
             WarehouseCommand::CreateWarehouse { .. } => "warehouseCreate",
@@ -194,6 +196,7 @@ impl Commands {
         ctx: &CommandContext,
         input: CreateItem,
     ) -> Result<Outcome, CommandError> {
+        ctx.within(input.warehouse_id)?;
         let id = Uuid::now_v7();
         let fingerprint = fingerprint(&input)?;
         let warehouse_id = input.warehouse_id;
@@ -287,6 +290,9 @@ impl Commands {
             decide: decide(move |draft, ctx| {
                 draft.create::<Allocation>(id);
                 let item = &draft.state::<InventoryItem>(item_id)?.state;
+                if item.exists {
+                    ctx.within(item.warehouse_id)?;
+                }
                 let inactive = Warehouse::default();
                 let warehouse_id = item.warehouse_id;
                 let warehouse = draft
@@ -342,6 +348,10 @@ impl Commands {
                 Need::of::<InventoryItem>(item_id),
             ],
             decide: decide(move |draft, ctx| {
+                let item = &draft.state::<InventoryItem>(item_id)?.state;
+                if item.exists {
+                    ctx.within(item.warehouse_id)?;
+                }
                 let decision = allocation::decide(
                     id,
                     &draft.state::<Allocation>(id)?.state,
@@ -378,6 +388,9 @@ fn item_request(
         needs: vec![Need::of::<InventoryItem>(id)],
         decide: decide(move |draft, ctx| {
             let current = draft.state::<InventoryItem>(id)?;
+            if current.state.exists {
+                ctx.within(current.state.warehouse_id)?;
+            }
             if let Some(expected) = expected_version {
                 if current.state.exists && expected != current.version {
                     return Err(DomainError::VersionConflict {

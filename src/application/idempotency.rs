@@ -1,5 +1,5 @@
 //! Idempotency keys: a command sent again with its key returns its first result instead of
-//! running twice. The key is scoped by mutation; the fingerprint is the command's input as the
+//! running twice. The key is scoped by principal and mutation; the fingerprint is the command's input as the
 //! application layer serialises it, so the same key with another input is refused.
 
 use super::outcome::{CommandContext, CommandError, Outcome};
@@ -34,7 +34,8 @@ impl Claim {
         };
         let key = validate::required_text("idempotencyKey", key, KEY_MAX)?;
         let claim = Claim {
-            key: format!("{mutation}:{key}"),
+            // Scoped to the principal: no client can claim (or read back) another's key.
+            key: format!("{}:{mutation}:{key}", ctx.principal),
             fingerprint,
         };
         Ok(match claim.first_result(store).await? {

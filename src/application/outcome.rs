@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::auth::{Denied, Scope};
 use crate::domain::allocation::Allocation;
 use crate::domain::item::InventoryItem;
 use crate::domain::warehouse::Warehouse;
@@ -19,6 +20,35 @@ pub struct CommandContext {
     pub correlation_id: String,
     pub idempotency_key: Option<String>,
     pub source: String,
+    /// The principal whose idempotency keys these are (a key is its own, never another's).
+    pub principal: String,
+    /// The warehouses the command may change: checked on the state it is decided on.
+    pub scope: Scope,
+}
+
+impl CommandContext {
+    /// `Ok` when the command may change what lies in `warehouse_id`.
+    pub fn within(&self, warehouse_id: Uuid) -> Result<(), CommandError> {
+        if self.scope.allows(warehouse_id) {
+            Ok(())
+        } else {
+            Err(CommandError::Denied(Denied::Forbidden(format!(
+                "{} may not change warehouse {warehouse_id}: it is outside its warehouses",
+                self.principal
+            ))))
+        }
+    }
+
+    /// `Ok` for a principal not limited to some warehouses (creating a warehouse).
+    pub fn unscoped(&self) -> Result<(), CommandError> {
+        match self.scope {
+            Scope::All => Ok(()),
+            Scope::Warehouses(_) => Err(CommandError::Denied(Denied::Forbidden(format!(
+                "{} is limited to some warehouses, so it may not create one",
+                self.principal
+            )))),
+        }
+    }
 }
 
 /// An aggregate's id and state right after a command's commit.
@@ -49,6 +79,9 @@ pub enum CommandError {
     /// is safe).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The principal may not change what the command touches; nothing was written.
+    #[error(transparent)]
+    Denied(Denied),
     /// Lost the race for the same aggregate too many times in a row.
     #[error("the aggregate is too busy: gave up after {0} conflicting attempts")]
     Contention(u32),

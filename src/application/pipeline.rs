@@ -341,6 +341,7 @@ fn record_metrics(mutation: &str, started: Instant, result: &Result<Outcome, Com
     let outcome = match result {
         Ok(_) => "ok",
         Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::Denied(_)) => "denied",
         Err(_) => "failed",
     };
     metrics::counter!(crate::metrics::COMMANDS, "mutation" => mutation.to_owned(), "outcome" => outcome).increment(1);

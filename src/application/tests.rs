@@ -307,3 +307,66 @@ async fn a_taken_unique_key_refuses_only_its_own_command() {
         "{twice:?}"
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_belongs_to_its_principal() {
+    let store = Arc::new(MemoryEventStore::new());
+    let commands = Commands::new(store.clone(), "test");
+    let item_id = item(&commands, "SQUAT", 0).await;
+    let as_principal = |principal: &str| CommandContext {
+        principal: principal.into(),
+        ..keyed("order-17")
+    };
+    let squatter = commands
+        .adjust_stock(&as_principal("mallory"), adjust(item_id, 1))
+        .await;
+    let owner = commands
+        .adjust_stock(&as_principal("shop"), adjust(item_id, 5))
+        .await;
+    assert_eq!(on_hand(&squatter), 1);
+    assert_eq!(on_hand(&owner), 6, "the owner's command ran, not refused");
+}
+
+#[tokio::test]
+async fn a_scoped_principal_changes_nothing_outside_its_warehouses() {
+    let store = Arc::new(MemoryEventStore::new());
+    let commands = Commands::new(store.clone(), "test");
+    let item_id = item(&commands, "FAR", 4).await;
+    let elsewhere = CommandContext {
+        principal: "north-operator".into(),
+        scope: crate::auth::Scope::of([Uuid::now_v7()]),
+        ..Default::default()
+    };
+    let before = stream_length(&*store, item_id).await;
+    let denied = |result: &Result<Outcome, CommandError>| {
+        matches!(
+            result,
+            Err(CommandError::Denied(crate::auth::Denied::Forbidden(_)))
+        )
+    };
+    let adjusted = commands.adjust_stock(&elsewhere, adjust(item_id, -1)).await;
+    assert!(denied(&adjusted), "{adjusted:?}");
+    let allocated = commands
+        .create_allocation(
+            &elsewhere,
+            CreateAllocation {
+                order_id: "o-1".into(),
+                item_id,
+                quantity: 1,
+            },
+        )
+        .await;
+    assert!(denied(&allocated), "{allocated:?}");
+    let created = commands
+        .create_warehouse(
+            &elsewhere,
+            CreateWarehouse {
+                name: "Mine".into(),
+                code: "MINE".into(),
+                address: None,
+            },
+        )
+        .await;
+    assert!(denied(&created), "{created:?}");
+    assert_eq!(stream_length(&*store, item_id).await, before);
+}

@@ -226,3 +226,175 @@ pub fn require<'a>(
     principal.require(role).map_err(|denied| denied.extend())?;
     Ok(principal)
 }
+
+/// Turns a request's `Authorization` header (or a WebSocket's `connection_init`
+/// `authorization`) into its principal: an API key (`inv_…`), a JWT from the configured
+/// identity provider, or, without credentials, the anonymous principal with the configured
+/// role. Credentials that prove nothing are refused, never treated as anonymous.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    anonymous: Option<Role>,
+    keys: Option<Arc<keys::KeyDirectory>>,
+    tokens: Option<Arc<jwt::Verifier>>,
+}
+
+impl Authenticator {
+    /// Only the anonymous principal, with `role` (tests, and a service with no keys).
+    pub fn anonymous(role: Option<Role>) -> Self {
+        Self {
+            anonymous: role,
+            keys: None,
+            tokens: None,
+        }
+    }
+
+    pub fn with_keys(mut self, keys: Arc<keys::KeyDirectory>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    pub fn with_tokens(mut self, tokens: Arc<jwt::Verifier>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// The role anonymous requests get.
+    pub fn anonymous_role(&self) -> Option<Role> {
+        self.anonymous
+    }
+
+    /// The principal for an `Authorization` value (`Bearer <secret>`), or the anonymous one
+    /// when there is none. A store failure looking a key up is `Unavailable`, not a refusal.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Refusal> {
+        let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(Principal::anonymous(self.anonymous));
+        };
+        let Some(secret) = bearer(value) else {
+            return Err(Refusal::Denied(Denied::Unauthenticated(
+                "the Authorization header must be `Bearer <API key or token>`".to_owned(),
+            )));
+        };
+        if secret.starts_with(keys::SECRET_PREFIX) {
+            let Some(keys) = &self.keys else {
+                return Err(unknown_credentials());
+            };
+            return match keys.principal(secret).await {
+                Ok(Some(principal)) => Ok(principal),
+                Ok(None) => Err(unknown_credentials()),
+                Err(error) => Err(Refusal::Unavailable(error)),
+            };
+        }
+        match &self.tokens {
+            Some(tokens) => tokens
+                .principal(secret)
+                .await
+                .map_err(|e| Refusal::Denied(Denied::Unauthenticated(e.to_string()))),
+            None => Err(unknown_credentials()),
+        }
+    }
+}
+
+/// Why authentication gave no principal.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Denied(Denied),
+    /// The key store could not be asked: retry later (HTTP 503).
+    #[error("the key store is unavailable")]
+    Unavailable(#[source] crate::store::StoreError),
+}
+
+fn unknown_credentials() -> Refusal {
+    Refusal::Denied(Denied::Unauthenticated(
+        "the credentials are not valid (unknown, revoked or expired)".to_owned(),
+    ))
+}
+
+/// The secret of `Bearer <secret>` (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, secret) = value.split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
+/// A token a client may supply for the audit trail (`X-Actor`, `X-Correlation-Id`): at most
+/// 64 characters of `[A-Za-z0-9._:@-]`, so nothing stored can carry markup or forge lines.
+pub fn audit_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-');
+    (!value.is_empty() && value.len() <= 64 && value.chars().all(allowed)).then_some(value)
+}
+
+/// The actor events name: the principal, or `<principal> for <X-Actor>` when the principal
+/// may act for others and names a valid one; otherwise `X-Actor` is ignored.
+pub fn actor(principal: &Principal, requested: Option<&str>) -> String {
+    match requested.and_then(audit_token) {
+        Some(other) if principal.acts_for_others && other != principal.name => {
+            format!("{} for {other}", principal.name)
+        }
+        _ => principal.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_anonymous_callers_are_told_to_authenticate() {
+        let viewer = Principal {
+            role: Some(Role::Viewer),
+            kind: Kind::ApiKey,
+            ..Principal::anonymous(None)
+        };
+        assert!(viewer.require(Role::Viewer).is_ok());
+        assert_eq!(
+            viewer.require(Role::Operator).map_err(|d| d.code()),
+            Err("FORBIDDEN")
+        );
+        let nobody = Principal::anonymous(None);
+        assert_eq!(
+            nobody.require(Role::Viewer).map_err(|d| d.code()),
+            Err("UNAUTHENTICATED")
+        );
+        assert!(Principal::anonymous(Some(Role::Admin))
+            .require(Role::Admin)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_scope_limits_the_warehouses() {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        assert!(Scope::of([]).allows(b));
+        let scoped = Scope::of([a]);
+        assert!(scoped.allows(a));
+        assert!(!scoped.allows(b));
+    }
+
+    #[test]
+    fn x_actor_counts_only_for_a_principal_that_acts_for_others() {
+        let mut gateway = Principal {
+            name: "gateway".into(),
+            role: Some(Role::Operator),
+            kind: Kind::ApiKey,
+            ..Principal::anonymous(None)
+        };
+        assert_eq!(actor(&gateway, Some("admin@corp (CFO)")), "gateway");
+        assert_eq!(actor(&gateway, Some("alice@corp")), "gateway");
+        gateway.acts_for_others = true;
+        assert_eq!(
+            actor(&gateway, Some("alice@corp")),
+            "gateway for alice@corp"
+        );
+        assert_eq!(actor(&gateway, Some("<script>")), "gateway");
+    }
+
+    #[test]
+    fn only_bearer_credentials_are_read() {
+        assert_eq!(bearer("Bearer inv_abc"), Some("inv_abc"));
+        assert_eq!(bearer("bearer  tok "), Some("tok"));
+        assert_eq!(bearer("Basic dXNlcg=="), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}

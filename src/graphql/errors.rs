@@ -65,6 +65,7 @@ impl ErrorExtensions for CommandError {
                 e.set("retryable", true);
             }),
             CommandError::Store(error) => error.extend(),
+            CommandError::Denied(denied) => denied.extend(),
         }
     }
 }

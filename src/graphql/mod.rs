@@ -189,7 +189,12 @@ impl AppContext {
     ) -> CommandContext {
         let meta = ctx.data_opt::<RequestMeta>();
         CommandContext {
-            actor: meta.map_or_else(|| "anonymous".to_owned(), |m| m.actor.clone()),
+            principal: meta.map_or_else(
+                || crate::auth::ANONYMOUS.to_owned(),
+                |m| m.principal.name.clone(),
+            ),
+            scope: meta.map(|m| m.principal.scope.clone()).unwrap_or_default(),
+            actor: meta.map_or_else(|| crate::auth::ANONYMOUS.to_owned(), |m| m.actor.clone()),
             correlation_id: meta
                 .map_or_else(|| Uuid::now_v7().to_string(), |m| m.correlation_id.clone()),
             idempotency_key,
