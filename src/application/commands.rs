@@ -52,7 +52,7 @@ pub struct CreateAllocation {
 }
 
 pub struct Commands {
-    pipeline: Arc<Pipeline>,
+    pub(super) pipeline: Arc<Pipeline>,
     source: String,
 }
 
@@ -72,7 +72,7 @@ fn sku_guard(warehouse_id: Uuid, sku: &str) -> String {
 }
 
 /// The decide step of a request, boxed.
-fn decide(
+pub(super) fn decide(
     f: impl FnMut(&mut Draft, &CommandContext) -> Result<Outcome, CommandError> + Send + Sync + 'static,
 ) -> super::pipeline::Decide {
     Box::new(f)
@@ -118,7 +118,7 @@ impl Commands {
         self.rebuilt(|shared| shared.snapshot_every = every)
     }
 
-    async fn submit(
+    pub(super) async fn submit(
         &self,
         ctx: &CommandContext,
         request: Result<Request, CommandError>,
@@ -147,6 +147,7 @@ impl Commands {
             queue: id,
             mutation: "warehouseCreate",
             fingerprint,
+            part: None,
             needs: vec![],
             decide: decide(move |draft, ctx| {
                 draft.create::<Warehouse>(id);
@@ -181,6 +182,7 @@ impl Commands {
             queue: id,
             mutation,
             fingerprint,
+            part: None,
             needs: vec![Need::of::<Warehouse>(id)],
             decide: decide(move |draft, ctx| {
                 let state = &draft.state::<Warehouse>(id)?.state;
@@ -212,6 +214,7 @@ impl Commands {
             queue: id,
             mutation: "inventoryItemCreate",
             fingerprint,
+            part: None,
             needs: vec![Need::of::<Warehouse>(warehouse_id)],
             decide: decide(move |draft, ctx| {
                 draft.create::<InventoryItem>(id);
@@ -283,6 +286,7 @@ impl Commands {
             queue: item_id,
             mutation: "allocationCreate",
             fingerprint,
+            part: None,
             needs: vec![
                 Need::of::<InventoryItem>(item_id),
                 Need::via::<InventoryItem, Warehouse>(item_id, the_warehouse),
@@ -343,6 +347,7 @@ impl Commands {
             queue: item_id,
             mutation,
             fingerprint,
+            part: None,
             needs: vec![
                 Need::of::<Allocation>(id),
                 Need::of::<InventoryItem>(item_id),
@@ -380,11 +385,13 @@ fn item_request(
         ItemCommand::AdjustStock { .. } => "inventoryAdjust",
         ItemCommand::UpdateReorderSettings { .. } => "inventoryItemUpdateReorderSettings",
         ItemCommand::DeactivateItem { .. } => "inventoryItemDeactivate",
+        ItemCommand::SetOnHand { .. } => "inventorySetOnHand",
     };
     Request {
         queue: id,
         mutation,
         fingerprint,
+        part: None,
         needs: vec![Need::of::<InventoryItem>(id)],
         decide: decide(move |draft, ctx| {
             let current = draft.state::<InventoryItem>(id)?;

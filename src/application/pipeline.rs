@@ -43,6 +43,9 @@ pub(crate) struct Request {
     pub mutation: &'static str,
     /// The command's input, serialised: what a reused idempotency key must match.
     pub fingerprint: String,
+    /// Which commit of a command that takes several (a bulk adjustment), each with a record
+    /// of its own under the one idempotency key; `None` for a command of one commit.
+    pub part: Option<usize>,
     /// The aggregates to load before deciding.
     pub needs: Vec<Need>,
     pub decide: Decide,
@@ -114,7 +117,14 @@ impl Pipeline {
         request: Request,
     ) -> Result<Outcome, CommandError> {
         let store = &*self.shared.store;
-        let claim = match Claim::check(store, &ctx, request.mutation, request.fingerprint).await? {
+        let check = Claim::check(
+            store,
+            &ctx,
+            request.mutation,
+            request.part,
+            request.fingerprint,
+        );
+        let claim = match check.await? {
             idempotency::Check::Replayed(outcome) => return Ok(*outcome),
             idempotency::Check::Fresh(claim) => claim,
         };
@@ -209,7 +219,8 @@ impl Pipeline {
                     }
                 });
             }
-            let refusals = decided.iter().flatten().any(Result::is_err);
+            // A job that succeeded in part (a bulk's refused rows) stands on refusals too.
+            let refusals = decided.iter().flatten().any(Result::is_err) || draft.refusals();
             if draft.is_unchanged() {
                 // Nothing to commit validates the state: refusals decided on a remembered one
                 // are decided again on the stored one.
