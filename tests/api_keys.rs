@@ -35,6 +35,8 @@ async fn contract(store: Arc<dyn KeyStore>) {
         Err(KeyError::NameTaken(name)) => assert_eq!(name, "viewer-1"),
         other => panic!("a second viewer-1: {other:?}"),
     }
+    // The very same key again (a retry after a lost reply) is a success and changes nothing.
+    store.create_key(&viewer).await.expect("the same key again");
 
     // List: every key by name, exactly as created.
     let listed = store.keys().await.expect("list");
@@ -177,6 +179,66 @@ async fn dynamo() -> DynamoEventStore {
 async fn dynamodb_key_store_keeps_the_contract() {
     contract(Arc::new(dynamo().await)).await;
     one_name_one_key(Arc::new(dynamo().await)).await;
+}
+
+/// Through the fault proxy: a create whose reply is lost after it landed (the SDK then retries
+/// it, and the retry meets the rows its first attempt wrote) is still a success, and a create
+/// cancelled by a conflicting transaction is tried again; each key is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_a_create_survives_lost_replies_and_conflicts() {
+    use common::fault_proxy::{Fault, FaultProxy, Faults};
+    let endpoint = std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT")
+        .expect("INVENTORY_TEST_DYNAMODB_ENDPOINT is not set");
+    let proxy = FaultProxy::start(&endpoint, 11).await;
+    let client = dynamodb::client(Some(&proxy.url)).await;
+    let tables = Tables::new(format!("k{}_", Uuid::now_v7().simple()));
+    dynamodb::migrate(&client, &tables).await.expect("migrate");
+    let store = DynamoEventStore::new(client, tables);
+
+    // The reply replaced by throttling; then one held past the attempt timeout, whose retry's
+    // reply is lost to throttling too.
+    let mut created = Vec::new();
+    for (name, lost) in [("lost-once", 1), ("lost-twice", 2)] {
+        proxy.lose_next_commits(lost);
+        let (key, secret) = issue(name, Role::Viewer, vec![], false);
+        store
+            .create_key(&key)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        created.push((key, secret));
+    }
+    assert!(proxy.stats().lost_commits >= 3, "{:?}", proxy.stats());
+
+    proxy.set(Faults {
+        conflict: 0.4,
+        ..Faults::NONE
+    });
+    for i in 0..6 {
+        let (key, secret) = issue(&format!("contested-{i}"), Role::Viewer, vec![], false);
+        store
+            .create_key(&key)
+            .await
+            .expect("created after conflicts");
+        created.push((key, secret));
+    }
+    assert!(
+        proxy.stats().faulted(Fault::Conflict) > 0,
+        "{:?}",
+        proxy.stats()
+    );
+    proxy.set(Faults::NONE);
+    assert!(proxy.quiesce(std::time::Duration::from_secs(10)).await);
+
+    let mut expected: Vec<ApiKey> = created.iter().map(|(key, _)| key.clone()).collect();
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(store.keys().await.expect("list"), expected);
+    for (key, secret) in &created {
+        let found = store
+            .key_by_hash(&keys::hash(secret))
+            .await
+            .expect("lookup");
+        assert_eq!(found.as_ref(), Some(key));
+    }
 }
 
 // --- the command line ---

@@ -136,7 +136,8 @@ pub fn is_secret_shaped(text: &str) -> bool {
 /// Where keys are kept: the event store's database.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Stores a new key; a name in use (even revoked) is `NameTaken`.
+    /// Stores a new key; a name in use (even revoked) is `NameTaken`, except by this very key
+    /// (the same hash): storing it again, as a retry after a lost reply does, is a success.
     async fn create_key(&self, key: &ApiKey) -> Result<(), KeyError>;
     /// Every key, revoked ones included, by name.
     async fn keys(&self) -> Result<Vec<ApiKey>, StoreError>;

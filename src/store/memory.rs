@@ -225,8 +225,12 @@ impl EventStore for MemoryEventStore {
 impl KeyStore for MemoryEventStore {
     async fn create_key(&self, key: &ApiKey) -> Result<(), KeyError> {
         let mut inner = self.inner();
-        if inner.keys.contains_key(&key.name) {
-            return Err(KeyError::NameTaken(key.name.clone()));
+        if let Some(stored) = inner.keys.get(&key.name) {
+            return if stored.hash == key.hash {
+                Ok(())
+            } else {
+                Err(KeyError::NameTaken(key.name.clone()))
+            };
         }
         inner.keys.insert(key.name.clone(), key.clone());
         Ok(())

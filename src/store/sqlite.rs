@@ -75,7 +75,7 @@ enum WriteJob {
     Append(Commit, oneshot::Sender<Result<(), StoreError>>),
     RemoveOutbox(Vec<i64>, oneshot::Sender<Result<(), StoreError>>),
     SaveSnapshot(Snapshot, oneshot::Sender<Result<(), StoreError>>),
-    /// Answers whether it changed anything (a new name, a key not yet revoked).
+    /// Answers whether the key is stored (create) or was revoked now (revoke).
     Key(keys::KeyWrite, oneshot::Sender<Result<bool, StoreError>>),
 }
 

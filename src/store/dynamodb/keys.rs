@@ -151,7 +151,17 @@ impl KeyStore for DynamoEventStore {
                 .collect();
             match codes.as_slice() {
                 ["ConditionalCheckFailed", ..] => {
-                    return Err(KeyError::NameTaken(key.name.clone()))
+                    // Taken, but perhaps by this very key: an attempt cancelled as a conflict
+                    // above may have landed (its reply lost), and the next then meets its rows.
+                    let claim = self.key_row(format!("{NAME_ROW}{}", key.name)).await?;
+                    let ours = claim.is_some_and(|row| {
+                        text(&row, "secretHash").is_ok_and(|hash| hash == key.hash)
+                    });
+                    return if ours {
+                        Ok(())
+                    } else {
+                        Err(KeyError::NameTaken(key.name.clone()))
+                    };
                 }
                 [_, "ConditionalCheckFailed"] => {
                     return Err(StoreError::corrupt(format!(
@@ -218,7 +228,8 @@ impl KeyStore for DynamoEventStore {
             .table_name(self.tables.api_keys())
             .key("keyId", s(format!("{HASH_ROW}{hash}")))
             .update_expression("SET #revoked = :at")
-            // Only an existing, unrevoked key: the first revocation's time stays.
+            // Only an existing, unrevoked key: the first revocation's time stays. (A retry
+            // after a lost reply then answers false: revoked, though not by this call.)
             .condition_expression("attribute_exists(#id) AND attribute_not_exists(#revoked)")
             .expression_attribute_names("#id", "keyId")
             .expression_attribute_names("#revoked", "revokedAt")

@@ -16,7 +16,8 @@ pub(super) enum KeyWrite {
     Revoke { name: String, at: i64 },
 }
 
-/// Applies one key write in the writer's transaction; whether it changed anything.
+/// Applies one key write in the writer's transaction: whether the key is now stored (create)
+/// or was revoked by this write (revoke).
 pub(super) fn apply(conn: &Connection, write: &KeyWrite) -> Result<bool, StoreError> {
     match write {
         KeyWrite::Create(key) => {
@@ -24,25 +25,34 @@ pub(super) fn apply(conn: &Connection, write: &KeyWrite) -> Result<bool, StoreEr
                 .map_err(|e| StoreError::corrupt_because("stored JSON", e))?;
             // A taken name changes nothing (and says so); a taken hash (a repeated secret,
             // which 244 random bits make impossible) still fails on the unique index.
-            conn.prepare_cached(
-                "INSERT INTO api_keys
-                     (name, hash, role, warehouses, acts_for_others, created_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    key.name,
-                    key.hash,
-                    key.role.as_str(),
-                    warehouses,
-                    key.acts_for_others,
-                    key.created_at,
-                    key.revoked_at,
-                ])
-            })
-            .map(|inserted| inserted == 1)
-            .map_err(unavailable)
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO api_keys
+                         (name, hash, role, warehouses, acts_for_others, created_at, revoked_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        key.name,
+                        key.hash,
+                        key.role.as_str(),
+                        warehouses,
+                        key.acts_for_others,
+                        key.created_at,
+                        key.revoked_at,
+                    ])
+                })
+                .map_err(unavailable)?;
+            if inserted == 1 {
+                return Ok(true);
+            }
+            // Taken; by this very key (stored again) is a success.
+            let stored: Option<String> = conn
+                .prepare_cached("SELECT hash FROM api_keys WHERE name = ?1")
+                .and_then(|mut s| s.query_row([&key.name], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            Ok(stored.as_deref() == Some(key.hash.as_str()))
         }
         KeyWrite::Revoke { name, at } => conn
             .prepare_cached(
