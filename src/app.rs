@@ -288,9 +288,11 @@ async fn shutdown_signal() {
 pub async fn authenticator(
     config: &crate::config::AuthConfig,
     listen: SocketAddr,
+    keys: crate::auth::keys::Keys,
 ) -> anyhow::Result<crate::auth::Authenticator> {
     let anonymous = config.anonymous(listen);
-    let mut authenticator = crate::auth::Authenticator::anonymous(anonymous);
+    let mut authenticator = crate::auth::Authenticator::anonymous(anonymous)
+        .with_keys(Arc::new(crate::auth::keys::KeyDirectory::new(keys)));
     if let Some(tokens) = crate::auth::jwt::Verifier::from_config(&config.tokens).await? {
         authenticator = authenticator.with_tokens(Arc::new(tokens));
     }
