@@ -54,7 +54,7 @@ fn live(ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = Arc<LiveM
 }
 
 /// Events read from the store at a time by a catch-up subscription.
-const CATCH_UP_PAGE: u64 = 200;
+const CATCH_UP_PAGE: u64 = 64;
 
 /// A catch-up's events from the store: `first` (a page already read), then one page after
 /// another, each read only when the client has taken the one before (the stream is pulled by
