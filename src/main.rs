@@ -59,7 +59,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the GraphQL schema (SDL) the service serves.
     Schema,
     /// Rebuild every projection from the store in a scratch file and compare with the live ones.
@@ -145,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
             init_logs(LogFormat::Text);
             replay_command(args).await
         }
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     }
 }

@@ -58,7 +58,7 @@ impl AllowedHosts {
             return true;
         };
         host.map(normalise)
-            .is_some_and(|host| names.iter().any(|name| *name == host))
+            .is_some_and(|host| names.contains(&host))
     }
 }
 

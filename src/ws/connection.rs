@@ -371,7 +371,7 @@ impl Connection {
             extensions["retryAfter"] = json!(seconds);
         }
         self.error_message(
-            &id,
+            id,
             json!([{ "message": message, "extensions": extensions }]),
         )
     }
