@@ -245,6 +245,22 @@ mod tests {
     }
 
     #[test]
+    fn each_refusal_has_its_status_and_headers() {
+        let unauthenticated = Refused::Denied(Denied::Unauthenticated("who?".into()));
+        let response = unauthenticated.response(Media::Json);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[WWW_AUTHENTICATE], "Bearer");
+        let forbidden = Refused::Denied(Denied::Forbidden("no".into())).response(Media::Json);
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        let unavailable = Refused::Unavailable.response(Media::Json);
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.headers()[RETRY_AFTER], "1");
+        let limited = Refused::RateLimited(Duration::from_millis(1_500)).response(Media::Json);
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[RETRY_AFTER], "2");
+    }
+
+    #[test]
     fn retry_after_is_whole_seconds_rounded_up() {
         assert_eq!(
             Refused::RateLimited(Duration::from_millis(1)).retry_after_secs(),

@@ -5,7 +5,7 @@
 //! A send that cannot complete within `slow_consumer` ends the connection (1008): the client
 //! has stopped reading, and what it asked for would otherwise wait here.
 
-use async_graphql::{Request, Response, ServerError, Variables};
+use async_graphql::{Request, Variables};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
-use super::quota::OperationSlot;
+use super::frames::{deliver, read_failure, reason, text, truncate};
+use super::operation::{error_message, run_operation, Event, Operation};
 use super::{close, close_message, Handshake, Protocol, Sockets};
 use crate::graphql::{InventorySchema, RequestMeta};
 use crate::http::admission::Refused;
@@ -39,13 +39,6 @@ struct OperationPayload {
     variables: Option<Value>,
     #[serde(default)]
     operation_name: Option<String>,
-}
-
-/// What an operation's task reports to the socket: a message as sent (JSON text, the
-/// smallest form to hold while the queue waits), or its end.
-enum Event {
-    Message(String),
-    Done(String),
 }
 
 /// How many messages wait for the socket: with each operation's task holding at most one more
@@ -294,7 +287,7 @@ impl Connection {
             Operation {
                 id: id.clone(),
                 correlation_id,
-                _slot: slot,
+                slot,
             },
             self.protocol,
             self.events.clone(),
@@ -393,102 +386,6 @@ impl Connection {
     }
 }
 
-fn error_message(protocol: Protocol, id: &str, errors: Value) -> Value {
-    match protocol {
-        Protocol::TransportWs => json!({"type": "error", "id": id, "payload": errors}),
-        // The legacy protocol's `error` carries one error object.
-        Protocol::LegacyWs => {
-            let first = errors.get(0).cloned().unwrap_or_else(|| json!({}));
-            json!({"type": "error", "id": id, "payload": first})
-        }
-    }
-}
-
-/// An error of the request itself (it did not parse or validate): no data, and no error that
-/// happened at a path during execution.
-fn is_request_error(response: &Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response
-            .errors
-            .iter()
-            .all(|e: &ServerError| e.path.is_empty())
-}
-
-/// An operation running on a socket: its id there, the correlation id its errors carry, and
-/// its slot among its principal's operations (given back when the task ends or is aborted).
-struct Operation {
-    id: String,
-    correlation_id: String,
-    _slot: OperationSlot,
-}
-
-async fn run_operation(
-    schema: InventorySchema,
-    request: Request,
-    operation: Operation,
-    protocol: Protocol,
-    events: mpsc::Sender<Event>,
-) {
-    let Operation {
-        id,
-        correlation_id,
-        _slot,
-    } = operation;
-    let span = tracing::info_span!("graphql_ws", correlation_id = %correlation_id);
-    let mut responses = schema.execute_stream(request);
-    let mut first = true;
-    while let Some(mut response) = responses.next().instrument(span.clone()).await {
-        crate::graphql::prepare_errors(&mut response, &correlation_id);
-        if std::mem::replace(&mut first, false) && is_request_error(&response) {
-            let errors = serde_json::to_value(&response.errors).unwrap_or_else(|_| json!([]));
-            let _ = events
-                .send(Event::Message(
-                    error_message(protocol, &id, errors).to_string(),
-                ))
-                .await;
-            let _ = events.send(Event::Done(id)).await;
-            return;
-        }
-        let payload = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
-        let kind = match protocol {
-            Protocol::TransportWs => "next",
-            Protocol::LegacyWs => "data",
-        };
-        let message = json!({"type": kind, "id": id, "payload": payload}).to_string();
-        if events.send(Event::Message(message)).await.is_err() {
-            return;
-        }
-    }
-    let _ = events
-        .send(Event::Message(
-            json!({"type": "complete", "id": id}).to_string(),
-        ))
-        .await;
-    let _ = events.send(Event::Done(id)).await;
-}
-
-fn text(value: &Value) -> Message {
-    Message::Text(Utf8Bytes::from(value.to_string()))
-}
-
-/// At most 64 characters of a client's string, for a close reason (limited to 123 bytes).
-fn truncate(value: &str) -> String {
-    value.chars().take(64).collect()
-}
-
-/// A close reason within the protocol's 123 bytes.
-fn reason(text: &str) -> String {
-    let mut reason = String::new();
-    for c in text.chars() {
-        if reason.len() + c.len_utf8() > 123 {
-            break;
-        }
-        reason.push(c);
-    }
-    reason
-}
-
 const TOO_MANY_OPERATIONS: &str = "TOO_MANY_OPERATIONS";
 
 /// The credentials of a `connection_init` payload: `authorization` (any case), at the top or
@@ -506,42 +403,6 @@ fn authorization(payload: Option<&Value>) -> Option<String> {
     };
     let object = payload?.as_object()?;
     find(object).or_else(|| object.get("headers")?.as_object().and_then(find))
-}
-
-/// Sends one message, or says how the connection ends: the peer is gone, or it has not taken
-/// anything for `within` (its queue full all that time).
-async fn deliver(
-    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
-    message: Message,
-    within: Duration,
-) -> Result<(), (u16, String)> {
-    match tokio::time::timeout(within, sink.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err((close::NORMAL, String::new())),
-        Err(_) => {
-            metrics::counter!(crate::metrics::EDGE_REFUSALS, "code" => "SLOW_CONSUMER")
-                .increment(1);
-            tracing::warn!(
-                seconds = within.as_secs_f64(),
-                "dropping a WebSocket client that reads nothing"
-            );
-            Err((
-                close::SLOW_CONSUMER,
-                format!("Slow consumer: nothing read for {} ms", within.as_millis()),
-            ))
-        }
-    }
-}
-
-/// How a failed read ends the connection: a frame or message over the limit is 1009 (the
-/// library reports it only as text, "Space limit exceeded: …"); anything else means the peer
-/// is gone or broke the framing.
-fn read_failure(error: &axum::Error) -> (u16, String) {
-    if error.to_string().contains("Space limit exceeded") {
-        (close::MESSAGE_TOO_BIG, "Message too big".into())
-    } else {
-        (close::NORMAL, String::new())
-    }
 }
 
 #[cfg(test)]
@@ -566,11 +427,5 @@ mod tests {
         assert_eq!(given(json!({"authorization": 5})).as_deref(), Some("5"));
         assert_eq!(given(json!({})), None);
         assert_eq!(authorization(None), None);
-    }
-
-    #[test]
-    fn a_close_reason_fits_the_protocol() {
-        assert!(reason(&"é".repeat(200)).len() <= 123);
-        assert_eq!(reason("Forbidden"), "Forbidden");
     }
 }

@@ -23,6 +23,8 @@
 //! `slow_consumer` (the queue holds a few messages, not megabytes).
 
 mod connection;
+mod frames;
+mod operation;
 mod quota;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
