@@ -1,8 +1,9 @@
 //! Rate limits at the edge, with `governor` (GCRA, one state per key): requests and WebSocket
 //! operations per principal (`--rate-limit-per-second`, `--rate-limit-burst`), and failed
 //! authentications per peer address (`--auth-failures-per-minute`), so guessing keys is slow.
-//! Each limiter's key table is pruned once it grows past `PRUNE_AT`, so a flood of new
-//! principals or addresses costs bounded memory.
+//! Each limiter's key table is pruned of keys back at full capacity once it grows past
+//! `PRUNE_AT` (then past twice what was left), so a flood of new principals or addresses costs
+//! bounded memory.
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -10,28 +11,35 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A key table this long is pruned of keys back at full capacity.
 const PRUNE_AT: usize = 10_000;
 
-/// One keyed limiter.
+/// One keyed limiter, and the table length at which it is pruned next (doubling what is left
+/// after each pruning, so a table of keys that are all recent is not scanned at every call).
 struct Keyed<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
+    prune_at: AtomicUsize,
 }
 
 impl<K: Hash + Eq + Clone> Keyed<K> {
     fn new(quota: Quota) -> Self {
         Self {
             limiter: RateLimiter::keyed(quota),
+            prune_at: AtomicUsize::new(PRUNE_AT),
         }
     }
 
     /// Takes one cell for `key`; `Err(wait)` when none is left until `wait` has passed.
     fn take(&self, key: &K) -> Result<(), Duration> {
-        if self.limiter.len() > PRUNE_AT {
+        if self.limiter.len() > self.prune_at.load(Ordering::Relaxed) {
             self.limiter.retain_recent();
+            let left = self.limiter.len();
+            self.prune_at
+                .store(left.saturating_mul(2).max(PRUNE_AT), Ordering::Relaxed);
         }
         self.limiter
             .check_key(key)
