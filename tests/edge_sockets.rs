@@ -27,7 +27,9 @@ async fn acknowledged(server: &Server) -> edge::Socket {
 async fn idle_sockets_are_closed_by_the_init_timeout_and_the_cap_refuses_the_rest() {
     let (server, _dir) = start(&[
         ("INVENTORY_WS_MAX_CONNECTIONS", "100"),
-        ("INVENTORY_WS_INIT_TIMEOUT_MS", "1000"),
+        // Long enough for all 500 to be tried before the first are closed (and give their
+        // permits back).
+        ("INVENTORY_WS_INIT_TIMEOUT_MS", "5000"),
     ])
     .await;
     let rss_before = edge::rss_kib(&server);
@@ -55,7 +57,7 @@ async fn idle_sockets_are_closed_by_the_init_timeout_and_the_cap_refuses_the_res
     let closes = futures::future::join_all(
         sockets
             .iter_mut()
-            .map(|socket| close_code(socket, Duration::from_secs(10))),
+            .map(|socket| close_code(socket, Duration::from_secs(30))),
     )
     .await;
     let closed_in = started.elapsed();
@@ -64,13 +66,18 @@ async fn idle_sockets_are_closed_by_the_init_timeout_and_the_cap_refuses_the_res
         .filter(|(code, _)| *code == Some(4408))
         .count();
     eprintln!(
-        "500 idle sockets, cap 100, init timeout 1 s: {accepted} accepted, {refused} refused (503) in {opened_in:?}; \
+        "500 idle sockets, cap 100, init timeout 5 s: {accepted} accepted, {refused} refused (503) in {opened_in:?}; \
          {timed_out} closed with 4408 by {closed_in:?}; server RSS {rss_before} KiB → {rss_open} KiB with them open"
     );
-    assert_eq!(accepted, 100);
-    assert_eq!(refused, 400);
-    assert_eq!(timed_out, 100, "{closes:?}");
-    assert!(closed_in < Duration::from_secs(30));
+    if opened_in < Duration::from_millis(4_500) {
+        assert_eq!(accepted, 100);
+    } else {
+        // So slow a machine that the first were closed (permits back) before the last tried.
+        assert!(accepted >= 100, "{accepted}");
+    }
+    assert_eq!(accepted + refused, 500);
+    assert_eq!(timed_out, accepted, "{closes:?}");
+    assert!(closed_in < Duration::from_secs(50));
     // The permits came back: a new socket is accepted and acknowledged.
     drop(sockets);
     tokio::time::sleep(Duration::from_millis(200)).await;
