@@ -225,6 +225,8 @@ pub struct ServeSettings {
     pub storage: StorageConfig,
     pub bus: BusConfig,
     pub edge: EdgeConfig,
+    /// Who may call it: keys, tokens, the anonymous role.
+    pub auth: crate::config::AuthConfig,
     /// How long a DataLoader batch waits for more ids after its first.
     pub batch_window: Duration,
 }
@@ -239,7 +241,11 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting on the {:?} store", settings.storage.store))?;
     let schema = crate::graphql::schema_with(Some(service.context.clone()), settings.batch_window);
-    let edge = crate::http::Edge::from_config(&settings.edge)?;
+    let authenticator =
+        authenticator(&settings.auth, settings.listen, service.keys.clone()).await?;
+    let edge = crate::http::Edge::from_config(&settings.edge, settings.listen)?
+        .with_authenticator(authenticator);
+    let header_read_timeout = edge.header_read_timeout;
     let router = crate::http::router(
         schema,
         service.context.clone(),
@@ -250,12 +256,38 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let address = listener.local_addr()?;
+    let (stopping, stop) = watch::channel(false);
+    let metrics = match settings.edge.metrics_listen {
+        Some(metrics_listen) => {
+            let listener = tokio::net::TcpListener::bind(metrics_listen)
+                .await
+                .with_context(|| format!("binding {metrics_listen} for /metrics"))?;
+            let metrics_address = listener.local_addr()?;
+            tracing::info!(address = %metrics_address, "/metrics served on its own listener");
+            let hosts = crate::http::hosts::AllowedHosts::new(
+                metrics_address,
+                &settings.edge.allowed_hosts,
+            );
+            let mut stop = stop.clone();
+            Some(tokio::spawn(crate::http::server::serve(
+                listener,
+                crate::http::metrics_router(hosts),
+                header_read_timeout,
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
     // The first stdout line is the address, for scripts and the test harness.
     println!("listening on http://{address}");
     tracing::info!(%address, store = ?settings.storage.store, "inventory service listening; GraphiQL at /graphql");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http::server::serve(listener, router, header_read_timeout, shutdown_signal()).await;
+    let _ = stopping.send(true);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     tracing::info!("no more requests; publishing what remains in the outbox");
     service.stop().await;
     tracing::info!("stopped");

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use inventory_service::app::{self, migrate, rebuild_snapshots, verify_projections};
 use inventory_service::auth::{keys, Role};
-use inventory_service::config::{BusConfig, EdgeConfig, StorageConfig};
+use inventory_service::config::{AuthConfig, BusConfig, EdgeConfig, StorageConfig};
 use inventory_service::graphql;
 use inventory_service::projection::layout::ProjectionName;
 
@@ -37,6 +37,8 @@ struct ServeArgs {
     bus: BusConfig,
     #[command(flatten)]
     edge: EdgeConfig,
+    #[command(flatten)]
+    auth: AuthConfig,
     /// Log format.
     #[arg(long, env = "INVENTORY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -61,7 +63,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the GraphQL schema (SDL) the service serves.
     Schema,
     /// Rebuild every projection from the store in a scratch file and compare with the live ones.
@@ -203,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
             init_logs(LogFormat::Text);
             api_key_command(command).await
         }
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -271,6 +273,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         storage: args.storage,
         bus: args.bus,
         edge: args.edge,
+        auth: args.auth,
         batch_window: std::time::Duration::from_millis(args.batch_window_ms),
     })
     .await
