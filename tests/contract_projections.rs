@@ -656,6 +656,13 @@ async fn counts(store: &dyn Projections, s: &Story) {
         order_id: order.map(str::to_owned),
         item_id: item,
         status,
+        warehouse_id: None,
+    };
+    let within = |warehouse, order: Option<&str>, status| AllocationFilter {
+        order_id: order.map(str::to_owned),
+        status,
+        warehouse_id: Some(warehouse),
+        ..AllocationFilter::default()
     };
     let allocations = [
         (filter(None, None, None), 3),
@@ -672,6 +679,12 @@ async fn counts(store: &dyn Projections, s: &Story) {
         ),
         (filter(None, None, Some(AllocationStatus::Created)), 1),
         (filter(None, None, Some(AllocationStatus::Confirmed)), 0),
+        (within(s.w1, None, None), 2),
+        (within(s.w2, None, None), 1),
+        (within(s.w2, Some("ORD-1"), None), 1),
+        (within(s.w1, None, Some(AllocationStatus::Cancelled)), 1),
+        (within(s.w2, None, Some(AllocationStatus::Cancelled)), 0),
+        (within(nobody, None, None), 0),
     ];
     for (wanted, expected) in allocations {
         assert_eq!(
@@ -905,6 +918,13 @@ async fn allocation_queries(store: &dyn Projections, s: &Story) {
         order_id: order.map(str::to_owned),
         item_id: item,
         status,
+        warehouse_id: None,
+    };
+    let within = |warehouse, order: Option<&str>, status| AllocationFilter {
+        order_id: order.map(str::to_owned),
+        status,
+        warehouse_id: Some(warehouse),
+        ..AllocationFilter::default()
     };
     let cases = [
         (filter(None, None, None), sorted(&[s.x, s.y, s.z])),
@@ -930,6 +950,25 @@ async fn allocation_queries(store: &dyn Projections, s: &Story) {
         ),
         (
             filter(None, None, Some(AllocationStatus::Confirmed)),
+            vec![],
+        ),
+        (within(s.w1, None, None), sorted(&[s.x, s.y])),
+        (within(s.w2, None, None), vec![s.z]),
+        (within(s.w1, Some("ORD-1"), None), vec![s.x]),
+        (
+            within(s.w1, None, Some(AllocationStatus::Fulfilled)),
+            vec![s.x],
+        ),
+        (
+            within(s.w2, None, Some(AllocationStatus::Fulfilled)),
+            vec![],
+        ),
+        (
+            AllocationFilter {
+                item_id: Some(s.a),
+                warehouse_id: Some(s.w2),
+                ..AllocationFilter::default()
+            },
             vec![],
         ),
     ];

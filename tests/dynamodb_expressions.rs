@@ -342,6 +342,20 @@ async fn drive_every_adapter(client: aws_sdk_dynamodb::Client) {
             status: Some(AllocationStatus::Created),
             ..AllocationFilter::default()
         },
+        AllocationFilter {
+            warehouse_id: Some(item),
+            ..AllocationFilter::default()
+        },
+        AllocationFilter {
+            order_id: Some("o-1".into()),
+            warehouse_id: Some(item),
+            ..AllocationFilter::default()
+        },
+        AllocationFilter {
+            status: Some(AllocationStatus::Cancelled),
+            warehouse_id: Some(item),
+            ..AllocationFilter::default()
+        },
     ] {
         for keys in ranges {
             let _ = projections.allocations(filter.clone(), keys).await;

@@ -5,31 +5,49 @@ use super::cursor::CursorKind;
 use super::page::{paginate, AllocationConnection, Count, PageArgs};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
+use super::roles::RoleGuard;
+use super::scope::{named_aggregate, visible, Within};
 use super::types::{Allocation, AllocationStatus, InventoryItem, UserError};
 use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
 use crate::application::{CreateAllocation, Outcome};
+use crate::auth::Role;
 use crate::domain::allocation::AllocationCommand;
 use crate::domain::validate::ORDER_ID_MAX;
 use crate::projection::{AllocationFilter, AllocationView, ItemView};
 
-/// A page of allocations under a filter; `allocations` and `InventoryItem.allocations` share it.
+/// A page of allocations under a filter, of the warehouse named or all the caller may see;
+/// `allocations` and `InventoryItem.allocations` share it.
 pub async fn allocations_page(
     ctx: &Context<'_>,
     filter: AllocationFilter,
+    warehouse_id: Option<uuid::Uuid>,
     args: PageArgs,
 ) -> async_graphql::Result<AllocationConnection> {
     let app = ctx.data::<AppContext>()?;
+    let within = Within::for_request(ctx, warehouse_id)?;
     let page = paginate(
         args,
         CursorKind::Allocation,
         |a: &AllocationView| a.id,
-        |keys| app.read.allocations(filter.clone(), keys),
+        |keys| {
+            within.page(
+                keys,
+                |a: &AllocationView| a.id,
+                |warehouse_id, keys| {
+                    let filter = AllocationFilter {
+                        warehouse_id,
+                        ..filter.clone()
+                    };
+                    app.read.allocations(filter, keys)
+                },
+            )
+        },
     )
     .await?;
     Ok(AllocationConnection::from_page(
         page,
         Allocation,
-        Count::Allocations(filter),
+        Count::Allocations { filter, within },
     ))
 }
 
@@ -38,7 +56,9 @@ pub struct AllocationQuery;
 
 #[Object]
 impl AllocationQuery {
-    /// An allocation by id, or null.
+    /// An allocation by id, or null. For a principal scoped to warehouses, one outside them is
+    /// FORBIDDEN. Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn allocation(
         &self,
         ctx: &Context<'_>,
@@ -46,23 +66,28 @@ impl AllocationQuery {
     ) -> async_graphql::Result<Option<Allocation>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
-        Ok(app
-            .read
-            .allocation(id)
-            .await
-            .map_err(infrastructure)?
-            .map(Allocation))
+        let allocation = app.read.allocation(id).await.map_err(infrastructure)?;
+        if let Some(allocation) = &allocation {
+            visible(ctx, allocation.warehouse_id)?;
+        }
+        Ok(allocation.map(Allocation))
     }
 
-    /// Allocations in creation order, filtered by order, item and/or status.
+    /// Allocations in creation order, filtered by order, item, status and/or warehouse. A
+    /// principal scoped to warehouses lists only theirs (a `warehouseId` or `itemId` outside
+    /// them is FORBIDDEN). Needs the `viewer` role.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::page(first, last, child_complexity)"
+    )]
     async fn allocations(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only allocations of this order.")] order_id: Option<String>,
         #[graphql(desc = "Only allocations of this item.")] item_id: Option<ID>,
         #[graphql(desc = "Only allocations in this status.")] status: Option<AllocationStatus>,
+        #[graphql(desc = "Only allocations of this warehouse.")] warehouse_id: Option<ID>,
         #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
         #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
@@ -76,10 +101,20 @@ impl AllocationQuery {
                 "orderId is longer than {ORDER_ID_MAX} characters"
             )));
         }
+        let item_id = item_id.map(|i| query_id("itemId", &i)).transpose()?;
+        let mut warehouse_id = warehouse_id
+            .map(|w| query_id("warehouseId", &w))
+            .transpose()?;
+        if let Some(item_id) = item_id {
+            // A scoped caller's item must be one of its warehouses'; its allocations are there.
+            let item_warehouse = named_aggregate(ctx, item_id).await?;
+            warehouse_id = warehouse_id.or(item_warehouse);
+        }
         let filter = AllocationFilter {
             order_id: order_id.map(|o| o.trim().to_owned()),
-            item_id: item_id.map(|i| query_id("itemId", &i)).transpose()?,
+            item_id,
             status: status.map(Into::into),
+            warehouse_id: None,
         };
         let args = PageArgs {
             first,
@@ -87,7 +122,7 @@ impl AllocationQuery {
             last,
             before,
         };
-        allocations_page(ctx, filter, args).await
+        allocations_page(ctx, filter, warehouse_id, args).await
     }
 }
 
@@ -192,6 +227,8 @@ pub struct AllocationMutation;
 impl AllocationMutation {
     /// Reserve stock. Fails with INSUFFICIENT_STOCK when quantity exceeds available — under
     /// any concurrency, stock is never allocated twice.
+    /// Needs the `operator` role.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn allocation_create(
         &self,
         ctx: &Context<'_>,
@@ -214,6 +251,8 @@ impl AllocationMutation {
     }
 
     /// Confirm a created allocation; anything else is INVALID_STATE_TRANSITION.
+    /// Needs the `operator` role.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn allocation_confirm(
         &self,
         ctx: &Context<'_>,
@@ -229,6 +268,8 @@ impl AllocationMutation {
     }
 
     /// Cancel a created or confirmed allocation and release its stock.
+    /// Needs the `operator` role.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn allocation_cancel(
         &self,
         ctx: &Context<'_>,
@@ -241,6 +282,8 @@ impl AllocationMutation {
     }
 
     /// Fulfil a confirmed allocation: on hand and allocated both fall by its quantity.
+    /// Needs the `operator` role.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn allocation_fulfill(
         &self,
         ctx: &Context<'_>,

@@ -1,12 +1,17 @@
-//! The raw audit trail: an aggregate's stored events, straight from the event store.
+//! The raw audit trail: an aggregate's stored events, straight from the event store, and
+//! entities rebuilt from them as of a moment. A principal scoped to warehouses reads only the
+//! streams of what lies in its warehouses (`scope`).
 
 use super::cursor::CursorKind;
 use super::page::{paginate, Count, EventConnection, PageArgs};
 use async_graphql::{Context, Object, ID};
 
+use super::roles::RoleGuard;
+use super::scope::{named_aggregate, visible};
 use super::types::{Allocation, Event, InventoryItem, Warehouse};
 use super::{bad_argument, infrastructure, query_id, AppContext};
 use crate::application::{load_as_of, Entity};
+use crate::auth::Role;
 use crate::domain::{allocation, item, warehouse};
 use crate::projection::{AllocationView, ItemView, Keys, ProjectionError, WarehouseView};
 use crate::store::{EventEnvelope, StoreError};
@@ -75,8 +80,12 @@ async fn as_of<A: crate::domain::Aggregate>(
 impl AuditQuery {
     /// An item as it was at a moment and/or a version, rebuilt from its events (exact, not
     /// from projections). Null if it did not exist then. A replay: costs 1,000 of a query's
-    /// cost limit.
-    #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
+    /// cost limit. For a principal scoped to warehouses, an item outside them is FORBIDDEN.
+    /// Needs the `viewer` role.
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::replay(child_complexity)"
+    )]
     async fn inventory_item_as_of(
         &self,
         ctx: &Context<'_>,
@@ -87,12 +96,20 @@ impl AuditQuery {
         #[graphql(desc = "Every event up to this sequence number.")] version: Option<u64>,
     ) -> async_graphql::Result<Option<InventoryItem>> {
         let entity = as_of::<item::InventoryItem>(ctx, &id, at, version).await?;
-        Ok(entity.map(|e| InventoryItem(ItemView::from(&e))))
+        let view = entity.map(|e| ItemView::from(&e));
+        if let Some(view) = &view {
+            visible(ctx, view.warehouse_id)?;
+        }
+        Ok(view.map(InventoryItem))
     }
 
     /// An allocation as it was at a moment and/or a version, rebuilt from its events. A replay:
-    /// costs 1,000 of a query's cost limit.
-    #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
+    /// costs 1,000 of a query's cost limit. For a principal scoped to warehouses, one outside
+    /// them is FORBIDDEN. Needs the `viewer` role.
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::replay(child_complexity)"
+    )]
     async fn allocation_as_of(
         &self,
         ctx: &Context<'_>,
@@ -103,12 +120,20 @@ impl AuditQuery {
         #[graphql(desc = "Every event up to this sequence number.")] version: Option<u64>,
     ) -> async_graphql::Result<Option<Allocation>> {
         let entity = as_of::<allocation::Allocation>(ctx, &id, at, version).await?;
-        Ok(entity.map(|e| Allocation(AllocationView::from(&e))))
+        let view = entity.map(|e| AllocationView::from(&e));
+        if let Some(view) = &view {
+            visible(ctx, view.warehouse_id)?;
+        }
+        Ok(view.map(Allocation))
     }
 
     /// A warehouse as it was at a moment and/or a version, rebuilt from its events. A replay:
-    /// costs 1,000 of a query's cost limit.
-    #[graphql(complexity = "crate::graphql::limits::replay(child_complexity)")]
+    /// costs 1,000 of a query's cost limit. For a principal scoped to warehouses, one outside
+    /// them is FORBIDDEN. Needs the `viewer` role.
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::replay(child_complexity)"
+    )]
     async fn warehouse_as_of(
         &self,
         ctx: &Context<'_>,
@@ -118,12 +143,19 @@ impl AuditQuery {
         >,
         #[graphql(desc = "Every event up to this sequence number.")] version: Option<u64>,
     ) -> async_graphql::Result<Option<Warehouse>> {
+        // Its own id says where it lies: refused before any replay.
+        visible(ctx, query_id("id", &id)?)?;
         let entity = as_of::<warehouse::Warehouse>(ctx, &id, at, version).await?;
         Ok(entity.map(|e| Warehouse(WarehouseView::from(&e))))
     }
 
-    /// An aggregate's events in order. Read from the event store, so it is exact at once.
-    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
+    /// An aggregate's events in order. Read from the event store, so it is exact at once. For
+    /// a principal scoped to warehouses, an aggregate outside them (or not known to lie in one
+    /// of them) is FORBIDDEN. Needs the `viewer` role.
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::page(first, last, child_complexity)"
+    )]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -134,6 +166,7 @@ impl AuditQuery {
         #[graphql(desc = "Only events before this cursor.")] before: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
         let aggregate_id = query_id("aggregateId", &aggregate_id)?;
+        named_aggregate(ctx, aggregate_id).await?;
         let app = ctx.data::<AppContext>()?;
         let args = PageArgs {
             first,

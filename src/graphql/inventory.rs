@@ -8,13 +8,17 @@ use super::page::{
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::roles::RoleGuard;
+use super::scope::{named_aggregate, visible, Within};
 use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
 use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
 use crate::application::{AdjustStock, CreateItem, Outcome};
+use crate::auth::Role;
 use crate::domain::item::ItemCommand;
 use crate::projection::{HistoryEntry, ItemView};
 
-/// A page of items, of one warehouse or all; `inventoryItems` and `Warehouse.items` share it.
+/// A page of items, of the warehouse named or all the caller may see; `inventoryItems` and
+/// `Warehouse.items` share it.
 pub async fn items_page(
     ctx: &Context<'_>,
     warehouse_id: Option<uuid::Uuid>,
@@ -22,15 +26,22 @@ pub async fn items_page(
     args: PageArgs,
 ) -> async_graphql::Result<InventoryItemConnection> {
     let app = ctx.data::<AppContext>()?;
+    let within = Within::for_request(ctx, warehouse_id)?;
     let page = paginate(
         args,
         CursorKind::Item,
         |i: &ItemView| i.id,
-        |keys| app.read.items(warehouse_id, low_stock_only, keys),
+        |keys| {
+            within.page(
+                keys,
+                |i: &ItemView| i.id,
+                |w, keys| app.read.items(w, low_stock_only, keys),
+            )
+        },
     )
     .await?;
     let count = Count::Items {
-        warehouse_id,
+        within,
         low_stock_only,
     };
     Ok(InventoryItemConnection::from_page(
@@ -46,7 +57,9 @@ pub struct InventoryQuery;
 #[Object]
 impl InventoryQuery {
     /// An item by id, or null. Reflects commits within milliseconds (under 100 ms under normal
-    /// load); a mutation's own payload is exact at once.
+    /// load); a mutation's own payload is exact at once. For a principal scoped to
+    /// warehouses, an item outside them is FORBIDDEN. Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn inventory_item(
         &self,
         ctx: &Context<'_>,
@@ -54,15 +67,16 @@ impl InventoryQuery {
     ) -> async_graphql::Result<Option<InventoryItem>> {
         let id = query_id("id", &id)?;
         let app = ctx.data::<AppContext>()?;
-        Ok(app
-            .read
-            .item(id)
-            .await
-            .map_err(infrastructure)?
-            .map(InventoryItem))
+        let item = app.read.item(id).await.map_err(infrastructure)?;
+        if let Some(item) = &item {
+            visible(ctx, item.warehouse_id)?;
+        }
+        Ok(item.map(InventoryItem))
     }
 
-    /// An item by its SKU in a warehouse, or null.
+    /// An item by its SKU in a warehouse, or null. For a principal scoped to warehouses, a
+    /// warehouse outside them is FORBIDDEN. Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn inventory_item_by_sku(
         &self,
         ctx: &Context<'_>,
@@ -70,6 +84,7 @@ impl InventoryQuery {
         #[graphql(desc = "The SKU, as given when the item was created.")] sku: String,
     ) -> async_graphql::Result<Option<InventoryItem>> {
         let warehouse_id = query_id("warehouseId", &warehouse_id)?;
+        visible(ctx, warehouse_id)?;
         if sku.len() > 256 {
             return Ok(None);
         }
@@ -82,9 +97,14 @@ impl InventoryQuery {
             .map(InventoryItem))
     }
 
-    /// Items in creation order, optionally of one warehouse and only those low on stock.
+    /// Items in creation order, optionally of one warehouse and only those low on stock. A
+    /// principal scoped to warehouses lists only theirs (a `warehouseId` outside them is
+    /// FORBIDDEN). Needs the `viewer` role.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::page(first, last, child_complexity)"
+    )]
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
@@ -112,8 +132,13 @@ impl InventoryQuery {
     }
 
     /// Every change of an item's on-hand stock, oldest first, optionally within [from, to).
+    /// For a principal scoped to warehouses, an item outside them (or not known to lie in
+    /// one of them) is FORBIDDEN. Needs the `viewer` role.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::page(first, last, child_complexity)"
+    )]
     async fn inventory_history(
         &self,
         ctx: &Context<'_>,
@@ -126,6 +151,7 @@ impl InventoryQuery {
         #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
     ) -> async_graphql::Result<InventoryHistoryEntryConnection> {
         let item_id = query_id("itemId", &item_id)?;
+        named_aggregate(ctx, item_id).await?;
         let from = from.map(|t| t.timestamp_millis());
         let to = to.map(|t| t.timestamp_millis());
         let app = ctx.data::<AppContext>()?;
@@ -150,8 +176,10 @@ impl InventoryQuery {
     }
 
     /// Units received, removed, allocated, released, fulfilled and net per item per UTC day,
-    /// for a warehouse and/or an item, over the days from..=to.
+    /// for a warehouse and/or an item, over the days from..=to. For a principal scoped to
+    /// warehouses, a warehouse or item outside them is FORBIDDEN. Needs the `viewer` role.
     #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
         complexity = "crate::graphql::limits::list(crate::graphql::limits::REPORT_ROWS, child_complexity)"
     )]
     async fn stock_movement_report(
@@ -169,8 +197,14 @@ impl InventoryQuery {
         if warehouse_id.is_none() && item_id.is_none() {
             return Err(bad_argument("give a warehouseId, an itemId or both"));
         }
+        if let Some(warehouse_id) = warehouse_id {
+            visible(ctx, warehouse_id)?;
+        }
+        if let Some(item_id) = item_id {
+            named_aggregate(ctx, item_id).await?;
+        }
         let app = ctx.data::<AppContext>()?;
-        let rows = app
+        let mut rows = app
             .read
             .movements(
                 warehouse_id,
@@ -180,6 +214,8 @@ impl InventoryQuery {
             )
             .await
             .map_err(infrastructure)?;
+        // Already within the scope by the checks above; kept to the scope row by row too.
+        rows.retain(|row| super::scope::sees(ctx, row.warehouse_id));
         Ok(StockMovementReport { rows })
     }
 }
@@ -308,6 +344,8 @@ pub struct InventoryMutation;
 impl InventoryMutation {
     /// Create an item. Fails with DUPLICATE_SKU if the warehouse has the SKU already, INACTIVE
     /// or NOT_FOUND for the warehouse.
+    /// Needs the `operator` role.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn inventory_item_create(
         &self,
         ctx: &Context<'_>,
@@ -334,6 +372,8 @@ impl InventoryMutation {
 
     /// Add or remove stock. Fails with INSUFFICIENT_STOCK if it would take on-hand below what
     /// is allocated, VERSION_CONFLICT if `expectedVersion` is stale.
+    /// Needs the `operator` role.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn inventory_adjust(
         &self,
         ctx: &Context<'_>,
@@ -359,6 +399,8 @@ impl InventoryMutation {
 
     /// Change the reorder threshold or quantity. Lowering available to or below a new
     /// threshold raises a low-stock alert.
+    /// Needs the `operator` role.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn inventory_item_update_reorder_settings(
         &self,
         ctx: &Context<'_>,
@@ -382,7 +424,8 @@ impl InventoryMutation {
         Ok(payload(outcome(result)?))
     }
 
-    /// Deactivate an item.
+    /// Deactivate an item. Needs the `admin` role.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn inventory_item_deactivate(
         &self,
         ctx: &Context<'_>,

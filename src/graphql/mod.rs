@@ -1,7 +1,8 @@
 //! The GraphQL API: queries read projections, mutations run commands, subscriptions follow
 //! the bus. Split by concern (warehouses, inventory, allocations, audit) and merged here.
 //! Business-rule failures are `userErrors`; infrastructure failures are GraphQL errors with
-//! `extensions.code`.
+//! `extensions.code`. Every root field needs a role (`roles`); a principal scoped to
+//! warehouses reads only theirs (`scope`).
 
 mod allocation;
 mod audit;
@@ -15,6 +16,8 @@ pub mod loaders;
 mod node;
 mod page;
 mod rebuild;
+pub mod roles;
+mod scope;
 mod subscription;
 pub mod types;
 mod warehouse;

@@ -9,29 +9,33 @@ use std::future::Future;
 use uuid::Uuid;
 
 use super::cursor::{CursorKey, CursorKind};
+use super::scope::Within;
 use super::types::{Allocation, Event, InventoryHistoryEntry, InventoryItem, Warehouse};
 use super::{bad_argument, infrastructure, AppContext, DEFAULT_PAGE, MAX_PAGE};
 use crate::projection::{AllocationFilter, Keys, ProjectionError};
 
-/// What `totalCount` counts: the list a connection pages through, under the same filters.
+/// What `totalCount` counts: the list a connection pages through, under the same filters
+/// and in the same warehouses.
 pub enum Count {
     Warehouses {
         include_inactive: bool,
+        within: Within,
     },
     Items {
-        warehouse_id: Option<Uuid>,
+        within: Within,
         low_stock_only: bool,
     },
-    Allocations(AllocationFilter),
+    Allocations {
+        filter: AllocationFilter,
+        within: Within,
+    },
     History {
         item_id: Uuid,
         from: Option<i64>,
         to: Option<i64>,
     },
     /// An aggregate's events: its last sequence number, as streams have no holes.
-    Events {
-        aggregate_id: Uuid,
-    },
+    Events { aggregate_id: Uuid },
 }
 
 impl Count {
@@ -39,14 +43,29 @@ impl Count {
         let app = ctx.data::<AppContext>()?;
         let read = &app.read;
         let count = match self {
-            Count::Warehouses { include_inactive } => {
-                read.count_warehouses(*include_inactive).await
-            }
+            Count::Warehouses {
+                include_inactive,
+                within,
+            } => match within.ids() {
+                None => read.count_warehouses(*include_inactive).await,
+                Some(ids) => super::warehouse::scoped_warehouses(app, &ids, *include_inactive)
+                    .await
+                    .map(|rows| rows.len() as u64),
+            },
             Count::Items {
-                warehouse_id,
+                within,
                 low_stock_only,
-            } => read.count_items(*warehouse_id, *low_stock_only).await,
-            Count::Allocations(filter) => read.count_allocations(filter.clone()).await,
+            } => within.count(|w| read.count_items(w, *low_stock_only)).await,
+            Count::Allocations { filter, within } => {
+                within
+                    .count(|warehouse_id| {
+                        read.count_allocations(AllocationFilter {
+                            warehouse_id,
+                            ..filter.clone()
+                        })
+                    })
+                    .await
+            }
             Count::History { item_id, from, to } => read.count_history(*item_id, *from, *to).await,
             Count::Events { aggregate_id } => {
                 let end = super::audit::stream_end(app, *aggregate_id)

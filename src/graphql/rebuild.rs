@@ -5,8 +5,10 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 use std::time::Duration;
 
+use super::roles::RoleGuard;
 use super::types::UserError;
 use super::{infrastructure, AppContext};
+use crate::auth::Role;
 use crate::projection::replay::{RebuildStatus, ReplayError};
 
 /// A read model that can be rebuilt on its own.
@@ -101,6 +103,8 @@ pub struct RebuildQuery;
 #[Object]
 impl RebuildQuery {
     /// The rebuild in progress, else the last one; null when projections were never rebuilt.
+    /// Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn projection_rebuild(
         &self,
         ctx: &Context<'_>,
@@ -110,7 +114,8 @@ impl RebuildQuery {
         Ok(status.map(Into::into))
     }
 
-    /// The generation of tables serving each projection.
+    /// The generation of tables serving each projection. Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn projection_generations(
         &self,
         ctx: &Context<'_>,
@@ -164,7 +169,8 @@ pub struct RebuildMutation;
 impl RebuildMutation {
     /// Rebuilds projections from every stored event into fresh tables, in the background, and
     /// switches readers over once caught up; queries keep reading the current tables meanwhile.
-    /// Follow it with `projectionRebuild`.
+    /// Follow it with `projectionRebuild`. Needs the `admin` role.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn projection_rebuild_start(
         &self,
         ctx: &Context<'_>,

@@ -1,6 +1,8 @@
 //! Live subscriptions, fed by this instance's fan-out of the bus: raw events, low-stock
 //! alerts, and read-model rows after their projection applied the change. A subscriber too slow
-//! to keep up skips what it missed (logged) rather than slowing everyone else.
+//! to keep up skips what it missed (logged) rather than slowing everyone else. A principal
+//! scoped to warehouses hears only of what lies in them: a warehouse or aggregate named
+//! outside them is refused when subscribing, and each feed is filtered to the scope.
 
 use async_graphql::{Context, Subscription, ID};
 use futures::stream::BoxStream;
@@ -9,11 +11,15 @@ use std::sync::Arc;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 use uuid::Uuid;
 
+use super::roles::RoleGuard;
+use super::scope::{named_aggregate, Within};
 use super::types::{time, AggregateType, Allocation, Event, InventoryItem, LowStockAlert};
 use super::{bad_argument, query_id, AppContext};
+use crate::auth::{Denied, Role, Scope};
 use crate::bus::LiveMessage;
 use crate::domain::item::ItemEvent;
 use crate::store::EventEnvelope;
+use async_graphql::ErrorExtensions;
 
 pub struct Subscription;
 
@@ -113,44 +119,50 @@ fn optional_id(field: &'static str, id: Option<ID>) -> async_graphql::Result<Opt
 #[Subscription]
 impl Subscription {
     /// Fires when an item's available stock falls from above its reorder threshold to at or
-    /// below it (once per dip), optionally only for one warehouse.
+    /// below it (once per dip), optionally only for one warehouse. A principal scoped to
+    /// warehouses hears only of theirs (a `warehouseId` outside them is FORBIDDEN).
+    /// Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn low_stock_alerts(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only alerts of this warehouse.")] warehouse_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = LowStockAlert>> {
-        let warehouse = optional_id("warehouseId", warehouse_id)?;
-        Ok(live(ctx)?.filter_map(move |message| async move {
-            let LiveMessage::Event(envelope) = &*message else {
-                return None;
-            };
-            if envelope.event_type != "LowStockThresholdReached" {
-                return None;
+        let within = Within::for_request(ctx, optional_id("warehouseId", warehouse_id)?)?;
+        Ok(live(ctx)?.filter_map(move |message| {
+            let within = within.clone();
+            async move {
+                let LiveMessage::Event(envelope) = &*message else {
+                    return None;
+                };
+                if envelope.event_type != "LowStockThresholdReached" {
+                    return None;
+                }
+                let Ok(ItemEvent::LowStockThresholdReached {
+                    sku,
+                    warehouse_id,
+                    current_quantity,
+                    threshold,
+                    suggested_reorder_quantity,
+                }) = envelope.decode::<ItemEvent>()
+                else {
+                    return None;
+                };
+                if !within.contains(warehouse_id) {
+                    return None;
+                }
+                Some(LowStockAlert {
+                    id: ID(envelope.event_id.to_string()),
+                    item_id: ID(envelope.aggregate_id.to_string()),
+                    sku,
+                    warehouse_id: ID(warehouse_id.to_string()),
+                    available: current_quantity,
+                    threshold,
+                    suggested_reorder_quantity,
+                    occurred_at: time(envelope.timestamp),
+                    sequence_number: envelope.sequence_number,
+                })
             }
-            let Ok(ItemEvent::LowStockThresholdReached {
-                sku,
-                warehouse_id,
-                current_quantity,
-                threshold,
-                suggested_reorder_quantity,
-            }) = envelope.decode::<ItemEvent>()
-            else {
-                return None;
-            };
-            if warehouse.is_some_and(|w| w != warehouse_id) {
-                return None;
-            }
-            Some(LowStockAlert {
-                id: ID(envelope.event_id.to_string()),
-                item_id: ID(envelope.aggregate_id.to_string()),
-                sku,
-                warehouse_id: ID(warehouse_id.to_string()),
-                available: current_quantity,
-                threshold,
-                suggested_reorder_quantity,
-                occurred_at: time(envelope.timestamp),
-                sequence_number: envelope.sequence_number,
-            })
         }))
     }
 
@@ -158,8 +170,12 @@ impl Subscription {
     /// `aggregateId` and `afterSequence`, it first sends that aggregate's events after the
     /// given sequence number from the store (catch-up), then continues live: each event exactly
     /// once and in order, with no gap at the seam (a gap in the live feed is filled from the
-    /// store).
-    #[graphql(complexity = "crate::graphql::limits::catch_up(after_sequence, child_complexity)")]
+    /// store). A principal scoped to warehouses must name an `aggregateId` in them (raw
+    /// events do not all say their warehouse); FORBIDDEN otherwise. Needs the `viewer` role.
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::catch_up(after_sequence, child_complexity)"
+    )]
     async fn inventory_events(
         &self,
         ctx: &Context<'_>,
@@ -174,6 +190,17 @@ impl Subscription {
         after_sequence: Option<u64>,
     ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<Event>>> {
         let aggregate = optional_id("aggregateId", aggregate_id)?;
+        let principal = crate::auth::principal(ctx);
+        if principal.scope != Scope::All {
+            let Some(aggregate) = aggregate else {
+                return Err(Denied::Forbidden(format!(
+                    "{} may read only the events of its warehouses: name an aggregateId",
+                    principal.name
+                ))
+                .extend());
+            };
+            named_aggregate(ctx, aggregate).await?;
+        }
         let kind: Option<crate::domain::AggregateType> = aggregate_type.map(Into::into);
         // Subscribe before reading the store, so nothing committed meanwhile is missed.
         let live = live(ctx)?.filter_map(move |message| async move {
@@ -231,40 +258,53 @@ impl Subscription {
     }
 
     /// An item's read model each time its projection changes, optionally for one warehouse
-    /// and/or one item.
+    /// and/or one item. A principal scoped to warehouses hears only of theirs (a `warehouseId`
+    /// or `itemId` outside them is FORBIDDEN). Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn inventory_item_changed(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only items of this warehouse.")] warehouse_id: Option<ID>,
         #[graphql(desc = "Only this item.")] item_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = InventoryItem>> {
-        let warehouse = optional_id("warehouseId", warehouse_id)?;
+        let within = Within::for_request(ctx, optional_id("warehouseId", warehouse_id)?)?;
         let item = optional_id("itemId", item_id)?;
-        Ok(live(ctx)?.filter_map(move |message| async move {
-            let LiveMessage::ItemChanged(view) = &*message else {
-                return None;
-            };
-            let wanted = warehouse.is_none_or(|w| w == view.warehouse_id)
-                && item.is_none_or(|i| i == view.id);
-            wanted.then(|| InventoryItem(view.clone()))
+        if let Some(item) = item {
+            named_aggregate(ctx, item).await?;
+        }
+        Ok(live(ctx)?.filter_map(move |message| {
+            let within = within.clone();
+            async move {
+                let LiveMessage::ItemChanged(view) = &*message else {
+                    return None;
+                };
+                let wanted =
+                    within.contains(view.warehouse_id) && item.is_none_or(|i| i == view.id);
+                wanted.then(|| InventoryItem(view.clone()))
+            }
         }))
     }
 
-    /// An allocation's read model each time it changes, optionally for one order.
+    /// An allocation's read model each time it changes, optionally for one order. A principal
+    /// scoped to warehouses hears only of theirs. Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn allocation_changed(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only allocations of this order.")] order_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = Allocation>> {
+        let within = Within::for_request(ctx, None)?;
         Ok(live(ctx)?.filter_map(move |message| {
             let order_id = order_id.clone();
+            let within = within.clone();
             async move {
                 let LiveMessage::AllocationChanged(view) = &*message else {
                     return None;
                 };
-                let wanted = order_id
-                    .as_deref()
-                    .is_none_or(|o| o.trim() == view.order_id);
+                let wanted = within.contains(view.warehouse_id)
+                    && order_id
+                        .as_deref()
+                        .is_none_or(|o| o.trim() == view.order_id);
                 wanted.then(|| Allocation(view.clone()))
             }
         }))

@@ -10,10 +10,14 @@ use super::allocation::allocations_page;
 use super::inventory::items_page;
 use super::loaders::Loaders;
 use super::page::{AllocationConnection, InventoryItemConnection, PageArgs};
+use super::scope::sees;
 use crate::projection::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView,
 };
 use crate::store::EventEnvelope;
+
+// Links are followed from an entity the caller may see, and stay in its warehouse; should a
+// link ever cross into a warehouse outside the caller's scope, it answers null, as `node` does.
 
 /// The warehouse with this id, through the shared loader (batched with its neighbours).
 async fn load_warehouse(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Warehouse>> {
@@ -23,6 +27,7 @@ async fn load_warehouse(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Op
         .load_one(id)
         .await
         .map_err(super::infrastructure)?
+        .filter(|w| sees(ctx, w.id))
         .map(Warehouse))
 }
 
@@ -34,6 +39,7 @@ async fn load_item(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<
         .load_one(id)
         .await
         .map_err(super::infrastructure)?
+        .filter(|i| sees(ctx, i.warehouse_id))
         .map(InventoryItem))
 }
 
@@ -143,9 +149,9 @@ impl InventoryItem {
         #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
     ) -> async_graphql::Result<AllocationConnection> {
         let filter = AllocationFilter {
-            order_id: None,
             item_id: Some(self.0.id),
             status: status.map(Into::into),
+            ..AllocationFilter::default()
         };
         let args = PageArgs {
             first,
@@ -153,7 +159,7 @@ impl InventoryItem {
             last,
             before,
         };
-        allocations_page(ctx, filter, args).await
+        allocations_page(ctx, filter, Some(self.0.warehouse_id), args).await
     }
     /// Units physically in the warehouse.
     async fn on_hand(&self) -> i64 {

@@ -4,10 +4,13 @@ use super::cursor::CursorKind;
 use super::page::{paginate, Count, PageArgs, WarehouseConnection};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
+use super::roles::RoleGuard;
+use super::scope::{keyset_slice, visible, Within};
 use super::types::{UserError, Warehouse};
 use super::{infrastructure, outcome, parse_id, query_id, user_error, AppContext};
 use crate::application::CreateWarehouse;
 use crate::application::Outcome;
+use crate::auth::Role;
 use crate::domain::warehouse::WarehouseCommand;
 use crate::projection::WarehouseView;
 
@@ -16,13 +19,16 @@ pub struct WarehouseQuery;
 
 #[Object]
 impl WarehouseQuery {
-    /// A warehouse by id, or null if there is none.
+    /// A warehouse by id, or null if there is none. For a principal scoped to warehouses, one
+    /// outside them is FORBIDDEN. Needs the `viewer` role.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn warehouse(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The warehouse's id.")] id: ID,
     ) -> async_graphql::Result<Option<Warehouse>> {
         let id = query_id("id", &id)?;
+        visible(ctx, id)?;
         let app = ctx.data::<AppContext>()?;
         Ok(app
             .read
@@ -32,8 +38,12 @@ impl WarehouseQuery {
             .map(Warehouse))
     }
 
-    /// Warehouses in creation order; inactive ones only when asked for.
-    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
+    /// Warehouses in creation order; inactive ones only when asked for. A principal scoped to
+    /// warehouses lists only those. Needs the `viewer` role.
+    #[graphql(
+        guard = "RoleGuard(Role::Viewer)",
+        complexity = "crate::graphql::limits::page(first, last, child_complexity)"
+    )]
     async fn warehouses(
         &self,
         ctx: &Context<'_>,
@@ -45,25 +55,50 @@ impl WarehouseQuery {
         include_inactive: bool,
     ) -> async_graphql::Result<WarehouseConnection> {
         let app = ctx.data::<AppContext>()?;
+        let within = Within::for_request(ctx, None)?;
         let args = PageArgs {
             first,
             after,
             last,
             before,
         };
+        let scope = within.ids();
+        let scope = scope.as_deref();
         let page = paginate(
             args,
             CursorKind::Warehouse,
             |w: &WarehouseView| w.id,
-            |keys| app.read.warehouses(include_inactive, keys),
+            |keys| async move {
+                match scope {
+                    None => app.read.warehouses(include_inactive, keys).await,
+                    Some(ids) => {
+                        let rows = scoped_warehouses(app, ids, include_inactive).await?;
+                        Ok(keyset_slice(rows, &keys, |w| w.id))
+                    }
+                }
+            },
         )
         .await?;
         Ok(WarehouseConnection::from_page(
             page,
             Warehouse,
-            Count::Warehouses { include_inactive },
+            Count::Warehouses {
+                include_inactive,
+                within,
+            },
         ))
     }
+}
+
+/// A scoped principal's warehouses (a handful, read by id), active ones unless asked for all.
+pub async fn scoped_warehouses(
+    app: &AppContext,
+    ids: &[uuid::Uuid],
+    include_inactive: bool,
+) -> Result<Vec<WarehouseView>, crate::projection::ProjectionError> {
+    let mut rows = app.read.warehouses_by_ids(ids).await?;
+    rows.retain(|w| include_inactive || w.active);
+    Ok(rows)
 }
 
 /// Create a warehouse.
@@ -136,6 +171,8 @@ pub struct WarehouseMutation;
 #[Object]
 impl WarehouseMutation {
     /// Create a warehouse. Fails with DUPLICATE_CODE if the code is taken.
+    /// Needs the `admin` role.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn warehouse_create(
         &self,
         ctx: &Context<'_>,
@@ -157,7 +194,8 @@ impl WarehouseMutation {
         Ok(payload(outcome(result)?))
     }
 
-    /// Change a warehouse's name or address.
+    /// Change a warehouse's name or address. Needs the `admin` role.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn warehouse_update(
         &self,
         ctx: &Context<'_>,
@@ -170,7 +208,8 @@ impl WarehouseMutation {
         change(ctx, &input.id, input.idempotency_key, command).await
     }
 
-    /// Deactivate a warehouse. Fails with INACTIVE if it already is.
+    /// Deactivate a warehouse. Fails with INACTIVE if it already is. Needs the `admin` role.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn warehouse_deactivate(
         &self,
         ctx: &Context<'_>,

@@ -176,6 +176,9 @@ pub struct AllocationFilter {
     pub order_id: Option<String>,
     pub item_id: Option<Uuid>,
     pub status: Option<AllocationStatus>,
+    /// Only the allocations of this warehouse (a principal scoped to warehouses reads only
+    /// theirs).
+    pub warehouse_id: Option<Uuid>,
 }
 
 /// Which part of a list, by key: the rows with `after < key < before`, at most `limit` of them,

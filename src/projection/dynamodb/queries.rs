@@ -69,49 +69,64 @@ enum AllocationLookup {
     Shards(Vec<String>),
 }
 
-/// Adds the conditions the chosen index does not key on.
-fn allocation_filters(
-    mut lookup: Lookup,
+/// The conditions an allocation lookup's index does not key on.
+#[derive(Clone, Copy, Default)]
+struct AllocationConditions {
     item_id: Option<Uuid>,
     status: Option<AllocationStatus>,
-) -> Lookup {
-    if let Some(item_id) = item_id {
+    warehouse_id: Option<Uuid>,
+}
+
+/// Adds the conditions the chosen index does not key on.
+fn allocation_filters(mut lookup: Lookup, conditions: AllocationConditions) -> Lookup {
+    if let Some(item_id) = conditions.item_id {
         lookup = lookup.filter("itemId", "=", s(item_id.to_string()));
     }
-    if let Some(status) = status {
+    if let Some(status) = conditions.status {
         lookup = lookup.filter("status", "=", s(status.as_str()));
+    }
+    // No index keys allocations by warehouse: a filter, on whichever index the rest chose
+    // (`run` reads on until the page is full).
+    if let Some(warehouse_id) = conditions.warehouse_id {
+        lookup = lookup.filter("warehouseId", "=", s(warehouse_id.to_string()));
     }
     lookup
 }
 
 /// The index and its key for an allocation filter, with the conditions left for
 /// [`allocation_filters`].
-fn allocation_lookup(
-    filter: AllocationFilter,
-) -> (AllocationLookup, Option<Uuid>, Option<AllocationStatus>) {
+fn allocation_lookup(filter: AllocationFilter) -> (AllocationLookup, AllocationConditions) {
     let AllocationFilter {
         order_id,
         mut item_id,
         status,
+        warehouse_id,
     } = filter;
     let lookup = if let Some(order_id) = order_id {
         Lookup::on_keys("by_order", ALLOCATION_KEY).key("orderId", "=", s(order_id))
     } else if let Some(item_id) = item_id.take() {
         Lookup::on_keys("by_item", ALLOCATION_KEY).key("itemId", "=", s(item_id.to_string()))
-    } else if let Some(status) = status {
-        return (
-            AllocationLookup::Shards(status_shards(status).collect()),
-            None,
-            None,
-        );
     } else {
-        let keys = AllocationStatus::ALL
-            .into_iter()
-            .flat_map(status_shards)
-            .collect();
-        return (AllocationLookup::Shards(keys), None, None);
+        // The status shards' keys hold the status: only the warehouse is left to filter on.
+        let shards = match status {
+            Some(status) => status_shards(status).collect(),
+            None => AllocationStatus::ALL
+                .into_iter()
+                .flat_map(status_shards)
+                .collect(),
+        };
+        let rest = AllocationConditions {
+            warehouse_id,
+            ..Default::default()
+        };
+        return (AllocationLookup::Shards(shards), rest);
     };
-    (AllocationLookup::One(Box::new(lookup)), item_id, status)
+    let rest = AllocationConditions {
+        item_id,
+        status,
+        warehouse_id,
+    };
+    (AllocationLookup::One(Box::new(lookup)), rest)
 }
 
 fn history_lookup(item_id: Uuid) -> Lookup {
@@ -139,15 +154,18 @@ impl DynamoProjections {
     async fn allocations_by_status(
         &self,
         shards: Vec<String>,
+        rest: AllocationConditions,
         keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
         let pages = shards.into_iter().map(|key| {
-            status_shard_lookup(key).range("id", &keys, uuid_key).run(
-                self,
-                self.tables.allocations(),
-                keys.limit,
-                AllocationView::from_record,
-            )
+            allocation_filters(status_shard_lookup(key), rest)
+                .range("id", &keys, uuid_key)
+                .run(
+                    self,
+                    self.tables.allocations(),
+                    keys.limit,
+                    AllocationView::from_record,
+                )
         });
         let mut rows: Vec<AllocationView> = futures::future::try_join_all(pages)
             .await?
@@ -267,11 +285,11 @@ impl ReadModel for DynamoProjections {
         keys: Keys<Uuid>,
     ) -> Result<Vec<AllocationView>, ProjectionError> {
         match allocation_lookup(filter) {
-            (AllocationLookup::Shards(shards), _, _) => {
-                self.allocations_by_status(shards, keys).await
+            (AllocationLookup::Shards(shards), rest) => {
+                self.allocations_by_status(shards, rest, keys).await
             }
-            (AllocationLookup::One(lookup), item_id, status) => {
-                allocation_filters((*lookup).range("id", &keys, uuid_key), item_id, status)
+            (AllocationLookup::One(lookup), rest) => {
+                allocation_filters((*lookup).range("id", &keys, uuid_key), rest)
                     .run(
                         self,
                         self.tables.allocations(),
@@ -292,17 +310,18 @@ impl ReadModel for DynamoProjections {
 
     async fn count_allocations(&self, filter: AllocationFilter) -> Result<u64, ProjectionError> {
         match allocation_lookup(filter) {
-            (AllocationLookup::Shards(shards), _, _) => {
-                let counts = shards
-                    .into_iter()
-                    .map(|key| status_shard_lookup(key).count(self, self.tables.allocations()));
+            (AllocationLookup::Shards(shards), rest) => {
+                let counts = shards.into_iter().map(|key| {
+                    allocation_filters(status_shard_lookup(key), rest)
+                        .count(self, self.tables.allocations())
+                });
                 Ok(futures::future::try_join_all(counts)
                     .await?
                     .into_iter()
                     .sum())
             }
-            (AllocationLookup::One(lookup), item_id, status) => {
-                allocation_filters(*lookup, item_id, status)
+            (AllocationLookup::One(lookup), rest) => {
+                allocation_filters(*lookup, rest)
                     .count(self, self.tables.allocations())
                     .await
             }

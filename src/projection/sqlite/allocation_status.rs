@@ -1,4 +1,4 @@
-//! Allocation status: one row per allocation, indexed by order, item and status, folded with
+//! Allocation status: one row per allocation, indexed by order, item, status and warehouse, folded with
 //! the domain's `evolve`.
 
 use rusqlite::{params, Connection};
@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS allocations (
 CREATE INDEX IF NOT EXISTS allocations_by_order ON allocations (order_id, id);
 CREATE INDEX IF NOT EXISTS allocations_by_item ON allocations (item_id, id);
 CREATE INDEX IF NOT EXISTS allocations_by_status ON allocations (status, id);
+CREATE INDEX IF NOT EXISTS allocations_by_warehouse ON allocations (warehouse_id, id);
 ";
 
 pub const COLUMNS: &str = "id, order_id, item_id, warehouse_id, quantity, status, cancel_reason, \

@@ -105,6 +105,9 @@ fn allocation_filter(wanted: AllocationFilter) -> Filter {
     if let Some(status) = wanted.status {
         filter.add("status = ?", status.as_str().to_owned());
     }
+    if let Some(warehouse_id) = wanted.warehouse_id {
+        filter.add("warehouse_id = ?", warehouse_id.to_string());
+    }
     filter
 }
 
