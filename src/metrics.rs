@@ -18,6 +18,8 @@ pub const OUTBOX_SHARDS_OWNED: &str = "inventory_outbox_shards_owned";
 pub const DYNAMODB_REQUESTS: &str = "inventory_dynamodb_requests_total";
 pub const READ_MODEL_QUERIES: &str = "inventory_read_model_queries_total";
 pub const DYNAMODB_CAPACITY: &str = "inventory_dynamodb_capacity_units_total";
+pub const EDGE_REFUSALS: &str = "inventory_edge_refusals_total";
+pub const WEBSOCKETS: &str = "inventory_websockets";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -89,4 +91,9 @@ pub fn describe() {
         DYNAMODB_CAPACITY,
         "DynamoDB capacity units consumed, by table and index (empty for the table itself); only with --dynamodb-report-capacity. Only ever grows."
     );
+    metrics::describe_counter!(
+        EDGE_REFUSALS,
+        "Requests and WebSocket operations refused at the edge, by code (UNAUTHENTICATED, RATE_LIMITED, HOST_NOT_ALLOWED, TOO_MANY_CONNECTIONS, TOO_MANY_OPERATIONS, SLOW_CONSUMER, ...)."
+    );
+    metrics::describe_gauge!(WEBSOCKETS, "Open GraphQL WebSocket connections.");
 }
