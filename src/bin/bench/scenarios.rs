@@ -157,13 +157,20 @@ pub async fn bulk_load(gql: &Gql, items: &[String], timing: Timing) -> Tally {
     let items = Arc::new(items.to_vec());
     closed_loop(1, timing.warmup, timing.measure, move |_, n| {
         let gql = gql.clone();
-        let (delta, reason) = if n % 2 == 0 { (1, "RECEIVED") } else { (-1, "SOLD") };
+        let (delta, reason) = if n % 2 == 0 {
+            (1, "RECEIVED")
+        } else {
+            (-1, "SOLD")
+        };
         let rows: Vec<Value> = items
             .iter()
             .map(|item| json!({ "itemId": item, "delta": delta, "reason": reason }))
             .collect();
         async move {
-            match gql.command(BULK, json!({ "rows": rows }), "inventoryBulkAdjust").await {
+            match gql
+                .command(BULK, json!({ "rows": rows }), "inventoryBulkAdjust")
+                .await
+            {
                 Outcome::Ok(payload) => {
                     let results = payload["results"].as_array().cloned().unwrap_or_default();
                     let refused = results.iter().find(|r| r["inventoryItem"].is_null());
