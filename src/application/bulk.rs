@@ -145,7 +145,9 @@ impl Commands {
                 Ok(Outcome::Bulk(outcome)) if outcome.refused => return Ok(Outcome::Bulk(outcome)),
                 Ok(Outcome::Bulk(outcome)) => rows.extend(outcome.rows),
                 Ok(_) => return Err(StoreError::corrupt("a bulk part answered otherwise").into()),
-                Err(CommandError::Store(StoreError::TooLarge(why))) => {
+                Err(CommandError::Store(StoreError::TooLarge(why)))
+                    if input.policy == BulkPolicy::RejectEverything =>
+                {
                     return Err(too_large(&why, max_items).into())
                 }
                 Err(error) => return Err(error),

@@ -27,7 +27,8 @@ pub(crate) const MAX_ATTEMPTS: u32 = 20;
 
 /// Most commands per batch: at most 4 events and an idempotency record each, one outbox row
 /// for the whole commit and a condition on the warehouse keep a batch within DynamoDB's 100
-/// items per transaction (12 × 5 + 2 = 62).
+/// items per transaction (12 × 5 + 2 = 62). A bulk adjustment, which may fill a transaction by
+/// itself, waits on a queue of its own and so is always a batch of one (`bulk.rs`).
 const MAX_BATCH: usize = 12;
 
 /// Decides one command on the draft so far: records its events, or changes nothing and says

@@ -132,7 +132,8 @@ impl InventoryQuery {
         items_page(ctx, warehouse_id, low_stock_only, args).await
     }
 
-    /// Every change of an item's on-hand stock, oldest first, optionally within [from, to).
+    /// Every change of an item's on-hand stock, and every count of it, oldest first,
+    /// optionally within [from, to).
     /// For a principal scoped to warehouses, an item outside them (or not known to lie in
     /// one of them) is FORBIDDEN. Needs the `viewer` role.
     #[allow(clippy::too_many_arguments)]

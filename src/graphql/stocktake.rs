@@ -96,9 +96,10 @@ pub struct InventoryBulkAdjustPayload {
     /// One per row in input order; empty if the bulk was refused as a whole before its rows
     /// were decided.
     results: Vec<InventoryBulkAdjustResult>,
-    /// Why nothing was applied: a row count outside 1..=250, a malformed id, a reused
-    /// idempotency key, a commit too large for the store, or (REJECT_EVERYTHING) every refused
-    /// row's error again. Empty whenever rows were applied.
+    /// Why the bulk as a whole changed nothing: a row count outside 1..=250, a malformed id,
+    /// a reused idempotency key, a commit too large for the store; under REJECT_EVERYTHING
+    /// also every refused row's error again. Empty otherwise (under REJECT_FAILED_ROWS a
+    /// refused row is reported in its result only).
     user_errors: Vec<UserError>,
 }
 

@@ -287,10 +287,10 @@ pub struct UserError {
     pub code: String,
 }
 
-/// One change of an item's on-hand stock.
+/// One change of an item's on-hand stock, or a count of it (which may have found none).
 pub struct InventoryHistoryEntry(pub HistoryEntry);
 
-/// One change of an item's on-hand stock.
+/// One change of an item's on-hand stock, or a count of it (which may have found none).
 #[Object]
 impl InventoryHistoryEntry {
     /// Stable id for client caches: `<itemId>:<sequenceNumber>`.
