@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use inventory_service::app::{self, migrate, rebuild_snapshots, verify_projections};
-use inventory_service::config::{BusConfig, EdgeConfig, StorageConfig};
+use inventory_service::config::{BusConfig, EdgeConfig, ExpiryConfig, StorageConfig};
 use inventory_service::graphql;
 use inventory_service::projection::layout::ProjectionName;
 
@@ -35,6 +35,8 @@ struct ServeArgs {
     bus: BusConfig,
     #[command(flatten)]
     edge: EdgeConfig,
+    #[command(flatten)]
+    expiry: ExpiryConfig,
     /// Log format.
     #[arg(long, env = "INVENTORY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -175,6 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         storage: args.storage,
         bus: args.bus,
         edge: args.edge,
+        expiry: args.expiry,
         batch_window: std::time::Duration::from_millis(args.batch_window_ms),
     })
     .await

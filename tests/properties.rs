@@ -117,6 +117,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     order_id: "order".into(),
                     item_id: items[i],
                     quantity,
+                    expires_at: None,
                 };
                 let result = app.commands.create_allocation(&ctx, command).await;
                 if let Ok(Outcome::Allocation { allocation, .. }) = &result {
