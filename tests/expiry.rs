@@ -246,7 +246,9 @@ async fn two_instances_on_one_store_expire_each_allocation_exactly_once() {
 
 /// This instance's `allocationExpire` commands by outcome, from `/metrics`.
 async fn expiries(server: &Server) -> String {
-    let text = reqwest::get(format!("{}/metrics", server.url))
+    let text = common::client()
+        .get(format!("{}/metrics", server.url))
+        .send()
         .await
         .expect("metrics")
         .text()
