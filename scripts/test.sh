@@ -46,7 +46,7 @@ cargo test --locked --no-fail-fast "$@"
 INVENTORY_TEST_BACKEND=dynamodb cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \
     --test bad_input --test faults --test multi_process --test rabbitmq --test replay \
-    --test projection_repair "$@"
+    --test projection_repair --test api_key_revocation --test authorization "$@"
 # ...and through RabbitMQ instead of the in-process bus.
 INVENTORY_TEST_BUS=rabbitmq cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \

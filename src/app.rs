@@ -4,6 +4,7 @@
 //! only place that names adapters; `main.rs` only parses the command line.
 
 mod expiry;
+mod keys;
 mod maintenance;
 mod projector;
 
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::application::Commands;
+use crate::auth::keys::Keys;
 use crate::bus::local::LocalBus;
 use crate::bus::rabbitmq::RabbitBus;
 use crate::bus::{relay, EventBus};
@@ -30,6 +32,7 @@ use crate::projection::switch::{Generations, Switchboard};
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
 use crate::store::EventStore;
+pub use keys::{create_key, key_listing, list_keys, open_keys, revoke_key, NewKey, Revocation};
 pub use maintenance::{migrate, rebuild_snapshots, replay, verify_projections, ReplayRequest};
 use projector::Projector;
 
@@ -38,6 +41,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Service {
     pub context: AppContext,
+    /// The API keys, in the store's database (for the edge's `KeyDirectory`).
+    pub keys: Keys,
     /// The start-up catch-up of the projections; not ready until it is done.
     pub catch_up: CatchUpStatus,
     catching_up: JoinHandle<()>,
@@ -54,6 +59,8 @@ pub struct Storage {
     pub projections: Arc<Switchboard>,
     /// Whether a start-up must read the store to catch the projections up.
     pub coverage: Arc<dyn Coverage>,
+    /// The API keys, kept by the same store (the same SQLite writer, the same DynamoDB client).
+    pub keys: Keys,
 }
 
 impl Storage {
@@ -66,33 +73,33 @@ impl Storage {
         config: &StorageConfig,
         outbox_lease: Duration,
     ) -> anyhow::Result<Self> {
-        type Opened = (Arc<dyn EventStore>, Arc<dyn Generations>, Arc<dyn Coverage>);
-        let (store, generations, coverage): Opened = match config.store {
-            StoreKind::Sqlite => (
-                Arc::new(SqliteEventStore::open(&config.data_dir)?),
-                Arc::new(SqliteGenerations::open(&config.data_dir)?),
-                Arc::new(EveryStart),
-            ),
-            StoreKind::Dynamodb => {
-                let client = dynamodb::client_with(
-                    config.dynamodb_endpoint.as_deref(),
-                    config.dynamodb_report_capacity,
-                )
-                .await;
-                let tables = Tables::new(config.table_prefix.clone());
-                if config.migrate {
-                    let created = dynamodb::migrate(&client, &tables).await?;
-                    if !created.is_empty() {
-                        tracing::info!(?created, "created DynamoDB tables");
-                    }
-                }
+        type Opened = (
+            Arc<dyn EventStore>,
+            Keys,
+            Arc<dyn Generations>,
+            Arc<dyn Coverage>,
+        );
+        let (store, keys, generations, coverage): Opened = match config.store {
+            StoreKind::Sqlite => {
+                let store = Arc::new(SqliteEventStore::open(&config.data_dir)?);
                 (
-                    Arc::new(DynamoEventStore::with_outbox(
-                        client.clone(),
-                        tables.clone(),
-                        config.outbox_shards,
-                        outbox_lease,
-                    )),
+                    store.clone(),
+                    store,
+                    Arc::new(SqliteGenerations::open(&config.data_dir)?),
+                    Arc::new(EveryStart),
+                )
+            }
+            StoreKind::Dynamodb => {
+                let (client, tables) = dynamodb_client(config).await?;
+                let store = Arc::new(DynamoEventStore::with_outbox(
+                    client.clone(),
+                    tables.clone(),
+                    config.outbox_shards,
+                    outbox_lease,
+                ));
+                (
+                    store.clone(),
+                    store,
                     Arc::new(DynamoGenerations::new(client.clone(), tables.clone())),
                     Arc::new(TableIdentities::new(client, tables)),
                 )
@@ -102,8 +109,29 @@ impl Storage {
             store,
             projections: Arc::new(Switchboard::open(generations).await?),
             coverage,
+            keys,
         })
     }
+}
+
+/// The DynamoDB client and table names of `config`, with the tables created first when
+/// `--migrate` asks for it.
+async fn dynamodb_client(
+    config: &StorageConfig,
+) -> anyhow::Result<(aws_sdk_dynamodb::Client, Tables)> {
+    let client = dynamodb::client_with(
+        config.dynamodb_endpoint.as_deref(),
+        config.dynamodb_report_capacity,
+    )
+    .await;
+    let tables = Tables::new(config.table_prefix.clone());
+    if config.migrate {
+        let created = dynamodb::migrate(&client, &tables).await?;
+        if !created.is_empty() {
+            tracing::info!(?created, "created DynamoDB tables");
+        }
+    }
+    Ok((client, tables))
 }
 
 impl Service {
@@ -124,6 +152,7 @@ impl Service {
             store,
             projections,
             coverage,
+            keys,
         } = Storage::open_with_lease(config, lease).await?;
         let bus: Arc<dyn EventBus> = match bus_config.bus {
             BusKind::Local => Arc::new(LocalBus::new()),
@@ -185,6 +214,7 @@ impl Service {
                 store,
                 bus,
             },
+            keys,
             catch_up,
             catching_up,
             shutdown,
@@ -217,6 +247,8 @@ pub struct ServeSettings {
     pub bus: BusConfig,
     pub edge: EdgeConfig,
     pub expiry: ExpiryConfig,
+    /// Who may call it: keys, tokens, the anonymous role.
+    pub auth: crate::config::AuthConfig,
     /// How long a DataLoader batch waits for more ids after its first.
     pub batch_window: Duration,
 }
@@ -231,7 +263,11 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting on the {:?} store", settings.storage.store))?;
     let schema = crate::graphql::schema_with(Some(service.context.clone()), settings.batch_window);
-    let edge = crate::http::Edge::from_config(&settings.edge)?;
+    let authenticator =
+        authenticator(&settings.auth, settings.listen, service.keys.clone()).await?;
+    let edge = crate::http::Edge::from_config(&settings.edge, settings.listen)?
+        .with_authenticator(authenticator);
+    let header_read_timeout = edge.header_read_timeout;
     let router = crate::http::router(
         schema,
         service.context.clone(),
@@ -242,12 +278,38 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let address = listener.local_addr()?;
+    let (stopping, stop) = watch::channel(false);
+    let metrics = match settings.edge.metrics_listen {
+        Some(metrics_listen) => {
+            let listener = tokio::net::TcpListener::bind(metrics_listen)
+                .await
+                .with_context(|| format!("binding {metrics_listen} for /metrics"))?;
+            let metrics_address = listener.local_addr()?;
+            tracing::info!(address = %metrics_address, "/metrics served on its own listener");
+            let hosts = crate::http::hosts::AllowedHosts::new(
+                metrics_address,
+                &settings.edge.allowed_hosts,
+            );
+            let mut stop = stop.clone();
+            Some(tokio::spawn(crate::http::server::serve(
+                listener,
+                crate::http::metrics_router(hosts),
+                header_read_timeout,
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
     // The first stdout line is the address, for scripts and the test harness.
     println!("listening on http://{address}");
     tracing::info!(%address, store = ?settings.storage.store, "inventory service listening; GraphiQL at /graphql");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http::server::serve(listener, router, header_read_timeout, shutdown_signal()).await;
+    let _ = stopping.send(true);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     tracing::info!("no more requests; publishing what remains in the outbox");
     service.stop().await;
     tracing::info!("stopped");
@@ -280,9 +342,11 @@ async fn shutdown_signal() {
 pub async fn authenticator(
     config: &crate::config::AuthConfig,
     listen: SocketAddr,
+    keys: crate::auth::keys::Keys,
 ) -> anyhow::Result<crate::auth::Authenticator> {
     let anonymous = config.anonymous(listen);
-    let mut authenticator = crate::auth::Authenticator::anonymous(anonymous);
+    let mut authenticator = crate::auth::Authenticator::anonymous(anonymous)
+        .with_keys(Arc::new(crate::auth::keys::KeyDirectory::new(keys)));
     if let Some(tokens) = crate::auth::jwt::Verifier::from_config(&config.tokens).await? {
         authenticator = authenticator.with_tokens(Arc::new(tokens));
     }

@@ -172,8 +172,114 @@ pub struct EdgeConfig {
         value_parser = clap::value_parser!(u64).range(50..=60_000)
     )]
     pub ws_init_timeout_ms: u64,
+    /// A host name (or address) requests may name in `Host`, besides `localhost`,
+    /// `127.0.0.1`, `[::1]` and the listen address; repeatable. On a loopback address every
+    /// other name is refused (421, HOST_NOT_ALLOWED), which defeats DNS rebinding; elsewhere
+    /// every name passes unless some are given here.
+    #[arg(
+        long = "allowed-host",
+        env = "INVENTORY_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Serve `/metrics` on this address only (its own listener), so it need not be public;
+    /// the main address then answers 404 there. Unset: `/metrics` on the main address.
+    #[arg(long, env = "INVENTORY_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub connections: ConnectionsConfig,
+    #[command(flatten)]
+    pub rates: RateLimitConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
+}
+
+/// What one connection may hold, and for how long: the answer to clients that open
+/// connections and never finish their requests, or stop reading what they asked for.
+#[derive(Args, Clone, Debug)]
+pub struct ConnectionsConfig {
+    /// How long a request's head (request line and headers) may take to arrive, from the
+    /// connection's start or the previous response; over it the connection is closed.
+    #[arg(
+        long,
+        env = "INVENTORY_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=300_000)
+    )]
+    pub header_read_timeout_ms: u64,
+    /// How long a request's body may take to arrive, all of it (a lying `Content-Length` or
+    /// an endless chunked body is cut off with 408).
+    #[arg(
+        long,
+        env = "INVENTORY_BODY_READ_TIMEOUT_MS",
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000)
+    )]
+    pub body_read_timeout_ms: u64,
+    /// Most WebSocket connections open at once; an upgrade past it gets 503
+    /// (TOO_MANY_CONNECTIONS).
+    #[arg(
+        long,
+        env = "INVENTORY_WS_MAX_CONNECTIONS",
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub ws_max_connections: u64,
+    /// Most operations (subscriptions above all) one WebSocket runs at once; past it a
+    /// `subscribe` gets an error with code TOO_MANY_OPERATIONS.
+    #[arg(
+        long,
+        env = "INVENTORY_WS_MAX_OPERATIONS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(1..=10_000)
+    )]
+    pub ws_max_operations: u64,
+    /// Most WebSocket operations one principal runs at once over all its connections (every
+    /// anonymous client counts as the one principal `anonymous`); past it TOO_MANY_OPERATIONS.
+    #[arg(
+        long,
+        env = "INVENTORY_MAX_OPERATIONS_PER_PRINCIPAL",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_operations_per_principal: u64,
+    /// How long a WebSocket's outgoing queue may stay full (the client reads nothing) before
+    /// the connection is dropped with close code 1008 "slow consumer".
+    #[arg(
+        long,
+        env = "INVENTORY_WS_SLOW_CONSUMER_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000)
+    )]
+    pub ws_slow_consumer_ms: u64,
+}
+
+/// Rate limits at the edge (the `governor` crate's GCRA).
+#[derive(Args, Clone, Debug)]
+pub struct RateLimitConfig {
+    /// Requests per second one principal may make (HTTP requests and WebSocket operations;
+    /// all anonymous clients share the principal `anonymous`); over it HTTP 429 with
+    /// `Retry-After`, or RATE_LIMITED. 0 turns the limit off.
+    #[arg(long, env = "INVENTORY_RATE_LIMIT_PER_SECOND", default_value_t = 200)]
+    pub rate_limit_per_second: u32,
+    /// How many requests a principal may make at once after a quiet spell (0: as many as
+    /// per second).
+    #[arg(long, env = "INVENTORY_RATE_LIMIT_BURST", default_value_t = 400)]
+    pub rate_limit_burst: u32,
+    /// Failed authentications per minute one peer address may make before its credentials
+    /// are not even looked at for a while (429); slows key guessing. 0 turns it off.
+    #[arg(long, env = "INVENTORY_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+}
+
+impl RateLimitConfig {
+    pub fn settings(&self) -> crate::http::rate::RateSettings {
+        crate::http::rate::RateSettings {
+            per_second: self.rate_limit_per_second,
+            burst: self.rate_limit_burst,
+            auth_failures_per_minute: self.auth_failures_per_minute,
+        }
+    }
 }
 
 /// What one request may cost, over HTTP and WebSocket alike (see `graphql::limits` for how a

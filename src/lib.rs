@@ -11,7 +11,7 @@
 //!
 //! [`app`] is start-up: the one place that opens adapters from [`config`] and wires them
 //! together; `main.rs` only parses the command line. Shared plumbing: [`dynamodb`] (client,
-//! tables, migrate), [`sqlite_pool`], [`sync`] (locks that outlive a panic), [`error`] (an error's
+//! tables, migrate), [`auth`] (principals, roles, API keys), [`sqlite_pool`], [`sync`] (locks that outlive a panic), [`error`] (an error's
 //! whole chain, for the log), [`metrics`],
 //! [`cors`]. The whole map, with where each guarantee lives, is `docs/modules.md`.
 pub mod app;

@@ -1,13 +1,15 @@
 //! The command line, and only that: parses `serve` (the default), `schema`, `verify`,
-//! `migrate`, `replay` and `rebuild-snapshots`, sets up logging and hands each to `app`. Every
-//! flag is also an environment variable; the defaults run the embedded service with no servers.
+//! `migrate`, `replay`, `rebuild-snapshots` and `api-key`, sets up logging and hands each to
+//! `app`. Every flag is also an environment variable; the defaults run the embedded service
+//! with no servers.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use inventory_service::app::{self, migrate, rebuild_snapshots, verify_projections};
-use inventory_service::config::{BusConfig, EdgeConfig, ExpiryConfig, StorageConfig};
+use inventory_service::auth::{keys, Role};
+use inventory_service::config::{AuthConfig, BusConfig, EdgeConfig, ExpiryConfig, StorageConfig};
 use inventory_service::graphql;
 use inventory_service::projection::layout::ProjectionName;
 
@@ -37,6 +39,8 @@ struct ServeArgs {
     edge: EdgeConfig,
     #[command(flatten)]
     expiry: ExpiryConfig,
+    #[command(flatten)]
+    auth: AuthConfig,
     /// Log format.
     #[arg(long, env = "INVENTORY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -61,7 +65,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the GraphQL schema (SDL) the service serves.
     Schema,
     /// Rebuild every projection from the store in a scratch file and compare with the live ones.
@@ -74,6 +78,58 @@ enum Command {
     /// caught up; the API keeps serving the old tables meanwhile. Run it again (with no
     /// projection named) to resume an interrupted rebuild.
     Replay(ReplayArgs),
+    /// Create, list and revoke API keys. They live in the store's database, so every instance
+    /// on the same store knows them; a revocation holds everywhere within a second.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key: prints it as JSON, then its secret alone on the last line. The secret is
+    /// shown only this once (the store keeps its SHA-256); clients send it as
+    /// `Authorization: Bearer <secret>`.
+    Create(CreateKeyArgs),
+    /// Print every key, revoked ones too, one JSON object a line (never a secret or its hash).
+    List(StorageConfig),
+    /// Revoke a key (it keeps its name); exits with 1 when there is no key of that name.
+    Revoke(RevokeKeyArgs),
+}
+
+#[derive(clap::Args)]
+struct CreateKeyArgs {
+    /// The key's name, the actor of every event it causes: 1 to 64 of A-Z a-z 0-9 . _ : @ -.
+    #[arg(long, value_parser = key_name)]
+    name: String,
+    /// What the key may do (each role includes the ones before it).
+    #[arg(long, value_enum)]
+    role: Role,
+    /// A warehouse the key is limited to, by id (repeatable); none: every warehouse.
+    #[arg(long = "warehouse", value_name = "ID")]
+    warehouses: Vec<uuid::Uuid>,
+    /// The key may name another actor in `X-Actor` (a trusted gateway acting for its users).
+    #[arg(long)]
+    acts_for_others: bool,
+    #[command(flatten)]
+    storage: StorageConfig,
+}
+
+#[derive(clap::Args)]
+struct RevokeKeyArgs {
+    /// The key's name.
+    #[arg(long)]
+    name: String,
+    #[command(flatten)]
+    storage: StorageConfig,
+}
+
+/// A key name, checked as the store will check it, so a bad one is refused with the rule.
+fn key_name(text: &str) -> Result<String, String> {
+    keys::check_name(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -147,7 +203,11 @@ async fn main() -> anyhow::Result<()> {
             init_logs(LogFormat::Text);
             replay_command(args).await
         }
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::ApiKey { command }) => {
+            init_logs(LogFormat::Text);
+            api_key_command(command).await
+        }
+        Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -170,6 +230,44 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `api-key`: JSON lines on stdout (a created key's secret alone on the last line), notes on
+/// stderr.
+async fn api_key_command(command: ApiKeyCommand) -> anyhow::Result<()> {
+    match command {
+        ApiKeyCommand::Create(args) => {
+            let new = app::NewKey {
+                name: args.name,
+                role: args.role,
+                warehouses: args.warehouses,
+                acts_for_others: args.acts_for_others,
+            };
+            let (key, secret) = app::create_key(&args.storage, new).await?;
+            eprintln!(
+                "created API key {:?}; its secret is the last line below, shown only now",
+                key.name
+            );
+            println!("{}", app::key_listing(&key));
+            println!("{secret}");
+        }
+        ApiKeyCommand::List(storage) => {
+            for key in app::list_keys(&storage).await? {
+                println!("{}", app::key_listing(&key));
+            }
+        }
+        ApiKeyCommand::Revoke(args) => match app::revoke_key(&args.storage, &args.name).await? {
+            app::Revocation::Revoked(key) => println!("{}", app::key_listing(&key)),
+            app::Revocation::AlreadyRevoked(key) => {
+                eprintln!("API key {:?} was revoked already", key.name);
+                println!("{}", app::key_listing(&key));
+            }
+            app::Revocation::NoSuchKey => {
+                anyhow::bail!("there is no API key named {:?}", args.name)
+            }
+        },
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
     app::serve(app::ServeSettings {
@@ -178,6 +276,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bus: args.bus,
         edge: args.edge,
         expiry: args.expiry,
+        auth: args.auth,
         batch_window: std::time::Duration::from_millis(args.batch_window_ms),
     })
     .await

@@ -19,6 +19,8 @@ pub const DYNAMODB_REQUESTS: &str = "inventory_dynamodb_requests_total";
 pub const READ_MODEL_QUERIES: &str = "inventory_read_model_queries_total";
 pub const DYNAMODB_CAPACITY: &str = "inventory_dynamodb_capacity_units_total";
 pub const EXPIRY_DELAY: &str = "inventory_expiry_delay_seconds";
+pub const EDGE_REFUSALS: &str = "inventory_edge_refusals_total";
+pub const WEBSOCKETS: &str = "inventory_websockets";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -95,4 +97,9 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "How long after its deadline each expired allocation was cancelled (this instance's expiries)."
     );
+    metrics::describe_counter!(
+        EDGE_REFUSALS,
+        "Requests and WebSocket operations refused at the edge, by code (UNAUTHENTICATED, RATE_LIMITED, HOST_NOT_ALLOWED, TOO_MANY_CONNECTIONS, TOO_MANY_OPERATIONS, SLOW_CONSUMER, ...)."
+    );
+    metrics::describe_gauge!(WEBSOCKETS, "Open GraphQL WebSocket connections.");
 }

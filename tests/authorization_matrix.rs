@@ -130,7 +130,7 @@ async fn over_socket(
 async fn store_state(server: &Server, admin: &str, targets: &[String]) -> Value {
     let mut last = read_state(server, admin, targets).await;
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
         let now = read_state(server, admin, targets).await;
         if now == last {
             return now;
@@ -286,12 +286,21 @@ async fn every_mutation_is_allowed_or_refused_by_role_and_scope_over_http_and_we
     ];
     let mut n = 0;
     let mut table = Vec::new();
+    // Targets (and the store's state) are made afresh only after a mutation ran: a refusal
+    // leaves both as they were.
+    let mut unchanged: Option<(Value, Value)> = None;
     for transport in ["http", "websocket"] {
         for case in CASES {
             for caller in &callers {
                 n += 1;
-                let vars = targets(&server, &admin, n).await;
-                let before = store_state(&server, &admin, &ids(&vars)).await;
+                let (vars, before) = match unchanged.take() {
+                    Some(kept) => kept,
+                    None => {
+                        let vars = targets(&server, &admin, n).await;
+                        let state = store_state(&server, &admin, &ids(&vars)).await;
+                        (vars, state)
+                    }
+                };
                 let key = caller.key.as_deref();
                 let result = match transport {
                     "http" => {
@@ -338,6 +347,7 @@ async fn every_mutation_is_allowed_or_refused_by_role_and_scope_over_http_and_we
                     "{transport} {} as {} changed the store",
                     case.mutation, caller.name
                 );
+                unchanged = Some((vars, after));
             }
         }
     }

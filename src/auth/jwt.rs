@@ -98,8 +98,6 @@ impl Verifier {
         } else {
             Source::File(PathBuf::from(jwks))
         };
-        // reqwest's TLS takes the process's rustls provider: the aws-lc-rs one.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;

@@ -220,6 +220,10 @@ impl Tables {
     pub fn snapshots(&self) -> String {
         self.name("inventory_snapshots")
     }
+    /// API keys: a row per key under its hash, and one claiming its name (`store::dynamodb::keys`).
+    pub fn api_keys(&self) -> String {
+        self.name("inventory_api_keys")
+    }
     pub fn warehouses(&self) -> String {
         self.name("projection_warehouses")
     }
@@ -266,6 +270,8 @@ impl Tables {
             TableSpec::new(self.outbox(), ("shard", N), Some(("outboxId", S))),
             TableSpec::new(self.guards(), ("guardKey", S), None),
             TableSpec::new(self.snapshots(), ("aggregateId", S), None),
+            // `hash#<sha256>` rows (the edge's one GetItem) and `name#<name>` rows (uniqueness).
+            TableSpec::new(self.api_keys(), ("keyId", S), None),
             TableSpec::new(self.warehouses(), ("id", S), None).global(
                 "all",
                 ("listKey", S),

@@ -92,7 +92,7 @@ pub fn prepare_errors(response: &mut async_graphql::Response, correlation_id: &s
 }
 
 /// The longest error message a client gets.
-const MAX_ERROR_MESSAGE: usize = 500;
+const MAX_ERROR_MESSAGE: usize = 200;
 
 /// A parser message (` --> line:column`, the quoted source line, `= expected …`) as one line
 /// without the source.

@@ -18,6 +18,7 @@ use super::{bad_argument, query_id, AppContext};
 use crate::auth::{Denied, Role, Scope};
 use crate::bus::LiveMessage;
 use crate::domain::item::ItemEvent;
+use crate::store::EventEnvelope;
 use async_graphql::ErrorExtensions;
 
 pub struct Subscription;
@@ -56,6 +57,58 @@ fn live(ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = Arc<LiveM
             }
         }),
     )
+}
+
+/// Events read from the store at a time by a catch-up subscription.
+const CATCH_UP_PAGE: u64 = 64;
+
+/// A catch-up's events from the store: `first` (a page already read), then one page after
+/// another, each read only when the client has taken the one before (the stream is pulled by
+/// the socket's bounded queue), so a reader that stalls holds one page, not the stream.
+/// Sequence numbers have no gaps, so a page shorter than `CATCH_UP_PAGE` is the end for now
+/// (the live tail takes over from `last`). A failed read ends the subscription with an error.
+fn catch_up(
+    store: Arc<dyn crate::store::EventStore>,
+    aggregate: Uuid,
+    first: Vec<EventEnvelope>,
+    last: Arc<tokio::sync::Mutex<u64>>,
+) -> impl Stream<Item = async_graphql::Result<EventEnvelope>> {
+    enum Next {
+        Page(Vec<EventEnvelope>),
+        After(u64),
+        End,
+    }
+    futures::stream::unfold(Next::Page(first), move |next| {
+        let (store, last) = (store.clone(), last.clone());
+        async move {
+            let page = match next {
+                Next::End => return None,
+                Next::Page(page) => page,
+                Next::After(after) => {
+                    match store
+                        .load(aggregate, after, Some(after.saturating_add(CATCH_UP_PAGE)))
+                        .await
+                    {
+                        Ok(page) => page,
+                        Err(error) => {
+                            let failed = vec![Err(super::infrastructure(error))];
+                            return Some((futures::stream::iter(failed), Next::End));
+                        }
+                    }
+                }
+            };
+            let end = page.last()?.sequence_number;
+            *last.lock().await = end;
+            let next = if page.len() as u64 >= CATCH_UP_PAGE {
+                Next::After(end)
+            } else {
+                Next::End
+            };
+            let items: Vec<_> = page.into_iter().map(Ok).collect();
+            Some((futures::stream::iter(items), next))
+        }
+    })
+    .flatten()
 }
 
 fn optional_id(field: &'static str, id: Option<ID>) -> async_graphql::Result<Option<Uuid>> {
@@ -135,7 +188,7 @@ impl Subscription {
                     The catch-up read costs 1,000 of the operation's cost limit."
         )]
         after_sequence: Option<u64>,
-    ) -> async_graphql::Result<BoxStream<'static, Event>> {
+    ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<Event>>> {
         let aggregate = optional_id("aggregateId", aggregate_id)?;
         let principal = crate::auth::principal(ctx);
         if principal.scope != Scope::All {
@@ -159,19 +212,20 @@ impl Subscription {
             wanted.then(|| envelope.clone())
         });
         let Some(after) = after_sequence else {
-            return Ok(live.map(Event).boxed());
+            return Ok(live.map(|envelope| Ok(Event(envelope))).boxed());
         };
         let Some(aggregate) = aggregate else {
             return Err(bad_argument("afterSequence needs an aggregateId"));
         };
         let store = ctx.data::<AppContext>()?.store.clone();
-        let backlog = store
-            .load(aggregate, after, None)
+        // The first page now, so a store that cannot be read fails the subscription at once;
+        // the rest page by page as the client takes them (see `catch_up`).
+        let first = store
+            .load(aggregate, after, Some(after.saturating_add(CATCH_UP_PAGE)))
             .await
             .map_err(super::infrastructure)?;
-        let last = Arc::new(tokio::sync::Mutex::new(
-            backlog.last().map_or(after, |e| e.sequence_number),
-        ));
+        let last = Arc::new(tokio::sync::Mutex::new(after));
+        let backlog = catch_up(store.clone(), aggregate, first, last.clone());
         let tail = live
             .then(move |envelope| {
                 let (store, last) = (store.clone(), last.clone());
@@ -187,19 +241,19 @@ impl Subscription {
                             .load(aggregate, *last, Some(envelope.sequence_number - 1))
                             .await
                         {
-                            Ok(missing) => out.extend(missing),
+                            Ok(missing) => out.extend(missing.into_iter().map(Ok)),
                             Err(error) => tracing::warn!(%error, "cannot fill a subscription gap"),
                         }
                     }
                     *last = envelope.sequence_number;
-                    out.push(envelope);
+                    out.push(Ok(envelope));
                     out
                 }
             })
             .flat_map(futures::stream::iter);
-        Ok(futures::stream::iter(backlog)
+        Ok(backlog
             .chain(tail)
-            .map(Event)
+            .map(|envelope| envelope.map(Event))
             .boxed())
     }
 

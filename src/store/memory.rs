@@ -1,5 +1,6 @@
 //! An event store held in memory, for unit tests of the layers above the port: it keeps the
-//! same contract as the real adapters (tests/contract_store.rs runs it too) without any I/O.
+//! same contract as the real adapters (tests/contract_store.rs runs it too) without any I/O,
+//! and keeps API keys as the real stores do (tests/api_keys.rs).
 //! `Faulty` wraps any store to inject the failures a real one has (lost replies, throttling).
 
 use async_trait::async_trait;
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use crate::auth::keys::{ApiKey, KeyError, KeyStore};
 
 use super::{
     AllEventsPage, Commit, EventEnvelope, EventStore, IdempotencyRecord, OutboxEntry, Snapshot,
@@ -30,6 +33,8 @@ struct Inner {
     outbox: BTreeMap<u64, EventEnvelope>,
     next_outbox: u64,
     snapshots: HashMap<Uuid, Snapshot>,
+    /// API keys by name.
+    keys: BTreeMap<String, ApiKey>,
 }
 
 impl MemoryEventStore {
@@ -213,6 +218,40 @@ impl EventStore for MemoryEventStore {
 
     async fn count_events(&self) -> Result<u64, StoreError> {
         Ok(self.inner().log.len() as u64)
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryEventStore {
+    async fn create_key(&self, key: &ApiKey) -> Result<(), KeyError> {
+        let mut inner = self.inner();
+        if let Some(stored) = inner.keys.get(&key.name) {
+            return if stored.hash == key.hash {
+                Ok(())
+            } else {
+                Err(KeyError::NameTaken(key.name.clone()))
+            };
+        }
+        inner.keys.insert(key.name.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        Ok(self.inner().keys.values().cloned().collect())
+    }
+
+    async fn revoke_key(&self, name: &str, at: i64) -> Result<bool, StoreError> {
+        match self.inner().keys.get_mut(name) {
+            Some(key) if key.revoked_at.is_none() => {
+                key.revoked_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self.inner().keys.values().find(|k| k.hash == hash).cloned())
     }
 }
 

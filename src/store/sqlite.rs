@@ -1,7 +1,10 @@
 //! Embedded event store on one SQLite file. All writes go through one writer thread that
 //! group-commits: it drains every queued commit into one transaction, gives each its own
 //! savepoint (so one commit's conflict does not undo its neighbours), fsyncs once, then answers
-//! them all. With `synchronous=FULL` an answered commit is on disk.
+//! them all. With `synchronous=FULL` an answered commit is on disk. API keys live in the same
+//! file and their writes take the same path (`keys`).
+
+mod keys;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
@@ -53,6 +56,16 @@ CREATE TABLE IF NOT EXISTS idempotency (
     response    TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    name            TEXT PRIMARY KEY,
+    hash            TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    warehouses      TEXT NOT NULL,
+    acts_for_others INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    revoked_at      INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_by_hash ON api_keys (hash);
 ";
 
 /// Commits per group at most, so one transaction stays short.
@@ -62,6 +75,8 @@ enum WriteJob {
     Append(Commit, oneshot::Sender<Result<(), StoreError>>),
     RemoveOutbox(Vec<i64>, oneshot::Sender<Result<(), StoreError>>),
     SaveSnapshot(Snapshot, oneshot::Sender<Result<(), StoreError>>),
+    /// Answers whether the key is stored (create) or was revoked now (revoke).
+    Key(keys::KeyWrite, oneshot::Sender<Result<bool, StoreError>>),
 }
 
 pub struct SqliteEventStore {
@@ -91,10 +106,10 @@ impl SqliteEventStore {
         })
     }
 
-    async fn submit(
+    async fn submit<T>(
         &self,
-        job: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> WriteJob,
-    ) -> Result<(), StoreError> {
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteJob,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(job(reply))
@@ -133,10 +148,14 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
                 conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for job in &group {
                 let mut savepoint = tx.savepoint()?;
+                let done = |result: Result<(), StoreError>| result.map(|()| true);
                 let result = match job {
-                    WriteJob::Append(commit, _) => apply_commit(&savepoint, commit),
-                    WriteJob::RemoveOutbox(ids, _) => remove_outbox(&savepoint, ids),
-                    WriteJob::SaveSnapshot(snapshot, _) => save_snapshot(&savepoint, snapshot),
+                    WriteJob::Append(commit, _) => done(apply_commit(&savepoint, commit)),
+                    WriteJob::RemoveOutbox(ids, _) => done(remove_outbox(&savepoint, ids)),
+                    WriteJob::SaveSnapshot(snapshot, _) => {
+                        done(save_snapshot(&savepoint, snapshot))
+                    }
+                    WriteJob::Key(write, _) => keys::apply(&savepoint, write),
                 };
                 if result.is_ok() {
                     savepoint.commit()?;
@@ -164,9 +183,12 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
             match job {
                 WriteJob::Append(_, reply) => {
                     wrote_events |= result.is_ok();
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map(|_| ()));
                 }
                 WriteJob::RemoveOutbox(_, reply) | WriteJob::SaveSnapshot(_, reply) => {
+                    let _ = reply.send(result.map(|_| ()));
+                }
+                WriteJob::Key(_, reply) => {
                     let _ = reply.send(result);
                 }
             }

@@ -1,8 +1,11 @@
 //! One GraphQL WebSocket connection: the client's messages judged by the protocol it chose,
-//! each operation run on a task of its own whose results (and its end) come back through one
-//! channel to the socket, and the close frame the connection ends with.
+//! `connection_init` authenticated before the ack, each operation run on a task of its own
+//! (within the socket's, the principal's and the rate limits) whose results (and its end) come
+//! back through one short queue to the socket, and the close frame the connection ends with.
+//! A send that cannot complete within `slow_consumer` ends the connection (1008): the client
+//! has stopped reading, and what it asked for would otherwise wait here.
 
-use async_graphql::{Request, Response, ServerError, Variables};
+use async_graphql::{Request, Variables};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -11,10 +14,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
-use super::{close, close_message, Protocol, WsConfig};
+use super::frames::{deliver, read_failure, reason, text, truncate};
+use super::operation::{error_message, run_operation, Event, Operation};
+use super::{close, close_message, Handshake, Protocol, Sockets};
 use crate::graphql::{InventorySchema, RequestMeta};
+use crate::http::admission::Refused;
 
 /// A client message of either protocol (`payload` and `id` where the type has them).
 #[derive(Deserialize)]
@@ -36,21 +41,24 @@ struct OperationPayload {
     operation_name: Option<String>,
 }
 
-/// What an operation's task reports to the socket.
-enum Event {
-    Message(Value),
-    Done(String),
-}
+/// How many messages wait for the socket: with each operation's task holding at most one more
+/// while it waits for room, a client that stops reading holds a few events' worth here, and
+/// the store is read no further than that (`graphql::subscription` pages its catch-up).
+const QUEUE: usize = 16;
+
+/// How long the close frame may take to go out to a client that may not be reading.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the connection ends (a close frame to send), or `None` to go on.
 type Verdict = Option<(u16, String)>;
 
 pub(super) struct Connection {
     schema: InventorySchema,
-    config: WsConfig,
-    meta: RequestMeta,
+    sockets: Sockets,
+    handshake: Handshake,
     protocol: Protocol,
-    acknowledged: bool,
+    /// Who the socket runs as, once `connection_init` was authenticated (and acknowledged).
+    meta: Option<RequestMeta>,
     operations: HashMap<String, JoinHandle<()>>,
     events: mpsc::Sender<Event>,
     inbox: Option<mpsc::Receiver<Event>>,
@@ -59,21 +67,25 @@ pub(super) struct Connection {
 impl Connection {
     pub(super) fn new(
         schema: InventorySchema,
-        config: WsConfig,
-        meta: RequestMeta,
+        sockets: Sockets,
+        handshake: Handshake,
         protocol: Protocol,
     ) -> Self {
-        let (events, inbox) = mpsc::channel(64);
+        let (events, inbox) = mpsc::channel(QUEUE);
         Self {
             schema,
-            config,
-            meta,
+            sockets,
+            handshake,
             protocol,
-            acknowledged: false,
+            meta: None,
             operations: HashMap::new(),
             events,
             inbox: Some(inbox),
         }
+    }
+
+    fn acknowledged(&self) -> bool {
+        self.meta.is_some()
     }
 
     pub(super) async fn run(mut self, socket: WebSocket) {
@@ -81,17 +93,18 @@ impl Connection {
         let Some(mut inbox) = self.inbox.take() else {
             return;
         };
-        let deadline = tokio::time::sleep(self.config.init_timeout);
+        let slow = self.sockets.config.slow_consumer;
+        let deadline = tokio::time::sleep(self.sockets.config.init_timeout);
         tokio::pin!(deadline);
         let mut keep_alive = tokio::time::interval(Duration::from_secs(10));
         let verdict: (u16, String) = loop {
             tokio::select! {
-                () = &mut deadline, if !self.acknowledged => {
+                () = &mut deadline, if !self.acknowledged() => {
                     break (close::INIT_TIMEOUT, "Connection initialisation timeout".into());
                 }
-                _ = keep_alive.tick(), if self.acknowledged && self.protocol == Protocol::LegacyWs => {
-                    if sink.send(text(&json!({"type": "ka"}))).await.is_err() {
-                        break (close::NORMAL, String::new());
+                _ = keep_alive.tick(), if self.acknowledged() && self.protocol == Protocol::LegacyWs => {
+                    if let Err(end) = deliver(&mut sink, text(&json!({"type": "ka"})), slow).await {
+                        break end;
                     }
                 }
                 Some(event) = inbox.recv() => {
@@ -102,18 +115,19 @@ impl Connection {
                             continue;
                         }
                     };
-                    if sink.send(text(&message)).await.is_err() {
-                        break (close::NORMAL, String::new());
+                    if let Err(end) = deliver(&mut sink, Message::Text(Utf8Bytes::from(message)), slow).await {
+                        break end;
                     }
                 }
                 incoming = stream.next() => {
                     let message = match incoming {
                         Some(Ok(message)) => message,
-                        // The peer went away (or broke the framing): nothing to answer.
-                        Some(Err(_)) | None => break (close::NORMAL, String::new()),
+                        Some(Err(error)) => break read_failure(&error),
+                        // The peer went away: nothing to answer.
+                        None => break (close::NORMAL, String::new()),
                     };
                     let (replies, verdict) = match message {
-                        Message::Text(body) => self.on_text(body.as_str()),
+                        Message::Text(body) => self.on_text(body.as_str()).await,
                         Message::Binary(_) => (
                             Vec::new(),
                             Some((close::BAD_REQUEST, "Binary messages are not part of the protocol".into())),
@@ -121,15 +135,18 @@ impl Connection {
                         Message::Close(_) => (Vec::new(), Some((close::NORMAL, String::new()))),
                         Message::Ping(_) | Message::Pong(_) => (Vec::new(), None),
                     };
-                    let mut failed = false;
+                    let mut ended = None;
                     for reply in replies {
-                        failed |= sink.send(text(&reply)).await.is_err();
+                        if let Err(end) = deliver(&mut sink, text(&reply), slow).await {
+                            ended = Some(end);
+                            break;
+                        }
                     }
                     if let Some(verdict) = verdict {
                         break verdict;
                     }
-                    if failed {
-                        break (close::NORMAL, String::new());
+                    if let Some(end) = ended {
+                        break end;
                     }
                 }
             }
@@ -138,12 +155,13 @@ impl Connection {
             task.abort();
         }
         let (code, reason) = verdict;
-        let _ = sink.send(close_message(code, &reason)).await;
-        let _ = sink.close().await;
+        // A client that reads nothing would hold these forever; dropping the socket closes it.
+        let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(close_message(code, &reason))).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
     }
 
     /// Handles one client message: the messages to send back at once, and whether to close.
-    fn on_text(&mut self, body: &str) -> (Vec<Value>, Verdict) {
+    async fn on_text(&mut self, body: &str) -> (Vec<Value>, Verdict) {
         let message: ClientMessage = match serde_json::from_str(body) {
             Ok(message) => message,
             Err(_) => {
@@ -154,25 +172,7 @@ impl Connection {
             }
         };
         match (self.protocol, message.kind.as_str()) {
-            (_, "connection_init") => {
-                if std::mem::replace(&mut self.acknowledged, true) {
-                    return match self.protocol {
-                        Protocol::TransportWs => (
-                            Vec::new(),
-                            Some((
-                                close::TOO_MANY_INITS,
-                                "Too many initialisation requests".into(),
-                            )),
-                        ),
-                        Protocol::LegacyWs => (Vec::new(), None),
-                    };
-                }
-                let mut replies = vec![json!({"type": "connection_ack"})];
-                if self.protocol == Protocol::LegacyWs {
-                    replies.push(json!({"type": "ka"}));
-                }
-                (replies, None)
-            }
+            (_, "connection_init") => self.init(message.payload).await,
             (Protocol::TransportWs, "ping") => {
                 let mut pong = json!({"type": "pong"});
                 if let Some(payload) = message.payload {
@@ -210,13 +210,13 @@ impl Connection {
                 Some((close::BAD_REQUEST, "An operation needs an id".into())),
             );
         };
-        if !self.acknowledged {
+        let Some(meta) = self.meta.clone() else {
             return self.refuse(
                 &id,
                 (close::UNAUTHORIZED, "Unauthorized".into()),
                 "send connection_init first",
             );
-        }
+        };
         if self.operations.contains_key(&id) {
             let reason = format!("Subscriber for {} already exists", truncate(&id));
             return self.refuse(
@@ -235,9 +235,31 @@ impl Connection {
                 )
             }
         };
-        if self.operations.len() >= self.config.max_operations {
-            let errors = json!([{ "message": format!("at most {} operations may run on one connection", self.config.max_operations), "extensions": {"code": "TOO_MANY_OPERATIONS"} }]);
-            return (vec![self.error_message(&id, errors)], None);
+        let max = self.sockets.config.max_operations;
+        if self.operations.len() >= max {
+            let message = format!("at most {max} operations may run on one connection");
+            return (
+                vec![self.refusal(&id, TOO_MANY_OPERATIONS, message, None)],
+                None,
+            );
+        }
+        let principal = &meta.principal;
+        let Some(slot) = self.sockets.try_run(&principal.name) else {
+            let message = format!(
+                "at most {} operations may run at once for {} (over all its connections)",
+                self.sockets.config.max_operations_per_principal, principal.name
+            );
+            return (
+                vec![self.refusal(&id, TOO_MANY_OPERATIONS, message, None)],
+                None,
+            );
+        };
+        if let Err(refused) = self.handshake.admission.admit(principal) {
+            let retry = refused.retry_after_secs();
+            return (
+                vec![self.refusal(&id, refused.code(), refused.message(), retry)],
+                None,
+            );
         }
         let mut request = Request::new(payload.query);
         if let Some(variables) = payload.variables {
@@ -246,28 +268,105 @@ impl Connection {
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);
         }
-        let correlation_id = uuid::Uuid::now_v7().to_string();
+        let correlation_id = self
+            .handshake
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let meta = RequestMeta {
-            principal: self.meta.principal.clone(),
-            actor: self.meta.actor.clone(),
             correlation_id: correlation_id.clone(),
+            ..meta
         };
         let task = tokio::spawn(run_operation(
             self.schema.clone(),
             request
                 .data(meta)
                 .data(crate::graphql::limits::Allowance::single(
-                    self.config.limits,
+                    self.sockets.config.limits,
                 )),
             Operation {
                 id: id.clone(),
                 correlation_id,
+                slot,
             },
             self.protocol,
             self.events.clone(),
         ));
         self.operations.insert(id, task);
         (Vec::new(), None)
+    }
+
+    /// `connection_init`: authenticates the payload's `authorization` (or the upgrade's
+    /// `Authorization` header) and acknowledges, or closes: 4403 when refused, 1013 when the
+    /// key store cannot be asked. A second one closes with 4429 (graphql-transport-ws) or is
+    /// ignored (graphql-ws).
+    async fn init(&mut self, payload: Option<Value>) -> (Vec<Value>, Verdict) {
+        if self.acknowledged() {
+            return match self.protocol {
+                Protocol::TransportWs => (
+                    Vec::new(),
+                    Some((
+                        close::TOO_MANY_INITS,
+                        "Too many initialisation requests".into(),
+                    )),
+                ),
+                Protocol::LegacyWs => (Vec::new(), None),
+            };
+        }
+        let authorization =
+            authorization(payload.as_ref()).or_else(|| self.handshake.authorization.clone());
+        let admission = &self.handshake.admission;
+        match admission
+            .authenticate(authorization.as_deref(), self.handshake.peer)
+            .await
+        {
+            Ok(principal) => {
+                let actor = crate::auth::actor(&principal, self.handshake.actor.as_deref());
+                self.meta = Some(RequestMeta {
+                    principal,
+                    actor,
+                    correlation_id: String::new(),
+                });
+                let mut replies = vec![json!({"type": "connection_ack"})];
+                if self.protocol == Protocol::LegacyWs {
+                    replies.push(json!({"type": "ka"}));
+                }
+                (replies, None)
+            }
+            Err(refused) => {
+                let close = match refused {
+                    Refused::Unavailable => (
+                        close::TRY_AGAIN_LATER,
+                        "Try again later: the key store is unavailable".to_owned(),
+                    ),
+                    _ => (
+                        close::FORBIDDEN,
+                        reason(&format!("Forbidden: {}", refused.message())),
+                    ),
+                };
+                let replies = match self.protocol {
+                    Protocol::TransportWs => Vec::new(),
+                    Protocol::LegacyWs => vec![json!({
+                        "type": "connection_error",
+                        "payload": { "message": refused.message(), "extensions": { "code": refused.code() } },
+                    })],
+                };
+                (replies, Some(close))
+            }
+        }
+    }
+
+    /// An operation refused with an error of this code (counted in `/metrics`).
+    fn refusal(&self, id: &str, code: &'static str, message: String, retry: Option<u64>) -> Value {
+        metrics::counter!(crate::metrics::EDGE_REFUSALS, "code" => code).increment(1);
+        let mut extensions = json!({ "code": code });
+        if let Some(seconds) = retry {
+            extensions["retryAfter"] = json!(seconds);
+        }
+        self.error_message(
+            id,
+            json!([{ "message": message, "extensions": extensions }]),
+        )
     }
 
     /// An operation refused before it runs: graphql-transport-ws closes the socket with
@@ -287,76 +386,46 @@ impl Connection {
     }
 }
 
-fn error_message(protocol: Protocol, id: &str, errors: Value) -> Value {
-    match protocol {
-        Protocol::TransportWs => json!({"type": "error", "id": id, "payload": errors}),
-        // The legacy protocol's `error` carries one error object.
-        Protocol::LegacyWs => {
-            let first = errors.get(0).cloned().unwrap_or_else(|| json!({}));
-            json!({"type": "error", "id": id, "payload": first})
-        }
-    }
-}
+const TOO_MANY_OPERATIONS: &str = "TOO_MANY_OPERATIONS";
 
-/// An error of the request itself (it did not parse or validate): no data, and no error that
-/// happened at a path during execution.
-fn is_request_error(response: &Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response
-            .errors
+/// The credentials of a `connection_init` payload: `authorization` (any case), at the top or
+/// under `headers` as some clients send it. A value that is not a string is passed on as text,
+/// to be refused, never ignored into anonymous access.
+fn authorization(payload: Option<&Value>) -> Option<String> {
+    let find = |object: &serde_json::Map<String, Value>| {
+        object
             .iter()
-            .all(|e: &ServerError| e.path.is_empty())
+            .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+    };
+    let object = payload?.as_object()?;
+    find(object).or_else(|| object.get("headers")?.as_object().and_then(find))
 }
 
-/// An operation running on a socket: its id there and the correlation id its errors carry.
-struct Operation {
-    id: String,
-    correlation_id: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn run_operation(
-    schema: InventorySchema,
-    request: Request,
-    operation: Operation,
-    protocol: Protocol,
-    events: mpsc::Sender<Event>,
-) {
-    let Operation { id, correlation_id } = operation;
-    let span = tracing::info_span!("graphql_ws", correlation_id = %correlation_id);
-    let mut responses = schema.execute_stream(request);
-    let mut first = true;
-    while let Some(mut response) = responses.next().instrument(span.clone()).await {
-        crate::graphql::prepare_errors(&mut response, &correlation_id);
-        if std::mem::replace(&mut first, false) && is_request_error(&response) {
-            let errors = serde_json::to_value(&response.errors).unwrap_or_else(|_| json!([]));
-            let _ = events
-                .send(Event::Message(error_message(protocol, &id, errors)))
-                .await;
-            let _ = events.send(Event::Done(id)).await;
-            return;
-        }
-        let payload = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
-        let kind = match protocol {
-            Protocol::TransportWs => "next",
-            Protocol::LegacyWs => "data",
-        };
-        let message = json!({"type": kind, "id": id, "payload": payload});
-        if events.send(Event::Message(message)).await.is_err() {
-            return;
-        }
+    #[test]
+    fn credentials_are_found_in_the_init_payload() {
+        let given = |payload: Value| authorization(Some(&payload));
+        assert_eq!(
+            given(json!({"authorization": "Bearer a"})).as_deref(),
+            Some("Bearer a")
+        );
+        assert_eq!(
+            given(json!({"Authorization": "Bearer b"})).as_deref(),
+            Some("Bearer b")
+        );
+        assert_eq!(
+            given(json!({"headers": {"authorization": "Bearer c"}})).as_deref(),
+            Some("Bearer c")
+        );
+        assert_eq!(given(json!({"authorization": 5})).as_deref(), Some("5"));
+        assert_eq!(given(json!({})), None);
+        assert_eq!(authorization(None), None);
     }
-    let _ = events
-        .send(Event::Message(json!({"type": "complete", "id": id})))
-        .await;
-    let _ = events.send(Event::Done(id)).await;
-}
-
-fn text(value: &Value) -> Message {
-    Message::Text(Utf8Bytes::from(value.to_string()))
-}
-
-/// At most 64 characters of a client's string, for a close reason (limited to 123 bytes).
-fn truncate(value: &str) -> String {
-    value.chars().take(64).collect()
 }

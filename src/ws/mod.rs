@@ -14,17 +14,28 @@
 //!
 //! A socket whose `Origin` is neither this service's own nor a configured CORS origin is
 //! closed at once with 4403 before it reads a message (browsers send `Origin` on every
-//! WebSocket, and no preflight protects it). Messages are limited to the HTTP body limit.
+//! WebSocket, and no preflight protects it). The client authenticates in `connection_init`
+//! (`{"authorization": "Bearer …"}`, or the upgrade's `Authorization` header); refused, it is
+//! closed with 4403 before any `connection_ack`. Frames and messages are limited to the HTTP
+//! body limit (1009 past it, refused from the frame's header, never buffered); sockets, the
+//! operations of one socket and of one principal are capped (`quota`); a client that stops
+//! reading is dropped with 1008 once its outgoing queue has stayed full for
+//! `slow_consumer` (the queue holds a few messages, not megabytes).
 
 mod connection;
+mod frames;
+mod operation;
+mod quota;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response as HttpResponse;
 use std::time::Duration;
 
-use crate::graphql::{InventorySchema, RequestMeta};
+use crate::graphql::InventorySchema;
+use crate::http::admission::Admission;
 use connection::Connection;
+pub use quota::{SocketPermit, Sockets};
 
 /// The protocols, by the name a client asks for in `Sec-WebSocket-Protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +79,16 @@ impl Protocol {
 pub struct WsConfig {
     /// How long a socket may stay open without `connection_init` (4408 after).
     pub init_timeout: Duration,
-    /// Largest message accepted.
+    /// Largest frame and message accepted.
     pub max_message_bytes: usize,
     /// Active operations one socket may run at once.
     pub max_operations: usize,
+    /// Active operations one principal may run at once over all its sockets.
+    pub max_operations_per_principal: usize,
+    /// Sockets open at once.
+    pub max_connections: usize,
+    /// How long the outgoing queue may stay full before the socket is dropped (1008).
+    pub slow_consumer: Duration,
     /// What each operation may cost (`graphql::limits`).
     pub limits: crate::graphql::limits::Limits,
 }
@@ -81,15 +98,39 @@ impl Default for WsConfig {
         Self {
             init_timeout: Duration::from_secs(3),
             max_message_bytes: crate::http::MAX_BODY_BYTES,
-            max_operations: 100,
+            max_operations: 20,
+            max_operations_per_principal: 200,
+            max_connections: 1_000,
+            slow_consumer: Duration::from_secs(10),
             limits: crate::graphql::limits::Limits::default(),
         }
     }
 }
 
+/// What a socket learns from its upgrade request.
+pub struct Handshake {
+    /// Whether its `Origin` may connect (`cors::Origins::allows_socket`).
+    pub origin_allowed: bool,
+    /// The upgrade's `Authorization` header, used when `connection_init` carries none.
+    pub authorization: Option<String>,
+    /// The upgrade's `X-Actor` (heeded only for a principal that acts for others).
+    pub actor: Option<String>,
+    /// The upgrade's `X-Correlation-Id`, if it is a bounded token: every operation's then;
+    /// otherwise each operation gets its own.
+    pub correlation_id: Option<String>,
+    /// The peer's address, for the failed-authentication limit.
+    pub peer: Option<std::net::IpAddr>,
+    pub admission: Admission,
+}
+
 /// Close codes of graphql-transport-ws (and 1000 for a normal close).
 pub(crate) mod close {
     pub const NORMAL: u16 = 1000;
+    /// The client did not read what it was sent (RFC 6455 "policy violation").
+    pub const SLOW_CONSUMER: u16 = 1008;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The key store could not be asked; retry later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const BAD_REQUEST: u16 = 4400;
     pub const UNAUTHORIZED: u16 = 4401;
     pub const FORBIDDEN: u16 = 4403;
@@ -99,30 +140,44 @@ pub(crate) mod close {
     pub const TOO_MANY_INITS: u16 = 4429;
 }
 
-/// Upgrades to a GraphQL WebSocket; one from a foreign origin is closed at once (4403).
+/// Initial read and write buffer of a socket.
+const SOCKET_BUFFER: usize = 8 * 1024;
+
+/// Upgrades to a GraphQL WebSocket holding `permit` (one of `Sockets::try_open`); one from a
+/// foreign origin is closed at once (4403).
 pub fn upgrade(
     upgrade: WebSocketUpgrade,
     headers: &HeaderMap,
-    origin_allowed: bool,
+    handshake: Handshake,
     schema: InventorySchema,
-    config: WsConfig,
-    meta: RequestMeta,
+    sockets: Sockets,
+    permit: SocketPermit,
 ) -> HttpResponse {
     let chosen = Protocol::choose(headers);
-    let upgrade = upgrade.max_message_size(config.max_message_bytes);
+    // The frame limit refuses an oversized frame from its header, before reading it. The
+    // buffers start small (the library's 128 KiB each would be 256 MiB for 1,000 idle
+    // sockets); a larger message still grows the read buffer as far as the limit.
+    let upgrade = upgrade
+        .max_frame_size(sockets.config.max_message_bytes)
+        .max_message_size(sockets.config.max_message_bytes)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER);
     let upgrade = match chosen {
         Some(protocol) => upgrade.protocols([protocol.name()]),
         None => upgrade,
     };
     upgrade.on_upgrade(move |socket| async move {
+        let _open = permit;
         let refusal = match chosen {
-            _ if !origin_allowed => (close::FORBIDDEN, "Forbidden: this origin may not connect"),
+            _ if !handshake.origin_allowed => {
+                (close::FORBIDDEN, "Forbidden: this origin may not connect")
+            }
             None => (
                 close::SUBPROTOCOL_NOT_ACCEPTABLE,
                 "Subprotocol not acceptable",
             ),
             Some(protocol) => {
-                return Connection::new(schema, config, meta, protocol)
+                return Connection::new(schema, sockets, handshake, protocol)
                     .run(socket)
                     .await;
             }

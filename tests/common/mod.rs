@@ -3,6 +3,7 @@
 //! subscriptions over WebSocket. Also runs the `verify` command (projections vs. a replay).
 #![allow(dead_code)]
 
+pub mod edge;
 pub mod fault_proxy;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};

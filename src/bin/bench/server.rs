@@ -49,6 +49,9 @@ impl Instance {
             ("INVENTORY_BUS", self.bus.clone()),
             ("INVENTORY_AMQP_URL", self.amqp_url.clone()),
             ("INVENTORY_BUS_PREFIX", format!("{}.", self.prefix)),
+            // The benchmark measures the service, not its per-principal rate limit (every
+            // simulated client is the one anonymous principal).
+            ("INVENTORY_RATE_LIMIT_PER_SECOND", "0".into()),
         ];
         if let Some(endpoint) = &self.dynamodb_endpoint {
             env.push(("INVENTORY_DYNAMODB_ENDPOINT", endpoint.clone()));

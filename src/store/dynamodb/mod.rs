@@ -5,7 +5,7 @@
 //! guards and the idempotency record. Limits (100 items, 4 MB, 400 KB per item) are checked
 //! before the call; a cancelled transaction is decoded into a race, a taken key or a failure.
 //! What the relay reads of the outbox, and the leases that say who sweeps which shard, are in
-//! `outbox`.
+//! `outbox`. API keys, in their own table of the same store, are in `keys`.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -33,6 +33,7 @@ const MAX_ITEM_BYTES: usize = 390 * 1024;
 /// Parallel scan segments used by `read_all` (replay).
 const SCAN_SEGMENTS: i32 = 4;
 
+mod keys;
 mod outbox;
 
 pub use outbox::DEFAULT_LEASE as DEFAULT_OUTBOX_LEASE;
