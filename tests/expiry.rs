@@ -246,9 +246,7 @@ async fn two_instances_on_one_store_expire_each_allocation_exactly_once() {
 
 /// This instance's `allocationExpire` commands by outcome, from `/metrics`.
 async fn expiries(server: &Server) -> String {
-    let text = common::client()
-        .get(format!("{}/metrics", server.url))
-        .send()
+    let text = reqwest::get(format!("{}/metrics", server.url))
         .await
         .expect("metrics")
         .text()

@@ -60,13 +60,6 @@ pub fn prefix_of(data_dir: &Path) -> String {
     format!("t{clean}")
 }
 
-/// An HTTP client. reqwest is built on rustls without a provider of its own (the service
-/// installs aws-lc-rs, the SDK's), so a test process must install one before its first client.
-pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 pub struct Server {
     child: Child,
     pub url: String,
@@ -91,8 +84,6 @@ impl Server {
 
     /// A server on a data directory with extra environment (bus, test hooks).
     pub async fn start_with(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
-        // Before the child starts, so that a panic here cannot leave a server running.
-        let client = client();
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -123,7 +114,7 @@ impl Server {
             url,
             data_dir: data_dir.to_owned(),
             _temp: None,
-            client,
+            client: reqwest::Client::new(),
         }
     }
 
