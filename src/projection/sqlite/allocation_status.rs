@@ -98,3 +98,39 @@ impl Table for AllocationView {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_an_older_release_gains_the_deadline_column_and_index() {
+        let conn = Connection::open_in_memory().expect("open");
+        let older = SCHEMA.replace(", expires_at INTEGER", "");
+        conn.execute_batch(&older).expect("older schema");
+        conn.execute_batch(
+            "INSERT INTO allocations VALUES ('00000000-0000-0000-0000-000000000001', 'o',
+             '00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-000000000003',
+             1, 'CREATED', NULL, 1, 10, 10)",
+        )
+        .expect("older row");
+        migrate(&conn).expect("migrate");
+        migrate(&conn).expect("migrate again changes nothing");
+        let row = conn
+            .query_row(
+                &AllocationView::select(),
+                ["00000000-0000-0000-0000-000000000001"],
+                from_row,
+            )
+            .expect("read");
+        assert_eq!(row.expires_at, None);
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'allocations_awaiting_expiry'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("index");
+        assert_eq!(indexed, 1);
+    }
+}
