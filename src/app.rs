@@ -202,6 +202,7 @@ impl Service {
                 commands: commands.clone(),
                 read: projections.clone(),
                 interval: Duration::from_millis(expiry.expiry_interval_ms),
+                settled: Default::default(),
             }
             .run(sweeper_stopping),
         );

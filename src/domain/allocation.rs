@@ -57,6 +57,10 @@ impl AllocationStatus {
 /// The reason an expired allocation is cancelled with.
 pub const EXPIRED: &str = "expired";
 
+/// What an expiry of an allocation whose deadline has not come is refused as
+/// (`InvalidStateTransition.from`): the one refusal a later sweep may see otherwise.
+pub const NOT_DUE: &str = "not due";
+
 /// How far ahead a deadline may lie: a reservation is for hours or days, not for ever.
 pub const MAX_EXPIRY_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
@@ -272,7 +276,7 @@ pub fn decide(
             transition(state, "expire", &[AllocationStatus::Created])?;
             if !state.is_due(now) {
                 return Err(DomainError::InvalidStateTransition {
-                    from: "not due",
+                    from: NOT_DUE,
                     action: "expire",
                 });
             }
