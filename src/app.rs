@@ -1,8 +1,9 @@
 //! Start-up: builds the service from its configuration — store, projections (caught up with
-//! the store), bus, outbox relay, command handling — serves it over HTTP until a signal, and
-//! takes it down gracefully, publishing what the outbox still holds. The only place that names
-//! adapters; `main.rs` only parses the command line.
+//! the store), bus, outbox relay, command handling, the expiry sweeper — serves it over HTTP
+//! until a signal, and takes it down gracefully, publishing what the outbox still holds. The
+//! only place that names adapters; `main.rs` only parses the command line.
 
+mod expiry;
 mod keys;
 mod maintenance;
 mod projector;
@@ -19,7 +20,7 @@ use crate::auth::keys::Keys;
 use crate::bus::local::LocalBus;
 use crate::bus::rabbitmq::RabbitBus;
 use crate::bus::{relay, EventBus};
-use crate::config::{BusConfig, BusKind, EdgeConfig, StorageConfig, StoreKind};
+use crate::config::{BusConfig, BusKind, EdgeConfig, ExpiryConfig, StorageConfig, StoreKind};
 use crate::dynamodb::{self, Tables};
 use crate::graphql::AppContext;
 use crate::projection::catch_up::dynamodb::TableIdentities;
@@ -47,6 +48,9 @@ pub struct Service {
     catching_up: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     relay: JoinHandle<()>,
+    /// Stopped before the relay, so that its last expiries are published on the way out.
+    sweeper_shutdown: watch::Sender<bool>,
+    sweeper: JoinHandle<()>,
 }
 
 /// The store and the projections (every generation of their tables), opened from configuration.
@@ -133,13 +137,15 @@ async fn dynamodb_client(
 impl Service {
     /// Starts the service on the configured storage with the in-process bus.
     pub async fn start(config: &StorageConfig) -> anyhow::Result<Self> {
-        Self::start_with(config, &BusConfig::default()).await
+        Self::start_with(config, &BusConfig::default(), &ExpiryConfig::default()).await
     }
 
-    /// Starts the service on the configured storage and bus.
+    /// Starts the service on the configured storage and bus, sweeping expired reservations as
+    /// configured.
     pub async fn start_with(
         config: &StorageConfig,
         bus_config: &BusConfig,
+        expiry: &ExpiryConfig,
     ) -> anyhow::Result<Self> {
         let lease = Duration::from_millis(bus_config.outbox_lease_ms);
         let Storage {
@@ -188,11 +194,21 @@ impl Service {
             ))
         };
         let source = format!("inventory-service/{}", std::process::id());
+        let commands =
+            Arc::new(Commands::new(store.clone(), source).with_snapshots(config.snapshot_every));
+        let (sweeper_shutdown, sweeper_stopping) = watch::channel(false);
+        let sweeper = tokio::spawn(
+            expiry::Sweeper {
+                commands: commands.clone(),
+                read: projections.clone(),
+                interval: Duration::from_millis(expiry.expiry_interval_ms),
+                settled: Default::default(),
+            }
+            .run(sweeper_stopping),
+        );
         Ok(Self {
             context: AppContext {
-                commands: Arc::new(
-                    Commands::new(store.clone(), source).with_snapshots(config.snapshot_every),
-                ),
+                commands,
                 read: projections.clone(),
                 rebuilds: Arc::new(RebuildControl::new(store.clone(), projections.clone())),
                 projections,
@@ -204,6 +220,8 @@ impl Service {
             catching_up,
             shutdown,
             relay,
+            sweeper_shutdown,
+            sweeper,
         })
     }
 
@@ -211,6 +229,10 @@ impl Service {
     pub async fn stop(self) {
         // An unfinished catch-up resumes at the next start (its checkpoints are kept).
         self.catching_up.abort();
+        let _ = self.sweeper_shutdown.send(true);
+        if let Err(error) = self.sweeper.await {
+            tracing::error!(%error, "expiry sweeper ended abnormally");
+        }
         let _ = self.shutdown.send(true);
         if let Err(error) = self.relay.await {
             tracing::error!(%error, "outbox relay ended abnormally");
@@ -225,6 +247,7 @@ pub struct ServeSettings {
     pub storage: StorageConfig,
     pub bus: BusConfig,
     pub edge: EdgeConfig,
+    pub expiry: ExpiryConfig,
     /// Who may call it: keys, tokens, the anonymous role.
     pub auth: crate::config::AuthConfig,
     /// How long a DataLoader batch waits for more ids after its first.
@@ -237,7 +260,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     if crate::metrics::handle().is_some() {
         crate::metrics::describe();
     }
-    let service = Service::start_with(&settings.storage, &settings.bus)
+    let service = Service::start_with(&settings.storage, &settings.bus, &settings.expiry)
         .await
         .with_context(|| format!("starting on the {:?} store", settings.storage.store))?;
     let schema = crate::graphql::schema_with(Some(service.context.clone()), settings.batch_window);

@@ -127,6 +127,31 @@ pub struct StorageConfig {
     pub snapshot_every: u64,
 }
 
+/// The background work on reservations that expire.
+#[derive(Args, Clone, Debug)]
+pub struct ExpiryConfig {
+    /// How often this instance looks for allocations past their deadline and cancels them
+    /// (ms). An expiry lands within about this long after its deadline; every instance may
+    /// sweep, and exactly one cancels each allocation.
+    #[arg(
+        long,
+        env = "INVENTORY_EXPIRY_INTERVAL_MS",
+        default_value_t = DEFAULT_EXPIRY_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(10..=60_000)
+    )]
+    pub expiry_interval_ms: u64,
+}
+
+pub const DEFAULT_EXPIRY_INTERVAL_MS: u64 = 1_000;
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        Self {
+            expiry_interval_ms: DEFAULT_EXPIRY_INTERVAL_MS,
+        }
+    }
+}
+
 /// How the HTTP edge treats browsers on other origins and WebSocket clients.
 #[derive(Args, Clone, Debug)]
 pub struct EdgeConfig {

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use inventory_service::app::{self, migrate, rebuild_snapshots, verify_projections};
 use inventory_service::auth::{keys, Role};
-use inventory_service::config::{AuthConfig, BusConfig, EdgeConfig, StorageConfig};
+use inventory_service::config::{AuthConfig, BusConfig, EdgeConfig, ExpiryConfig, StorageConfig};
 use inventory_service::graphql;
 use inventory_service::projection::layout::ProjectionName;
 
@@ -37,6 +37,8 @@ struct ServeArgs {
     bus: BusConfig,
     #[command(flatten)]
     edge: EdgeConfig,
+    #[command(flatten)]
+    expiry: ExpiryConfig,
     #[command(flatten)]
     auth: AuthConfig,
     /// Log format.
@@ -273,6 +275,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         storage: args.storage,
         bus: args.bus,
         edge: args.edge,
+        expiry: args.expiry,
         auth: args.auth,
         batch_window: std::time::Duration::from_millis(args.batch_window_ms),
     })

@@ -18,6 +18,7 @@ pub const OUTBOX_SHARDS_OWNED: &str = "inventory_outbox_shards_owned";
 pub const DYNAMODB_REQUESTS: &str = "inventory_dynamodb_requests_total";
 pub const READ_MODEL_QUERIES: &str = "inventory_read_model_queries_total";
 pub const DYNAMODB_CAPACITY: &str = "inventory_dynamodb_capacity_units_total";
+pub const EXPIRY_DELAY: &str = "inventory_expiry_delay_seconds";
 pub const EDGE_REFUSALS: &str = "inventory_edge_refusals_total";
 pub const WEBSOCKETS: &str = "inventory_websockets";
 
@@ -90,6 +91,11 @@ pub fn describe() {
     metrics::describe_gauge!(
         DYNAMODB_CAPACITY,
         "DynamoDB capacity units consumed, by table and index (empty for the table itself); only with --dynamodb-report-capacity. Only ever grows."
+    );
+    metrics::describe_histogram!(
+        EXPIRY_DELAY,
+        metrics::Unit::Seconds,
+        "How long after its deadline each expired allocation was cancelled (this instance's expiries)."
     );
     metrics::describe_counter!(
         EDGE_REFUSALS,

@@ -99,6 +99,7 @@ fn allocation_view() -> AllocationView {
         quantity: 2,
         status: AllocationStatus::Confirmed,
         cancel_reason: None,
+        expires_at: None,
         version: 2,
         created_at: 1_700_000_000_000,
         updated_at: 1_700_000_000_100,

@@ -108,6 +108,7 @@ contract!(
     gaps_stop_the_batch,
     poison_is_reported,
     concurrent_appliers_converge,
+    due_deadlines_are_found_and_only_those,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -245,6 +246,7 @@ fn allocation_created(
         item_id,
         warehouse_id,
         quantity,
+        expires_at: None,
     }
 }
 
@@ -414,6 +416,7 @@ impl Story {
             quantity,
             status,
             cancel_reason,
+            expires_at: None,
             version,
             created_at,
             updated_at,
@@ -1346,4 +1349,59 @@ async fn on_dynamodb_remembered_rows_never_decide_a_skip() {
     let again = store.apply(vec![w1[0].clone()]).await.expect("apply");
     assert_eq!((again.applied, again.gap), (1, None));
     adapter.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines: the expiry sweeper's query
+
+/// Only created allocations whose deadline has passed are due, earliest first; confirming
+/// clears a deadline, cancelling keeps it (and takes the allocation out of the due ones).
+async fn due_deadlines_are_found_and_only_those(store: &Arc<dyn Projections>) {
+    let [item, warehouse, early, late, confirmed, expired, open] = [(); 7].map(|_| Uuid::now_v7());
+    let created = |quantity, expires_at| AllocationEvent::AllocationCreated {
+        order_id: "ORD".into(),
+        item_id: item,
+        warehouse_id: warehouse,
+        quantity,
+        expires_at,
+    };
+    let mut s = Streams::default();
+    s.allocation(late, T0, created(1, Some(T0 + 15_000)));
+    s.allocation(early, T0, created(1, Some(T0 + 10_000)));
+    s.allocation(confirmed, T0, created(1, Some(T0 + 5_000)));
+    s.allocation(confirmed, T0 + 1, AllocationEvent::AllocationConfirmed {});
+    s.allocation(expired, T0, created(1, Some(T0 + 5_000)));
+    let reason = "expired".to_owned();
+    s.allocation(
+        expired,
+        T0 + 5_000,
+        AllocationEvent::AllocationCancelled { reason },
+    );
+    s.allocation(open, T0, created(1, None));
+    store.apply(s.events).await.expect("apply");
+
+    let due = |now, limit| {
+        let store = store.clone();
+        async move { store.due_allocations(now, limit).await.expect("due") }
+    };
+    assert_eq!(due(T0 + 9_999, 10).await, Vec::<Uuid>::new());
+    assert_eq!(due(T0 + 10_000, 10).await, vec![early]);
+    assert_eq!(due(T0 + 60_000, 10).await, vec![early, late]);
+    assert_eq!(due(T0 + 60_000, 1).await, vec![early]);
+
+    let deadline = |id| {
+        let store = store.clone();
+        async move {
+            let row = store.allocation(id).await.expect("read").expect("row");
+            row.expires_at
+        }
+    };
+    assert_eq!(deadline(early).await, Some(T0 + 10_000));
+    assert_eq!(deadline(confirmed).await, None, "confirming clears it");
+    assert_eq!(
+        deadline(expired).await,
+        Some(T0 + 5_000),
+        "cancelling keeps it"
+    );
+    assert_eq!(deadline(open).await, None);
 }

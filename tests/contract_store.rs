@@ -345,3 +345,51 @@ async fn the_events_table_has_the_seed_key_schema() {
         .expect("again")
         .is_empty());
 }
+
+/// A table of an older release lacks the allocations' index of open deadlines: `migrate` adds
+/// it to the table in place (and then, run again, changes nothing).
+#[tokio::test]
+async fn dynamodb_migrate_adds_an_index_an_older_table_lacks() {
+    let endpoint = std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT")
+        .expect("INVENTORY_TEST_DYNAMODB_ENDPOINT is not set");
+    let client = dynamodb::client(Some(&endpoint)).await;
+    let tables = Tables::new(format!("c{}_", Uuid::now_v7().simple()));
+    let older = tables
+        .specs()
+        .into_iter()
+        .map(|mut spec| {
+            spec.global.retain(|index| index.name != "awaiting_expiry");
+            spec
+        })
+        .collect();
+    dynamodb::create_tables(&client, older)
+        .await
+        .expect("older tables");
+    let added = dynamodb::migrate(&client, &tables).await.expect("migrate");
+    assert_eq!(
+        added,
+        vec![format!("{}.awaiting_expiry", tables.allocations())]
+    );
+    let described = client
+        .describe_table()
+        .table_name(tables.allocations())
+        .send()
+        .await
+        .expect("describe");
+    let index = described
+        .table()
+        .map(|t| t.global_secondary_indexes())
+        .unwrap_or_default()
+        .iter()
+        .find(|i| i.index_name() == Some("awaiting_expiry"))
+        .cloned()
+        .expect("the index was added");
+    assert_eq!(
+        index.index_status(),
+        Some(&aws_sdk_dynamodb::types::IndexStatus::Active)
+    );
+    assert!(dynamodb::migrate(&client, &tables)
+        .await
+        .expect("again")
+        .is_empty());
+}

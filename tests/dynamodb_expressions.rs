@@ -190,6 +190,7 @@ fn lifecycle() -> Vec<EventEnvelope> {
                 item_id: item,
                 warehouse_id: warehouse,
                 quantity: 9,
+                expires_at: None,
             },
         ),
         envelope(
@@ -213,6 +214,7 @@ fn lifecycle() -> Vec<EventEnvelope> {
                 item_id: item,
                 warehouse_id: warehouse,
                 quantity: 1,
+                expires_at: None,
             },
         ),
         envelope(

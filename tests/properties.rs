@@ -1,17 +1,20 @@
 //! Property test: for random command sequences, every projection equals a fold of the stored
 //! events — both a replay through the projectors (`verify`) and the domain's own aggregate
 //! fold — and stock invariants hold (available never negative, allocated equals the open
-//! allocations). Counts leave on hand at the figure counted or change nothing; a bulk under
-//! REJECT_EVERYTHING applies every row or none. On SQLite, or on DynamoDB as `backend_env`
-//! selects (`INVENTORY_TEST_BACKEND=dynamodb`).
+//! allocations). Some allocations carry deadlines a few hundred ms ahead, which the sweeper
+//! (every 20 ms) and explicit expiries race the other commands for; in the end none is left
+//! due, and only created allocations past their deadline were expired. Counts leave on hand at
+//! the figure counted or change nothing; a bulk under REJECT_EVERYTHING applies every row or
+//! none. On SQLite, or on DynamoDB as `backend_env` selects (`INVENTORY_TEST_BACKEND=dynamodb`).
 
 use inventory_service::app::{verify_projections, Service};
+use inventory_service::application::now_ms;
 use inventory_service::application::{
     load, AdjustStock, BulkAdjust, BulkPolicy, BulkRow, CommandContext, CommandError,
     CreateAllocation, CreateItem, CreateWarehouse, Outcome,
 };
-use inventory_service::config::{StorageConfig, StoreKind};
-use inventory_service::domain::allocation::{AllocationCommand, AllocationStatus};
+use inventory_service::config::{BusConfig, ExpiryConfig, StorageConfig, StoreKind};
+use inventory_service::domain::allocation::{Allocation, AllocationCommand, AllocationStatus};
 use inventory_service::domain::item::{AdjustmentReason, CountReason, InventoryItem, ItemCommand};
 use inventory_service::domain::warehouse::WarehouseCommand;
 use inventory_service::projection::AllocationFilter;
@@ -23,7 +26,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 enum Op {
     Adjust(usize, i64, usize),
-    Allocate(usize, i64),
+    /// Item, quantity, and a deadline this many ms ahead.
+    Allocate(usize, i64, Option<i64>),
+    Expire(usize),
+    Wait(u64),
     Confirm(usize),
     Cancel(usize),
     Fulfil(usize),
@@ -39,7 +45,10 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3usize, -20..20i64, 0..6usize).prop_map(|(i, d, r)| Op::Adjust(i, d, r)),
-        4 => (0..3usize, 1..8i64).prop_map(|(i, q)| Op::Allocate(i, q)),
+        4 => (0..3usize, 1..8i64, proptest::option::of(20..300i64))
+            .prop_map(|(i, q, d)| Op::Allocate(i, q, d)),
+        1 => (0..12usize).prop_map(Op::Expire),
+        2 => (0..150u64).prop_map(Op::Wait),
         2 => (0..12usize).prop_map(Op::Confirm),
         2 => (0..12usize).prop_map(Op::Cancel),
         2 => (0..12usize).prop_map(Op::Fulfil),
@@ -53,10 +62,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The item as the store has it (folded from its events).
-async fn stored(store: &dyn EventStore, id: Uuid) -> (InventoryItem, usize) {
-    let item = load::<InventoryItem>(store, id, None).await.expect("load");
-    (item.state, item.version as usize)
+/// Units on hand of the item as the store has it (folded from its events). The sweeper may
+/// release reservations at any moment, never on-hand stock: what a count or a bulk did or did
+/// not change is told by this.
+async fn on_hand(store: &dyn EventStore, id: Uuid) -> i64 {
+    load::<InventoryItem>(store, id, None)
+        .await
+        .expect("load")
+        .state
+        .on_hand
 }
 
 const REASONS: [AdjustmentReason; 6] = [
@@ -89,7 +103,12 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
         outbox_shards: 4,
         snapshot_every: 4,
     };
-    let service = Service::start(&config).await.expect("start");
+    let expiry = ExpiryConfig {
+        expiry_interval_ms: 20,
+    };
+    let service = Service::start_with(&config, &BusConfig::default(), &expiry)
+        .await
+        .expect("start");
     let app = service.context.clone();
     let ctx = CommandContext {
         actor: "property".into(),
@@ -139,11 +158,12 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                 };
                 app.commands.adjust_stock(&ctx, command).await
             }
-            Op::Allocate(i, quantity) => {
+            Op::Allocate(i, quantity, ahead) => {
                 let command = CreateAllocation {
                     order_id: "order".into(),
                     item_id: items[i],
                     quantity,
+                    expires_at: ahead.map(|ms| now_ms() + ms),
                 };
                 let result = app.commands.create_allocation(&ctx, command).await;
                 if let Ok(Outcome::Allocation { allocation, .. }) = &result {
@@ -151,7 +171,13 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                 }
                 result
             }
-            Op::Confirm(a) | Op::Cancel(a) | Op::Fulfil(a) if allocations.is_empty() => {
+            Op::Wait(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                continue;
+            }
+            Op::Confirm(a) | Op::Cancel(a) | Op::Fulfil(a) | Op::Expire(a)
+                if allocations.is_empty() =>
+            {
                 let _ = a;
                 continue;
             }
@@ -167,6 +193,10 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     reason: "prop".into(),
                 };
                 app.commands.change_allocation(&ctx, id, command).await
+            }
+            Op::Expire(a) => {
+                let id = allocations[a % allocations.len()];
+                app.commands.expire_allocation(id).await
             }
             Op::Fulfil(a) => {
                 let id = allocations[a % allocations.len()];
@@ -200,10 +230,10 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     .await
             }
             Op::Count(i, quantity, offset, cycle) => {
-                let (before, version) = stored(&*app.store, items[i]).await;
+                let before = on_hand(&*app.store, items[i]).await;
                 let command = ItemCommand::SetOnHand {
                     quantity,
-                    compare_quantity: offset.map(|o| before.on_hand + o),
+                    compare_quantity: offset.map(|o| before + o),
                     reason: if cycle {
                         CountReason::CycleCount
                     } else {
@@ -215,10 +245,10 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     .commands
                     .change_item(&ctx, items[i], None, command)
                     .await;
-                let (after, after_version) = stored(&*app.store, items[i]).await;
+                let after = on_hand(&*app.store, items[i]).await;
                 match &result {
-                    Ok(_) => assert_eq!(after.on_hand, quantity, "a count sets on hand"),
-                    Err(_) => assert_eq!(after_version, version, "a refused count changes nothing"),
+                    Ok(_) => assert_eq!(after, quantity, "a count sets on hand"),
+                    Err(_) => assert_eq!(after, before, "a refused count changes nothing"),
                 }
                 if offset.is_some_and(|o| o != 0) {
                     assert!(result.is_err(), "a stale count is refused");
@@ -228,7 +258,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
             Op::Bulk(rows, whole) => {
                 let mut before = Vec::new();
                 for &id in &items {
-                    before.push(stored(&*app.store, id).await.1);
+                    before.push(on_hand(&*app.store, id).await);
                 }
                 let rows: Vec<BulkRow> = rows
                     .iter()
@@ -251,7 +281,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     .await;
                 let mut after = Vec::new();
                 for &id in &items {
-                    after.push(stored(&*app.store, id).await.1);
+                    after.push(on_hand(&*app.store, id).await);
                 }
                 if let Ok(Outcome::Bulk(outcome)) = &result {
                     let applied = outcome.rows.iter().filter(|r| r.item.is_some()).count();
@@ -287,6 +317,40 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every deadline passes and the sweeper cancels what is still created.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..200 {
+        let due = app.read.due_allocations(now_ms(), 100).await.expect("due");
+        if due.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for &id in &allocations {
+        let view = app.read.allocation(id).await.expect("read").expect("row");
+        let folded = load::<Allocation>(&*app.store, id, None)
+            .await
+            .expect("load");
+        assert_eq!(view.expires_at, folded.state.expires_at);
+        match (view.status, view.cancel_reason.as_deref()) {
+            (AllocationStatus::Created, _) => {
+                assert_eq!(
+                    view.expires_at, None,
+                    "no allocation left past its deadline"
+                )
+            }
+            (AllocationStatus::Cancelled, Some("expired")) => {
+                let deadline = view
+                    .expires_at
+                    .expect("an expired allocation had a deadline");
+                assert!(deadline <= view.updated_at, "expired no sooner than due");
+            }
+            (AllocationStatus::Confirmed | AllocationStatus::Fulfilled, _) => {
+                assert_eq!(view.expires_at, None, "confirming clears the deadline")
+            }
+            _ => {}
+        }
+    }
 
     for &id in &items {
         let folded = load::<InventoryItem>(&*app.store, id, None)

@@ -49,7 +49,15 @@ pub struct CreateAllocation {
     pub order_id: String,
     pub item_id: Uuid,
     pub quantity: i64,
+    /// The deadline, ms since the epoch. Left out of the fingerprint when unset, so an
+    /// idempotency key recorded before deadlines existed still matches its retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
+
+/// Who expires allocations: the actor in the metadata of every cancel the sweeper makes, and
+/// the principal its idempotency keys belong to.
+pub const EXPIRY_ACTOR: &str = "system:expiry";
 
 pub struct Commands {
     pub(super) pipeline: Arc<Pipeline>,
@@ -280,6 +288,7 @@ impl Commands {
             order_id: input.order_id,
             item_id,
             quantity: input.quantity,
+            expires_at: input.expires_at,
         };
         let the_warehouse = |item: &InventoryItem| item.exists.then_some(item.warehouse_id);
         let request = Request {
@@ -308,6 +317,7 @@ impl Commands {
                     item,
                     warehouse,
                     command.clone(),
+                    draft.now,
                 )?;
                 if draft.loaded::<Warehouse>(warehouse_id).is_some() {
                     // The warehouse must still be as decided on (active) when the batch lands.
@@ -333,6 +343,8 @@ impl Commands {
             AllocationCommand::ConfirmAllocation => "allocationConfirm",
             AllocationCommand::CancelAllocation { .. } => "allocationCancel",
             AllocationCommand::FulfillAllocation => "allocationFulfill",
+            // Not a GraphQL mutation: the sweeper's, named so for its keys and metrics.
+            AllocationCommand::ExpireAllocation => "allocationExpire",
         };
         // Its item's queue, so that it never races the item's other commands here. The item
         // id never changes, so it can be read before queueing.
@@ -363,6 +375,7 @@ impl Commands {
                     &draft.state::<InventoryItem>(item_id)?.state,
                     &Warehouse::default(),
                     command.clone(),
+                    draft.now,
                 )?;
                 let allocation = draft.record::<Allocation>(id, decision.allocation, ctx)?;
                 let item = draft.record::<InventoryItem>(item_id, decision.item, ctx)?;
@@ -370,6 +383,24 @@ impl Commands {
             }),
         });
         self.submit(ctx, request.map_err(Into::into)).await
+    }
+
+    /// Cancels an allocation whose deadline has passed (reason `expired`), as the service
+    /// itself: the cancel path every command takes, decided on the stored allocation, so only
+    /// a still-created, due one is cancelled (anything else is INVALID_STATE_TRANSITION), and
+    /// conditioned on its version, so of several instances expiring it at once exactly one
+    /// commits. The key `expire:<id>` gives a retried expiry the first one's result.
+    pub async fn expire_allocation(&self, id: Uuid) -> Result<Outcome, CommandError> {
+        let ctx = CommandContext {
+            actor: EXPIRY_ACTOR.to_owned(),
+            correlation_id: format!("expire:{id}"),
+            idempotency_key: Some(format!("expire:{id}")),
+            source: String::new(),
+            principal: EXPIRY_ACTOR.to_owned(),
+            scope: crate::auth::Scope::All,
+        };
+        self.change_allocation(&ctx, id, AllocationCommand::ExpireAllocation)
+            .await
     }
 }
 

@@ -120,6 +120,7 @@ async fn a_lost_reply_in_a_batch_is_a_success_applied_once() {
             order_id: "o-1".into(),
             item_id,
             quantity: 4,
+            expires_at: None,
         },
     );
     let adjustments = join_all((0..6).map(|_| commands.adjust_stock(ctx(), adjust(item_id, 1))));
@@ -153,6 +154,7 @@ async fn a_refusal_decided_on_a_remembered_state_is_decided_again_on_the_stored_
         order_id: "o-1".into(),
         item_id,
         quantity: 12,
+        expires_at: None,
     };
     let allocated = here.create_allocation(ctx(), allocation.clone()).await;
     assert_eq!(on_hand(&allocated), 15, "decided on the stored state");
@@ -222,6 +224,7 @@ async fn allocation_changes_share_their_items_batch() {
                 order_id: "o-1".into(),
                 item_id,
                 quantity: 3,
+                expires_at: None,
             },
         )
         .await
@@ -353,6 +356,7 @@ async fn a_scoped_principal_changes_nothing_outside_its_warehouses() {
                 order_id: "o-1".into(),
                 item_id,
                 quantity: 1,
+                expires_at: None,
             },
         )
         .await;

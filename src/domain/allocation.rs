@@ -1,7 +1,9 @@
 //! The Allocation decider: stock reserved for an order line, created → confirmed → fulfilled,
 //! or cancelled from created or confirmed. Every decision also yields the item's half (reserve,
 //! release, consume) so that the caller commits both streams atomically: that shared commit,
-//! conditioned on the item's version, is what makes overselling impossible.
+//! conditioned on the item's version, is what makes overselling impossible. A created
+//! allocation may carry a deadline: past it, it can no longer be confirmed, and expiring it is
+//! an ordinary cancel (reason `expired`) that only a still-created, due allocation accepts.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -52,6 +54,16 @@ impl AllocationStatus {
     }
 }
 
+/// The reason an expired allocation is cancelled with.
+pub const EXPIRED: &str = "expired";
+
+/// What an expiry of an allocation whose deadline has not come is refused as
+/// (`InvalidStateTransition.from`): the one refusal a later sweep may see otherwise.
+pub const NOT_DUE: &str = "not due";
+
+/// How far ahead a deadline may lie: a reservation is for hours or days, not for ever.
+pub const MAX_EXPIRY_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "eventType", content = "eventData")]
 pub enum AllocationEvent {
@@ -61,6 +73,11 @@ pub enum AllocationEvent {
         item_id: Uuid,
         warehouse_id: Uuid,
         quantity: i64,
+        /// The deadline (ms since the epoch), if any. Optional and absent when `None`, so an
+        /// event stored before deadlines existed reads as what it meant (no deadline) and one
+        /// without a deadline is stored exactly as before: still schema version 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
     },
     #[serde(rename_all = "camelCase")]
     AllocationConfirmed {},
@@ -91,6 +108,19 @@ pub struct Allocation {
     pub quantity: i64,
     pub status: AllocationStatus,
     pub cancel_reason: Option<String>,
+    /// The deadline (ms since the epoch) while one applies: set at creation, cleared by the
+    /// confirmation, kept on a cancelled allocation (when it was, or would have been, due).
+    /// A snapshot from before deadlines existed reads as none, which it was: the state
+    /// version stays 1.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+impl Allocation {
+    /// Whether the deadline has passed at `now` (ms): due for expiry, too late to confirm.
+    pub fn is_due(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|deadline| deadline <= now)
+    }
 }
 
 impl Aggregate for Allocation {
@@ -104,6 +134,7 @@ impl Aggregate for Allocation {
                 item_id,
                 warehouse_id,
                 quantity,
+                expires_at,
             } => {
                 *self = Allocation {
                     exists: true,
@@ -113,9 +144,13 @@ impl Aggregate for Allocation {
                     quantity: *quantity,
                     status: AllocationStatus::Created,
                     cancel_reason: None,
+                    expires_at: *expires_at,
                 };
             }
-            AllocationEvent::AllocationConfirmed {} => self.status = AllocationStatus::Confirmed,
+            AllocationEvent::AllocationConfirmed {} => {
+                self.status = AllocationStatus::Confirmed;
+                self.expires_at = None;
+            }
             AllocationEvent::AllocationFulfilled { .. } => {
                 self.status = AllocationStatus::Fulfilled
             }
@@ -134,12 +169,18 @@ pub enum AllocationCommand {
         order_id: String,
         item_id: Uuid,
         quantity: i64,
+        /// The deadline (ms since the epoch): after `now`, at most `MAX_EXPIRY_MS` ahead.
+        expires_at: Option<i64>,
     },
     ConfirmAllocation,
     CancelAllocation {
         reason: String,
     },
     FulfillAllocation,
+    /// The service's own cancel of an allocation whose deadline passed. Unlike a client's
+    /// cancel it accepts only a created allocation that is due, so a sweeper acting on a stale
+    /// read model can never cancel one confirmed meanwhile.
+    ExpireAllocation,
 }
 
 /// The events of one allocation decision, for the allocation and for its item.
@@ -149,14 +190,16 @@ pub struct AllocationDecision {
     pub item: Vec<ItemEvent>,
 }
 
-/// Decides an allocation command. `item` and `warehouse` are the allocation's item and that
-/// item's warehouse (for a new allocation: the item named in the command).
+/// Decides an allocation command at `now` (ms since the epoch, the commit's timestamp).
+/// `item` and `warehouse` are the allocation's item and that item's warehouse (for a new
+/// allocation: the item named in the command).
 pub fn decide(
     id: Uuid,
     state: &Allocation,
     item: &InventoryItem,
     warehouse: &Warehouse,
     command: AllocationCommand,
+    now: i64,
 ) -> Result<AllocationDecision, DomainError> {
     if !matches!(command, AllocationCommand::CreateAllocation { .. }) && !state.exists {
         return Err(DomainError::NotFound {
@@ -170,9 +213,13 @@ pub fn decide(
             order_id,
             item_id,
             quantity,
+            expires_at,
         } => {
             let order_id = validate::required_text("orderId", &order_id, ORDER_ID_MAX)?;
             let quantity = validate::quantity("quantity", quantity, 1)?;
+            if let Some(deadline) = expires_at {
+                deadline_ahead(deadline, now)?;
+            }
             if state.exists {
                 return Err(DomainError::invalid("id", "allocation already exists"));
             }
@@ -185,12 +232,20 @@ pub fn decide(
                     item_id,
                     warehouse_id: item.warehouse_id,
                     quantity,
+                    expires_at,
                 }],
                 item: item_events,
             })
         }
         AllocationCommand::ConfirmAllocation => {
             transition(state, "confirm", &[AllocationStatus::Created])?;
+            if state.is_due(now) {
+                // Expired, even if the sweeper has not cancelled it yet: the deadline is exact.
+                return Err(DomainError::InvalidStateTransition {
+                    from: "past its deadline",
+                    action: "confirm",
+                });
+            }
             Ok(AllocationDecision {
                 allocation: vec![AllocationEvent::AllocationConfirmed {}],
                 item: vec![],
@@ -217,7 +272,42 @@ pub fn decide(
                 item: item.consume(id, state.quantity),
             })
         }
+        AllocationCommand::ExpireAllocation => {
+            transition(state, "expire", &[AllocationStatus::Created])?;
+            if !state.is_due(now) {
+                return Err(DomainError::InvalidStateTransition {
+                    from: NOT_DUE,
+                    action: "expire",
+                });
+            }
+            Ok(AllocationDecision {
+                item: item.release(id, state.quantity, EXPIRED),
+                allocation: vec![AllocationEvent::AllocationCancelled {
+                    reason: EXPIRED.to_owned(),
+                }],
+            })
+        }
     }
+}
+
+/// A deadline must lie ahead of `now`, and not too far.
+fn deadline_ahead(deadline: i64, now: i64) -> Result<(), DomainError> {
+    if deadline <= now {
+        return Err(DomainError::invalid(
+            "expiresAt",
+            "expiresAt must be in the future",
+        ));
+    }
+    if deadline - now > MAX_EXPIRY_MS {
+        return Err(DomainError::invalid(
+            "expiresAt",
+            format!(
+                "expiresAt may be at most {} days ahead",
+                MAX_EXPIRY_MS / 86_400_000
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn transition(
@@ -245,6 +335,8 @@ mod tests {
     const ITEM: Uuid = Uuid::from_u128(1);
     const WAREHOUSE: Uuid = Uuid::from_u128(2);
     const ALLOCATION: Uuid = Uuid::from_u128(3);
+    /// The moment every command of these stories is decided at.
+    const NOW: i64 = 1_000_000;
 
     fn warehouse(active: bool) -> Warehouse {
         let mut events = vec![WarehouseEvent::WarehouseCreated {
@@ -276,6 +368,17 @@ mod tests {
             item_id: ITEM,
             warehouse_id: WAREHOUSE,
             quantity,
+            expires_at: None,
+        }
+    }
+
+    fn created_until(quantity: i64, deadline: i64) -> AllocationEvent {
+        AllocationEvent::AllocationCreated {
+            order_id: "order-1".into(),
+            item_id: ITEM,
+            warehouse_id: WAREHOUSE,
+            quantity,
+            expires_at: Some(deadline),
         }
     }
 
@@ -284,14 +387,26 @@ mod tests {
         command: AllocationCommand,
     ) -> Result<AllocationDecision, DomainError> {
         let state = given::<Allocation>(history).state;
-        decide(ALLOCATION, &state, &item(10, 2), &warehouse(true), command)
+        decide(
+            ALLOCATION,
+            &state,
+            &item(10, 2),
+            &warehouse(true),
+            command,
+            NOW,
+        )
     }
 
     fn create(quantity: i64) -> AllocationCommand {
+        create_until(quantity, None)
+    }
+
+    fn create_until(quantity: i64, expires_at: Option<i64>) -> AllocationCommand {
         AllocationCommand::CreateAllocation {
             order_id: "order-1".into(),
             item_id: ITEM,
             quantity,
+            expires_at,
         }
     }
 
@@ -347,6 +462,7 @@ mod tests {
             &item(10, 0),
             &warehouse(false),
             create(1),
+            NOW,
         );
         assert_eq!(result.unwrap_err().code(), "INACTIVE");
     }
@@ -361,6 +477,7 @@ mod tests {
             &inactive,
             &warehouse(true),
             create(1),
+            NOW,
         );
         assert_eq!(result.unwrap_err().code(), "INACTIVE");
     }
@@ -373,6 +490,7 @@ mod tests {
             &InventoryItem::default(),
             &Warehouse::default(),
             create(1),
+            NOW,
         );
         assert_eq!(result.unwrap_err().code(), "NOT_FOUND");
     }
@@ -467,5 +585,119 @@ mod tests {
     fn an_unknown_allocation_is_not_found() {
         let result = when(&[], AllocationCommand::ConfirmAllocation);
         assert_eq!(result.unwrap_err().code(), "NOT_FOUND");
+    }
+
+    #[test]
+    fn a_deadline_is_recorded_on_the_created_event() {
+        let decision = when(&[], create_until(4, Some(NOW + 60_000))).unwrap();
+        assert_eq!(decision.allocation, vec![created_until(4, NOW + 60_000)]);
+        let state = given::<Allocation>(&decision.allocation).state;
+        assert_eq!(state.expires_at, Some(NOW + 60_000));
+    }
+
+    #[test]
+    fn a_deadline_must_lie_ahead_and_within_thirty_days() {
+        for deadline in [NOW - 1, NOW, NOW + MAX_EXPIRY_MS + 1] {
+            let error = when(&[], create_until(4, Some(deadline))).unwrap_err();
+            assert_eq!(error.code(), "INVALID_INPUT", "{deadline}");
+            assert_eq!(error.field(), Some("expiresAt"));
+        }
+        assert!(when(&[], create_until(4, Some(NOW + MAX_EXPIRY_MS))).is_ok());
+    }
+
+    #[test]
+    fn confirming_clears_the_deadline() {
+        let history = [
+            created_until(4, NOW + 1),
+            AllocationEvent::AllocationConfirmed {},
+        ];
+        assert_eq!(given::<Allocation>(&history).state.expires_at, None);
+    }
+
+    #[test]
+    fn an_allocation_past_its_deadline_cannot_be_confirmed() {
+        let result = when(
+            &[created_until(4, NOW)],
+            AllocationCommand::ConfirmAllocation,
+        );
+        assert_eq!(result.unwrap_err().code(), "INVALID_STATE_TRANSITION");
+        let before = when(
+            &[created_until(4, NOW + 1)],
+            AllocationCommand::ConfirmAllocation,
+        );
+        assert!(before.is_ok());
+    }
+
+    #[test]
+    fn a_due_allocation_expires_as_a_cancel_releasing_its_stock() {
+        let decision = when(
+            &[created_until(4, NOW)],
+            AllocationCommand::ExpireAllocation,
+        )
+        .unwrap();
+        assert_eq!(
+            decision.allocation,
+            vec![AllocationEvent::AllocationCancelled {
+                reason: EXPIRED.into()
+            }]
+        );
+        assert_eq!(
+            decision.item,
+            vec![ItemEvent::StockDeallocated {
+                allocation_id: ALLOCATION,
+                quantity: 4,
+                reason: EXPIRED.into()
+            }]
+        );
+    }
+
+    #[test]
+    fn only_a_created_due_allocation_expires() {
+        let refused = [
+            // Not due yet.
+            vec![created_until(4, NOW + 1)],
+            // No deadline at all.
+            vec![created(4)],
+            // Confirmed before its deadline (which confirming cleared).
+            vec![
+                created_until(4, NOW - 10),
+                AllocationEvent::AllocationConfirmed {},
+            ],
+            // Already cancelled: an expiry retried, or raced by another instance.
+            vec![
+                created_until(4, NOW - 10),
+                AllocationEvent::AllocationCancelled {
+                    reason: EXPIRED.into(),
+                },
+            ],
+        ];
+        for history in refused {
+            let result = when(&history, AllocationCommand::ExpireAllocation);
+            assert_eq!(
+                result.unwrap_err().code(),
+                "INVALID_STATE_TRANSITION",
+                "{history:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_stored_before_deadlines_existed_reads_as_having_none() {
+        let data = serde_json::json!({
+            "orderId": "o", "itemId": ITEM, "warehouseId": WAREHOUSE, "quantity": 2
+        });
+        let event = AllocationEvent::from_parts("AllocationCreated", &data).unwrap();
+        assert_eq!(
+            event,
+            AllocationEvent::AllocationCreated {
+                order_id: "o".into(),
+                item_id: ITEM,
+                warehouse_id: WAREHOUSE,
+                quantity: 2,
+                expires_at: None
+            }
+        );
+        // ...and one without a deadline is stored exactly as before.
+        assert_eq!(event.to_parts().1, data);
     }
 }

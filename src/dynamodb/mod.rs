@@ -301,7 +301,15 @@ impl Tables {
                 // the index also serves the list of all of them (every key's page merged), and
                 // no `all` index is written. Every attribute: an entry moves at each status
                 // change anyway, and a list then needs no read of the table.
-                .global("by_status_shard", ("statusShard", S), Some(("id", S))),
+                .global("by_status_shard", ("statusShard", S), Some(("id", S)))
+                // Sparse, keys only: just the created allocations with a deadline, by deadline
+                // within each of `EXPIRY_SHARDS` keys, so the sweeper's query each tick reads
+                // only what is due (no Scan, no read of every open allocation).
+                .keys_only(
+                    "awaiting_expiry",
+                    ("expiryShard", S),
+                    Some(("expiresAt", N)),
+                ),
             // No index: history pages are keyed by sequence number, and a time range is a
             // filter on the item's partition (an index on time would bill every entry twice).
             TableSpec::new(self.history(), ("itemId", S), Some(("sequenceNumber", N))),
@@ -421,7 +429,20 @@ pub async fn create_tables(
             message,
         };
         match client.describe_table().table_name(&spec.name).send().await {
-            Ok(_) => continue,
+            Ok(described) => {
+                let existing: Vec<&str> = described
+                    .table()
+                    .map(|t| t.global_secondary_indexes())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|index| index.index_name())
+                    .collect();
+                for index in spec.global.iter().filter(|i| !existing.contains(&i.name)) {
+                    add_index(client, spec, index).await.map_err(fail)?;
+                    created.push(format!("{}.{}", spec.name, index.name));
+                }
+                continue;
+            }
             Err(error) => {
                 let not_found = error
                     .as_service_error()
@@ -456,15 +477,6 @@ pub async fn create_tables(
                     .map_err(|e| fail(e.to_string()))?,
             );
         }
-        let projection = |index: &IndexSpec| {
-            Projection::builder()
-                .projection_type(if index.keys_only {
-                    ProjectionType::KeysOnly
-                } else {
-                    ProjectionType::All
-                })
-                .build()
-        };
         for index in &spec.global {
             request = request.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
@@ -509,6 +521,80 @@ pub async fn create_tables(
         }
     }
     Ok(created)
+}
+
+fn projection(index: &IndexSpec) -> Projection {
+    Projection::builder()
+        .projection_type(if index.keys_only {
+            ProjectionType::KeysOnly
+        } else {
+            ProjectionType::All
+        })
+        .build()
+}
+
+fn attribute(key: &KeyAttribute) -> Result<AttributeDefinition, String> {
+    AttributeDefinition::builder()
+        .attribute_name(key.0)
+        .attribute_type(key.1.clone())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Adds an index that a table of an older release lacks (the allocations' index of open
+/// deadlines), and waits until DynamoDB has filled it in from the existing items, a minute at
+/// most: until then a query on it fails, which its readers report and retry.
+async fn add_index(client: &Client, spec: &TableSpec, index: &IndexSpec) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::{
+        CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, IndexStatus,
+    };
+    let action = CreateGlobalSecondaryIndexAction::builder()
+        .index_name(index.name)
+        .set_key_schema(Some(key_schema(&index.partition, &index.sort)?))
+        .projection(projection(index))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = client
+        .update_table()
+        .table_name(&spec.name)
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder().create(action).build(),
+        );
+    for key in std::iter::once(&index.partition).chain(index.sort.as_ref()) {
+        request = request.attribute_definitions(attribute(key)?);
+    }
+    match request.send().await {
+        Ok(_) => {}
+        // Another process is adding it meanwhile: wait for it as for our own.
+        Err(error)
+            if error.as_service_error().is_some_and(|e| {
+                e.is_resource_in_use_exception() || e.is_limit_exceeded_exception()
+            }) => {}
+        Err(error) => return Err(aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string()),
+    }
+    tracing::info!(table = %spec.name, index = index.name, "adding a DynamoDB index");
+    for _ in 0..600 {
+        let status = client
+            .describe_table()
+            .table_name(&spec.name)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.table)
+            .and_then(|t| {
+                t.global_secondary_indexes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|i| i.index_name() == Some(index.name))
+            })
+            .and_then(|i| i.index_status);
+        if status == Some(IndexStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!(table = %spec.name, index = index.name, "index still building; queries on it fail until it is active");
+    Ok(())
 }
 
 /// Deletes tables; one that is already gone is fine.

@@ -4,6 +4,7 @@
 use super::cursor::CursorKind;
 use super::page::{paginate, AllocationConnection, Count, PageArgs};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
 
 use super::roles::RoleGuard;
 use super::scope::{named_aggregate, visible, Within};
@@ -135,6 +136,11 @@ pub struct AllocationCreateInput {
     item_id: ID,
     /// Units to reserve, at least 1 and at most the item's available stock.
     quantity: i64,
+    /// When the reservation lapses unless confirmed first: in the future, at most 30 days
+    /// ahead (else INVALID_INPUT on `expiresAt`). At that moment the service cancels a still
+    /// CREATED allocation with reason `expired`, releasing its stock, within a few seconds;
+    /// from then on it can no longer be confirmed. Omit it for a reservation that never lapses.
+    expires_at: Option<DateTime<Utc>>,
     /// Send the same key again to retry safely: the mutation applies once and returns the
     /// first result.
     idempotency_key: Option<String>,
@@ -244,14 +250,15 @@ impl AllocationMutation {
             order_id: input.order_id,
             item_id,
             quantity: input.quantity,
+            expires_at: input.expires_at.map(|at| at.timestamp_millis()),
         };
         Ok(payload(outcome(
             app.commands.create_allocation(&command_ctx, command).await,
         )?))
     }
 
-    /// Confirm a created allocation; anything else is INVALID_STATE_TRANSITION.
-    /// Needs the `operator` role.
+    /// Confirm a created allocation, clearing its deadline; anything else, or an allocation
+    /// past its `expiresAt`, is INVALID_STATE_TRANSITION. Needs the `operator` role.
     #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn allocation_confirm(
         &self,

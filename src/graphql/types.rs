@@ -256,9 +256,15 @@ impl Allocation {
     async fn status(&self) -> AllocationStatus {
         self.0.status.into()
     }
-    /// Why it was cancelled, once cancelled.
+    /// Why it was cancelled, once cancelled: `expired` when the service cancelled it at its
+    /// deadline.
     async fn cancel_reason(&self) -> Option<&str> {
         self.0.cancel_reason.as_deref()
+    }
+    /// When the reservation lapses unless confirmed first; null when it has no deadline and
+    /// once confirmed (confirming clears it). A cancelled allocation keeps the deadline it had.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at.map(time)
     }
     /// Sequence number of the allocation's last event.
     async fn version(&self) -> u64 {

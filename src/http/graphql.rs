@@ -43,12 +43,7 @@ pub(super) async fn get(
     params: Result<Query<GetParams>, QueryRejection>,
 ) -> Response {
     let correlation = correlation_id(&headers);
-    let caller = Caller {
-        state: &state,
-        headers: &headers,
-        peer: peer_ip(&peer),
-        correlation: &correlation,
-    };
+    let caller = Caller::new(&state, &headers, &peer, &correlation);
     let mut response = get_response(caller, params).await;
     // The same URL answers HTML or JSON depending on Accept.
     response
@@ -65,12 +60,7 @@ pub(super) async fn post(
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let correlation = correlation_id(&headers);
-    let caller = Caller {
-        state: &state,
-        headers: &headers,
-        peer: peer_ip(&peer),
-        correlation: &correlation,
-    };
+    let caller = Caller::new(&state, &headers, &peer, &correlation);
     let response = post_response(caller, axum::extract::Request::from_parts(parts, body)).await;
     with_correlation(response, &correlation)
 }
@@ -84,7 +74,21 @@ struct Caller<'a> {
     correlation: &'a str,
 }
 
-impl Caller<'_> {
+impl<'a> Caller<'a> {
+    fn new(
+        state: &'a HttpState,
+        headers: &'a HeaderMap,
+        peer: &Peer,
+        correlation: &'a str,
+    ) -> Self {
+        Self {
+            state,
+            headers,
+            peer: peer_ip(peer),
+            correlation,
+        }
+    }
+
     /// The principal the request runs as, within its rate limit, or the refusal to send.
     async fn principal(&self, media: Media) -> Result<Principal, Response> {
         let admission = &self.state.edge.admission;

@@ -154,6 +154,7 @@ impl Row for AllocationView {
                 quantity: view.quantity,
                 status: view.status,
                 cancel_reason: view.cancel_reason.clone(),
+                expires_at: view.expires_at,
             },
             None => Allocation::default(),
         };
@@ -166,6 +167,7 @@ impl Row for AllocationView {
             quantity: state.quantity,
             status: state.status,
             cancel_reason: state.cancel_reason,
+            expires_at: state.expires_at,
             version: envelope.sequence_number,
             created_at: row.map_or(envelope.timestamp, |r| r.created_at),
             updated_at: envelope.timestamp,

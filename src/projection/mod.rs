@@ -257,6 +257,11 @@ pub trait ReadModel: Send + Sync + 'static {
         ids: &[Uuid],
     ) -> Result<Vec<AllocationView>, ProjectionError>;
     async fn count_allocations(&self, filter: AllocationFilter) -> Result<u64, ProjectionError>;
+    /// Up to `limit` allocations still created whose deadline is at or before `now` (ms),
+    /// earliest deadline first: what the expiry sweeper cancels. Read from an index of open
+    /// deadlines only (never a scan), and possibly a little behind the store: the cancel
+    /// decides on the stored allocation.
+    async fn due_allocations(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, ProjectionError>;
     /// History entries with `from <= occurredAt < to` (ms), keyed by sequence number.
     async fn history(
         &self,

@@ -69,9 +69,25 @@ pub struct AllocationView {
     pub quantity: i64,
     pub status: AllocationStatus,
     pub cancel_reason: Option<String>,
+    /// The deadline (ms), as on the aggregate: none once confirmed. A created row whose
+    /// deadline has passed is due for expiry (`ReadModel::due_allocations`).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
     pub version: u64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl AllocationView {
+    /// Whether the sweeper should find this row at `now`: still created, its deadline passed.
+    pub fn is_due(&self, now: i64) -> bool {
+        self.status == AllocationStatus::Created && self.expires_at.is_some_and(|d| d <= now)
+    }
+
+    /// Whether this row belongs in the index of open deadlines (created, with a deadline).
+    pub fn awaits_expiry(&self) -> bool {
+        self.status == AllocationStatus::Created && self.expires_at.is_some()
+    }
 }
 
 /// One change of an item's on-hand stock.
@@ -153,6 +169,7 @@ impl From<&Entity<Allocation>> for AllocationView {
             quantity: state.quantity,
             status: state.status,
             cancel_reason: state.cancel_reason.clone(),
+            expires_at: state.expires_at,
             version: entity.current.version,
             created_at: entity.current.created_at,
             updated_at: entity.current.updated_at,

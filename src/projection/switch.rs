@@ -272,6 +272,7 @@ route_reads! {
         -> Vec<AllocationView>;
     AllocationStatus: allocations_by_ids(ids: &[Uuid]) -> Vec<AllocationView>;
     AllocationStatus: count_allocations(filter: AllocationFilter) -> u64;
+    AllocationStatus: due_allocations(now: i64, limit: usize) -> Vec<Uuid>;
     InventoryHistory: history(
         item_id: Uuid, from: Option<i64>, to: Option<i64>, keys: Keys<u64>
     ) -> Vec<HistoryEntry>;

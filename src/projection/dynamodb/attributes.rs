@@ -49,6 +49,14 @@ impl RecordBuilder {
         }
     }
 
+    /// Omits the attribute when `None`, as `opt_s` does.
+    pub fn opt_n(self, name: &str, value: Option<impl Display>) -> Self {
+        match value {
+            Some(value) => self.n(name, value),
+            None => self,
+        }
+    }
+
     pub fn build(self) -> Record {
         self.0
     }
@@ -95,6 +103,13 @@ impl<'a> RecordReader<'a> {
                 .parse()
                 .map_err(|_| self.malformed(name, "an integer")),
             _ => Err(self.malformed(name, "a number")),
+        }
+    }
+
+    pub fn opt_int(&self, name: &str) -> Result<Option<i64>, ProjectionError> {
+        match self.record.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(_) => self.int(name).map(Some),
         }
     }
 

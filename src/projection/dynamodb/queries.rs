@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use uuid::Uuid;
 
-use super::allocation_status::status_shards;
-use super::attributes::{n, s, Record};
+use super::allocation_status::{expiry_shards, status_shards};
+use super::attributes::{n, s, Record, RecordReader};
 use super::current_inventory::{sku_key, ITEM_LIST, LOW_STOCK, WAREHOUSE_LIST};
 use super::lookup::{Lookup, MAX_ROWS};
 use super::{inventory_history, stock_movements, unavailable, DynamoProjections, VersionedRow};
@@ -326,6 +326,29 @@ impl ReadModel for DynamoProjections {
                     .await
             }
         }
+    }
+
+    /// One Query per key of the sparse index of open deadlines (`expiresAt <= now`), in
+    /// parallel: an index entry carries the id, so no row is read. Merged by deadline.
+    async fn due_allocations(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, ProjectionError> {
+        fn entry(record: &Record) -> Result<(i64, Uuid), ProjectionError> {
+            let r = RecordReader::new("projection_allocations.awaiting_expiry", record);
+            Ok((r.int("expiresAt")?, r.uuid("id")?))
+        }
+        let queries = expiry_shards().map(|key| {
+            Lookup::on(Some("awaiting_expiry"))
+                .key("expiryShard", "=", s(key))
+                .key("expiresAt", "<=", n(now))
+                .run(self, self.tables.allocations(), limit, entry)
+        });
+        let mut due: Vec<(i64, Uuid)> = futures::future::try_join_all(queries)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit);
+        Ok(due.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn history(

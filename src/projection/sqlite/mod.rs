@@ -142,6 +142,7 @@ impl SqliteProjections {
         ] {
             conn.execute_batch(schema).map_err(sql)?;
         }
+        allocation_status::migrate(&conn).map_err(sql)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(conn)),
             reads: ReadPool::new(PathBuf::from(path)),

@@ -349,6 +349,21 @@ impl ReadModel for SqliteProjections {
         self.count("allocations", allocation_filter(wanted)).await
     }
 
+    async fn due_allocations(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, ProjectionError> {
+        let limit = self::limit(limit);
+        self.read(move |conn| {
+            // On the partial index of open deadlines: only rows due are read.
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT id FROM allocations WHERE {} AND expires_at <= ?1 \
+                 ORDER BY expires_at, id LIMIT ?2",
+                allocation_status::AWAITS_EXPIRY
+            ))?;
+            let rows = statement.query_map(params![now, limit], |row| super::uuid_at(row, 0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn history(
         &self,
         item_id: Uuid,
