@@ -272,6 +272,31 @@ async fn dynamodb_refuses_a_commit_over_the_transaction_limits_before_calling() 
     // 99 events and the outbox row fit in one transaction.
     store.append(commit(a, 0, 99)).await.expect("99 events");
     assert_eq!(store.load(a, 0, None).await.expect("load").len(), 99);
+
+    // `Commit::items` counts as the adapter does (what a bulk adjustment plans by): events,
+    // the outbox row, a check on a stream only read, the idempotency record.
+    assert_eq!(store.max_commit_items(), Some(100));
+    let mixed = |events: u64| {
+        let b = Uuid::now_v7();
+        let mut mixed = commit(Uuid::now_v7(), 0, events);
+        mixed.expectations.push(Expectation {
+            aggregate_id: b,
+            version: 0,
+        });
+        mixed.idempotency = Some(IdempotencyRecord {
+            key: format!("bulk:{b}"),
+            fingerprint: "f".into(),
+            response: serde_json::json!({}),
+        });
+        mixed
+    };
+    let over = mixed(98);
+    assert_eq!(over.items(), 101);
+    let result = store.append(over).await;
+    assert!(matches!(result, Err(StoreError::TooLarge(_))), "{result:?}");
+    let exactly = mixed(97);
+    assert_eq!(exactly.items(), 100);
+    store.append(exactly).await.expect("100 items");
 }
 
 #[tokio::test]

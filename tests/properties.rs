@@ -3,18 +3,22 @@
 //! fold — and stock invariants hold (available never negative, allocated equals the open
 //! allocations). Some allocations carry deadlines a few hundred ms ahead, which the sweeper
 //! (every 20 ms) and explicit expiries race the other commands for; in the end none is left
-//! due, and only created allocations past their deadline were expired.
+//! due, and only created allocations past their deadline were expired. Counts leave on hand at
+//! the figure counted or change nothing; a bulk under REJECT_EVERYTHING applies every row or
+//! none. On SQLite, or on DynamoDB as `backend_env` selects (`INVENTORY_TEST_BACKEND=dynamodb`).
 
 use inventory_service::app::{verify_projections, Service};
 use inventory_service::application::now_ms;
 use inventory_service::application::{
-    load, AdjustStock, CommandContext, CreateAllocation, CreateItem, CreateWarehouse, Outcome,
+    load, AdjustStock, BulkAdjust, BulkPolicy, BulkRow, CommandContext, CommandError,
+    CreateAllocation, CreateItem, CreateWarehouse, Outcome,
 };
 use inventory_service::config::{BusConfig, ExpiryConfig, StorageConfig, StoreKind};
 use inventory_service::domain::allocation::{Allocation, AllocationCommand, AllocationStatus};
-use inventory_service::domain::item::{AdjustmentReason, InventoryItem, ItemCommand};
+use inventory_service::domain::item::{AdjustmentReason, CountReason, InventoryItem, ItemCommand};
 use inventory_service::domain::warehouse::WarehouseCommand;
 use inventory_service::projection::AllocationFilter;
+use inventory_service::store::EventStore;
 use proptest::prelude::*;
 use std::time::Duration;
 use uuid::Uuid;
@@ -32,6 +36,10 @@ enum Op {
     Threshold(usize, i64),
     DeactivateItem(usize),
     DeactivateWarehouse,
+    /// Count item i at q, compared with its on hand plus an offset (none: not compared).
+    Count(usize, i64, Option<i64>, bool),
+    /// Rows of (item, delta, reason), all or none (true) or each on its own.
+    Bulk(Vec<(usize, i64, usize)>, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -47,7 +55,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize, 0..15i64).prop_map(|(i, t)| Op::Threshold(i, t)),
         1 => (0..3usize).prop_map(Op::DeactivateItem),
         1 => Just(Op::DeactivateWarehouse),
+        3 => (0..3usize, 0..30i64, proptest::option::of(-1..=1i64), any::<bool>())
+            .prop_map(|(i, q, c, r)| Op::Count(i, q, c, r)),
+        2 => (proptest::collection::vec((0..3usize, -12..12i64, 0..6usize), 1..8), any::<bool>())
+            .prop_map(|(rows, whole)| Op::Bulk(rows, whole)),
     ]
+}
+
+/// The item as the store has it (folded from its events).
+async fn stored(store: &dyn EventStore, id: Uuid) -> (InventoryItem, usize) {
+    let item = load::<InventoryItem>(store, id, None).await.expect("load");
+    (item.state, item.version as usize)
 }
 
 const REASONS: [AdjustmentReason; 6] = [
@@ -61,12 +79,21 @@ const REASONS: [AdjustmentReason; 6] = [
 
 async fn run(initial: Vec<i64>, ops: Vec<Op>) {
     let temp = tempfile::tempdir().expect("temp dir");
+    // SQLite, or DynamoDB with INVENTORY_TEST_BACKEND=dynamodb (tables of its own per case).
+    let dynamodb = std::env::var("INVENTORY_TEST_BACKEND").as_deref() == Ok("dynamodb");
     let config = StorageConfig {
-        store: StoreKind::Sqlite,
+        store: if dynamodb {
+            StoreKind::Dynamodb
+        } else {
+            StoreKind::Sqlite
+        },
         data_dir: temp.path().to_owned(),
-        dynamodb_endpoint: None,
-        table_prefix: String::new(),
-        migrate: false,
+        dynamodb_endpoint: dynamodb.then(|| {
+            std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT")
+                .expect("INVENTORY_TEST_DYNAMODB_ENDPOINT names the endpoint")
+        }),
+        table_prefix: format!("prop{}_", Uuid::now_v7().simple()),
+        migrate: dynamodb,
         dynamodb_report_capacity: false,
         outbox_shards: 4,
         snapshot_every: 4,
@@ -197,8 +224,77 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                     .change_warehouse(&ctx, warehouse.id, command)
                     .await
             }
+            Op::Count(i, quantity, offset, cycle) => {
+                let (before, version) = stored(&*app.store, items[i]).await;
+                let command = ItemCommand::SetOnHand {
+                    quantity,
+                    compare_quantity: offset.map(|o| before.on_hand + o),
+                    reason: if cycle {
+                        CountReason::CycleCount
+                    } else {
+                        CountReason::Correction
+                    },
+                    reference: None,
+                };
+                let result = app
+                    .commands
+                    .change_item(&ctx, items[i], None, command)
+                    .await;
+                let (after, after_version) = stored(&*app.store, items[i]).await;
+                match &result {
+                    Ok(_) => assert_eq!(after.on_hand, quantity, "a count sets on hand"),
+                    Err(_) => assert_eq!(after_version, version, "a refused count changes nothing"),
+                }
+                if offset.is_some_and(|o| o != 0) {
+                    assert!(result.is_err(), "a stale count is refused");
+                }
+                result
+            }
+            Op::Bulk(rows, whole) => {
+                let mut before = Vec::new();
+                for &id in &items {
+                    before.push(stored(&*app.store, id).await.1);
+                }
+                let rows: Vec<BulkRow> = rows
+                    .iter()
+                    .map(|&(i, delta, r)| BulkRow {
+                        item_id: items[i],
+                        delta,
+                        reason: REASONS[r],
+                        reference: None,
+                    })
+                    .collect();
+                let count = rows.len();
+                let policy = if whole {
+                    BulkPolicy::RejectEverything
+                } else {
+                    BulkPolicy::RejectFailedRows
+                };
+                let result = app
+                    .commands
+                    .bulk_adjust(&ctx, BulkAdjust { rows, policy })
+                    .await;
+                let mut after = Vec::new();
+                for &id in &items {
+                    after.push(stored(&*app.store, id).await.1);
+                }
+                if let Ok(Outcome::Bulk(outcome)) = &result {
+                    let applied = outcome.rows.iter().filter(|r| r.item.is_some()).count();
+                    let refused = outcome.rows.iter().filter(|r| r.error.is_some()).count();
+                    if outcome.refused {
+                        assert!(whole && applied == 0 && refused > 0, "none, and why");
+                    } else {
+                        assert_eq!(applied + refused, count, "every row applied or refused");
+                        assert!(!whole || applied == count, "all or none");
+                    }
+                    if applied == 0 {
+                        assert_eq!(after, before, "nothing applied, nothing written");
+                    }
+                }
+                result
+            }
         };
-        if let Err(inventory_service::application::CommandError::Store(e)) = result {
+        if let Err(CommandError::Store(e)) = result {
             panic!("infrastructure failure: {e}");
         }
     }

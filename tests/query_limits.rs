@@ -1,7 +1,8 @@
 //! The depth and cost limits on the real schema: the standard introspection query every tool
 //! sends passes, hostile queries do not, and introspection is bounded by limits of its own
 //! rather than exempt from limits. The price of a field: page sizes multiply (literals and
-//! variables), `__typename` counts, replays and catch-ups weigh 1,000.
+//! variables), `__typename` counts, replays and catch-ups weigh 1,000, a bulk adjustment its
+//! selection once per row.
 
 use async_graphql::Request;
 use inventory_service::graphql::limits::{
@@ -217,6 +218,21 @@ async fn page_sizes_given_as_variables_are_priced() {
     assert!(too_complex(
         &codes_at(100, default, serde_json::json!({})).await
     ));
+}
+
+#[tokio::test]
+async fn a_bulk_adjustment_is_priced_per_row() {
+    // 1 + rows × (results, index), its rows given as a variable.
+    let query = "mutation($rows: [InventoryBulkAdjustRowInput!]!) {
+        inventoryBulkAdjust(input: {adjustments: $rows}) { results { index } } }";
+    let rows = |n: usize| {
+        let row = serde_json::json!({ "itemId": "x", "delta": 1, "reason": "RECEIVED" });
+        serde_json::json!({ "rows": vec![row; n] })
+    };
+    assert!(!too_complex(&codes_at(201, query, rows(100)).await));
+    assert!(too_complex(&codes_at(200, query, rows(100)).await));
+    // Past the largest bulk the resolver refuses it; it is priced as the largest.
+    assert!(too_complex(&codes_at(500, query, rows(1_000)).await));
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ pub struct CreateAllocation {
 pub const EXPIRY_ACTOR: &str = "system:expiry";
 
 pub struct Commands {
-    pipeline: Arc<Pipeline>,
+    pub(super) pipeline: Arc<Pipeline>,
     source: String,
 }
 
@@ -80,7 +80,7 @@ fn sku_guard(warehouse_id: Uuid, sku: &str) -> String {
 }
 
 /// The decide step of a request, boxed.
-fn decide(
+pub(super) fn decide(
     f: impl FnMut(&mut Draft, &CommandContext) -> Result<Outcome, CommandError> + Send + Sync + 'static,
 ) -> super::pipeline::Decide {
     Box::new(f)
@@ -126,7 +126,7 @@ impl Commands {
         self.rebuilt(|shared| shared.snapshot_every = every)
     }
 
-    async fn submit(
+    pub(super) async fn submit(
         &self,
         ctx: &CommandContext,
         request: Result<Request, CommandError>,
@@ -155,6 +155,7 @@ impl Commands {
             queue: id,
             mutation: "warehouseCreate",
             fingerprint,
+            part: None,
             needs: vec![],
             decide: decide(move |draft, ctx| {
                 draft.create::<Warehouse>(id);
@@ -189,6 +190,7 @@ impl Commands {
             queue: id,
             mutation,
             fingerprint,
+            part: None,
             needs: vec![Need::of::<Warehouse>(id)],
             decide: decide(move |draft, ctx| {
                 let state = &draft.state::<Warehouse>(id)?.state;
@@ -220,6 +222,7 @@ impl Commands {
             queue: id,
             mutation: "inventoryItemCreate",
             fingerprint,
+            part: None,
             needs: vec![Need::of::<Warehouse>(warehouse_id)],
             decide: decide(move |draft, ctx| {
                 draft.create::<InventoryItem>(id);
@@ -292,6 +295,7 @@ impl Commands {
             queue: item_id,
             mutation: "allocationCreate",
             fingerprint,
+            part: None,
             needs: vec![
                 Need::of::<InventoryItem>(item_id),
                 Need::via::<InventoryItem, Warehouse>(item_id, the_warehouse),
@@ -355,6 +359,7 @@ impl Commands {
             queue: item_id,
             mutation,
             fingerprint,
+            part: None,
             needs: vec![
                 Need::of::<Allocation>(id),
                 Need::of::<InventoryItem>(item_id),
@@ -411,11 +416,13 @@ fn item_request(
         ItemCommand::AdjustStock { .. } => "inventoryAdjust",
         ItemCommand::UpdateReorderSettings { .. } => "inventoryItemUpdateReorderSettings",
         ItemCommand::DeactivateItem { .. } => "inventoryItemDeactivate",
+        ItemCommand::SetOnHand { .. } => "inventorySetOnHand",
     };
     Request {
         queue: id,
         mutation,
         fingerprint,
+        part: None,
         needs: vec![Need::of::<InventoryItem>(id)],
         decide: decide(move |draft, ctx| {
             let current = draft.state::<InventoryItem>(id)?;

@@ -200,6 +200,8 @@ pub(crate) struct Draft {
     remembered: bool,
     /// The job deciding now (guards are charged to it).
     job: usize,
+    /// Whether a job that succeeded refused part of its work (`refused_some`).
+    refusals: bool,
 }
 
 /// The parts of a commit a draft adds up to.
@@ -225,6 +227,7 @@ impl Draft {
             guards: Vec::new(),
             remembered: false,
             job: 0,
+            refusals: false,
         };
         for round in [true, false] {
             let mut wanted: Vec<(Uuid, &Need)> = Vec::new();
@@ -324,6 +327,17 @@ impl Draft {
     /// A unique key the commit claims; `error` is the answer if another commit holds it.
     pub fn guard(&mut self, key: String, error: DomainError) {
         self.guards.push((key, error, self.job));
+    }
+
+    /// A job's success includes refusals (a bulk's refused rows): like a refused job's, they
+    /// are decided again on the stored state if decided on a remembered one, and the commit
+    /// holds every remembered aggregate to its version.
+    pub fn refused_some(&mut self) {
+        self.refusals = true;
+    }
+
+    pub fn refusals(&self) -> bool {
+        self.refusals
     }
 
     pub fn is_unchanged(&self) -> bool {

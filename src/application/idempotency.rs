@@ -23,19 +23,26 @@ pub(crate) enum Check {
 }
 
 impl Claim {
+    /// What the key says about `mutation`'s commit `part` (a command of several commits
+    /// keeps one record per commit, `<mutation>#<part>`).
     pub async fn check(
         store: &dyn EventStore,
         ctx: &CommandContext,
         mutation: &str,
+        part: Option<usize>,
         fingerprint: String,
     ) -> Result<Check, CommandError> {
         let Some(key) = &ctx.idempotency_key else {
             return Ok(Check::Fresh(None));
         };
         let key = validate::required_text("idempotencyKey", key, KEY_MAX)?;
+        let scope = match part {
+            Some(part) => format!("{mutation}#{part}"),
+            None => mutation.to_owned(),
+        };
         let claim = Claim {
             // Scoped to the principal: no client can claim (or read back) another's key.
-            key: format!("{}:{mutation}:{key}", ctx.principal),
+            key: format!("{}:{scope}:{key}", ctx.principal),
             fingerprint,
         };
         Ok(match claim.first_result(store).await? {

@@ -4,6 +4,7 @@
 //! load a bounded number of times, a business-rule failure never is. It knows the store only
 //! through its port.
 
+mod bulk;
 mod cache;
 pub mod commands;
 mod draft;
@@ -11,6 +12,7 @@ mod idempotency;
 mod outcome;
 mod pipeline;
 
+pub use bulk::{BulkAdjust, BulkOutcome, BulkPolicy, BulkRow, RowError, RowOutcome, BULK_MAX_ROWS};
 pub use commands::{AdjustStock, Commands, CreateAllocation, CreateItem, CreateWarehouse};
 pub use outcome::{CommandContext, CommandError, Entity, Outcome};
 

@@ -68,6 +68,8 @@ pub enum Outcome {
         allocation: Entity<Allocation>,
         item: Entity<InventoryItem>,
     },
+    /// A bulk adjustment: what became of each row.
+    Bulk(super::bulk::BulkOutcome),
 }
 
 #[derive(Debug, Clone, Error)]

@@ -27,7 +27,8 @@ pub(crate) const MAX_ATTEMPTS: u32 = 20;
 
 /// Most commands per batch: at most 4 events and an idempotency record each, one outbox row
 /// for the whole commit and a condition on the warehouse keep a batch within DynamoDB's 100
-/// items per transaction (12 × 5 + 2 = 62).
+/// items per transaction (12 × 5 + 2 = 62). A bulk adjustment, which may fill a transaction by
+/// itself, waits on a queue of its own and so is always a batch of one (`bulk.rs`).
 const MAX_BATCH: usize = 12;
 
 /// Decides one command on the draft so far: records its events, or changes nothing and says
@@ -43,6 +44,9 @@ pub(crate) struct Request {
     pub mutation: &'static str,
     /// The command's input, serialised: what a reused idempotency key must match.
     pub fingerprint: String,
+    /// Which commit of a command that takes several (a bulk adjustment), each with a record
+    /// of its own under the one idempotency key; `None` for a command of one commit.
+    pub part: Option<usize>,
     /// The aggregates to load before deciding.
     pub needs: Vec<Need>,
     pub decide: Decide,
@@ -114,7 +118,14 @@ impl Pipeline {
         request: Request,
     ) -> Result<Outcome, CommandError> {
         let store = &*self.shared.store;
-        let claim = match Claim::check(store, &ctx, request.mutation, request.fingerprint).await? {
+        let check = Claim::check(
+            store,
+            &ctx,
+            request.mutation,
+            request.part,
+            request.fingerprint,
+        );
+        let claim = match check.await? {
             idempotency::Check::Replayed(outcome) => return Ok(*outcome),
             idempotency::Check::Fresh(claim) => claim,
         };
@@ -209,7 +220,8 @@ impl Pipeline {
                     }
                 });
             }
-            let refusals = decided.iter().flatten().any(Result::is_err);
+            // A job that succeeded in part (a bulk's refused rows) stands on refusals too.
+            let refusals = decided.iter().flatten().any(Result::is_err) || draft.refusals();
             if draft.is_unchanged() {
                 // Nothing to commit validates the state: refusals decided on a remembered one
                 // are decided again on the stored one.

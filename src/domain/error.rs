@@ -35,6 +35,12 @@ pub enum DomainError {
     },
     #[error("expected version {expected} but the current version is {actual}")]
     VersionConflict { expected: u64, actual: u64 },
+    /// A count's `compareQuantity` is not what is on hand: stock moved since it was counted.
+    #[error("on hand is {actual}, not the {expected} this count was compared with: count again, or leave out compareQuantity")]
+    StaleQuantity { expected: i64, actual: i64 },
+    /// A count below what open allocations hold: on hand may never fall under allocated.
+    #[error("a count of {counted} is below the {allocated} units allocated: cancel or fulfil allocations first")]
+    CountBelowAllocated { counted: i64, allocated: i64 },
 }
 
 impl DomainError {
@@ -43,12 +49,15 @@ impl DomainError {
         match self {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::InvalidInput { .. } => "INVALID_INPUT",
-            Self::InsufficientStock { .. } => "INSUFFICIENT_STOCK",
+            Self::InsufficientStock { .. } | Self::CountBelowAllocated { .. } => {
+                "INSUFFICIENT_STOCK"
+            }
             Self::DuplicateSku { .. } => "DUPLICATE_SKU",
             Self::DuplicateCode { .. } => "DUPLICATE_CODE",
             Self::Inactive { .. } => "INACTIVE",
             Self::InvalidStateTransition { .. } => "INVALID_STATE_TRANSITION",
             Self::VersionConflict { .. } => "VERSION_CONFLICT",
+            Self::StaleQuantity { .. } => "STALE_QUANTITY",
         }
     }
 
@@ -58,10 +67,11 @@ impl DomainError {
             Self::NotFound { field, .. }
             | Self::InvalidInput { field, .. }
             | Self::Inactive { field, .. } => Some(field),
-            Self::InsufficientStock { .. } => Some("quantity"),
+            Self::InsufficientStock { .. } | Self::CountBelowAllocated { .. } => Some("quantity"),
             Self::DuplicateSku { .. } => Some("sku"),
             Self::DuplicateCode { .. } => Some("code"),
             Self::VersionConflict { .. } => Some("expectedVersion"),
+            Self::StaleQuantity { .. } => Some("compareQuantity"),
             Self::InvalidStateTransition { .. } => None,
         }
     }

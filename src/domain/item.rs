@@ -6,12 +6,14 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use super::count::CountReason;
 use super::validate::{self, PRODUCT_ID_MAX, REASON_MAX, REFERENCE_MAX, SKU_MAX};
 use super::warehouse::Warehouse;
 use super::{Aggregate, AggregateType, DomainError, DomainEvent, MAX_QUANTITY};
 
 /// Why on-hand stock changed. The first six are what a client may send with an adjustment;
-/// `AllocationFulfilled` is written only when an allocation's stock leaves the warehouse.
+/// `CycleCount` is written by a count (`inventorySetOnHand`, which may also say `Correction`);
+/// `AllocationFulfilled` only when an allocation's stock leaves the warehouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StockChangeReason {
@@ -21,6 +23,7 @@ pub enum StockChangeReason {
     Returned,
     Correction,
     Other,
+    CycleCount,
     AllocationFulfilled,
 }
 
@@ -33,6 +36,7 @@ impl StockChangeReason {
             Self::Returned => "returned",
             Self::Correction => "correction",
             Self::Other => "other",
+            Self::CycleCount => "cycle_count",
             Self::AllocationFulfilled => "allocation_fulfilled",
         }
     }
@@ -51,7 +55,10 @@ pub enum ItemEvent {
         reorder_quantity: i64,
     },
     /// On-hand stock changed. When `reason` is `allocation_fulfilled` the fulfilled
-    /// allocation's reservation is consumed too: allocated falls by the same amount.
+    /// allocation's reservation is consumed too: allocated falls by the same amount. A count
+    /// (`cycle_count`, or a counted `correction`) records the counted figure as `new_quantity`
+    /// and the difference it found as `delta`, which may be 0: a count that found the books
+    /// right is a fact of the audit trail too.
     #[serde(rename_all = "camelCase")]
     StockLevelChanged {
         previous_quantity: i64,
@@ -206,7 +213,7 @@ impl InventoryItem {
 
     /// Appends `LowStockThresholdReached` when these events take available from above the
     /// threshold to at-or-below it. A brand-new item counts as coming from above.
-    fn with_low_stock_alert(&self, mut events: Vec<ItemEvent>) -> Vec<ItemEvent> {
+    pub(super) fn with_low_stock_alert(&self, mut events: Vec<ItemEvent>) -> Vec<ItemEvent> {
         let was_low = self.exists && self.low_stock();
         let mut after = self.clone();
         for event in &events {
@@ -324,6 +331,13 @@ pub enum ItemCommand {
     },
     DeactivateItem {
         reason: String,
+    },
+    /// Sets on hand to a counted figure (see `count`).
+    SetOnHand {
+        quantity: i64,
+        compare_quantity: Option<i64>,
+        reason: CountReason,
+        reference: Option<String>,
     },
 }
 
@@ -447,6 +461,12 @@ pub fn decide(
             state.ensure_active(id, "itemId")?;
             Ok(vec![ItemEvent::InventoryItemDeactivated { reason }])
         }
+        ItemCommand::SetOnHand {
+            quantity,
+            compare_quantity,
+            reason,
+            reference,
+        } => state.count(id, quantity, compare_quantity, reason, reference),
     }
 }
 

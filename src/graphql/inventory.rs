@@ -1,5 +1,6 @@
 //! Inventory items: current stock, history and movement report queries, and the stock
-//! commands (create, adjust, reorder settings, deactivate).
+//! commands (create, adjust, reorder settings, deactivate); counts and bulk adjustments are
+//! `stocktake`'s.
 
 use super::cursor::CursorKind;
 use super::page::{
@@ -131,7 +132,8 @@ impl InventoryQuery {
         items_page(ctx, warehouse_id, low_stock_only, args).await
     }
 
-    /// Every change of an item's on-hand stock, oldest first, optionally within [from, to).
+    /// Every change of an item's on-hand stock, and every count of it, oldest first,
+    /// optionally within [from, to).
     /// For a principal scoped to warehouses, an item outside them (or not known to lie in
     /// one of them) is FORBIDDEN. Needs the `viewer` role.
     #[allow(clippy::too_many_arguments)]
@@ -314,7 +316,7 @@ pub struct InventoryItemPayload {
     user_errors: Vec<UserError>,
 }
 
-fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
+pub(super) fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
     match result {
         Ok(Outcome::Item(entity)) | Ok(Outcome::Allocation { item: entity, .. }) => {
             InventoryItemPayload {
@@ -322,7 +324,7 @@ fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
                 user_errors: vec![],
             }
         }
-        Ok(Outcome::Warehouse(_)) => InventoryItemPayload {
+        Ok(Outcome::Warehouse(_) | Outcome::Bulk(_)) => InventoryItemPayload {
             inventory_item: None,
             user_errors: vec![],
         },
@@ -333,7 +335,7 @@ fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
     }
 }
 
-fn rejected(error: crate::domain::DomainError) -> InventoryItemPayload {
+pub(super) fn rejected(error: crate::domain::DomainError) -> InventoryItemPayload {
     payload(Err(vec![user_error(&error)]))
 }
 

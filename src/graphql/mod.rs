@@ -1,5 +1,6 @@
 //! The GraphQL API: queries read projections, mutations run commands, subscriptions follow
-//! the bus. Split by concern (warehouses, inventory, allocations, audit) and merged here.
+//! the bus. Split by concern (warehouses, inventory, stocktake, allocations, audit) and merged
+//! here.
 //! Business-rule failures are `userErrors`; infrastructure failures are GraphQL errors with
 //! `extensions.code`. Every root field needs a role (`roles`); a principal scoped to
 //! warehouses reads only theirs (`scope`).
@@ -18,6 +19,7 @@ mod page;
 mod rebuild;
 pub mod roles;
 mod scope;
+mod stocktake;
 mod subscription;
 pub mod types;
 mod warehouse;
@@ -76,6 +78,7 @@ pub struct Query(
 pub struct Mutation(
     warehouse::WarehouseMutation,
     inventory::InventoryMutation,
+    stocktake::StocktakeMutation,
     allocation::AllocationMutation,
     rebuild::RebuildMutation,
 );

@@ -67,6 +67,8 @@ pub const ROOT_FIELDS: &[(Root, &str, Role)] = &[
     (Mutation, "inventoryAdjust", Operator),
     (Mutation, "inventoryItemUpdateReorderSettings", Operator),
     (Mutation, "inventoryItemDeactivate", Admin),
+    (Mutation, "inventorySetOnHand", Operator),
+    (Mutation, "inventoryBulkAdjust", Operator),
     (Mutation, "allocationCreate", Operator),
     (Mutation, "allocationConfirm", Operator),
     (Mutation, "allocationCancel", Operator),

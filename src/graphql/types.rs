@@ -288,14 +288,15 @@ pub struct UserError {
     /// A sentence a person can act on.
     pub message: String,
     /// Stable machine-readable code: NOT_FOUND, INVALID_INPUT, INSUFFICIENT_STOCK,
-    /// DUPLICATE_SKU, DUPLICATE_CODE, INACTIVE, INVALID_STATE_TRANSITION, VERSION_CONFLICT.
+    /// DUPLICATE_SKU, DUPLICATE_CODE, INACTIVE, INVALID_STATE_TRANSITION, VERSION_CONFLICT,
+    /// STALE_QUANTITY.
     pub code: String,
 }
 
-/// One change of an item's on-hand stock.
+/// One change of an item's on-hand stock, or a count of it (which may have found none).
 pub struct InventoryHistoryEntry(pub HistoryEntry);
 
-/// One change of an item's on-hand stock.
+/// One change of an item's on-hand stock, or a count of it (which may have found none).
 #[Object]
 impl InventoryHistoryEntry {
     /// Stable id for client caches: `<itemId>:<sequenceNumber>`.
@@ -310,7 +311,9 @@ impl InventoryHistoryEntry {
     async fn sequence_number(&self) -> u64 {
         self.0.sequence_number
     }
-    /// Why: initial, received, sold, damaged, returned, correction, other, allocation_fulfilled.
+    /// Why: initial, received, sold, damaged, returned, correction, other, cycle_count,
+    /// allocation_fulfilled. A count (`inventorySetOnHand`) is `cycle_count` or `correction`,
+    /// with the difference it found as `delta` (0 when the books were right).
     async fn reason(&self) -> &str {
         &self.0.reason
     }
@@ -366,11 +369,11 @@ impl StockMovementRow {
     async fn day(&self) -> &str {
         &self.0.day
     }
-    /// Units added (received, returned, positive corrections, initial stock).
+    /// Units added (received, returned, positive corrections and counts, initial stock).
     async fn received(&self) -> i64 {
         self.0.received
     }
-    /// Units removed other than by fulfilment (sold, damaged, negative corrections).
+    /// Units removed other than by fulfilment (sold, damaged, negative corrections and counts).
     async fn removed(&self) -> i64 {
         self.0.removed
     }

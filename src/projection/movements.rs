@@ -40,8 +40,10 @@ impl Movement {
 }
 
 /// What an event adds to its item's day in the stock movement report (both stores): on-hand
-/// changes split by sign into received and removed, except a fulfilment, which counts as
-/// fulfilled; reservations and releases count apart; other events count nothing.
+/// changes split by sign into received and removed (a count by the difference it found),
+/// except a fulfilment, which counts as fulfilled; reservations and releases count apart; other
+/// events count nothing, and neither does a count that found the books right (delta 0), so it
+/// makes no row of zeros.
 pub fn movement_of(event: &ItemEvent) -> Option<Movement> {
     let zero = Movement::default();
     Some(match *event {
@@ -52,6 +54,7 @@ pub fn movement_of(event: &ItemEvent) -> Option<Movement> {
             net: initial_quantity,
             ..zero
         },
+        ItemEvent::StockLevelChanged { delta: 0, .. } => return None,
         ItemEvent::StockLevelChanged { delta, reason, .. } => match reason {
             StockChangeReason::AllocationFulfilled => Movement {
                 fulfilled: -delta,

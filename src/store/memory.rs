@@ -21,6 +21,8 @@ use super::{
 pub struct MemoryEventStore {
     inner: Mutex<Inner>,
     committed: Notify,
+    /// A transaction limit like DynamoDB's, for tests of what plans by one.
+    max_items: Option<usize>,
 }
 
 #[derive(Default)]
@@ -40,6 +42,15 @@ struct Inner {
 impl MemoryEventStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that refuses commits of more than `items` items, as DynamoDB refuses
+    /// transactions of more than 100.
+    pub fn with_max_commit_items(items: usize) -> Self {
+        Self {
+            max_items: Some(items),
+            ..Self::default()
+        }
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -89,7 +100,17 @@ impl Inner {
 
 #[async_trait]
 impl EventStore for MemoryEventStore {
+    fn max_commit_items(&self) -> Option<usize> {
+        self.max_items
+    }
+
     async fn append(&self, commit: Commit) -> Result<(), StoreError> {
+        if let Some(max) = self.max_items.filter(|max| commit.items() > *max) {
+            return Err(StoreError::TooLarge(format!(
+                "{} transaction items; this store allows {max}",
+                commit.items()
+            )));
+        }
         {
             let mut inner = self.inner();
             inner.check(&commit)?;
@@ -295,6 +316,9 @@ struct Exceeded;
 
 #[async_trait]
 impl<S: EventStore> EventStore for Faulty<S> {
+    fn max_commit_items(&self) -> Option<usize> {
+        self.inner.max_commit_items()
+    }
     async fn append(&self, commit: Commit) -> Result<(), StoreError> {
         if self.throttling.load(Ordering::SeqCst) {
             return Err(StoreError::throttled_because("DynamoDB", Exceeded));

@@ -29,6 +29,25 @@ pub struct Commit {
     pub idempotency: Option<IdempotencyRecord>,
 }
 
+impl Commit {
+    /// The items this commit takes in a store that counts them as DynamoDB's transactions do
+    /// (`EventStore::max_commit_items`): one per event, one outbox row for the commit, one
+    /// check per aggregate expected but not written, one per guard, the idempotency record.
+    pub fn items(&self) -> usize {
+        let written = |id: Uuid| self.events.iter().any(|e| e.aggregate_id == id);
+        let checks = self
+            .expectations
+            .iter()
+            .filter(|x| !written(x.aggregate_id))
+            .count();
+        self.events.len()
+            + usize::from(!self.events.is_empty())
+            + checks
+            + self.guards.len()
+            + usize::from(self.idempotency.is_some())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expectation {
     pub aggregate_id: Uuid,
@@ -170,6 +189,13 @@ pub struct AllEventsPage {
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     async fn append(&self, commit: Commit) -> Result<(), StoreError>;
+
+    /// The most items one commit may hold (counted as `Commit::items` counts them), or `None`
+    /// when nothing but its size on disk bounds it. A larger commit is refused with `TooLarge`
+    /// before anything is written; commands that may grow large (a bulk adjustment) plan by it.
+    fn max_commit_items(&self) -> Option<usize> {
+        None
+    }
 
     /// The stream's events with `after < sequenceNumber <= up_to`, in order.
     async fn load(

@@ -287,6 +287,13 @@ impl Figures<'_> {
                 ratio(ops("s1_sequential_adjust"), ops("raw_sqlite_sequential")),
             ),
             ("s6_p50_largest_over_smallest", self.latency_ratio()),
+            (
+                "s9_rows_over_s1_commands",
+                ratio(
+                    self.figure("s9_bulk_adjust", "rowsPerSec"),
+                    ops("s1_sequential_adjust"),
+                ),
+            ),
         ];
         if self.cost.is_some() {
             ratios.extend([

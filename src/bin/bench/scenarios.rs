@@ -1,6 +1,7 @@
 //! The scenarios, each driving a running service over GraphQL like its clients do: sequential
 //! and concurrent stock adjustments, a hot item, allocations, command latency on long streams,
-//! a dashboard query under writes. Also the correctness check run after each of them.
+//! a dashboard query under writes, bulk adjustments. Also the correctness check run after each
+//! of them.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -16,6 +17,16 @@ pub const ADJUST: &str = "mutation($i: ID!, $d: Int!) {
 const ALLOCATE: &str = "mutation($o: String!, $i: ID!) {
     allocationCreate(input: {orderId: $o, itemId: $i, quantity: 1}) {
         allocation { id } userErrors { code message } } }";
+
+/// A bulk adjustment that applies what it can, so the same document runs on every store
+/// (on DynamoDB 100 rows are three commits; REJECT_EVERYTHING would be refused there).
+const BULK: &str = "mutation($rows: [InventoryBulkAdjustRowInput!]!) {
+    inventoryBulkAdjust(input: {adjustments: $rows, errorPolicy: REJECT_FAILED_ROWS}) {
+        results { index inventoryItem { version } userErrors { code message } }
+        userErrors { code message } } }";
+
+/// Rows in each bulk adjustment of scenario 9.
+pub const BULK_ROWS: usize = 100;
 
 const DASHBOARD: &str = "{ inventoryItems(first: 100) { edges { node {
     id sku onHand allocated available lowStock reorderThreshold version } } } }";
@@ -37,6 +48,8 @@ pub struct Fixture {
     /// The items scenario 5 moves across their reorder threshold and back.
     pub crossing: Vec<String>,
     pub writers: Vec<String>,
+    /// Scenario 9's items: each bulk adjustment has one row on each.
+    pub bulk: Vec<String>,
 }
 
 /// Units and threshold of the crossing items: -15 takes 30 to 15 (≤ 20, an alert), +15 back;
@@ -106,6 +119,7 @@ impl Fixture {
         .await?;
         let writers = create_items(gql, &warehouse, "WRITE", 8, plenty, 0).await?;
         create_items(gql, &warehouse, "FILL", 2, 10, 0).await?;
+        let bulk = create_items(gql, &warehouse, "BULK", BULK_ROWS, plenty, 0).await?;
         Ok(Self {
             warehouse,
             sequential,
@@ -114,6 +128,7 @@ impl Fixture {
             allocatable,
             crossing,
             writers,
+            bulk,
         })
     }
 }
@@ -130,6 +145,43 @@ pub async fn adjust_load(gql: &Gql, items: &[String], clients: usize, timing: Ti
             let delta = if n % 2 == 0 { 1 } else { -1 };
             gql.command(ADJUST, json!({ "i": item, "d": delta }), "inventoryAdjust")
                 .await
+        }
+    })
+    .await
+}
+
+/// Scenario 9: closed-loop `inventoryBulkAdjust` by one client, a row on every item each
+/// time (+1 on every item, then -1, ...); a bulk counts as done only if every row applied.
+pub async fn bulk_load(gql: &Gql, items: &[String], timing: Timing) -> Tally {
+    let gql = Arc::new(gql.clone());
+    let items = Arc::new(items.to_vec());
+    closed_loop(1, timing.warmup, timing.measure, move |_, n| {
+        let gql = gql.clone();
+        let (delta, reason) = if n % 2 == 0 {
+            (1, "RECEIVED")
+        } else {
+            (-1, "SOLD")
+        };
+        let rows: Vec<Value> = items
+            .iter()
+            .map(|item| json!({ "itemId": item, "delta": delta, "reason": reason }))
+            .collect();
+        async move {
+            match gql
+                .command(BULK, json!({ "rows": rows }), "inventoryBulkAdjust")
+                .await
+            {
+                Outcome::Ok(payload) => {
+                    let results = payload["results"].as_array().cloned().unwrap_or_default();
+                    let refused = results.iter().find(|r| r["inventoryItem"].is_null());
+                    match (results.len(), refused) {
+                        (BULK_ROWS, None) => Outcome::Ok(Value::Null),
+                        (_, Some(row)) => Outcome::Failed(format!("a row refused: {row}")),
+                        (count, None) => Outcome::Failed(format!("{count} results")),
+                    }
+                }
+                other => other,
+            }
         }
     })
     .await

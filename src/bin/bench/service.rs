@@ -211,6 +211,21 @@ impl Bench<'_> {
         }
         rows.push(baselines::floor(floor, 1, timing.warmup, timing.measure).await);
 
+        // Beside scenario 1: the same single client, a hundred rows a request.
+        eprintln!("  9. inventoryBulkAdjust of {} rows", scenarios::BULK_ROWS);
+        let tally = scenarios::bulk_load(&gql, &fixture.bulk, timing).await;
+        let mut row = scenarios::tally_row(
+            "s9_bulk_adjust",
+            "9. inventoryBulkAdjust, 100 rows, 1 client",
+            &tally,
+        );
+        row.set(
+            "rowsPerSec",
+            tally.ops_per_sec() * scenarios::BULK_ROWS as f64,
+        );
+        row.check = Some(self.check(&instance, &gql).await);
+        rows.push(row);
+
         eprintln!("  2. 16 clients over 16 items");
         let tally = scenarios::adjust_load(&gql, &fixture.spread, 16, timing).await;
         let mut row = scenarios::tally_row(

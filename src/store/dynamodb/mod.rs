@@ -368,6 +368,10 @@ struct ScanCursor {
 
 #[async_trait]
 impl EventStore for DynamoEventStore {
+    fn max_commit_items(&self) -> Option<usize> {
+        Some(MAX_TRANSACTION_ITEMS)
+    }
+
     async fn append(&self, commit: Commit) -> Result<(), StoreError> {
         let (items, parts) = self.transaction(&commit)?;
         match self
