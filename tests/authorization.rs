@@ -349,6 +349,14 @@ fn mutations() -> Vec<(&'static str, &'static str)> {
             "mutation($item: ID!) { inventoryAdjust(input: { itemId: $item, delta: 1, reason: RECEIVED }) { userErrors { code } } }",
         ),
         (
+            "inventorySetOnHand",
+            "mutation($item: ID!) { inventorySetOnHand(input: { itemId: $item, quantity: 1000, reason: CYCLE_COUNT }) { userErrors { code } } }",
+        ),
+        (
+            "inventoryBulkAdjust",
+            "mutation($item: ID!) { inventoryBulkAdjust(input: { adjustments: [{ itemId: $item, delta: 1, reason: RECEIVED }], errorPolicy: REJECT_EVERYTHING }) { userErrors { code } } }",
+        ),
+        (
             "inventoryItemUpdateReorderSettings",
             "mutation($item: ID!) { inventoryItemUpdateReorderSettings(input: { itemId: $item, reorderQuantity: 7 }) { userErrors { code } } }",
         ),
