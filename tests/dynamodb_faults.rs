@@ -61,10 +61,15 @@ fn service_env(data_dir: &Path, endpoint: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// The service through the proxy, ready: its start-up catch-up of the projections is done
+/// before the test's fixtures land (a catch-up still reading the store when throttling began
+/// is the suspected cause of a warehouse row seen missing under load; see the session note).
 async fn start(data_dir: &Path, proxy: &FaultProxy) -> Server {
     let env = service_env(data_dir, &proxy.url);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Server::start_with(data_dir, &env).await
+    let server = Server::start_with(data_dir, &env).await;
+    server.until_ready().await;
+    server
 }
 
 /// `verify` straight against the endpoint (no faults), polled until the projections equal a
