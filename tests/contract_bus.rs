@@ -84,6 +84,7 @@ fn item_view() -> ItemView {
         reorder_threshold: 5,
         reorder_quantity: 20,
         active: true,
+        incoming: 0,
         version: 3,
         created_at: 1_700_000_000_000,
         updated_at: 1_700_000_000_500,

@@ -391,6 +391,7 @@ impl Story {
             reorder_threshold,
             reorder_quantity,
             active,
+            incoming: 0,
             version,
             created_at,
             updated_at,
@@ -513,6 +514,8 @@ impl Story {
             allocations: views(self, &[self.x, self.y, self.z], Story::allocation),
             history: self.history(),
             movements,
+            // Transfers have a contract of their own over the server (tests/transfers.rs).
+            transfers: vec![],
         }
     }
 }

@@ -7,7 +7,7 @@ use inventory_service::dynamodb::{self, Tables};
 use inventory_service::store::dynamodb::DynamoEventStore;
 use inventory_service::store::sqlite::SqliteEventStore;
 use inventory_service::store::{
-    Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, StoreError,
+    Commit, EventEnvelope, EventStore, Expectation, Guard, IdempotencyRecord, Metadata, StoreError,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -128,11 +128,28 @@ async fn contract(store: Arc<dyn EventStore>) {
         .all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict { .. }))));
     assert_eq!(store.load(a, 0, None).await.expect("load").len(), 4);
 
-    // Guards: first writer wins, for ever; the loser writes nothing.
+    // Guards: first writer wins, for ever; the loser writes nothing; the owner is read back.
     let c = Uuid::now_v7();
     let mut guarded = commit(c, 0, 1);
-    guarded.guards.push(format!("sku#{a}#GUARDED"));
+    guarded.guards.push(Guard {
+        key: format!("sku#{a}#GUARDED"),
+        owner: c,
+    });
+    assert_eq!(
+        store
+            .guard_owner(&format!("sku#{a}#GUARDED"))
+            .await
+            .expect("read"),
+        None
+    );
     store.append(guarded.clone()).await.expect("first claim");
+    assert_eq!(
+        store
+            .guard_owner(&format!("sku#{a}#GUARDED"))
+            .await
+            .expect("read"),
+        Some(c)
+    );
     let d = Uuid::now_v7();
     let mut second = commit(d, 0, 1);
     second.guards = guarded.guards.clone();
@@ -143,6 +160,14 @@ async fn contract(store: Arc<dyn EventStore>) {
         })
     );
     assert!(store.load(d, 0, None).await.expect("load").is_empty());
+    assert_eq!(
+        store
+            .guard_owner(&format!("sku#{a}#GUARDED"))
+            .await
+            .expect("read"),
+        Some(c),
+        "the loser does not take the guard over"
+    );
 
     // Idempotency records: written with the commit, readable, and claimed once.
     let record = IdempotencyRecord {

@@ -26,7 +26,7 @@ use inventory_service::projection::switch::Generations;
 use inventory_service::projection::{AllocationFilter, Keys, ProjectionStore, ReadModel};
 use inventory_service::store::dynamodb::DynamoEventStore;
 use inventory_service::store::{
-    Commit, EventEnvelope, EventStore, Expectation, IdempotencyRecord, Metadata, Snapshot,
+    Commit, EventEnvelope, EventStore, Expectation, Guard, IdempotencyRecord, Metadata, Snapshot,
 };
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -254,7 +254,10 @@ async fn drive_every_adapter(client: aws_sdk_dynamodb::Client) {
             },
         ],
         events: vec![events[2].clone()],
-        guards: vec![format!("sku#{warehouse}#MUG")],
+        guards: vec![Guard {
+            key: format!("sku#{warehouse}#MUG"),
+            owner: item,
+        }],
         idempotency: Some(IdempotencyRecord {
             key: "k-1".into(),
             fingerprint: "f".into(),

@@ -150,6 +150,7 @@ impl TransferQuery {
     /// Transfers in creation order, leaving or entering a warehouse, optionally in one
     /// status. A principal scoped to warehouses lists only those touching theirs.
     /// Needs the `viewer` role.
+    #[allow(clippy::too_many_arguments)]
     #[graphql(
         guard = "RoleGuard(Role::Viewer)",
         complexity = "crate::graphql::limits::page(first, last, child_complexity)"

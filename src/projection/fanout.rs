@@ -58,6 +58,7 @@ impl ProjectionStore for Fanout {
             all.allocations.extend(dump.allocations);
             all.history.extend(dump.history);
             all.movements.extend(dump.movements);
+            all.transfers.extend(dump.transfers);
         }
         Ok(all)
     }
