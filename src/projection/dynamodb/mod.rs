@@ -297,7 +297,7 @@ impl ProjectionStore for DynamoProjections {
                 .chain(movements.iter().map(|p| (p.id, p.gap))),
         );
         let cutoff = earliest.map_or(events.len(), |(index, _, _)| index);
-        let (_, changed_allocations, changed_items, _) = tokio::join!(
+        let (warehouses, allocations, items, movements) = tokio::join!(
             write_all(
                 &mut cache.warehouses,
                 warehouses,
@@ -320,7 +320,11 @@ impl ProjectionStore for DynamoProjections {
                 |id, stream, start| { stock_movements::apply_stream(self, id, stream, start) }
             ),
         );
-        let (changed_allocations, changed_items) = (changed_allocations?, changed_items?);
+        // Every projector's writes must have landed before the batch counts as applied: an
+        // error dropped here (a throttled warehouse or movement write) would let the message be
+        // acknowledged with its row never written, and nothing reads the store again for it.
+        let (_, changed_allocations, changed_items, _) =
+            (warehouses?, allocations?, items?, movements?);
         // History keeps no checkpoint (its rows need none); it stops at the gap too.
         if !none(P::InventoryHistory) {
             let entries = events[..cutoff]
