@@ -28,6 +28,7 @@ use crate::projection::catch_up::{self, CatchUpStatus, Coverage, EveryStart};
 use crate::projection::dynamodb::DynamoGenerations;
 use crate::projection::replay::RebuildControl;
 use crate::projection::sqlite::SqliteGenerations;
+use crate::projection::stall::ProjectorHealth;
 use crate::projection::switch::{Generations, Switchboard};
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
@@ -46,6 +47,9 @@ pub struct Service {
     /// The start-up catch-up of the projections; not ready until it is done.
     pub catch_up: CatchUpStatus,
     catching_up: JoinHandle<()>,
+    /// Whether the live projector keeps up; not ready while it is stalled.
+    pub projector: ProjectorHealth,
+    watching: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     relay: JoinHandle<()>,
     /// Stopped before the relay, so that its last expiries are published on the way out.
@@ -168,15 +172,19 @@ impl Service {
         };
         // The projectors' queue must exist before the relay publishes, or a broker would confirm
         // events that no durable queue holds.
+        let projector =
+            ProjectorHealth::new(Duration::from_secs(bus_config.projector_stall_seconds));
         bus.consume(
             "projections",
             Arc::new(Projector {
                 store: store.clone(),
                 projections: projections.clone(),
                 bus: bus.clone(),
+                health: projector.clone(),
             }),
         )
         .await?;
+        let watching = projector.watch(store.clone());
         // With the live projector attached, so that events committed while the store is read
         // are not missed; the checkpoints let the two write the same tables in any order.
         let (catch_up, catching_up) = catch_up::spawn(store.clone(), projections.clone(), coverage);
@@ -218,6 +226,8 @@ impl Service {
             keys,
             catch_up,
             catching_up,
+            projector,
+            watching,
             shutdown,
             relay,
             sweeper_shutdown,
@@ -229,6 +239,7 @@ impl Service {
     pub async fn stop(self) {
         // An unfinished catch-up resumes at the next start (its checkpoints are kept).
         self.catching_up.abort();
+        self.watching.abort();
         let _ = self.sweeper_shutdown.send(true);
         if let Err(error) = self.sweeper.await {
             tracing::error!(%error, "expiry sweeper ended abnormally");
@@ -274,6 +285,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         service.context.clone(),
         edge,
         service.catch_up.clone(),
+        service.projector.clone(),
     );
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -20,6 +20,13 @@ use std::time::Duration;
 /// retried by the SDK while the original is still on its way.
 pub const PAST_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(3_500);
 const COMMIT: &str = "TransactWriteItems";
+const WRITES: [&str; 5] = [
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
 
 /// Fractions of calls (0.0–1.0, summed in this order) that meet each fault.
 #[derive(Clone, Copy, Debug, Default)]
@@ -108,7 +115,7 @@ struct Inner {
     refused_again: Mutex<HashMap<u64, u32>>,
     /// Forwards held or running in their own tasks, which may land after their caller left.
     in_flight: AtomicU64,
-    /// Every call that names this table is throttled, whatever the rates (`throttle_table`).
+    /// Every write that names this table is throttled, whatever the rates (`throttle_table`).
     throttled_table: Mutex<Option<String>>,
     stats: Mutex<Stats>,
 }
@@ -162,9 +169,9 @@ impl FaultProxy {
         *lock(&self.inner.faults) = faults;
     }
 
-    /// Throttles every call that names `table` (a projection table, say: its writes fail as
-    /// they would on a hot partition), or stops doing so with `None`. The other tables are
-    /// served as the rates say.
+    /// Throttles every write that names `table` (a projection table, say), as DynamoDB does
+    /// when a table's write capacity is spent: reads of it go through, as do the other tables'
+    /// calls (as the rates say). `None` stops it.
     pub fn throttle_table(&self, table: Option<&str>) {
         *lock(&self.inner.throttled_table) = table.map(str::to_owned);
     }
@@ -217,7 +224,7 @@ impl Inner {
 
     fn choose(&self, operation: &str, request: u64, body: &[u8]) -> Option<Fault> {
         if let Some(table) = lock(&self.throttled_table).as_deref() {
-            if names_table(body, table) {
+            if WRITES.contains(&operation) && names_table(body, table) {
                 return Some(Fault::Throttling);
             }
         }
