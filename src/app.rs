@@ -37,6 +37,9 @@ pub use keys::{create_key, key_listing, list_keys, open_keys, revoke_key, NewKey
 pub use maintenance::{migrate, rebuild_snapshots, replay, verify_projections, ReplayRequest};
 use projector::Projector;
 
+/// The live projector's durable queue (its consumer group on the broker).
+const PROJECTOR_QUEUE: &str = "projections";
+
 /// How long shutdown waits for the relay to publish what is still in the outbox.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -175,7 +178,7 @@ impl Service {
         let projector =
             ProjectorHealth::new(Duration::from_secs(bus_config.projector_stall_seconds));
         bus.consume(
-            "projections",
+            PROJECTOR_QUEUE,
             Arc::new(Projector {
                 store: store.clone(),
                 projections: projections.clone(),
@@ -184,7 +187,7 @@ impl Service {
             }),
         )
         .await?;
-        let watching = projector.watch(store.clone());
+        let watching = projector.watch(store.clone(), bus.clone(), PROJECTOR_QUEUE);
         // With the live projector attached, so that events committed while the store is read
         // are not missed; the checkpoints let the two write the same tables in any order.
         let (catch_up, catching_up) = catch_up::spawn(store.clone(), projections.clone(), coverage);

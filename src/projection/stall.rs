@@ -1,6 +1,6 @@
 //! Whether the live projector keeps up. The projector reports each batch it takes and how it
-//! ended; a watcher looks, every second, at what waits for it (this instance's outbox, a batch
-//! in hand, a batch that failed). Work that has waited `--projector-stall-seconds` with no batch
+//! ended; a watcher looks, every second, at what waits for it (this instance's outbox, the
+//! broker's queue, a batch in hand, a batch that failed). Work that has waited `--projector-stall-seconds` with no batch
 //! applied is a stall: `/health/ready` answers 503 with the reason, `inventory_projector_stalled`
 //! is 1, and one error line says so. The next batch applied ends it (one line again), as does
 //! nothing seen waiting for as long (a message the broker dead-lettered leaves nothing to wait).
@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+use crate::bus::EventBus;
 use crate::store::EventStore;
 
 /// How often the watcher looks (more often when the limit is shorter than 4 s).
@@ -29,8 +30,9 @@ struct State {
     /// Batches failed since the last one applied, and the last error.
     failures: u64,
     last_error: Option<String>,
-    /// Events the outbox held at the last look.
+    /// What waited at the last look: events in the outbox, messages ready in the queue.
     outbox: u64,
+    queued: u64,
     /// Since the last batch applied: when work was first seen waiting, and last seen.
     waiting_since: Option<Instant>,
     last_seen: Option<Instant>,
@@ -68,11 +70,17 @@ impl State {
         })
     }
 
-    /// One look, with `outbox` events waiting there: how long work has waited without
-    /// progress, and what changed.
-    fn check(&mut self, outbox: u64, limit: Duration, now: Instant) -> (Duration, Option<Change>) {
+    /// One look, with `outbox` events waiting there and `queued` messages ready in the
+    /// broker's queue: how long work has waited without progress, and what changed.
+    fn check(
+        &mut self,
+        (outbox, queued): (u64, u64),
+        limit: Duration,
+        now: Instant,
+    ) -> (Duration, Option<Change>) {
         self.outbox = outbox;
-        if outbox > 0 || self.in_hand > 0 {
+        self.queued = queued;
+        if outbox > 0 || queued > 0 || self.in_hand > 0 {
             self.seen_waiting(now);
         }
         // Evidence as old as the limit is stale: nothing waits any more (nor was applied).
@@ -109,6 +117,9 @@ impl State {
         let mut what = Vec::new();
         if self.outbox > 0 {
             what.push(format!("{} events wait in the outbox", self.outbox));
+        }
+        if self.queued > 0 {
+            what.push(format!("{} messages wait in the queue", self.queued));
         }
         if self.in_hand > 0 {
             what.push(format!("{} batch(es) in hand", self.in_hand));
@@ -170,20 +181,27 @@ impl ProjectorHealth {
         crate::sync::lock(&self.state).stalled.clone()
     }
 
-    fn check(&self, outbox: u64) {
+    fn check(&self, waiting: (u64, u64)) {
         if self.limit.is_zero() {
             return;
         }
         let (waited, change) =
-            crate::sync::lock(&self.state).check(outbox, self.limit, Instant::now());
+            crate::sync::lock(&self.state).check(waiting, self.limit, Instant::now());
         let stalled = matches!(change, Some(Change::Stalled(_))) || self.stalled().is_some();
         metrics::gauge!(crate::metrics::PROJECTOR_STALLED).set(if stalled { 1.0 } else { 0.0 });
         metrics::gauge!(crate::metrics::PROJECTOR_WAITING).set(waited.as_secs_f64());
         report(change);
     }
 
-    /// Looks at the projector every second (or a quarter of the limit) until aborted.
-    pub fn watch(&self, store: Arc<dyn EventStore>) -> JoinHandle<()> {
+    /// Looks at the projector consuming `queue` every second (or a quarter of the limit)
+    /// until aborted.
+    pub fn watch(
+        &self,
+        store: Arc<dyn EventStore>,
+        bus: Arc<dyn EventBus>,
+        queue: &str,
+    ) -> JoinHandle<()> {
+        let queue = queue.to_owned();
         let health = self.clone();
         let tick = TICK.min(self.limit / 4).max(Duration::from_millis(50));
         tokio::spawn(async move {
@@ -203,7 +221,12 @@ impl ProjectorHealth {
                         crate::sync::lock(&health.state).outbox
                     }
                 };
-                health.check(outbox);
+                // The same for a broker that cannot answer now (it is not ready then anyway).
+                let queued = match bus.queued(&queue).await {
+                    Some(queued) => queued,
+                    None => crate::sync::lock(&health.state).queued,
+                };
+                health.check((outbox, queued));
             }
         })
     }
@@ -232,7 +255,10 @@ mod tests {
     fn an_idle_projector_with_nothing_waiting_never_stalls() {
         let (mut state, t0) = (State::default(), Instant::now());
         for s in [0, 31, 100, 1000] {
-            assert_eq!(state.check(0, LIMIT, at(t0, s)), (Duration::ZERO, None));
+            assert_eq!(
+                state.check((0, 0), LIMIT, at(t0, s)),
+                (Duration::ZERO, None)
+            );
         }
         assert!(state.stalled.is_none());
     }
@@ -240,11 +266,11 @@ mod tests {
     #[test]
     fn events_waiting_in_the_outbox_with_no_batch_applied_stall_once_then_recover_on_progress() {
         let (mut state, t0) = (State::default(), Instant::now());
-        assert_eq!(state.check(5, LIMIT, at(t0, 0)).1, None);
+        assert_eq!(state.check((5, 0), LIMIT, at(t0, 0)).1, None);
         state.taking(at(t0, 1));
         state.failed("throttled".into(), at(t0, 2));
-        assert_eq!(state.check(5, LIMIT, at(t0, 29)).1, None, "not yet");
-        let (waited, change) = state.check(5, LIMIT, at(t0, 30));
+        assert_eq!(state.check((5, 0), LIMIT, at(t0, 29)).1, None, "not yet");
+        let (waited, change) = state.check((5, 0), LIMIT, at(t0, 30));
         assert_eq!(waited, LIMIT);
         let Some(Change::Stalled(reason)) = change else {
             panic!("stalled at the limit: {change:?}");
@@ -254,7 +280,7 @@ mod tests {
             "{reason}"
         );
         // Said once, however often it is looked at.
-        assert_eq!(state.check(5, LIMIT, at(t0, 31)).1, None);
+        assert_eq!(state.check((5, 0), LIMIT, at(t0, 31)).1, None);
         assert!(state.stalled.is_some());
         state.taking(at(t0, 40));
         assert!(matches!(state.applied(), Some(Change::Recovered(_))));
@@ -262,18 +288,29 @@ mod tests {
         // Work keeps flowing with progress: no stall however long it lasts.
         for s in (41..200).step_by(10) {
             state.taking(at(t0, s));
-            assert_eq!(state.check(3, LIMIT, at(t0, s + 5)).1, None);
+            assert_eq!(state.check((3, 0), LIMIT, at(t0, s + 5)).1, None);
             assert_eq!(state.applied(), None);
         }
+    }
+
+    #[test]
+    fn messages_ready_in_the_queue_that_no_batch_takes_stall() {
+        // A consumer that takes nothing: no batch in hand, none failed, the queue fills.
+        let (mut state, t0) = (State::default(), Instant::now());
+        assert_eq!(state.check((0, 4), LIMIT, at(t0, 0)).1, None);
+        assert!(matches!(
+            state.check((0, 9), LIMIT, at(t0, 30)).1,
+            Some(Change::Stalled(reason)) if reason.contains("9 messages wait in the queue")
+        ));
     }
 
     #[test]
     fn a_batch_in_hand_that_never_returns_stalls() {
         let (mut state, t0) = (State::default(), Instant::now());
         state.taking(at(t0, 0));
-        assert_eq!(state.check(0, LIMIT, at(t0, 10)).1, None);
+        assert_eq!(state.check((0, 0), LIMIT, at(t0, 10)).1, None);
         assert!(matches!(
-            state.check(0, LIMIT, at(t0, 30)).1,
+            state.check((0, 0), LIMIT, at(t0, 30)).1,
             Some(Change::Stalled(reason)) if reason.contains("1 batch(es) in hand")
         ));
     }
@@ -287,14 +324,21 @@ mod tests {
             state.failed("unavailable".into(), at(t0, s));
         }
         assert!(matches!(
-            state.check(0, LIMIT, at(t0, 31)).1,
+            state.check((0, 0), LIMIT, at(t0, 31)).1,
             Some(Change::Stalled(_))
         ));
-        assert_eq!(state.check(0, LIMIT, at(t0, 44)).1, None, "still stalled");
+        assert_eq!(
+            state.check((0, 0), LIMIT, at(t0, 44)).1,
+            None,
+            "still stalled"
+        );
         assert!(matches!(
-            state.check(0, LIMIT, at(t0, 45)).1,
+            state.check((0, 0), LIMIT, at(t0, 45)).1,
             Some(Change::Recovered(_))
         ));
-        assert_eq!(state.check(0, LIMIT, at(t0, 100)), (Duration::ZERO, None));
+        assert_eq!(
+            state.check((0, 0), LIMIT, at(t0, 100)),
+            (Duration::ZERO, None)
+        );
     }
 }
