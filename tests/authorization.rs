@@ -148,6 +148,19 @@ impl App {
         id(&data["allocationCreate"]["allocation"]["id"])
     }
 
+    /// A transfer of one unit of `item` to `warehouse`, created.
+    async fn transfer(&self, item: Uuid, warehouse: Uuid) -> Uuid {
+        let data = self
+            .data(
+                &admin(),
+                "mutation($item: ID!, $w: ID!) { transferCreate(input: { fromItemId: $item, \
+                 toWarehouseId: $w, quantity: 1 }) { transfer { id } userErrors { message } } }",
+                json!({ "item": item, "w": warehouse }),
+            )
+            .await;
+        id(&data["transferCreate"]["transfer"]["id"])
+    }
+
     async fn adjust(&self, item: Uuid, delta: i64) {
         let data = self
             .data(
@@ -257,6 +270,8 @@ fn queries() -> Vec<(&'static str, &'static str)> {
         ),
         ("allocation", "query($allocation: ID!) { allocation(id: $allocation) { id item { id } } }"),
         ("allocations", "{ allocations { totalCount edges { node { id } } } }"),
+        ("transfer", "query($transfer: ID!) { transfer(id: $transfer) { id } }"),
+        ("transfers", "{ transfers { totalCount edges { node { id } } } }"),
         (
             "inventoryItemAsOf",
             "query($item: ID!) { inventoryItemAsOf(id: $item, version: 1) { id } }",
@@ -296,7 +311,9 @@ async fn every_query_is_refused_without_credentials_and_answered_for_a_viewer() 
         fields_of(Root::Query),
         "one query here per root query field"
     );
-    let variables = json!({ "item": s.a1, "warehouse": s.a, "allocation": s.alloc_a });
+    let transfer = app.transfer(s.a1, s.b).await;
+    let variables = json!({ "item": s.a1, "warehouse": s.a, "allocation": s.alloc_a,
+        "transfer": transfer });
     let viewer = known("viewer", Role::Viewer, &[]);
     for (field, query) in &queries {
         let refused = app.run(&nobody(), query, variables.clone()).await;
@@ -381,6 +398,23 @@ fn mutations() -> Vec<(&'static str, &'static str)> {
             "mutation($other: ID!) { allocationCancel(input: { id: $other, reason: \"changed\" }) { userErrors { code } } }",
         ),
         (
+            "transferCreate",
+            "mutation($item: ID!, $elsewhere: ID!) { transferCreate(input: { fromItemId: $item, toWarehouseId: $elsewhere, quantity: 1 }) { userErrors { code } } }",
+        ),
+        // On a transfer that does not exist: the role is checked first, then NOT_FOUND.
+        (
+            "transferShip",
+            "mutation($other: ID!) { transferShip(input: { id: $other }) { userErrors { code } } }",
+        ),
+        (
+            "transferReceive",
+            "mutation($other: ID!) { transferReceive(input: { id: $other, quantityReceived: 1 }) { userErrors { code } } }",
+        ),
+        (
+            "transferCancel",
+            "mutation($other: ID!) { transferCancel(input: { id: $other, reason: \"r\" }) { userErrors { code } } }",
+        ),
+        (
             "projectionRebuildStart",
             "mutation { projectionRebuildStart(input: { projections: [] }) { userErrors { code } } }",
         ),
@@ -420,6 +454,7 @@ async fn mutations_need_their_role_and_a_refused_one_changes_nothing() {
             let variables = json!({
                 "code": format!("C{n}"), "warehouse": s.a, "spare": spare, "item": s.a1,
                 "spareItem": spare_item, "allocation": s.alloc_a, "other": s.alloc_b,
+                "elsewhere": spare,
             });
             let before = app.events_stored().await;
             let response = app.run(caller, mutation, variables).await;

@@ -183,10 +183,15 @@ const CASES: &[Case] = &[
     Case { mutation: "allocationConfirm", needs: OPERATOR, document: "mutation($created: ID!) { allocationConfirm(input: {id: $created}) { allocation { id } userErrors { code } } }" },
     Case { mutation: "allocationCancel", needs: OPERATOR, document: "mutation($created: ID!) { allocationCancel(input: {id: $created, reason: \"r\"}) { allocation { id } userErrors { code } } }" },
     Case { mutation: "allocationFulfill", needs: OPERATOR, document: "mutation($confirmed: ID!) { allocationFulfill(input: {id: $confirmed}) { allocation { id } userErrors { code } } }" },
+    Case { mutation: "transferCreate", needs: OPERATOR, document: "mutation($item: ID!, $destination: ID!) { transferCreate(input: {fromItemId: $item, toWarehouseId: $destination, quantity: 1}) { transfer { id } userErrors { code } } }" },
+    Case { mutation: "transferShip", needs: OPERATOR, document: "mutation($transfer: ID!) { transferShip(input: {id: $transfer}) { transfer { id } userErrors { code } } }" },
+    Case { mutation: "transferReceive", needs: OPERATOR, document: "mutation($shipped: ID!) { transferReceive(input: {id: $shipped, quantityReceived: 1}) { transfer { id } userErrors { code } } }" },
+    Case { mutation: "transferCancel", needs: OPERATOR, document: "mutation($transfer: ID!) { transferCancel(input: {id: $transfer, reason: \"r\"}) { transfer { id } userErrors { code } } }" },
     Case { mutation: "projectionRebuildStart", needs: ADMIN, document: "mutation { projectionRebuildStart(input: {projections: [WAREHOUSES]}) { rebuild { generation } userErrors { code } } }" },
 ];
 
-/// Fresh targets in warehouse A: a warehouse, an item, a created and a confirmed allocation.
+/// Fresh targets in warehouse A: a warehouse, an item, a created and a confirmed allocation, a
+/// destination warehouse and two transfers to it, one created and one shipped.
 async fn targets(server: &Server, admin: &str, n: usize) -> Value {
     let code = format!("M{n}");
     let data = |v: (u16, Value)| v.1["data"].clone();
@@ -209,15 +214,56 @@ async fn targets(server: &Server, admin: &str, n: usize) -> Value {
         &json!({"a": confirmed}),
     )
     .await;
+    let destination = data(
+        post(server, Some(admin), "mutation($code: String!) { warehouseCreate(input: {name: \"D\", code: $code}) { warehouse { id } } }", &json!({"code": format!("{code}D")})).await,
+    )["warehouseCreate"]["warehouse"]["id"]
+        .clone();
+    let send = "mutation($i: ID!, $d: ID!) { transferCreate(input: {fromItemId: $i, toWarehouseId: $d, quantity: 2}) { transfer { id } } }";
+    let transfer = data(
+        post(
+            server,
+            Some(admin),
+            send,
+            &json!({"i": item, "d": destination}),
+        )
+        .await,
+    )["transferCreate"]["transfer"]["id"]
+        .clone();
+    let shipped = data(
+        post(
+            server,
+            Some(admin),
+            send,
+            &json!({"i": item, "d": destination}),
+        )
+        .await,
+    )["transferCreate"]["transfer"]["id"]
+        .clone();
+    post(
+        server,
+        Some(admin),
+        "mutation($t: ID!) { transferShip(input: {id: $t}) { transfer { id } } }",
+        &json!({"t": shipped}),
+    )
+    .await;
     json!({ "code": format!("{code}X"), "warehouse": warehouse, "item": item,
-            "created": created, "confirmed": confirmed })
+            "created": created, "confirmed": confirmed, "destination": destination,
+            "transfer": transfer, "shipped": shipped })
 }
 
 fn ids(targets: &Value) -> Vec<String> {
-    ["warehouse", "item", "created", "confirmed"]
-        .iter()
-        .filter_map(|k| targets[k].as_str().map(str::to_owned))
-        .collect()
+    [
+        "warehouse",
+        "item",
+        "created",
+        "confirmed",
+        "destination",
+        "transfer",
+        "shipped",
+    ]
+    .iter()
+    .filter_map(|k| targets[k].as_str().map(str::to_owned))
+    .collect()
 }
 
 /// The code a refusal carries, or `None` when the mutation ran.

@@ -5,19 +5,23 @@
 //! (every 20 ms) and explicit expiries race the other commands for; in the end none is left
 //! due, and only created allocations past their deadline were expired. Counts leave on hand at
 //! the figure counted or change nothing; a bulk under REJECT_EVERYTHING applies every row or
-//! none. On SQLite, or on DynamoDB as `backend_env` selects (`INVENTORY_TEST_BACKEND=dynamodb`).
+//! none. Transfers to a second warehouse are created, shipped, received (perhaps short) and
+//! cancelled among the rest: allocated equals the open allocations plus the transfers not yet
+//! shipped, incoming the transfers shipped and not yet received. On SQLite, or on DynamoDB as
+//! `backend_env` selects (`INVENTORY_TEST_BACKEND=dynamodb`).
 
 use inventory_service::app::{verify_projections, Service};
 use inventory_service::application::now_ms;
 use inventory_service::application::{
     load, AdjustStock, BulkAdjust, BulkPolicy, BulkRow, CommandContext, CommandError,
-    CreateAllocation, CreateItem, CreateWarehouse, Outcome,
+    CreateAllocation, CreateItem, CreateTransfer, CreateWarehouse, Outcome,
 };
 use inventory_service::config::{BusConfig, ExpiryConfig, StorageConfig, StoreKind};
 use inventory_service::domain::allocation::{Allocation, AllocationCommand, AllocationStatus};
 use inventory_service::domain::item::{AdjustmentReason, CountReason, InventoryItem, ItemCommand};
+use inventory_service::domain::transfer::{TransferCommand, TransferStatus};
 use inventory_service::domain::warehouse::WarehouseCommand;
-use inventory_service::projection::AllocationFilter;
+use inventory_service::projection::{AllocationFilter, TransferFilter};
 use inventory_service::store::EventStore;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -40,6 +44,12 @@ enum Op {
     Count(usize, i64, Option<i64>, bool),
     /// Rows of (item, delta, reason), all or none (true) or each on its own.
     Bulk(Vec<(usize, i64, usize)>, bool),
+    /// Transfer q of item i to the second warehouse.
+    Transfer(usize, i64),
+    Ship(usize),
+    /// Receive a transfer, this many units short.
+    Receive(usize, i64),
+    CancelTransfer(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -59,6 +69,10 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(i, q, c, r)| Op::Count(i, q, c, r)),
         2 => (proptest::collection::vec((0..3usize, -12..12i64, 0..6usize), 1..8), any::<bool>())
             .prop_map(|(rows, whole)| Op::Bulk(rows, whole)),
+        3 => (0..3usize, 1..8i64).prop_map(|(i, q)| Op::Transfer(i, q)),
+        2 => (0..12usize).prop_map(Op::Ship),
+        2 => (0..12usize, 0..3i64).prop_map(|(t, s)| Op::Receive(t, s)),
+        1 => (0..12usize).prop_map(Op::CancelTransfer),
     ]
 }
 
@@ -129,6 +143,22 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
     else {
         panic!("warehouse")
     };
+    let Ok(Outcome::Warehouse(elsewhere)) = app
+        .commands
+        .create_warehouse(
+            &ctx,
+            CreateWarehouse {
+                name: "W2".into(),
+                code: "W2".into(),
+                address: None,
+            },
+        )
+        .await
+    else {
+        panic!("second warehouse")
+    };
+    let mut transfers: Vec<(Uuid, i64)> = Vec::new();
+    let mut destinations = std::collections::BTreeSet::new();
     let mut items = Vec::new();
     for (n, quantity) in initial.into_iter().enumerate() {
         let command = CreateItem {
@@ -174,6 +204,49 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
             Op::Wait(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 continue;
+            }
+            Op::Transfer(i, quantity) => {
+                let command = CreateTransfer {
+                    from_item_id: items[i],
+                    to_warehouse_id: elsewhere.id,
+                    quantity,
+                    reference: None,
+                };
+                let result = app.commands.create_transfer(&ctx, command).await;
+                if let Ok(Outcome::Transfer {
+                    transfer,
+                    destination,
+                    ..
+                }) = &result
+                {
+                    transfers.push((transfer.id, quantity));
+                    destinations.insert(destination.id);
+                }
+                result
+            }
+            Op::Ship(t) | Op::Receive(t, _) | Op::CancelTransfer(t) if transfers.is_empty() => {
+                let _ = t;
+                continue;
+            }
+            Op::Ship(t) => {
+                let (id, _) = transfers[t % transfers.len()];
+                app.commands
+                    .change_transfer(&ctx, id, TransferCommand::ShipTransfer)
+                    .await
+            }
+            Op::Receive(t, short) => {
+                let (id, quantity) = transfers[t % transfers.len()];
+                let command = TransferCommand::ReceiveTransfer {
+                    quantity_received: (quantity - short).max(0),
+                };
+                app.commands.change_transfer(&ctx, id, command).await
+            }
+            Op::CancelTransfer(t) => {
+                let (id, _) = transfers[t % transfers.len()];
+                let command = TransferCommand::CancelTransfer {
+                    reason: "prop".into(),
+                };
+                app.commands.change_transfer(&ctx, id, command).await
             }
             Op::Confirm(a) | Op::Cancel(a) | Op::Fulfil(a) | Op::Expire(a)
                 if allocations.is_empty() =>
@@ -352,6 +425,49 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
         }
     }
 
+    let every_transfer = app
+        .read
+        .transfers(
+            TransferFilter::default(),
+            inventory_service::projection::Keys::after(None, 10_000),
+        )
+        .await
+        .expect("transfers");
+    assert_eq!(
+        every_transfer.len(),
+        transfers.len(),
+        "every transfer projected"
+    );
+    let in_status = |item: Uuid, status: TransferStatus, leaving: bool| -> i64 {
+        every_transfer
+            .iter()
+            .filter(|t| t.status == status)
+            .filter(|t| {
+                if leaving {
+                    t.from_item_id == item
+                } else {
+                    t.to_item_id == item
+                }
+            })
+            .map(|t| t.quantity)
+            .sum()
+    };
+    for &id in &destinations {
+        let folded = load::<InventoryItem>(&*app.store, id, None)
+            .await
+            .expect("load");
+        let view = app.read.item(id).await.expect("read").expect("projected");
+        assert_eq!(
+            (view.on_hand, view.incoming, view.version),
+            (folded.state.on_hand, folded.state.incoming, folded.version),
+            "destination projection equals the aggregate fold"
+        );
+        assert_eq!(
+            view.incoming,
+            in_status(id, TransferStatus::Shipped, false),
+            "incoming equals the transfers shipped and not received"
+        );
+    }
     for &id in &items {
         let folded = load::<InventoryItem>(&*app.store, id, None)
             .await
@@ -396,8 +512,9 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
             .map(|a| a.quantity)
             .sum();
         assert_eq!(
-            view.allocated, open,
-            "allocated equals the open allocations"
+            view.allocated,
+            open + in_status(id, TransferStatus::Created, true),
+            "allocated equals the open allocations and the transfers not yet shipped"
         );
     }
     service.stop().await;

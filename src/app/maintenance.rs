@@ -55,7 +55,8 @@ where
 pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
     use crate::application::load;
     use crate::domain::{
-        allocation::Allocation, item::InventoryItem, warehouse::Warehouse, Aggregate, AggregateType,
+        allocation::Allocation, item::InventoryItem, transfer::Transfer, warehouse::Warehouse,
+        Aggregate, AggregateType,
     };
     use crate::store::Snapshot;
     anyhow::ensure!(
@@ -97,6 +98,7 @@ pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
             AggregateType::Warehouse => snapshot::<Warehouse>(&*store, id).await?,
             AggregateType::InventoryItem => snapshot::<InventoryItem>(&*store, id).await?,
             AggregateType::Allocation => snapshot::<Allocation>(&*store, id).await?,
+            AggregateType::Transfer => snapshot::<Transfer>(&*store, id).await?,
         };
         store.save_snapshot(snapshot).await?;
         written += 1;

@@ -14,6 +14,7 @@ use super::outcome::{CommandContext, CommandError, Outcome};
 use super::pipeline::{Pipeline, Request, Shared};
 use crate::domain::allocation::{self, Allocation, AllocationCommand};
 use crate::domain::item::{self, AdjustmentReason, InventoryItem, ItemCommand};
+use crate::domain::transfer::{self, Sides, Transfer, TransferCommand};
 use crate::domain::warehouse::{self, Warehouse, WarehouseCommand};
 use crate::domain::DomainError;
 use crate::store::EventStore;
@@ -53,6 +54,14 @@ pub struct CreateAllocation {
     /// idempotency key recorded before deadlines existed still matches its retry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateTransfer {
+    pub from_item_id: Uuid,
+    pub to_warehouse_id: Uuid,
+    pub quantity: i64,
+    pub reference: Option<String>,
 }
 
 /// Who expires allocations: the actor in the metadata of every cancel the sweeper makes, and
@@ -165,6 +174,7 @@ impl Commands {
                 let code = warehouse.current.state.code.clone();
                 draft.guard(
                     warehouse_code_guard(&code),
+                    id,
                     DomainError::DuplicateCode { code },
                 );
                 Ok(Outcome::Warehouse(warehouse))
@@ -238,6 +248,7 @@ impl Commands {
                 let sku = item.current.state.sku.clone();
                 draft.guard(
                     sku_guard(warehouse_id, &sku),
+                    id,
                     DomainError::DuplicateSku { sku },
                 );
                 Ok(Outcome::Item(item))
@@ -385,6 +396,111 @@ impl Commands {
         self.submit(ctx, request.map_err(Into::into)).await
     }
 
+    /// Creates a transfer: reserves the stock at the source and, when the destination
+    /// warehouse has no item of the source's SKU yet, creates it, in one commit conditioned on
+    /// the source's version (no oversell) and on the SKU's guard (one item per SKU there). The
+    /// destination is found by that guard, read consistently; an item created by another
+    /// commit in between is found on the next attempt.
+    pub async fn create_transfer(
+        &self,
+        ctx: &CommandContext,
+        input: CreateTransfer,
+    ) -> Result<Outcome, CommandError> {
+        let id = Uuid::now_v7();
+        let fingerprint = fingerprint(&input)?;
+        let shared = self.pipeline.shared();
+        let from = input.from_item_id;
+        let to_warehouse = input.to_warehouse_id;
+        let (source, remembered) = shared.latest::<InventoryItem>(from, false).await?;
+        let sku = source.state.sku.clone();
+        if source.state.exists && !remembered {
+            shared.cache.put(from, source);
+        }
+        let guard = sku_guard(to_warehouse, &sku);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let found = shared.store.guard_owner(&guard).await?;
+            let request =
+                transfer_create_request(id, &input, fingerprint.clone(), guard.clone(), found);
+            match self.submit(ctx, Ok(request)).await {
+                // The destination item was created by another commit since the guard was read.
+                Err(CommandError::Rejected(DomainError::DuplicateSku { .. }))
+                    if found.is_none() && attempt < 3 => {}
+                result => return result,
+            }
+        }
+    }
+
+    /// Ships, receives or cancels a transfer: one commit over the transfer and the items the
+    /// step changes, on the queue of the item it changes first (the source's, or the
+    /// destination's for a receipt).
+    pub async fn change_transfer(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        command: TransferCommand,
+    ) -> Result<Outcome, CommandError> {
+        let mutation = match command {
+            TransferCommand::CreateTransfer { .. } => "transferCreate",
+            TransferCommand::ShipTransfer => "transferShip",
+            TransferCommand::ReceiveTransfer { .. } => "transferReceive",
+            TransferCommand::CancelTransfer { .. } => "transferCancel",
+        };
+        let shared = self.pipeline.shared();
+        let (transfer, remembered) = shared.latest::<Transfer>(id, false).await?;
+        let (from, to) = (transfer.state.from_item_id, transfer.state.to_item_id);
+        if transfer.state.exists && !remembered {
+            shared.cache.put(id, transfer);
+        }
+        let receiving = matches!(command, TransferCommand::ReceiveTransfer { .. });
+        let request = fingerprint(&(id, &command)).map(|fingerprint| Request {
+            queue: if receiving { to } else { from },
+            mutation,
+            fingerprint,
+            part: None,
+            needs: vec![
+                Need::of::<Transfer>(id),
+                Need::of::<InventoryItem>(from),
+                Need::of::<InventoryItem>(to),
+            ],
+            decide: decide(move |draft, ctx| {
+                let transfer = draft.state::<Transfer>(id)?.state.clone();
+                if transfer.exists {
+                    // A receipt is the destination's business; the other steps the source's.
+                    ctx.within(if receiving {
+                        transfer.to_warehouse_id
+                    } else {
+                        transfer.from_warehouse_id
+                    })?;
+                }
+                let source = draft.state::<InventoryItem>(from)?.state.clone();
+                let destination = draft.state::<InventoryItem>(to)?.state.clone();
+                let inactive = Warehouse::default();
+                let decision = transfer::decide(
+                    id,
+                    &transfer,
+                    Sides {
+                        source: &source,
+                        destination: &destination,
+                        to_warehouse: &inactive,
+                        from_warehouse: &inactive,
+                    },
+                    command.clone(),
+                )?;
+                let transfer = draft.record::<Transfer>(id, decision.transfer, ctx)?;
+                let source = draft.record::<InventoryItem>(from, decision.source, ctx)?;
+                let destination = draft.record::<InventoryItem>(to, decision.destination, ctx)?;
+                Ok(Outcome::Transfer {
+                    transfer,
+                    source,
+                    destination,
+                })
+            }),
+        });
+        self.submit(ctx, request.map_err(Into::into)).await
+    }
+
     /// Cancels an allocation whose deadline has passed (reason `expired`), as the service
     /// itself: the cancel path every command takes, decided on the stored allocation, so only
     /// a still-created, due one is cancelled (anything else is INVALID_STATE_TRANSITION), and
@@ -401,6 +517,95 @@ impl Commands {
         };
         self.change_allocation(&ctx, id, AllocationCommand::ExpireAllocation)
             .await
+    }
+}
+
+/// `transferCreate` as the pipeline runs it, with the destination item the SKU's guard named
+/// (`found`) or, when none, a new one that the commit creates and claims the guard for.
+fn transfer_create_request(
+    id: Uuid,
+    input: &CreateTransfer,
+    fingerprint: String,
+    guard: String,
+    found: Option<Uuid>,
+) -> Request {
+    let from = input.from_item_id;
+    let to_warehouse = input.to_warehouse_id;
+    let new_item = Uuid::now_v7();
+    let the_warehouse = |item: &InventoryItem| item.exists.then_some(item.warehouse_id);
+    let mut needs = vec![
+        Need::of::<InventoryItem>(from),
+        Need::via::<InventoryItem, Warehouse>(from, the_warehouse),
+        Need::of::<Warehouse>(to_warehouse),
+    ];
+    if let Some(to) = found {
+        needs.push(Need::of::<InventoryItem>(to));
+    }
+    let (quantity, reference) = (input.quantity, input.reference.clone());
+    Request {
+        queue: from,
+        mutation: "transferCreate",
+        fingerprint,
+        part: None,
+        needs,
+        decide: decide(move |draft, ctx| {
+            // An earlier transfer of this batch may be creating the destination already.
+            let (to, creates) = match found.or_else(|| draft.claimed(&guard)) {
+                Some(to) => (to, false),
+                None => (new_item, true),
+            };
+            draft.create::<Transfer>(id);
+            if creates {
+                draft.create::<InventoryItem>(to);
+            }
+            let source = draft.state::<InventoryItem>(from)?.state.clone();
+            if source.exists {
+                ctx.within(source.warehouse_id)?;
+            }
+            let inactive = Warehouse::default();
+            let from_warehouse = draft
+                .loaded::<Warehouse>(source.warehouse_id)
+                .map_or(inactive.clone(), |w| w.state.clone());
+            let to_warehouse_state = draft.state::<Warehouse>(to_warehouse)?.state.clone();
+            let destination = draft.state::<InventoryItem>(to)?.state.clone();
+            let decision = transfer::decide(
+                id,
+                &Transfer::default(),
+                Sides {
+                    source: &source,
+                    destination: &destination,
+                    to_warehouse: &to_warehouse_state,
+                    from_warehouse: &from_warehouse,
+                },
+                TransferCommand::CreateTransfer {
+                    from_item_id: from,
+                    to_warehouse_id: to_warehouse,
+                    to_item_id: to,
+                    quantity,
+                    reference: reference.clone(),
+                },
+            )?;
+            // Both warehouses must still be as decided on (active) when the batch lands.
+            draft.consult::<Warehouse>(source.warehouse_id)?;
+            draft.consult::<Warehouse>(to_warehouse)?;
+            let source = draft.record::<InventoryItem>(from, decision.source, ctx)?;
+            let destination = draft.record::<InventoryItem>(to, decision.destination, ctx)?;
+            if creates {
+                draft.guard(
+                    guard.clone(),
+                    to,
+                    DomainError::DuplicateSku {
+                        sku: destination.current.state.sku.clone(),
+                    },
+                );
+            }
+            let transfer = draft.record::<Transfer>(id, decision.transfer, ctx)?;
+            Ok(Outcome::Transfer {
+                transfer,
+                source,
+                destination,
+            })
+        }),
     }
 }
 

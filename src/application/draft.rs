@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::outcome::{CommandContext, CommandError, Entity};
 use super::pipeline::Shared;
 use crate::domain::{Aggregate, DomainError, Versioned};
-use crate::store::{EventEnvelope, Expectation, Metadata, Snapshot, StoreError};
+use crate::store::{EventEnvelope, Expectation, Guard, Metadata, Snapshot, StoreError};
 
 /// An aggregate being changed: its loaded version and the new events.
 pub(crate) struct Change<A: Aggregate> {
@@ -195,7 +195,7 @@ pub(crate) struct Draft {
     staged: Vec<(Uuid, Box<dyn Staged>)>,
     index: HashMap<Uuid, usize>,
     /// Unique keys to claim, each with the error to report if it is taken, by job.
-    guards: Vec<(String, DomainError, usize)>,
+    guards: Vec<(Guard, DomainError, usize)>,
     /// Whether any state came from the cache.
     remembered: bool,
     /// The job deciding now (guards are charged to it).
@@ -208,7 +208,7 @@ pub(crate) struct Draft {
 pub(crate) struct Parts {
     pub expectations: Vec<Expectation>,
     pub events: Vec<EventEnvelope>,
-    pub guards: Vec<(String, DomainError, usize)>,
+    pub guards: Vec<(Guard, DomainError, usize)>,
 }
 
 impl Draft {
@@ -324,9 +324,19 @@ impl Draft {
         Ok(())
     }
 
-    /// A unique key the commit claims; `error` is the answer if another commit holds it.
-    pub fn guard(&mut self, key: String, error: DomainError) {
-        self.guards.push((key, error, self.job));
+    /// A unique key the commit claims for `owner`; `error` is the answer if another commit
+    /// holds it.
+    pub fn guard(&mut self, key: String, owner: Uuid, error: DomainError) {
+        self.guards.push((Guard { key, owner }, error, self.job));
+    }
+
+    /// The owner of `key` if an earlier job of this batch claims it (two transfers creating
+    /// the same destination item: the second finds the first's).
+    pub fn claimed(&self, key: &str) -> Option<Uuid> {
+        self.guards
+            .iter()
+            .find(|(guard, _, _)| guard.key == key)
+            .map(|(guard, _, _)| guard.owner)
     }
 
     /// A job's success includes refusals (a bulk's refused rows): like a refused job's, they

@@ -13,7 +13,9 @@ mod outcome;
 mod pipeline;
 
 pub use bulk::{BulkAdjust, BulkOutcome, BulkPolicy, BulkRow, RowError, RowOutcome, BULK_MAX_ROWS};
-pub use commands::{AdjustStock, Commands, CreateAllocation, CreateItem, CreateWarehouse};
+pub use commands::{
+    AdjustStock, Commands, CreateAllocation, CreateItem, CreateTransfer, CreateWarehouse,
+};
 pub use outcome::{CommandContext, CommandError, Entity, Outcome};
 
 use uuid::Uuid;

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::auth::{Denied, Scope};
 use crate::domain::allocation::Allocation;
 use crate::domain::item::InventoryItem;
+use crate::domain::transfer::Transfer;
 use crate::domain::warehouse::Warehouse;
 use crate::domain::{DomainError, Versioned};
 use crate::store::StoreError;
@@ -67,6 +68,12 @@ pub enum Outcome {
     Allocation {
         allocation: Entity<Allocation>,
         item: Entity<InventoryItem>,
+    },
+    /// A transfer step, with both its items as the step left them.
+    Transfer {
+        transfer: Entity<Transfer>,
+        source: Entity<InventoryItem>,
+        destination: Entity<InventoryItem>,
     },
     /// A bulk adjustment: what became of each row.
     Bulk(super::bulk::BulkOutcome),

@@ -250,7 +250,7 @@ impl Pipeline {
             let commit = Commit {
                 expectations,
                 events,
-                guards: guards.iter().map(|(key, _, _)| key.clone()).collect(),
+                guards: guards.iter().map(|(guard, _, _)| guard.clone()).collect(),
                 idempotency: record,
             };
             match append(&*shared.store, commit, first).await {
@@ -268,7 +268,7 @@ impl Pipeline {
                     // The job that claimed the key is refused; the rest are decided again.
                     let (error, job) = guards
                         .into_iter()
-                        .find(|(guard, _, _)| *guard == key)
+                        .find(|(guard, _, _)| guard.key == key)
                         .map(|(_, error, job)| (error, job))
                         .unwrap_or_else(|| {
                             (DomainError::invalid("input", format!("{key} is taken")), 0)

@@ -10,16 +10,23 @@ pub enum AggregateType {
     Warehouse,
     InventoryItem,
     Allocation,
+    Transfer,
 }
 
 impl AggregateType {
-    pub const ALL: [AggregateType; 3] = [Self::Warehouse, Self::InventoryItem, Self::Allocation];
+    pub const ALL: [AggregateType; 4] = [
+        Self::Warehouse,
+        Self::InventoryItem,
+        Self::Allocation,
+        Self::Transfer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Warehouse => "Warehouse",
             Self::InventoryItem => "InventoryItem",
             Self::Allocation => "Allocation",
+            Self::Transfer => "Transfer",
         }
     }
 

@@ -13,7 +13,8 @@ use super::{Aggregate, AggregateType, DomainError, DomainEvent, MAX_QUANTITY};
 
 /// Why on-hand stock changed. The first six are what a client may send with an adjustment;
 /// `CycleCount` is written by a count (`inventorySetOnHand`, which may also say `Correction`);
-/// `AllocationFulfilled` only when an allocation's stock leaves the warehouse.
+/// `AllocationFulfilled` only when an allocation's stock leaves the warehouse; `TransferShipped`
+/// when a transfer's stock leaves its source, `TransferReceived` when it arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StockChangeReason {
@@ -25,6 +26,8 @@ pub enum StockChangeReason {
     Other,
     CycleCount,
     AllocationFulfilled,
+    TransferShipped,
+    TransferReceived,
 }
 
 impl StockChangeReason {
@@ -38,7 +41,15 @@ impl StockChangeReason {
             Self::Other => "other",
             Self::CycleCount => "cycle_count",
             Self::AllocationFulfilled => "allocation_fulfilled",
+            Self::TransferShipped => "transfer_shipped",
+            Self::TransferReceived => "transfer_received",
         }
+    }
+
+    /// Whether the change also consumes a reservation of the same size (allocated falls by
+    /// the stock that left): a fulfilment, or a transfer shipped.
+    pub fn consumes_reservation(self) -> bool {
+        matches!(self, Self::AllocationFulfilled | Self::TransferShipped)
     }
 }
 
@@ -54,8 +65,9 @@ pub enum ItemEvent {
         reorder_threshold: i64,
         reorder_quantity: i64,
     },
-    /// On-hand stock changed. When `reason` is `allocation_fulfilled` the fulfilled
-    /// allocation's reservation is consumed too: allocated falls by the same amount. A count
+    /// On-hand stock changed. When `reason` is `allocation_fulfilled` (or `transfer_shipped`)
+    /// the fulfilled allocation's (the shipped transfer's) reservation is consumed too:
+    /// allocated falls by the same amount; `reference` then names the allocation or transfer. A count
     /// (`cycle_count`, or a counted `correction`) records the counted figure as `new_quantity`
     /// and the difference it found as `delta`, which may be 0: a count that found the books
     /// right is a fact of the audit trail too.
@@ -81,6 +93,25 @@ pub enum ItemEvent {
         allocation_id: Uuid,
         quantity: i64,
         reason: String,
+    },
+    /// Stock reserved at a transfer's source: allocated rises, on hand is unchanged.
+    #[serde(rename_all = "camelCase")]
+    TransferStockReserved { transfer_id: Uuid, quantity: i64 },
+    /// A transfer's reservation released because it was cancelled before shipping.
+    #[serde(rename_all = "camelCase")]
+    TransferStockReleased {
+        transfer_id: Uuid,
+        quantity: i64,
+        reason: String,
+    },
+    /// Stock on its way to this item (a transfer shipped to it: `delta` > 0) or no longer
+    /// (the transfer received: `delta` < 0, what was shipped, whatever arrived).
+    #[serde(rename_all = "camelCase")]
+    IncomingStockChanged {
+        transfer_id: Uuid,
+        previous_incoming: i64,
+        new_incoming: i64,
+        delta: i64,
     },
     #[serde(rename_all = "camelCase")]
     LowStockThresholdReached {
@@ -109,6 +140,9 @@ impl DomainEvent for ItemEvent {
             Self::StockLevelChanged { .. } => "StockLevelChanged",
             Self::StockAllocated { .. } => "StockAllocated",
             Self::StockDeallocated { .. } => "StockDeallocated",
+            Self::TransferStockReserved { .. } => "TransferStockReserved",
+            Self::TransferStockReleased { .. } => "TransferStockReleased",
+            Self::IncomingStockChanged { .. } => "IncomingStockChanged",
             Self::LowStockThresholdReached { .. } => "LowStockThresholdReached",
             Self::ReorderSettingsChanged { .. } => "ReorderSettingsChanged",
             Self::InventoryItemDeactivated { .. } => "InventoryItemDeactivated",
@@ -128,6 +162,10 @@ pub struct InventoryItem {
     pub reorder_threshold: i64,
     pub reorder_quantity: i64,
     pub active: bool,
+    /// Stock shipped to this item by transfers not yet received. A snapshot from before
+    /// transfers existed reads as none, which it was: the state version stays 1.
+    #[serde(default)]
+    pub incoming: i64,
 }
 
 impl InventoryItem {
@@ -256,6 +294,7 @@ impl Aggregate for InventoryItem {
                     reorder_threshold: *reorder_threshold,
                     reorder_quantity: *reorder_quantity,
                     active: true,
+                    incoming: 0,
                 };
             }
             ItemEvent::StockLevelChanged {
@@ -265,12 +304,15 @@ impl Aggregate for InventoryItem {
                 ..
             } => {
                 self.on_hand = *new_quantity;
-                if *reason == StockChangeReason::AllocationFulfilled {
+                if reason.consumes_reservation() {
                     self.allocated += delta;
                 }
             }
-            ItemEvent::StockAllocated { quantity, .. } => self.allocated += quantity,
-            ItemEvent::StockDeallocated { quantity, .. } => self.allocated -= quantity,
+            ItemEvent::StockAllocated { quantity, .. }
+            | ItemEvent::TransferStockReserved { quantity, .. } => self.allocated += quantity,
+            ItemEvent::StockDeallocated { quantity, .. }
+            | ItemEvent::TransferStockReleased { quantity, .. } => self.allocated -= quantity,
+            ItemEvent::IncomingStockChanged { new_incoming, .. } => self.incoming = *new_incoming,
             ItemEvent::LowStockThresholdReached { .. } => {}
             ItemEvent::ReorderSettingsChanged {
                 reorder_threshold,

@@ -1,5 +1,6 @@
-//! The pure domain: three deciders (warehouse, inventory item, allocation) and their events;
-//! an item's counts (`count`) are a rule of the item decider kept in a file of their own.
+//! The pure domain: four deciders (warehouse, inventory item, allocation, transfer) and their
+//! events; an item's counts (`count`) are a rule of the item decider kept in a file of their
+//! own.
 //! Nothing here touches I/O, the clock or randomness: time, ids and the actor arrive with the
 //! command, so every business rule is a plain function tested in microseconds.
 
@@ -8,6 +9,7 @@ mod count;
 pub mod error;
 pub mod event;
 pub mod item;
+pub mod transfer;
 pub mod upcast;
 pub mod validate;
 pub mod warehouse;

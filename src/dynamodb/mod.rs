@@ -239,6 +239,9 @@ impl Tables {
     pub fn movements(&self) -> String {
         self.name("projection_movements")
     }
+    pub fn transfers(&self) -> String {
+        self.name("projection_transfers")
+    }
     pub fn checkpoints(&self) -> String {
         self.name("projection_checkpoints")
     }
@@ -252,6 +255,7 @@ impl Tables {
             ProjectionName::InventoryHistory => vec![self.history()],
             // Its checkpoints are rows in the generation's checkpoints table.
             ProjectionName::StockMovements => vec![self.movements()],
+            ProjectionName::TransferStatus => vec![self.transfers()],
         }
     }
 
@@ -320,6 +324,14 @@ impl Tables {
                 ("warehouseId", S),
                 Some(("day", S)),
             ),
+            // Every attribute: a transfer's record changes at most three times, and a list by
+            // warehouse filtered by status then reads no table row.
+            TableSpec::new(self.transfers(), ("id", S), None)
+                .global("from_warehouse", ("fromWarehouseId", S), Some(("id", S)))
+                .global("to_warehouse", ("toWarehouseId", S), Some(("id", S)))
+                .global("from_item", ("fromItemId", S), Some(("id", S)))
+                .global("to_item", ("toItemId", S), Some(("id", S)))
+                .global("all", ("listKey", S), Some(("id", S))),
             TableSpec::new(self.checkpoints(), ("checkpointKey", S), None),
         ]
     }

@@ -44,6 +44,7 @@ pub enum CursorKind {
     Allocation,
     History,
     Event,
+    Transfer,
 }
 
 impl CursorKind {
@@ -54,6 +55,7 @@ impl CursorKind {
             CursorKind::Allocation => "allocation",
             CursorKind::History => "history",
             CursorKind::Event => "event",
+            CursorKind::Transfer => "transfer",
         }
     }
 

@@ -318,12 +318,12 @@ pub struct InventoryItemPayload {
 
 pub(super) fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
     match result {
-        Ok(Outcome::Item(entity)) | Ok(Outcome::Allocation { item: entity, .. }) => {
-            InventoryItemPayload {
-                inventory_item: Some(InventoryItem(ItemView::from(&entity))),
-                user_errors: vec![],
-            }
-        }
+        Ok(Outcome::Item(entity))
+        | Ok(Outcome::Allocation { item: entity, .. })
+        | Ok(Outcome::Transfer { source: entity, .. }) => InventoryItemPayload {
+            inventory_item: Some(InventoryItem(ItemView::from(&entity))),
+            user_errors: vec![],
+        },
         Ok(Outcome::Warehouse(_) | Outcome::Bulk(_)) => InventoryItemPayload {
             inventory_item: None,
             user_errors: vec![],

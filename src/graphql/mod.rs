@@ -21,6 +21,7 @@ pub mod roles;
 mod scope;
 mod stocktake;
 mod subscription;
+mod transfer;
 pub mod types;
 mod warehouse;
 
@@ -68,6 +69,7 @@ pub struct Query(
     warehouse::WarehouseQuery,
     inventory::InventoryQuery,
     allocation::AllocationQuery,
+    transfer::TransferQuery,
     audit::AuditQuery,
     rebuild::RebuildQuery,
 );
@@ -80,6 +82,7 @@ pub struct Mutation(
     inventory::InventoryMutation,
     stocktake::StocktakeMutation,
     allocation::AllocationMutation,
+    transfer::TransferMutation,
     rebuild::RebuildMutation,
 );
 

@@ -10,9 +10,10 @@ use uuid::Uuid;
 
 use super::cursor::{CursorKey, CursorKind};
 use super::scope::Within;
+use super::transfer::Transfer;
 use super::types::{Allocation, Event, InventoryHistoryEntry, InventoryItem, Warehouse};
 use super::{bad_argument, infrastructure, AppContext, DEFAULT_PAGE, MAX_PAGE};
-use crate::projection::{AllocationFilter, Keys, ProjectionError};
+use crate::projection::{AllocationFilter, Keys, ProjectionError, TransferFilter};
 
 /// What `totalCount` counts: the list a connection pages through, under the same filters
 /// and in the same warehouses.
@@ -34,6 +35,8 @@ pub enum Count {
         from: Option<i64>,
         to: Option<i64>,
     },
+    /// Transfers: the filter names the caller's warehouses already.
+    Transfers { filter: TransferFilter },
     /// An aggregate's events: its last sequence number, as streams have no holes.
     Events { aggregate_id: Uuid },
 }
@@ -67,6 +70,7 @@ impl Count {
                     .await
             }
             Count::History { item_id, from, to } => read.count_history(*item_id, *from, *to).await,
+            Count::Transfers { filter } => read.count_transfers(filter.clone()).await,
             Count::Events { aggregate_id } => {
                 let end = super::audit::stream_end(app, *aggregate_id)
                     .await
@@ -267,6 +271,13 @@ connection_type!(
     InventoryHistoryEntry,
     "A page of an item's stock changes, oldest first.",
     "A stock change with its cursor."
+);
+connection_type!(
+    TransferConnection,
+    TransferEdge,
+    Transfer,
+    "A page of transfers, in creation order.",
+    "A transfer with its cursor."
 );
 connection_type!(
     EventConnection,

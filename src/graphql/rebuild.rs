@@ -25,6 +25,8 @@ pub enum ProjectionName {
     InventoryHistory,
     /// Daily movement totals (`stockMovementReport`).
     StockMovements,
+    /// Transfers and their status (`transfers`, `transfer`).
+    TransferStatus,
 }
 
 /// Where a rebuild stands.

@@ -16,7 +16,9 @@ use super::{infrastructure, AppContext};
 use crate::auth::{Denied, Principal, Scope};
 use crate::domain::allocation::AllocationEvent;
 use crate::domain::item::ItemEvent;
+use crate::domain::transfer::TransferEvent;
 use crate::domain::AggregateType;
+pub use crate::projection::keyset_slice;
 use crate::projection::{Keys, ProjectionError};
 
 /// Which warehouses a list reads.
@@ -118,27 +120,6 @@ impl Within {
     }
 }
 
-/// The rows of a keyset (`after < key < before`, at most `limit` from the requested end), in
-/// ascending key order, out of rows in any order.
-pub fn keyset_slice<K: Ord + Copy, T>(
-    mut rows: Vec<T>,
-    keys: &Keys<K>,
-    key_of: fn(&T) -> K,
-) -> Vec<T> {
-    rows.retain(|row| {
-        let key = key_of(row);
-        keys.after.is_none_or(|after| key > after) && keys.before.is_none_or(|before| key < before)
-    });
-    rows.sort_by_key(key_of);
-    if keys.backward {
-        let cut = rows.len().saturating_sub(keys.limit);
-        rows.drain(..cut);
-    } else {
-        rows.truncate(keys.limit);
-    }
-    rows
-}
-
 /// Whether the request's principal may see what lies in this warehouse.
 pub fn sees(ctx: &Context<'_>, warehouse_id: Uuid) -> bool {
     crate::auth::principal(ctx).sees(warehouse_id)
@@ -175,6 +156,13 @@ pub async fn warehouse_of(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<
         },
         AggregateType::Allocation => match event.decode::<AllocationEvent>() {
             Ok(AllocationEvent::AllocationCreated { warehouse_id, .. }) => Some(warehouse_id),
+            _ => None,
+        },
+        // Its source's: the warehouse that created it.
+        AggregateType::Transfer => match event.decode::<TransferEvent>() {
+            Ok(TransferEvent::TransferCreated {
+                from_warehouse_id, ..
+            }) => Some(from_warehouse_id),
             _ => None,
         },
     })

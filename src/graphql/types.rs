@@ -165,13 +165,38 @@ impl InventoryItem {
     async fn on_hand(&self) -> i64 {
         self.0.on_hand
     }
-    /// Units reserved by open allocations.
+    /// Units reserved by open allocations and by transfers not yet shipped.
     async fn allocated(&self) -> i64 {
         self.0.allocated
     }
     /// Units that can still be allocated: onHand − allocated, never negative.
     async fn available(&self) -> i64 {
         self.0.available()
+    }
+    /// Units shipped to this item by transfers not yet received.
+    async fn incoming(&self) -> i64 {
+        self.0.incoming
+    }
+    /// Transfers leaving or entering this item, in creation order, optionally in one status.
+    #[graphql(complexity = "crate::graphql::limits::page(first, last, child_complexity)")]
+    async fn transfers(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only transfers in this status.")] status: Option<
+            super::transfer::TransferStatus,
+        >,
+        #[graphql(desc = "Page size from the front, 1 to 500 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Only rows after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page size from the back, 1 to 500.")] last: Option<i32>,
+        #[graphql(desc = "Only rows before this cursor.")] before: Option<String>,
+    ) -> async_graphql::Result<super::page::TransferConnection> {
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        super::transfer::item_transfers(ctx, &self.0, status, args).await
     }
     /// A low-stock alert fires when available falls from above this to at or below it.
     async fn reorder_threshold(&self) -> i64 {
@@ -449,6 +474,8 @@ pub enum AggregateType {
     InventoryItem,
     /// An allocation's stream.
     Allocation,
+    /// A transfer's stream.
+    Transfer,
 }
 
 /// Who caused an event and in answer to what.

@@ -4,10 +4,11 @@
 //! the events make (the movement report's arithmetic is `movements`). Pure: adapters only read
 //! and write the rows.
 
-use super::model::{AllocationView, HistoryEntry, ItemView, WarehouseView};
+use super::model::{AllocationView, HistoryEntry, ItemView, TransferView, WarehouseView};
 use super::{Changed, ProjectionError};
 use crate::domain::allocation::{Allocation, AllocationEvent};
 use crate::domain::item::{InventoryItem, ItemEvent};
+use crate::domain::transfer::{Transfer, TransferEvent};
 use crate::domain::warehouse::{Warehouse, WarehouseDetails, WarehouseEvent};
 use crate::domain::{Aggregate, DomainEvent};
 use crate::store::EventEnvelope;
@@ -108,6 +109,7 @@ impl Row for ItemView {
                 reorder_threshold: view.reorder_threshold,
                 reorder_quantity: view.reorder_quantity,
                 active: view.active,
+                incoming: view.incoming,
             },
             None => InventoryItem::default(),
         };
@@ -122,6 +124,7 @@ impl Row for ItemView {
             reorder_threshold: state.reorder_threshold,
             reorder_quantity: state.reorder_quantity,
             active: state.active,
+            incoming: state.incoming,
             version: envelope.sequence_number,
             created_at: row.map_or(envelope.timestamp, |r| r.created_at),
             updated_at: envelope.timestamp,
@@ -172,6 +175,46 @@ impl Row for AllocationView {
             created_at: row.map_or(envelope.timestamp, |r| r.created_at),
             updated_at: envelope.timestamp,
         }
+    }
+}
+
+impl Row for TransferView {
+    type Event = TransferEvent;
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn next(
+        row: Option<&TransferView>,
+        envelope: &EventEnvelope,
+        event: &TransferEvent,
+    ) -> TransferView {
+        let mut state = match row {
+            Some(view) => Transfer {
+                exists: true,
+                from_item_id: view.from_item_id,
+                to_item_id: view.to_item_id,
+                from_warehouse_id: view.from_warehouse_id,
+                to_warehouse_id: view.to_warehouse_id,
+                sku: view.sku.clone(),
+                quantity: view.quantity,
+                reference: view.reference.clone(),
+                status: view.status,
+                quantity_received: view.quantity_received,
+                cancel_reason: view.cancel_reason.clone(),
+            },
+            None => Transfer::default(),
+        };
+        state.evolve(event);
+        let at = crate::domain::Versioned::<()> {
+            state: (),
+            version: envelope.sequence_number,
+            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
+            updated_at: envelope.timestamp,
+            from_snapshot: 0,
+        };
+        TransferView::of(envelope.aggregate_id, &state, &at)
     }
 }
 

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::domain::allocation::AllocationStatus;
 use crate::store::EventEnvelope;
-pub use model::{AllocationView, HistoryEntry, ItemView, MovementRow, WarehouseView};
+pub use model::{AllocationView, HistoryEntry, ItemView, MovementRow, TransferView, WarehouseView};
 pub use movements::day_of;
 
 /// What caused a projection error, kept whole for `source()`.
@@ -130,6 +130,7 @@ pub struct ProjectionDump {
     pub history: Vec<HistoryEntry>,
     /// By item, then day.
     pub movements: Vec<MovementRow>,
+    pub transfers: Vec<TransferView>,
 }
 
 impl ProjectionDump {
@@ -159,6 +160,7 @@ impl ProjectionDump {
         );
         compare("history", &self.history, &other.history, &mut out);
         compare("movements", &self.movements, &other.movements, &mut out);
+        compare("transfers", &self.transfers, &other.transfers, &mut out);
         out
     }
 }
@@ -180,6 +182,15 @@ pub struct AllocationFilter {
     /// Only the allocations of this warehouse (a principal scoped to warehouses reads only
     /// theirs).
     pub warehouse_id: Option<Uuid>,
+}
+
+/// Which transfers a list reads: those leaving or entering any of `warehouses` (`None`: any
+/// warehouse), optionally only of one status or one item (at either end).
+#[derive(Debug, Clone, Default)]
+pub struct TransferFilter {
+    pub warehouses: Option<Vec<Uuid>>,
+    pub status: Option<crate::domain::transfer::TransferStatus>,
+    pub item_id: Option<Uuid>,
 }
 
 /// Which part of a list, by key: the rows with `after < key < before`, at most `limit` of them,
@@ -213,6 +224,27 @@ impl<K> Keys<K> {
             limit,
         }
     }
+}
+
+/// The rows of a keyset (`after < key < before`, at most `limit` from the requested end), in
+/// ascending key order, out of rows in any order.
+pub fn keyset_slice<K: Ord + Copy, T>(
+    mut rows: Vec<T>,
+    keys: &Keys<K>,
+    key_of: fn(&T) -> K,
+) -> Vec<T> {
+    rows.retain(|row| {
+        let key = key_of(row);
+        keys.after.is_none_or(|after| key > after) && keys.before.is_none_or(|before| key < before)
+    });
+    rows.sort_by_key(key_of);
+    if keys.backward {
+        let cut = rows.len().saturating_sub(keys.limit);
+        rows.drain(..cut);
+    } else {
+        rows.truncate(keys.limit);
+    }
+    rows
 }
 
 /// The queries behind the GraphQL API. Lists are keyset-paginated (see [`Keys`]) so that page
@@ -263,6 +295,14 @@ pub trait ReadModel: Send + Sync + 'static {
     /// deadlines only (never a scan), and possibly a little behind the store: the cancel
     /// decides on the stored allocation.
     async fn due_allocations(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, ProjectionError>;
+    async fn transfer(&self, id: Uuid) -> Result<Option<TransferView>, ProjectionError>;
+    /// A keyset page of transfers by id.
+    async fn transfers(
+        &self,
+        filter: TransferFilter,
+        keys: Keys<Uuid>,
+    ) -> Result<Vec<TransferView>, ProjectionError>;
+    async fn count_transfers(&self, filter: TransferFilter) -> Result<u64, ProjectionError>;
     /// History entries with `from <= occurredAt < to` (ms), keyed by sequence number.
     async fn history(
         &self,

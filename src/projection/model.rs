@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::application::Entity;
 use crate::domain::allocation::{Allocation, AllocationStatus};
 use crate::domain::item::InventoryItem;
+use crate::domain::transfer::{Transfer, TransferStatus};
 use crate::domain::warehouse::Warehouse;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct ItemView {
     pub reorder_threshold: i64,
     pub reorder_quantity: i64,
     pub active: bool,
+    /// Stock shipped to this item by transfers not yet received.
+    #[serde(default)]
+    pub incoming: i64,
     pub version: u64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -87,6 +91,32 @@ impl AllocationView {
     /// Whether this row belongs in the index of open deadlines (created, with a deadline).
     pub fn awaits_expiry(&self) -> bool {
         self.status == AllocationStatus::Created && self.expires_at.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferView {
+    pub id: Uuid,
+    pub from_item_id: Uuid,
+    pub to_item_id: Uuid,
+    pub from_warehouse_id: Uuid,
+    pub to_warehouse_id: Uuid,
+    pub sku: String,
+    pub quantity: i64,
+    pub quantity_received: Option<i64>,
+    pub status: TransferStatus,
+    pub reference: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TransferView {
+    /// Whether the transfer concerns this warehouse (it leaves or enters it).
+    pub fn touches(&self, warehouse_id: Uuid) -> bool {
+        self.from_warehouse_id == warehouse_id || self.to_warehouse_id == warehouse_id
     }
 }
 
@@ -151,6 +181,7 @@ impl From<&Entity<InventoryItem>> for ItemView {
             reorder_threshold: state.reorder_threshold,
             reorder_quantity: state.reorder_quantity,
             active: state.active,
+            incoming: state.incoming,
             version: entity.current.version,
             created_at: entity.current.created_at,
             updated_at: entity.current.updated_at,
@@ -173,6 +204,34 @@ impl From<&Entity<Allocation>> for AllocationView {
             version: entity.current.version,
             created_at: entity.current.created_at,
             updated_at: entity.current.updated_at,
+        }
+    }
+}
+
+impl From<&Entity<Transfer>> for TransferView {
+    fn from(entity: &Entity<Transfer>) -> Self {
+        TransferView::of(entity.id, &entity.current.state, &entity.current)
+    }
+}
+
+impl TransferView {
+    /// The row of a transfer in `state`, with the stream position and times of `at`.
+    pub fn of<S>(id: Uuid, state: &Transfer, at: &crate::domain::Versioned<S>) -> Self {
+        Self {
+            id,
+            from_item_id: state.from_item_id,
+            to_item_id: state.to_item_id,
+            from_warehouse_id: state.from_warehouse_id,
+            to_warehouse_id: state.to_warehouse_id,
+            sku: state.sku.clone(),
+            quantity: state.quantity,
+            quantity_received: state.quantity_received,
+            status: state.status,
+            reference: state.reference.clone(),
+            cancel_reason: state.cancel_reason.clone(),
+            version: at.version,
+            created_at: at.created_at,
+            updated_at: at.updated_at,
         }
     }
 }

@@ -40,8 +40,9 @@ impl Movement {
 }
 
 /// What an event adds to its item's day in the stock movement report (both stores): on-hand
-/// changes split by sign into received and removed (a count by the difference it found),
-/// except a fulfilment, which counts as fulfilled; reservations and releases count apart; other
+/// changes split by sign into received and removed (a count by the difference it found, a
+/// transfer shipped as removed, one received as received), except a fulfilment, which counts
+/// as fulfilled; reservations and releases (an allocation's or a transfer's) count apart; other
 /// events count nothing, and neither does a count that found the books right (delta 0), so it
 /// makes no row of zeros.
 pub fn movement_of(event: &ItemEvent) -> Option<Movement> {
@@ -72,11 +73,13 @@ pub fn movement_of(event: &ItemEvent) -> Option<Movement> {
                 ..zero
             },
         },
-        ItemEvent::StockAllocated { quantity, .. } => Movement {
+        ItemEvent::StockAllocated { quantity, .. }
+        | ItemEvent::TransferStockReserved { quantity, .. } => Movement {
             allocated: quantity,
             ..zero
         },
-        ItemEvent::StockDeallocated { quantity, .. } => Movement {
+        ItemEvent::StockDeallocated { quantity, .. }
+        | ItemEvent::TransferStockReleased { quantity, .. } => Movement {
             released: quantity,
             ..zero
         },

@@ -14,7 +14,7 @@ use super::fanout::Fanout;
 use super::layout::{Layout, ProjectionName};
 use super::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionDump,
-    ProjectionError, ProjectionStore, ReadModel, WarehouseView,
+    ProjectionError, ProjectionStore, ReadModel, TransferFilter, TransferView, WarehouseView,
 };
 
 /// How stale a process's view of the layout may get.
@@ -281,6 +281,9 @@ route_reads! {
         warehouse_id: Option<Uuid>, item_id: Option<Uuid>, from: Option<String>,
         to: Option<String>
     ) -> Vec<MovementRow>;
+    TransferStatus: transfer(id: Uuid) -> Option<TransferView>;
+    TransferStatus: transfers(filter: TransferFilter, keys: Keys<Uuid>) -> Vec<TransferView>;
+    TransferStatus: count_transfers(filter: TransferFilter) -> u64;
 }
 
 #[cfg(test)]

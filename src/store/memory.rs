@@ -4,7 +4,7 @@
 //! `Faulty` wraps any store to inject the failures a real one has (lost replies, throttling).
 
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -30,7 +30,7 @@ struct Inner {
     streams: HashMap<Uuid, Vec<EventEnvelope>>,
     /// Every event in commit order (the `read_all` order).
     log: Vec<EventEnvelope>,
-    guards: HashSet<String>,
+    guards: HashMap<String, Uuid>,
     idempotency: HashMap<String, IdempotencyRecord>,
     outbox: BTreeMap<u64, EventEnvelope>,
     next_outbox: u64,
@@ -82,7 +82,12 @@ impl Inner {
                 });
             }
         }
-        if let Some(key) = commit.guards.iter().find(|k| self.guards.contains(*k)) {
+        if let Some(key) = commit
+            .guards
+            .iter()
+            .map(|g| &g.key)
+            .find(|k| self.guards.contains_key(*k))
+        {
             return Err(StoreError::GuardTaken { key: key.clone() });
         }
         let mut next: HashMap<Uuid, u64> = HashMap::new();
@@ -114,7 +119,9 @@ impl EventStore for MemoryEventStore {
         {
             let mut inner = self.inner();
             inner.check(&commit)?;
-            inner.guards.extend(commit.guards);
+            inner
+                .guards
+                .extend(commit.guards.into_iter().map(|g| (g.key, g.owner)));
             if let Some(record) = commit.idempotency {
                 inner.idempotency.insert(record.key.clone(), record);
             }
@@ -176,6 +183,10 @@ impl EventStore for MemoryEventStore {
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.inner().idempotency.get(key).cloned())
+    }
+
+    async fn guard_owner(&self, key: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self.inner().guards.get(key).copied())
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -345,6 +356,9 @@ impl<S: EventStore> EventStore for Faulty<S> {
     }
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(key).await
+    }
+    async fn guard_owner(&self, key: &str) -> Result<Option<Uuid>, StoreError> {
+        self.inner.guard_owner(key).await
     }
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.outbox_pending(limit).await

@@ -19,14 +19,22 @@ pub use envelope::{EventEnvelope, Metadata};
 /// - the events are appended, each stream's sequence numbers continuing from its expectation,
 /// - an outbox row is written for every event, so a commit is published even if the process
 ///   dies right after it,
-/// - every guard key is claimed (first writer wins, for ever: e.g. `sku#<warehouse>#<SKU>`),
+/// - every guard key is claimed for its owner (first writer wins, for ever: e.g.
+///   `sku#<warehouse>#<SKU>` for the item that has that SKU there),
 /// - the idempotency record, if any, is written (first writer wins).
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
     pub expectations: Vec<Expectation>,
     pub events: Vec<EventEnvelope>,
-    pub guards: Vec<String>,
+    pub guards: Vec<Guard>,
     pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// A unique key and the aggregate that holds it (`EventStore::guard_owner` finds it again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub key: String,
+    pub owner: Uuid,
 }
 
 impl Commit {
@@ -213,6 +221,10 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<AllEventsPage, StoreError>;
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// The aggregate holding a guard key, read consistently (a commit that landed is seen):
+    /// e.g. the item with a SKU at a warehouse, whatever the read models have caught up with.
+    async fn guard_owner(&self, key: &str) -> Result<Option<Uuid>, StoreError>;
 
     /// The oldest unpublished events, oldest first.
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;

@@ -242,19 +242,16 @@ fn apply_commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
             Err(e) => return Err(sql(e)),
         }
     }
-    let owner = commit
-        .events
-        .first()
-        .map(|e| e.aggregate_id.to_string())
-        .unwrap_or_default();
-    for key in &commit.guards {
+    for guard in &commit.guards {
         let inserted = conn
             .prepare_cached("INSERT INTO guards (key, owner) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![key, owner]));
+            .and_then(|mut s| s.execute(params![guard.key, guard.owner.to_string()]));
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::GuardTaken { key: key.clone() })
+                return Err(StoreError::GuardTaken {
+                    key: guard.key.clone(),
+                })
             }
             Err(e) => return Err(sql(e)),
         }
@@ -424,6 +421,23 @@ impl EventStore for SqliteEventStore {
             events: rows.into_iter().map(|(event, _)| event).collect(),
             next,
         })
+    }
+
+    async fn guard_owner(&self, key: &str) -> Result<Option<Uuid>, StoreError> {
+        let key = key.to_owned();
+        let owner = self
+            .read(move |conn| {
+                conn.prepare_cached("SELECT owner FROM guards WHERE key = ?1")?
+                    .query_row([key], |row| row.get::<_, String>(0))
+                    .optional()
+            })
+            .await?;
+        owner
+            .map(|owner| {
+                Uuid::parse_str(&owner)
+                    .map_err(|e| StoreError::corrupt_because("a guard's owner", e))
+            })
+            .transpose()
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

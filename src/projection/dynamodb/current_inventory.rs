@@ -64,6 +64,7 @@ impl VersionedRow for ItemView {
             .n("reorderThreshold", self.reorder_threshold)
             .n("reorderQuantity", self.reorder_quantity)
             .bool("active", self.active)
+            .n("incoming", self.incoming)
             .n("version", self.version)
             .n("createdAt", self.created_at)
             .n("updatedAt", self.updated_at);
@@ -91,6 +92,8 @@ impl VersionedRow for ItemView {
             reorder_threshold: r.int("reorderThreshold")?,
             reorder_quantity: r.int("reorderQuantity")?,
             active: r.bool("active")?,
+            // A row of an older release has none: it had none, transfers came later.
+            incoming: r.opt_int("incoming")?.unwrap_or(0),
             version: r.uint("version")?,
             created_at: r.int("createdAt")?,
             updated_at: r.int("updatedAt")?,

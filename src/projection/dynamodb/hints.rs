@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::stock_movements;
-use crate::projection::{AllocationView, ItemView, WarehouseView};
+use crate::projection::{AllocationView, ItemView, TransferView, WarehouseView};
 
 /// Rows and checkpoints as read or written in this batch; and, remembered from earlier
 /// batches, hints that spare the read altogether in the steady state (one writer per row).
@@ -20,6 +20,7 @@ pub(super) struct Cache {
     pub(super) items: Rows<ItemView>,
     pub(super) allocations: Rows<AllocationView>,
     pub(super) movements: Rows<stock_movements::Checkpoint>,
+    pub(super) transfers: Rows<TransferView>,
 }
 
 impl Cache {
@@ -30,11 +31,16 @@ impl Cache {
             items: self.items.remember(),
             allocations: self.allocations.remember(),
             movements: self.movements.remember(),
+            transfers: self.transfers.remember(),
         }
     }
 
     pub(super) fn len(&self) -> usize {
-        self.warehouses.len() + self.items.len() + self.allocations.len() + self.movements.len()
+        self.warehouses.len()
+            + self.items.len()
+            + self.allocations.len()
+            + self.movements.len()
+            + self.transfers.len()
     }
 }
 

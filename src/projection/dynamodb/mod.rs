@@ -14,6 +14,7 @@ mod lookup;
 mod phases;
 mod queries;
 mod stock_movements;
+mod transfer_status;
 
 pub use generations::DynamoGenerations;
 
@@ -26,7 +27,7 @@ use super::fold::{fold, Row};
 use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Changed, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
-    WarehouseView,
+    TransferView, WarehouseView,
 };
 use crate::dynamodb::Tables;
 use crate::store::EventEnvelope;
@@ -251,12 +252,13 @@ impl ProjectionStore for DynamoProjections {
                 &events[..]
             }
         };
-        let (warehouses_table, allocations_table, items_table) = (
+        let (warehouses_table, allocations_table, items_table, transfers_table) = (
             self.tables.warehouses(),
             self.tables.allocations(),
             self.tables.items(),
+            self.tables.transfers(),
         );
-        let (warehouses, allocations, items, movements) = tokio::join!(
+        let (warehouses, allocations, items, movements, transfers) = tokio::join!(
             resolve_all(
                 served(P::Warehouses),
                 P::Warehouses,
@@ -285,19 +287,33 @@ impl ProjectionStore for DynamoProjections {
                 stock_movements::Checkpoint::last_sequence,
                 |id| stock_movements::read_checkpoint(self, id),
             ),
+            resolve_all(
+                served(P::TransferStatus),
+                P::TransferStatus,
+                &mut cache.transfers,
+                TransferView::version,
+                |id| self.get_row(&transfers_table, id),
+            ),
         );
-        let (warehouses, allocations, items, movements) =
-            (warehouses?, allocations?, items?, movements?);
+        let (warehouses, allocations, items, movements, transfers) =
+            (warehouses?, allocations?, items?, movements?, transfers?);
         let earliest = earliest_gap(
             warehouses
                 .iter()
                 .map(|p| (p.id, p.gap))
                 .chain(allocations.iter().map(|p| (p.id, p.gap)))
                 .chain(items.iter().map(|p| (p.id, p.gap)))
-                .chain(movements.iter().map(|p| (p.id, p.gap))),
+                .chain(movements.iter().map(|p| (p.id, p.gap)))
+                .chain(transfers.iter().map(|p| (p.id, p.gap))),
         );
         let cutoff = earliest.map_or(events.len(), |(index, _, _)| index);
-        let (warehouses, allocations, items, movements) = tokio::join!(
+        let (
+            warehouses_written,
+            changed_allocations,
+            changed_items,
+            movements_written,
+            transfers_written,
+        ) = tokio::join!(
             write_all(
                 &mut cache.warehouses,
                 warehouses,
@@ -319,12 +335,23 @@ impl ProjectionStore for DynamoProjections {
                 cutoff,
                 |id, stream, start| { stock_movements::apply_stream(self, id, stream, start) }
             ),
+            write_all(
+                &mut cache.transfers,
+                transfers,
+                cutoff,
+                |id, stream, start| { self.apply_stream(&transfers_table, id, stream, start) }
+            ),
         );
         // Every projector's writes must have landed before the batch counts as applied: an
-        // error dropped here (a throttled warehouse or movement write) would let the message be
-        // acknowledged with its row never written, and nothing reads the store again for it.
-        let (_, changed_allocations, changed_items, _) =
-            (warehouses?, allocations?, items?, movements?);
+        // error dropped here (a throttled warehouse or movement write) would acknowledge events
+        // whose rows were never written, and nothing would ever write them.
+        let (_, changed_allocations, changed_items, _, _) = (
+            warehouses_written?,
+            changed_allocations?,
+            changed_items?,
+            movements_written?,
+            transfers_written?,
+        );
         // History keeps no checkpoint (its rows need none); it stops at the gap too.
         if !none(P::InventoryHistory) {
             let entries = events[..cutoff]
@@ -393,11 +420,19 @@ impl ProjectionStore for DynamoProjections {
                     stock_movements::from_record,
                 )
                 .await?,
+            transfers: self
+                .scan_served(
+                    P::TransferStatus,
+                    self.tables.transfers(),
+                    TransferView::from_record,
+                )
+                .await?,
         };
         // The orders of the SQLite dump (UUID order is the order of their text).
         dump.warehouses.sort_by_key(|w| w.id);
         dump.items.sort_by_key(|i| i.id);
         dump.allocations.sort_by_key(|a| a.id);
+        dump.transfers.sort_by_key(|t| t.id);
         dump.history.sort_by_key(|h| (h.item_id, h.sequence_number));
         dump.movements
             .sort_by(|a, b| (a.item_id, &a.day).cmp(&(b.item_id, &b.day)));

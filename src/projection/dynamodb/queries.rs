@@ -11,11 +11,12 @@ use super::allocation_status::{expiry_shards, status_shards};
 use super::attributes::{n, s, Record, RecordReader};
 use super::current_inventory::{sku_key, ITEM_LIST, LOW_STOCK, WAREHOUSE_LIST};
 use super::lookup::{Lookup, MAX_ROWS};
+use super::transfer_status::TRANSFER_LIST;
 use super::{inventory_history, stock_movements, unavailable, DynamoProjections, VersionedRow};
 use crate::domain::allocation::AllocationStatus;
 use crate::projection::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionError,
-    ReadModel, WarehouseView,
+    ReadModel, TransferFilter, TransferView, WarehouseView,
 };
 
 /// The key of the items table, which its keys-only indexes carry.
@@ -129,6 +130,41 @@ fn allocation_lookup(filter: AllocationFilter) -> (AllocationLookup, AllocationC
     (AllocationLookup::One(Box::new(lookup)), rest)
 }
 
+/// The Queries whose rows, taken together, are a transfer filter's answer, each row in one of
+/// them only: an item's transfers leave it or enter it (never both); a warehouse set's leave one
+/// of them, or enter one of them from outside the set; all transfers share one list key.
+fn transfer_lookups(filter: &TransferFilter) -> Vec<Lookup> {
+    let id = |id: &Uuid| s(id.to_string());
+    let mut lookups = match (&filter.item_id, &filter.warehouses) {
+        // An item lies in one warehouse: its transfers all touch it (the API checks the
+        // caller may see that warehouse before asking).
+        (Some(item), _) => vec![
+            Lookup::on(Some("from_item")).key("fromItemId", "=", id(item)),
+            Lookup::on(Some("to_item")).key("toItemId", "=", id(item)),
+        ],
+        (None, Some(warehouses)) => warehouses
+            .iter()
+            .flat_map(|warehouse| {
+                let leaving =
+                    Lookup::on(Some("from_warehouse")).key("fromWarehouseId", "=", id(warehouse));
+                let entering = warehouses.iter().fold(
+                    Lookup::on(Some("to_warehouse")).key("toWarehouseId", "=", id(warehouse)),
+                    |lookup, other| lookup.filter("fromWarehouseId", "<>", id(other)),
+                );
+                [leaving, entering]
+            })
+            .collect(),
+        (None, None) => vec![Lookup::on(Some("all")).key("listKey", "=", s(TRANSFER_LIST))],
+    };
+    if let Some(status) = filter.status {
+        lookups = lookups
+            .into_iter()
+            .map(|lookup| lookup.filter("status", "=", s(status.as_str())))
+            .collect();
+    }
+    lookups
+}
+
 fn history_lookup(item_id: Uuid) -> Lookup {
     // On the table, not the by_time index: pages are ordered and keyed by sequence number.
     Lookup::on(None).key("itemId", "=", s(item_id.to_string()))
@@ -167,20 +203,16 @@ impl DynamoProjections {
                     AllocationView::from_record,
                 )
         });
-        let mut rows: Vec<AllocationView> = futures::future::try_join_all(pages)
+        let rows: Vec<AllocationView> = futures::future::try_join_all(pages)
             .await?
             .into_iter()
             .flatten()
             .collect();
-        rows.sort_by_key(|row| row.id);
-        let limit = keys.limit.min(MAX_ROWS);
-        if keys.backward {
-            let cut = rows.len().saturating_sub(limit);
-            rows.drain(..cut);
-        } else {
-            rows.truncate(limit);
-        }
-        Ok(rows)
+        let keys = Keys {
+            limit: keys.limit.min(MAX_ROWS),
+            ..keys
+        };
+        Ok(crate::projection::keyset_slice(rows, &keys, |row| row.id))
     }
 
     /// The rows of `ids` (a DataLoader's batch) by BatchGetItem, 100 keys a request.
@@ -351,6 +383,45 @@ impl ReadModel for DynamoProjections {
         Ok(due.into_iter().map(|(_, id)| id).collect())
     }
 
+    async fn transfer(&self, id: Uuid) -> Result<Option<TransferView>, ProjectionError> {
+        self.get_row(&self.tables.transfers(), id).await
+    }
+
+    async fn transfers(
+        &self,
+        filter: TransferFilter,
+        keys: Keys<Uuid>,
+    ) -> Result<Vec<TransferView>, ProjectionError> {
+        let pages = transfer_lookups(&filter).into_iter().map(|lookup| {
+            lookup.range("id", &keys, uuid_key).run(
+                self,
+                self.tables.transfers(),
+                keys.limit,
+                TransferView::from_record,
+            )
+        });
+        let rows = futures::future::try_join_all(pages)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        let keys = Keys {
+            limit: keys.limit.min(MAX_ROWS),
+            ..keys
+        };
+        Ok(crate::projection::keyset_slice(rows, &keys, |t| t.id))
+    }
+
+    async fn count_transfers(&self, filter: TransferFilter) -> Result<u64, ProjectionError> {
+        let counts = transfer_lookups(&filter)
+            .into_iter()
+            .map(|lookup| lookup.count(self, self.tables.transfers()));
+        Ok(futures::future::try_join_all(counts)
+            .await?
+            .into_iter()
+            .sum())
+    }
+
     async fn history(
         &self,
         item_id: Uuid,
@@ -448,6 +519,7 @@ impl ReadModel for DynamoProjections {
             ),
             Some(P::CurrentInventory) => (self.tables.items(), vec![("id", s("ping"))]),
             Some(P::AllocationStatus) => (self.tables.allocations(), vec![("id", s("ping"))]),
+            Some(P::TransferStatus) => (self.tables.transfers(), vec![("id", s("ping"))]),
             Some(P::Warehouses) | None => (self.tables.warehouses(), vec![("id", s("ping"))]),
         };
         let key: Record = key

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS items (
     on_hand INTEGER NOT NULL, allocated INTEGER NOT NULL,
     reorder_threshold INTEGER NOT NULL, reorder_quantity INTEGER NOT NULL,
     active INTEGER NOT NULL, version INTEGER NOT NULL,
-    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    incoming INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS items_by_warehouse ON items (warehouse_id, id);
 CREATE UNIQUE INDEX IF NOT EXISTS items_by_sku ON items (warehouse_id, sku);
@@ -32,7 +33,21 @@ CREATE UNIQUE INDEX IF NOT EXISTS items_by_sku ON items (warehouse_id, sku);
 pub const WAREHOUSE_COLUMNS: &str =
     "id, code, name, address, active, version, created_at, updated_at";
 pub const ITEM_COLUMNS: &str = "id, warehouse_id, sku, product_id, on_hand, allocated, \
-     reorder_threshold, reorder_quantity, active, version, created_at, updated_at";
+     reorder_threshold, reorder_quantity, active, version, created_at, updated_at, incoming";
+
+/// Brings a file of an older release up to this schema: its items gain `incoming`, 0, which
+/// they had: only this release ships transfers.
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_incoming: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('items') WHERE name = 'incoming'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_incoming {
+        conn.execute_batch("ALTER TABLE items ADD COLUMN incoming INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
 
 pub fn warehouse_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WarehouseView> {
     Ok(WarehouseView {
@@ -61,6 +76,7 @@ pub fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ItemView> {
         version: row.get::<_, i64>(9)? as u64,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        incoming: row.get(12)?,
     })
 }
 
@@ -103,7 +119,7 @@ impl Table for ItemView {
     fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
         conn.prepare_cached(&format!(
             "INSERT OR REPLACE INTO items ({ITEM_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ))?
         .execute(params![
             self.id.to_string(),
@@ -117,7 +133,8 @@ impl Table for ItemView {
             self.active,
             self.version as i64,
             self.created_at,
-            self.updated_at
+            self.updated_at,
+            self.incoming
         ])?;
         Ok(())
     }

@@ -10,6 +10,7 @@ mod inventory_history;
 mod queries;
 pub use generations::SqliteGenerations;
 mod stock_movements;
+mod transfer_status;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -22,7 +23,7 @@ use super::fold::{fold, Row};
 use super::layout::ProjectionName;
 use super::{
     AllocationView, Applied, Changed, ItemView, ProjectionDump, ProjectionError, ProjectionStore,
-    WarehouseView,
+    TransferView, WarehouseView,
 };
 use crate::sqlite_pool::{self, Durability, ReadPool};
 use crate::store::EventEnvelope;
@@ -76,6 +77,7 @@ fn apply_fn(projection: ProjectionName) -> ApplyFn {
         ProjectionName::AllocationStatus => apply_row::<AllocationView>,
         ProjectionName::InventoryHistory => inventory_history::apply,
         ProjectionName::StockMovements => stock_movements::apply,
+        ProjectionName::TransferStatus => apply_row::<TransferView>,
     }
 }
 
@@ -87,6 +89,7 @@ fn tables_of(projection: ProjectionName) -> &'static [&'static str] {
         ProjectionName::AllocationStatus => &["allocations"],
         ProjectionName::InventoryHistory => &["history"],
         ProjectionName::StockMovements => &["movements", "movement_items"],
+        ProjectionName::TransferStatus => &["transfers"],
     }
 }
 
@@ -139,10 +142,12 @@ impl SqliteProjections {
             allocation_status::SCHEMA,
             inventory_history::SCHEMA,
             stock_movements::SCHEMA,
+            transfer_status::SCHEMA,
         ] {
             conn.execute_batch(schema).map_err(sql)?;
         }
         allocation_status::migrate(&conn).map_err(sql)?;
+        current_inventory::migrate(&conn).map_err(sql)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(conn)),
             reads: ReadPool::new(PathBuf::from(path)),
@@ -343,6 +348,15 @@ impl ProjectionStore for SqliteProjections {
                         stock_movements::COLUMNS
                     ),
                     stock_movements::from_row,
+                )?,
+                transfers: all(
+                    (conn, &serves),
+                    ProjectionName::TransferStatus,
+                    &format!(
+                        "SELECT {} FROM transfers ORDER BY id",
+                        transfer_status::COLUMNS
+                    ),
+                    transfer_status::from_row,
                 )?,
             })
         })

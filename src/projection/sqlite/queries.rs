@@ -6,11 +6,12 @@ use rusqlite::{params, types::Value, OptionalExtension};
 use uuid::Uuid;
 
 use super::{
-    allocation_status, current_inventory, inventory_history, stock_movements, SqliteProjections,
+    allocation_status, current_inventory, inventory_history, stock_movements, transfer_status,
+    SqliteProjections,
 };
 use crate::projection::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionError,
-    ReadModel, WarehouseView,
+    ReadModel, TransferFilter, TransferView, WarehouseView,
 };
 
 /// A `WHERE` clause assembled from optional filters, with its positional parameters.
@@ -107,6 +108,29 @@ fn allocation_filter(wanted: AllocationFilter) -> Filter {
     }
     if let Some(warehouse_id) = wanted.warehouse_id {
         filter.add("warehouse_id = ?", warehouse_id.to_string());
+    }
+    filter
+}
+
+fn transfer_filter(wanted: TransferFilter) -> Filter {
+    let mut filter = Filter::default();
+    if let Some(warehouses) = wanted.warehouses {
+        // One parameter per warehouse, named in both lists.
+        let mut numbers = Vec::new();
+        for warehouse in &warehouses {
+            filter.values.push(Value::Text(warehouse.to_string()));
+            numbers.push(format!("?{}", filter.values.len()));
+        }
+        let list = numbers.join(", ");
+        filter.clauses.push(format!(
+            "(from_warehouse_id IN ({list}) OR to_warehouse_id IN ({list}))"
+        ));
+    }
+    if let Some(status) = wanted.status {
+        filter.add("status = ?", status.as_str().to_owned());
+    }
+    if let Some(item_id) = wanted.item_id {
+        filter.add("(from_item_id = ? OR to_item_id = ?)", item_id.to_string());
     }
     filter
 }
@@ -362,6 +386,39 @@ impl ReadModel for SqliteProjections {
             rows.collect()
         })
         .await
+    }
+
+    async fn transfer(&self, id: Uuid) -> Result<Option<TransferView>, ProjectionError> {
+        self.by_ids(
+            "transfers",
+            transfer_status::COLUMNS,
+            &[id],
+            transfer_status::from_row,
+        )
+        .await
+        .map(|rows| rows.into_iter().next())
+    }
+
+    async fn transfers(
+        &self,
+        wanted: TransferFilter,
+        keys: Keys<Uuid>,
+    ) -> Result<Vec<TransferView>, ProjectionError> {
+        let mut filter = transfer_filter(wanted);
+        let order = filter.keyset("id", &keys, uuid_value);
+        self.page(
+            "transfers",
+            transfer_status::COLUMNS,
+            filter,
+            order,
+            keys.backward,
+            transfer_status::from_row,
+        )
+        .await
+    }
+
+    async fn count_transfers(&self, wanted: TransferFilter) -> Result<u64, ProjectionError> {
+        self.count("transfers", transfer_filter(wanted)).await
     }
 
     async fn history(

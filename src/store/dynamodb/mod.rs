@@ -221,19 +221,14 @@ impl DynamoEventStore {
                 64,
             )?;
         }
-        let owner = commit
-            .events
-            .first()
-            .map(|e| e.aggregate_id.to_string())
-            .unwrap_or_default();
         // A guard row (uniqueness, idempotency) is a Put that only a new key lets through.
-        for key in &commit.guards {
+        for guard in &commit.guards {
             let item = HashMap::from([
-                ("guardKey".to_owned(), s(key.clone())),
-                ("owner".to_owned(), s(owner.clone())),
+                ("guardKey".to_owned(), s(guard.key.clone())),
+                ("owner".to_owned(), s(guard.owner.to_string())),
             ]);
             let put = conditional_put(self.tables.guards(), "guardKey");
-            tx.put(put, item, Part::Guard(key.clone()))?;
+            tx.put(put, item, Part::Guard(guard.key.clone()))?;
         }
         if let Some(record) = &commit.idempotency {
             let item = HashMap::from([
@@ -493,6 +488,25 @@ impl EventStore for DynamoEventStore {
             )
         };
         Ok(AllEventsPage { events, next })
+    }
+
+    async fn guard_owner(&self, key: &str) -> Result<Option<Uuid>, StoreError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(self.tables.guards())
+            .key("guardKey", s(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = found.item() else {
+            return Ok(None);
+        };
+        let owner = text(item, "owner")?;
+        Uuid::parse_str(&owner)
+            .map(Some)
+            .map_err(|e| StoreError::corrupt_because("a guard's owner", e))
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
