@@ -28,6 +28,7 @@ use crate::projection::catch_up::{self, CatchUpStatus, Coverage, EveryStart};
 use crate::projection::dynamodb::DynamoGenerations;
 use crate::projection::replay::RebuildControl;
 use crate::projection::sqlite::SqliteGenerations;
+use crate::projection::stall::ProjectorHealth;
 use crate::projection::switch::{Generations, Switchboard};
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
@@ -35,6 +36,9 @@ use crate::store::EventStore;
 pub use keys::{create_key, key_listing, list_keys, open_keys, revoke_key, NewKey, Revocation};
 pub use maintenance::{migrate, rebuild_snapshots, replay, verify_projections, ReplayRequest};
 use projector::Projector;
+
+/// The live projector's durable queue (its consumer group on the broker).
+const PROJECTOR_QUEUE: &str = "projections";
 
 /// How long shutdown waits for the relay to publish what is still in the outbox.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -46,6 +50,9 @@ pub struct Service {
     /// The start-up catch-up of the projections; not ready until it is done.
     pub catch_up: CatchUpStatus,
     catching_up: JoinHandle<()>,
+    /// Whether the live projector keeps up; not ready while it is stalled.
+    pub projector: ProjectorHealth,
+    watching: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     relay: JoinHandle<()>,
     /// Stopped before the relay, so that its last expiries are published on the way out.
@@ -168,15 +175,19 @@ impl Service {
         };
         // The projectors' queue must exist before the relay publishes, or a broker would confirm
         // events that no durable queue holds.
+        let projector =
+            ProjectorHealth::new(Duration::from_secs(bus_config.projector_stall_seconds));
         bus.consume(
-            "projections",
+            PROJECTOR_QUEUE,
             Arc::new(Projector {
                 store: store.clone(),
                 projections: projections.clone(),
                 bus: bus.clone(),
+                health: projector.clone(),
             }),
         )
         .await?;
+        let watching = projector.watch(store.clone(), bus.clone(), PROJECTOR_QUEUE);
         // With the live projector attached, so that events committed while the store is read
         // are not missed; the checkpoints let the two write the same tables in any order.
         let (catch_up, catching_up) = catch_up::spawn(store.clone(), projections.clone(), coverage);
@@ -218,6 +229,8 @@ impl Service {
             keys,
             catch_up,
             catching_up,
+            projector,
+            watching,
             shutdown,
             relay,
             sweeper_shutdown,
@@ -229,6 +242,7 @@ impl Service {
     pub async fn stop(self) {
         // An unfinished catch-up resumes at the next start (its checkpoints are kept).
         self.catching_up.abort();
+        self.watching.abort();
         let _ = self.sweeper_shutdown.send(true);
         if let Err(error) = self.sweeper.await {
             tracing::error!(%error, "expiry sweeper ended abnormally");
@@ -274,6 +288,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         service.context.clone(),
         edge,
         service.catch_up.clone(),
+        service.projector.clone(),
     );
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

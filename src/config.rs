@@ -61,7 +61,20 @@ pub struct BusConfig {
     /// of them. Default: 5 ms on DynamoDB (each request is billed), 0 on the embedded store.
     #[arg(long, env = "INVENTORY_RELAY_LINGER_MS", value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub relay_linger_ms: Option<u64>,
+    /// How long events may wait for the live projector (in the outbox, in hand, failing) with
+    /// no batch applied before it counts as stalled: `/health/ready` turns 503 with the reason,
+    /// `inventory_projector_stalled` is 1 and the log says so once. 0 turns the watch off.
+    #[arg(
+        long,
+        env = "INVENTORY_PROJECTOR_STALL_SECONDS",
+        default_value_t = DEFAULT_PROJECTOR_STALL_SECONDS
+    )]
+    pub projector_stall_seconds: u64,
 }
+
+/// Long enough for a throttled projection table to be ridden out by the retries (the SDK's,
+/// then the relay's or the broker's), short enough for a load balancer to act on.
+pub const DEFAULT_PROJECTOR_STALL_SECONDS: u64 = 30;
 
 impl BusConfig {
     /// The relay's linger on `store` (`relay_linger_ms`, or the store's default).
@@ -88,6 +101,7 @@ impl Default for BusConfig {
             relay_paused: false,
             outbox_lease_ms: crate::store::dynamodb::DEFAULT_OUTBOX_LEASE.as_millis() as u64,
             relay_linger_ms: None,
+            projector_stall_seconds: DEFAULT_PROJECTOR_STALL_SECONDS,
         }
     }
 }

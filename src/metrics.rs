@@ -21,6 +21,8 @@ pub const DYNAMODB_CAPACITY: &str = "inventory_dynamodb_capacity_units_total";
 pub const EXPIRY_DELAY: &str = "inventory_expiry_delay_seconds";
 pub const EDGE_REFUSALS: &str = "inventory_edge_refusals_total";
 pub const WEBSOCKETS: &str = "inventory_websockets";
+pub const PROJECTOR_STALLED: &str = "inventory_projector_stalled";
+pub const PROJECTOR_WAITING: &str = "inventory_projector_waiting_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -102,4 +104,13 @@ pub fn describe() {
         "Requests and WebSocket operations refused at the edge, by code (UNAUTHENTICATED, RATE_LIMITED, HOST_NOT_ALLOWED, TOO_MANY_CONNECTIONS, TOO_MANY_OPERATIONS, SLOW_CONSUMER, ...)."
     );
     metrics::describe_gauge!(WEBSOCKETS, "Open GraphQL WebSocket connections.");
+    metrics::describe_gauge!(
+        PROJECTOR_STALLED,
+        "1 while the live projector is stalled: work has waited --projector-stall-seconds with no batch applied (/health/ready is 503 meanwhile)."
+    );
+    metrics::describe_gauge!(
+        PROJECTOR_WAITING,
+        metrics::Unit::Seconds,
+        "How long work has waited for the live projector with no batch applied (0 when nothing waits)."
+    );
 }

@@ -450,6 +450,7 @@ async fn rabbit_bus_keeps_events_until_a_consumer_attaches() {
     first.declare_queue(QUEUE).await.expect("declare");
     let published = events(2, 10);
     first.publish(&published).await.expect("publish");
+    assert_eq!(first.queued(QUEUE).await, Some(10), "the bus counts them");
     first.close().await;
 
     let admin = Admin::connect(&prefix).await;

@@ -104,7 +104,8 @@ async fn deleted_projections_are_rebuilt_from_the_store_before_the_service_is_re
     let body = server.until_ready().await;
     assert_eq!(
         body,
-        json!({"bus": true, "projections": true, "store": true, "caughtUp": true})
+        json!({"bus": true, "projections": true, "store": true, "caughtUp": true,
+               "projectorStalled": false})
     );
     if dynamodb() {
         assert!(requests(&server, "Scan").await > 0.0, "the store was read");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::bus::{EventBus, EventHandler, HandlerError};
 use crate::projection::layout::ProjectionName;
 use crate::projection::runner::{Changed, ProjectionRunner, ReadModelChanges};
+use crate::projection::stall::ProjectorHealth;
 use crate::projection::switch::Switchboard;
 use crate::projection::ProjectionError;
 use crate::store::{EventEnvelope, EventStore};
@@ -18,6 +19,8 @@ pub(super) struct Projector {
     pub(super) store: Arc<dyn EventStore>,
     pub(super) projections: Arc<Switchboard>,
     pub(super) bus: Arc<dyn EventBus>,
+    /// Told of every batch taken and how it ended, so that a stall is seen.
+    pub(super) health: ProjectorHealth,
 }
 
 impl Projector {
@@ -43,7 +46,13 @@ impl Projector {
 #[async_trait]
 impl EventHandler for Projector {
     async fn handle(&self, events: &[EventEnvelope]) -> Result<(), HandlerError> {
-        match self.apply(events).await {
+        self.health.taking();
+        let applied = self.apply(events).await;
+        match &applied {
+            Ok(_) => self.health.applied(),
+            Err(error) => self.health.failed(error),
+        }
+        match applied {
             Ok(changes) => {
                 if let Some(last) = events.last() {
                     let lag =

@@ -93,6 +93,13 @@ pub trait EventBus: Send + Sync + 'static {
     /// Messages given up on (dead-lettered) since start.
     fn dead_letters(&self) -> u64;
 
+    /// Messages waiting in a durable queue for a consumer to take them, when the bus keeps
+    /// such a queue and can tell now (`None` for the in-process bus, whose `publish` hands
+    /// events straight to the consumer: what waits for it is in the outbox).
+    async fn queued(&self, _queue: &str) -> Option<u64> {
+        None
+    }
+
     fn is_ready(&self) -> bool;
 
     /// Lets consumers finish the message in hand and closes connections (graceful shutdown).

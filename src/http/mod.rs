@@ -34,6 +34,7 @@ use crate::cors::Origins;
 use crate::graphql::limits::Limits;
 use crate::graphql::{AppContext, InventorySchema};
 use crate::projection::catch_up::CatchUpStatus;
+use crate::projection::stall::ProjectorHealth;
 use crate::ws::{Sockets, WsConfig};
 use admission::Admission;
 use hosts::AllowedHosts;
@@ -49,6 +50,7 @@ struct HttpState {
     app: AppContext,
     edge: Edge,
     catch_up: CatchUpStatus,
+    projector: ProjectorHealth,
 }
 
 /// How the edge treats callers, other origins and hosts, connections and WebSockets.
@@ -134,12 +136,14 @@ impl Edge {
     }
 }
 
-/// The service's routes; `/health/ready` answers 503 until `catch_up` is done.
+/// The service's routes; `/health/ready` answers 503 until `catch_up` is done and while the
+/// `projector` is stalled.
 pub fn router(
     schema: InventorySchema,
     app: AppContext,
     edge: Edge,
     catch_up: CatchUpStatus,
+    projector: ProjectorHealth,
 ) -> Router {
     let origins = edge.origins.clone();
     let hosts = edge.hosts.clone();
@@ -160,6 +164,7 @@ pub fn router(
             app,
             edge,
             catch_up,
+            projector,
         });
     if let Some(cors) = origins.layer() {
         router = router.layer(cors);
@@ -272,13 +277,19 @@ async fn ready(State(state): State<HttpState>) -> Response {
     let bus = state.app.bus.is_ready();
     // Reachable is not enough: projections still catching up from the store serve old rows.
     let caught_up = state.catch_up.is_done();
-    let body = json!({
+    // Nor is a projector that has stopped taking what waits for it.
+    let stalled = state.projector.stalled();
+    let mut body = json!({
         "store": store.is_ok(),
         "projections": read.is_ok() && caught_up,
         "bus": bus,
         "caughtUp": caught_up,
+        "projectorStalled": stalled.is_some(),
     });
-    let status = if store.is_ok() && read.is_ok() && bus && caught_up {
+    if let Some(reason) = stalled.as_ref() {
+        body["reason"] = json!(reason);
+    }
+    let status = if store.is_ok() && read.is_ok() && bus && caught_up && stalled.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

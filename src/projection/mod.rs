@@ -14,6 +14,7 @@ pub mod movements;
 pub mod replay;
 pub mod runner;
 pub mod sqlite;
+pub mod stall;
 pub mod switch;
 
 use async_trait::async_trait;

@@ -20,6 +20,13 @@ use std::time::Duration;
 /// retried by the SDK while the original is still on its way.
 pub const PAST_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(3_500);
 const COMMIT: &str = "TransactWriteItems";
+const WRITES: [&str; 5] = [
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
 
 /// Fractions of calls (0.0–1.0, summed in this order) that meet each fault.
 #[derive(Clone, Copy, Debug, Default)]
@@ -108,6 +115,8 @@ struct Inner {
     refused_again: Mutex<HashMap<u64, u32>>,
     /// Forwards held or running in their own tasks, which may land after their caller left.
     in_flight: AtomicU64,
+    /// Every write that names this table is throttled, whatever the rates (`throttle_table`).
+    throttled_table: Mutex<Option<String>>,
     stats: Mutex<Stats>,
 }
 
@@ -144,6 +153,7 @@ impl FaultProxy {
             commits_seen: Mutex::new(HashSet::new()),
             refused_again: Mutex::new(HashMap::new()),
             in_flight: AtomicU64::new(0),
+            throttled_table: Mutex::new(None),
             stats: Mutex::new(Stats::default()),
         });
         let router = axum::Router::new()
@@ -157,6 +167,13 @@ impl FaultProxy {
 
     pub fn set(&self, faults: Faults) {
         *lock(&self.inner.faults) = faults;
+    }
+
+    /// Throttles every write that names `table` (a projection table, say), as DynamoDB does
+    /// when a table's write capacity is spent: reads of it go through, as do the other tables'
+    /// calls (as the rates say). `None` stops it.
+    pub fn throttle_table(&self, table: Option<&str>) {
+        *lock(&self.inner.throttled_table) = table.map(str::to_owned);
     }
 
     /// Makes the next `n` commits lose their reply after landing, whatever the rates.
@@ -205,7 +222,12 @@ impl Inner {
         ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn choose(&self, operation: &str, request: u64) -> Option<Fault> {
+    fn choose(&self, operation: &str, request: u64, body: &[u8]) -> Option<Fault> {
+        if let Some(table) = lock(&self.throttled_table).as_deref() {
+            if WRITES.contains(&operation) && names_table(body, table) {
+                return Some(Fault::Throttling);
+            }
+        }
         let commit = operation == COMMIT;
         let lost = [
             Fault::LostToConflict,
@@ -278,6 +300,23 @@ impl Inner {
         *response.headers_mut() = headers;
         response
     }
+}
+
+/// Whether a request body names `table`: as its `TableName` (GetItem, PutItem, Query, one
+/// entry of TransactItems...) or as a key of `RequestItems` (BatchWriteItem, BatchGetItem).
+fn names_table(body: &[u8], table: &str) -> bool {
+    fn walk(value: &Value, table: &str) -> bool {
+        match value {
+            Value::Object(map) => map.iter().any(|(key, value)| match key.as_str() {
+                "TableName" => value.as_str() == Some(table),
+                "RequestItems" => value.as_object().is_some_and(|t| t.contains_key(table)),
+                _ => walk(value, table),
+            }),
+            Value::Array(values) => values.iter().any(|v| walk(v, table)),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<Value>(body).is_ok_and(|body| walk(&body, table))
 }
 
 /// A DynamoDB error reply (JSON 1.0 protocol: the code after `#` in `__type`).
@@ -366,7 +405,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         body.hash(&mut hasher);
         hasher.finish()
     };
-    let fault = inner.choose(&operation, request);
+    let fault = inner.choose(&operation, request, &body);
     let retried = operation == COMMIT && !lock(&inner.commits_seen).insert(request);
     {
         let mut stats = lock(&inner.stats);

@@ -84,6 +84,16 @@ impl Server {
 
     /// A server on a data directory with extra environment (bus, test hooks).
     pub async fn start_with(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
+        Server::spawn(data_dir, extra, Stdio::inherit()).await
+    }
+
+    /// `start_with`, its log (standard error) written to `log` for the test to read.
+    pub async fn start_logging_to(data_dir: &Path, extra: &[(&str, &str)], log: &Path) -> Server {
+        let file = std::fs::File::create(log).expect("create the server's log file");
+        Server::spawn(data_dir, extra, Stdio::from(file)).await
+    }
+
+    async fn spawn(data_dir: &Path, extra: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -91,7 +101,7 @@ impl Server {
             .envs(backend_env(data_dir))
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start inventory-service");
         let stdout = child.stdout.take().expect("stdout");

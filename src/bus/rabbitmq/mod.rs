@@ -347,6 +347,26 @@ impl EventBus for RabbitBus {
         self.shared.dead_letters.load(Ordering::Relaxed)
     }
 
+    /// The queue's ready messages (a passive declare, on a channel of its own since a failed
+    /// declare closes its channel); those delivered and not yet acknowledged are not counted.
+    async fn queued(&self, queue: &str) -> Option<u64> {
+        let session = self.shared.session()?;
+        let channel = session.connection.create_channel().await.ok()?;
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..lapin::options::QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(
+                self.shared.names.queue(queue).as_str().into(),
+                passive,
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        let _ = channel.close(200, "counted".into()).await;
+        declared.ok().map(|q| u64::from(q.message_count()))
+    }
+
     fn is_ready(&self) -> bool {
         *self.shared.ready.borrow()
     }
