@@ -84,8 +84,13 @@ impl Server {
 
     /// A server on a data directory with extra environment (bus, test hooks).
     pub async fn start_with(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
+        Server::start_listening(data_dir, "127.0.0.1:0", extra).await
+    }
+
+    /// A server on `listen` (e.g. the address of one just killed, to restart it in place).
+    pub async fn start_listening(data_dir: &Path, listen: &str, extra: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BINARY)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .envs(backend_env(data_dir))
