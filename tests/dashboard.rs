@@ -6,7 +6,9 @@
 //! port and data directory (lines `@kill` and `@start` on its stdout, answered on its stdin),
 //! to see the page notice, reconnect and show what changed after. It prints its measurements
 //! (page load to a table of 100 items, mutation to row update); screenshots land in
-//! target/dashboard-screenshots/. Needs what tests/js_clients.rs needs (scripts/test.sh).
+//! target/dashboard-screenshots/. tests/js/dashboard_signin.mjs signs in on a service whose
+//! anonymous callers have no role, with a viewer's key, an operator's and a refused one.
+//! Needs what tests/js_clients.rs needs (scripts/test.sh).
 
 mod common;
 
@@ -117,4 +119,37 @@ async fn the_dashboard_lists_updates_alerts_acts_and_reconnects_in_a_browser() {
             .unwrap_or(0);
         assert!(size > 10_000, "no screenshot {name} ({size} bytes)");
     }
+}
+
+#[tokio::test]
+async fn the_dashboard_asks_for_a_key_and_offers_commands_only_to_those_who_may_run_them() {
+    let dir = js_dir();
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "tests/js/node_modules is missing: run scripts/test.sh"
+    );
+    let temp = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_with(temp.path(), &[("INVENTORY_ANONYMOUS_ROLE", "none")]).await;
+    let admin = server.create_key("dash-admin", "admin");
+    let viewer = server.create_key("dash-viewer", "viewer");
+    let operator = server.create_key("dash-operator", "operator");
+    let output = Command::new("node")
+        .args([
+            "dashboard_signin.mjs",
+            &server.url,
+            &admin,
+            &viewer,
+            &operator,
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("--- node dashboard_signin.mjs ---\n{stdout}{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("dashboard_signin: ok"),
+        "node dashboard_signin.mjs failed ({}):\n{stdout}{stderr}",
+        output.status
+    );
 }

@@ -263,6 +263,31 @@ impl Server {
             .clone()
     }
 
+    /// `inventory-service api-key create` on this server's store; returns the secret.
+    pub fn create_key(&self, name: &str, role: &str) -> String {
+        let output = Command::new(BINARY)
+            .args([
+                "api-key",
+                "create",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .envs(backend_env(&self.data_dir))
+            .output()
+            .expect("run api-key create");
+        assert!(output.status.success(), "api-key create: {output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .expect("a secret")
+            .trim()
+            .to_owned()
+    }
+
     /// Polls a query until `done` holds for its data, or panics after 10 s.
     pub async fn eventually(
         &self,

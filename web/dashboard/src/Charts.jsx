@@ -3,9 +3,10 @@
 // Each has a text summary for screen readers; numbers on the axes are the data's own.
 import { number, shortTime } from './format.js';
 
+
 const W = 640;
 const H = 200;
-const PAD = { left: 48, right: 12, top: 12, bottom: 28 };
+const PAD = { left: 60, right: 12, top: 12, bottom: 34 };
 
 /** `points`: [{ at: Date, value }], oldest first; the line runs on to `until`. */
 export function StockChart({ points, until }) {
@@ -25,8 +26,8 @@ export function StockChart({ points, until }) {
         On hand from {number(points[0].value)} to {number(last)} over {points.length} changes
       </title>
       <Axes top={top} y={y} />
-      <text x={PAD.left} y={H - 8} className="tick">{shortTime(new Date(start))}</text>
-      <text x={W - PAD.right} y={H - 8} className="tick" textAnchor="end">{shortTime(new Date(end))}</text>
+      <text x={PAD.left} y={H - 6} className="tick">{shortTime(new Date(start), end - start)}</text>
+      <text x={W - PAD.right} y={H - 6} className="tick" textAnchor="end">{shortTime(new Date(end), end - start)}</text>
       <path d={path} className="line" />
       {points.map((p) => (
         <circle key={p.key} cx={x(p.at.getTime())} cy={y(p.value)} r="2.5" className="point" />

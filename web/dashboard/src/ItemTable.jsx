@@ -100,8 +100,10 @@ export function ItemTable({ warehouseId, epoch }) {
         <label>
           <input type="checkbox" checked={lowStockOnly} onChange={(e) => setLowStockOnly(e.target.checked)} /> Low stock only
         </label>
-        <label htmlFor="sku-search">SKU</label>
-        <input id="sku-search" type="search" placeholder="Search loaded items" value={search} onChange={(e) => setSearch(e.target.value)} />
+        <span className="search">
+          <label htmlFor="sku-search">SKU</label>
+          <input id="sku-search" type="search" placeholder="Search loaded items" value={search} onChange={(e) => setSearch(e.target.value)} />
+        </span>
       </div>
       {items.error && <p className="error" role="alert">Could not load items: {items.error.message}</p>}
       <div className="scroll">

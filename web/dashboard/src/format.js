@@ -3,10 +3,12 @@
 const numbers = new Intl.NumberFormat();
 const times = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 const shortTimes = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+const clockTimes = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 
 export const number = (n) => (n == null ? '–' : numbers.format(n));
 export const time = (iso) => (iso ? times.format(new Date(iso)) : '–');
-export const shortTime = (date) => shortTimes.format(date);
+/** A chart's axis label: with seconds and no date when the chart spans under an hour. */
+export const shortTime = (date, span) => (span < 3_600_000 ? clockTimes : shortTimes).format(date);
 export const zone = () => Intl.DateTimeFormat().resolvedOptions().timeZone;
 
 /** A UTC day `YYYY-MM-DD`, `days` before today (the movement report's days are UTC days). */
