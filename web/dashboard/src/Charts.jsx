@@ -76,7 +76,8 @@ export function MovementBars({ days }) {
             <rect x={left + bar} y={y(d.out)} width={bar} height={y(0) - y(d.out)} className="bar-out">
               <title>{`${d.day}: ${number(d.out)} out`}</title>
             </rect>
-            {(i % Math.ceil(days.length / 7) === 0 || i === days.length - 1) && (
+            {/* a label every few days, counted back from today so today always has one */}
+            {(days.length - 1 - i) % Math.ceil(days.length / 7) === 0 && (
               <text x={left + bar} y={H - 8} className="tick" textAnchor="middle">
                 {d.day.slice(5)}
               </text>
