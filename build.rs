@@ -1,8 +1,10 @@
-//! Builds the GraphiQL page (web/graphiql) into OUT_DIR so the binary can embed it: copies the
-//! front-end sources there, installs the npm packages the committed package-lock.json names
-//! (`npm ci`, only when the lockfile changed), bundles them with esbuild, and writes
-//! `graphiql_assets.rs`, the table src/http/graphiql.rs includes. No third-party code is ever
-//! committed; nothing is fetched at run time. Needs Node.js and npm at build time.
+//! Builds the service's two browser pages into OUT_DIR so the binary can embed them: the
+//! GraphiQL page (web/graphiql, served at /graphql) and the dashboard (web/dashboard, served
+//! at /). For each it copies the front-end sources there, installs the npm packages its
+//! committed package-lock.json names (`npm ci`, only when the lockfile changed), bundles them
+//! with esbuild (its `build.mjs`), and writes `<name>_assets.rs`, the table src/http includes.
+//! No third-party code is ever committed; nothing is fetched at run time. Needs Node.js and npm
+//! at build time.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -10,28 +12,52 @@ use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const WEB: &str = "web/graphiql";
-/// What the bundle is built from; anything else in web/graphiql (node_modules, dist) is not.
+/// One page: its source directory, its name in OUT_DIR, and the file its bundle must have.
+struct Page {
+    web: &'static str,
+    name: &'static str,
+    entry: &'static str,
+}
+
+const PAGES: &[Page] = &[
+    Page {
+        web: "web/graphiql",
+        name: "graphiql",
+        entry: "graphiql.js",
+    },
+    Page {
+        web: "web/dashboard",
+        name: "dashboard",
+        entry: "dashboard.js",
+    },
+];
+
+/// What a bundle is built from; anything else in its directory (node_modules, dist) is not.
 const INPUTS: &[&str] = &["package.json", "package-lock.json", "build.mjs", "src"];
 
 fn main() {
-    for input in INPUTS {
-        println!("cargo:rerun-if-changed={WEB}/{input}");
+    for page in PAGES {
+        for input in INPUTS {
+            println!("cargo:rerun-if-changed={}/{input}", page.web);
+        }
     }
-    if let Err(message) = build() {
-        // A panic in a build script is shown whole by cargo; make it say what to do.
-        panic!("\n\nbuilding the GraphiQL page failed: {message}\n\n");
+    for page in PAGES {
+        if let Err(message) = build(page) {
+            // A panic in a build script is shown whole by cargo; make it say what to do.
+            panic!("\n\nbuilding the {} page failed: {message}\n\n", page.name);
+        }
     }
 }
 
-fn build() -> Result<(), String> {
+fn build(page: &Page) -> Result<(), String> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?);
     let manifest = PathBuf::from(
         std::env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?,
     );
-    let source = manifest.join(WEB);
-    let work = out.join("graphiql-src");
-    let bundle = out.join("graphiql");
+    let web = page.web;
+    let source = manifest.join(web);
+    let work = out.join(format!("{}-src", page.name));
+    let bundle = out.join(page.name);
 
     fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
     for input in INPUTS {
@@ -41,7 +67,7 @@ fn build() -> Result<(), String> {
     // `npm ci` removes and reinstalls node_modules; skip it while the lockfile it installed
     // from is unchanged, so an edit to src/ rebuilds in a second or two.
     let lock = fs::read(source.join("package-lock.json"))
-        .map_err(|e| format!("read {WEB}/package-lock.json: {e}"))?;
+        .map_err(|e| format!("read {web}/package-lock.json: {e}"))?;
     let stamp = work.join("node_modules/.installed-from-lock");
     if fs::read(&stamp).ok().as_deref() != Some(lock.as_slice()) {
         run(
@@ -64,7 +90,11 @@ fn build() -> Result<(), String> {
             .current_dir(&work),
         "node build.mjs",
     )?;
-    write_table(&bundle, &out.join("graphiql_assets.rs"))
+    write_table(
+        &bundle,
+        page.entry,
+        &out.join(format!("{}_assets.rs", page.name)),
+    )
 }
 
 fn npm() -> &'static str {
@@ -83,7 +113,7 @@ fn run(command: &mut Command, what: &str) -> Result<(), String> {
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
             "`{what}` could not start: Node.js (18 or later) and npm must be on PATH to build \
-             the embedded GraphiQL page (Debian: `apt-get install nodejs npm`; or \
+             the embedded GraphiQL page and dashboard (Debian: `apt-get install nodejs npm`; or \
              https://nodejs.org)"
         )),
         Err(e) => Err(format!("`{what}` could not start: {e}")),
@@ -110,7 +140,7 @@ fn copy(from: &Path, to: &Path) -> Result<(), String> {
 
 /// `ASSETS`: (file name, content type, bytes) for every file of the bundle, and `BUILD_ID`, a
 /// hash of them all, which the asset URLs carry so browsers may cache them forever.
-fn write_table(bundle: &Path, table: &Path) -> Result<(), String> {
+fn write_table(bundle: &Path, entry: &str, table: &Path) -> Result<(), String> {
     let mut files: Vec<PathBuf> = fs::read_dir(bundle)
         .map_err(|e| format!("read {}: {e}", bundle.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -133,6 +163,7 @@ fn write_table(bundle: &Path, table: &Path) -> Result<(), String> {
             Some("ttf") => "font/ttf",
             Some("woff2") => "font/woff2",
             Some("txt") => "text/plain; charset=utf-8",
+            Some("svg") => "image/svg+xml",
             _ => "application/octet-stream",
         };
         let _ = writeln!(
@@ -141,8 +172,8 @@ fn write_table(bundle: &Path, table: &Path) -> Result<(), String> {
             path.display().to_string()
         );
     }
-    if !files.iter().any(|p| p.ends_with("graphiql.js")) {
-        return Err("the bundle has no graphiql.js".to_owned());
+    if !files.iter().any(|p| p.ends_with(entry)) {
+        return Err(format!("the bundle has no {entry}"));
     }
     let code = format!(
         "/// Hash of every bundled file; part of each asset's URL.\n\

@@ -3,6 +3,7 @@
 //! dashboard depends on are all in one place.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub const COMMANDS: &str = "inventory_commands_total";
@@ -113,4 +114,73 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "How long work has waited for the live projector with no batch applied (0 when nothing waits)."
     );
+}
+
+/// A gauge's last value kept beside the recorder, for the gauges the public API reports too
+/// (`serviceStatus`): reading them back out of the Prometheus text would mean parsing it. The
+/// bits of an `f64`; NaN until first set.
+struct Reading(AtomicU64);
+
+impl Reading {
+    const fn unset() -> Self {
+        Self(AtomicU64::new(f64::NAN.to_bits()))
+    }
+
+    fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<f64> {
+        let value = f64::from_bits(self.0.load(Ordering::Relaxed));
+        (!value.is_nan()).then_some(value)
+    }
+}
+
+static LAST_PROJECTION_LAG: Reading = Reading::unset();
+static LAST_OUTBOX_DEPTH: Reading = Reading::unset();
+static LAST_OUTBOX_OLDEST_AGE: Reading = Reading::unset();
+
+/// Records `PROJECTION_LAG` (seconds from commit to projection of the last projected event).
+pub fn record_projection_lag(seconds: f64) {
+    metrics::gauge!(PROJECTION_LAG).set(seconds);
+    LAST_PROJECTION_LAG.set(seconds);
+}
+
+/// Records `OUTBOX_DEPTH` and `OUTBOX_OLDEST_AGE` as the relay measured them.
+pub fn record_outbox(depth: u64, oldest_age_seconds: f64) {
+    metrics::gauge!(OUTBOX_DEPTH).set(depth as f64);
+    metrics::gauge!(OUTBOX_OLDEST_AGE).set(oldest_age_seconds);
+    LAST_OUTBOX_DEPTH.set(depth as f64);
+    LAST_OUTBOX_OLDEST_AGE.set(oldest_age_seconds);
+}
+
+/// The last values this process recorded of the gauges above; `None` for one not measured
+/// yet (no event projected since start, or no relay running here).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Readings {
+    pub projection_lag_seconds: Option<f64>,
+    pub outbox_depth: Option<u64>,
+    pub outbox_oldest_age_seconds: Option<f64>,
+}
+
+pub fn readings() -> Readings {
+    Readings {
+        projection_lag_seconds: LAST_PROJECTION_LAG.get(),
+        outbox_depth: LAST_OUTBOX_DEPTH.get().map(|depth| depth as u64),
+        outbox_oldest_age_seconds: LAST_OUTBOX_OLDEST_AGE.get(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reading_is_none_until_set_then_the_last_value() {
+        let reading = Reading::unset();
+        assert_eq!(reading.get(), None);
+        reading.set(0.25);
+        reading.set(1.5);
+        assert_eq!(reading.get(), Some(1.5));
+    }
 }

@@ -287,6 +287,8 @@ fn queries() -> Vec<(&'static str, &'static str)> {
         ("events", "query($item: ID!) { events(aggregateId: $item) { totalCount } }"),
         ("projectionRebuild", "{ projectionRebuild { generation } }"),
         ("projectionGenerations", "{ projectionGenerations { generation } }"),
+        ("viewer", "{ viewer { name role anonymous warehouseIds } }"),
+        ("serviceStatus", "{ serviceStatus { outboxDepth } }"),
     ]
 }
 
@@ -919,5 +921,37 @@ async fn a_scoped_viewer_hears_only_of_its_warehouse() {
         |m| id(&m["id"]) == alloc_a,
     )
     .await;
+    app.service.stop().await;
+}
+
+/// `viewer` tells each caller what the edge made of it: its name, its role, whether it is
+/// anonymous, and the warehouses it is limited to (null for all), so a client can hide what
+/// its principal may not do.
+#[tokio::test]
+async fn viewer_reports_the_principal_its_role_and_its_warehouses() {
+    let app = start().await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let query = "{ viewer { name role anonymous warehouseIds } }";
+    let scoped = app
+        .data(&known("clerk", Role::Operator, &[a, b]), query, json!({}))
+        .await;
+    let mut expected = [a.to_string(), b.to_string()];
+    expected.sort();
+    assert_eq!(
+        scoped["viewer"],
+        json!({ "name": "clerk", "role": "OPERATOR", "anonymous": false, "warehouseIds": expected })
+    );
+    let everywhere = app
+        .data(&known("auditor", Role::Viewer, &[]), query, json!({}))
+        .await;
+    assert_eq!(everywhere["viewer"]["role"], "VIEWER");
+    assert_eq!(everywhere["viewer"]["warehouseIds"], Value::Null);
+    let anonymous = app
+        .data(&Principal::anonymous(Some(Role::Admin)), query, json!({}))
+        .await;
+    assert_eq!(
+        anonymous["viewer"],
+        json!({ "name": "anonymous", "role": "ADMIN", "anonymous": true, "warehouseIds": null })
+    );
     app.service.stop().await;
 }

@@ -57,7 +57,7 @@ impl EventHandler for Projector {
                 if let Some(last) = events.last() {
                     let lag =
                         (crate::application::now_ms() - last.timestamp).max(0) as f64 / 1000.0;
-                    metrics::gauge!(crate::metrics::PROJECTION_LAG).set(lag);
+                    crate::metrics::record_projection_lag(lag);
                 }
                 if let Err(error) = self.bus.announce(changes).await {
                     let error = crate::bus::chain(&error);

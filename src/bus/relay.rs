@@ -149,11 +149,10 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 async fn record_outbox_stats(store: &dyn EventStore, bus: &dyn EventBus) {
     match store.outbox_stats().await {
         Ok((depth, oldest)) => {
-            metrics::gauge!(crate::metrics::OUTBOX_DEPTH).set(depth as f64);
             let age = oldest.map_or(0.0, |t| {
                 (crate::application::now_ms() - t).max(0) as f64 / 1000.0
             });
-            metrics::gauge!(crate::metrics::OUTBOX_OLDEST_AGE).set(age);
+            crate::metrics::record_outbox(depth, age);
         }
         Err(error) => tracing::debug!(%error, "cannot measure the outbox"),
     }

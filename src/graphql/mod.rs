@@ -1,6 +1,7 @@
 //! The GraphQL API: queries read projections, mutations run commands, subscriptions follow
 //! the bus. Split by concern (warehouses, inventory, stocktake, allocations, audit) and merged
 //! here.
+//! `viewer` and `serviceStatus` tell a client who it is and how the service is doing.
 //! Business-rule failures are `userErrors`; infrastructure failures are GraphQL errors with
 //! `extensions.code`. Every root field needs a role (`roles`); a principal scoped to
 //! warehouses reads only theirs (`scope`).
@@ -19,10 +20,12 @@ mod page;
 mod rebuild;
 pub mod roles;
 mod scope;
+mod service_status;
 mod stocktake;
 mod subscription;
 mod transfer;
 pub mod types;
+mod viewer;
 mod warehouse;
 
 use async_graphql::{ErrorExtensions, MergedObject, Schema, ID};
@@ -72,6 +75,8 @@ pub struct Query(
     transfer::TransferQuery,
     audit::AuditQuery,
     rebuild::RebuildQuery,
+    viewer::ViewerQuery,
+    service_status::ServiceStatusQuery,
 );
 
 /// Commands. Each takes one `input` with an optional `idempotencyKey` and returns a payload

@@ -5,20 +5,25 @@
 //! only to this origin (HTTP and WebSocket), and refuses framing.
 
 use axum::extract::Path;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::embedded::{self, Bundle};
 
 mod bundle {
     include!(concat!(env!("OUT_DIR"), "/graphiql_assets.rs"));
 }
-pub use bundle::{ASSETS, BUILD_ID};
+
+pub const BUNDLE: Bundle = Bundle {
+    build_id: bundle::BUILD_ID,
+    assets: bundle::ASSETS,
+};
 
 /// Where the assets are served; the build id in the path lets browsers cache them forever.
 pub const ASSET_ROUTE: &str = "/graphql/assets/{build}/{file}";
 
 fn page_html() -> String {
-    let base = format!("/graphql/assets/{BUILD_ID}");
+    let base = format!("/graphql/assets/{}", BUNDLE.build_id);
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -30,85 +35,43 @@ fn page_html() -> String {
     )
 }
 
-/// The `Host` the page was asked for, if it is a plain host[:port] (it goes into the CSP).
-fn plain_host(headers: &HeaderMap) -> Option<&str> {
-    let host = headers.get(HOST)?.to_str().ok()?;
-    let plain = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    plain.then_some(host)
-}
-
 /// The policy sent with the page. Scripts only from here and none inline; Monaco (GraphiQL's
 /// editor) runs its workers from here and injects `<style>` elements, hence `worker-src 'self'`
-/// and `style-src 'unsafe-inline'` (styles cannot run code). WebSocket URLs are named as well as
-/// `'self'`, which not every browser lets cover ws:/wss:.
+/// and `style-src 'unsafe-inline'` (styles cannot run code).
 pub fn content_security_policy(headers: &HeaderMap) -> String {
-    let sockets = plain_host(headers)
-        .map(|host| format!(" ws://{host} wss://{host}"))
-        .unwrap_or_default();
     format!(
         "default-src 'none'; script-src 'self'; worker-src 'self'; \
          style-src 'self' 'unsafe-inline'; font-src 'self' data:; img-src 'self' data:; \
-         connect-src 'self'{sockets}; base-uri 'none'; form-action 'none'; \
-         frame-ancestors 'none'"
+         {}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        embedded::connect_src(headers)
     )
 }
 
 /// `GET /graphql` from a browser.
 pub fn page(headers: &HeaderMap) -> Response {
-    let mut response = ([(CONTENT_TYPE, "text/html; charset=utf-8")], page_html()).into_response();
-    let out = response.headers_mut();
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(headers)) {
-        out.insert("content-security-policy", csp);
-    }
-    out.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    out.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    out.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    out.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    embedded::page(page_html(), &content_security_policy(headers))
 }
 
-/// One bundled file. A stale build id (a page from before a restart) still gets the file,
-/// but not the cache-forever header.
+/// One bundled file.
 pub async fn asset(Path((build, file)): Path<(String, String)>) -> Response {
-    let Some((_, kind, bytes)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
-        return (StatusCode::NOT_FOUND, "no such asset").into_response();
-    };
-    let cache = if build == BUILD_ID {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
-    (
-        [
-            (CONTENT_TYPE, *kind),
-            (CACHE_CONTROL, cache),
-            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        *bytes,
-    )
-        .into_response()
+    BUNDLE.asset(&build, &file)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::HOST;
+    use axum::http::HeaderValue;
 
     #[test]
     fn the_page_loads_only_bundled_assets() {
         let html = page_html();
         for file in ["graphiql.js", "graphiql.css"] {
             assert!(
-                html.contains(&format!("/graphql/assets/{BUILD_ID}/{file}")),
+                html.contains(&format!("/graphql/assets/{}/{file}", BUNDLE.build_id)),
                 "{html}"
             );
-            assert!(ASSETS.iter().any(|(name, _, _)| *name == file), "{file}");
+            assert!(BUNDLE.has(file), "{file}");
         }
         assert!(
             !html.contains("http"),
@@ -116,10 +79,7 @@ mod tests {
         );
         // Monaco's workers are bundled beside the script.
         for worker in ["editor.worker.js", "json.worker.js", "graphql.worker.js"] {
-            assert!(
-                ASSETS.iter().any(|(name, _, _)| *name == worker),
-                "{worker}"
-            );
+            assert!(BUNDLE.has(worker), "{worker}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP edge: GraphQL over HTTP as its spec describes (`POST /graphql`, queries also by
 //! `GET /graphql?query=…`, content negotiation between `application/graphql-response+json` and
 //! legacy `application/json`), the self-hosted GraphiQL page for browsers on `GET /graphql`,
+//! the live dashboard on `GET /` (a client of the same API; `dashboard`),
 //! subscriptions on `/graphql/ws` (graphql-transport-ws and graphql-ws), health probes and
 //! metrics. In front of every route: the `Host` check (`hosts`) and the CORS rules
 //! (`crate::cors`); before a GraphQL request runs, its caller is authenticated and counted
@@ -10,6 +11,8 @@
 
 pub mod admission;
 mod batch;
+mod dashboard;
+mod embedded;
 mod graphiql;
 mod graphql;
 pub mod hosts;
@@ -149,6 +152,8 @@ pub fn router(
     let hosts = edge.hosts.clone();
     let metrics_here = edge.metrics_here;
     let mut router = Router::new()
+        .route("/", get(dashboard::page))
+        .route(dashboard::ASSET_ROUTE, get(dashboard::asset))
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route(graphiql::ASSET_ROUTE, get(graphiql::asset))
         .route("/graphql/ws", get(graphql_ws))

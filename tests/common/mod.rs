@@ -84,18 +84,23 @@ impl Server {
 
     /// A server on a data directory with extra environment (bus, test hooks).
     pub async fn start_with(data_dir: &Path, extra: &[(&str, &str)]) -> Server {
-        Server::spawn(data_dir, extra, Stdio::inherit()).await
+        Server::spawn(data_dir, "127.0.0.1:0", extra, Stdio::inherit()).await
+    }
+
+    /// A server on `listen` (e.g. the address of one just killed, to restart it in place).
+    pub async fn start_listening(data_dir: &Path, listen: &str, extra: &[(&str, &str)]) -> Server {
+        Server::spawn(data_dir, listen, extra, Stdio::inherit()).await
     }
 
     /// `start_with`, its log (standard error) written to `log` for the test to read.
     pub async fn start_logging_to(data_dir: &Path, extra: &[(&str, &str)], log: &Path) -> Server {
         let file = std::fs::File::create(log).expect("create the server's log file");
-        Server::spawn(data_dir, extra, Stdio::from(file)).await
+        Server::spawn(data_dir, "127.0.0.1:0", extra, Stdio::from(file)).await
     }
 
-    async fn spawn(data_dir: &Path, extra: &[(&str, &str)], stderr: Stdio) -> Server {
+    async fn spawn(data_dir: &Path, listen: &str, extra: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = Command::new(BINARY)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .envs(backend_env(data_dir))
@@ -266,6 +271,31 @@ impl Server {
         )
         .await["inventoryAdjust"]
             .clone()
+    }
+
+    /// `inventory-service api-key create` on this server's store; returns the secret.
+    pub fn create_key(&self, name: &str, role: &str) -> String {
+        let output = Command::new(BINARY)
+            .args([
+                "api-key",
+                "create",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .envs(backend_env(&self.data_dir))
+            .output()
+            .expect("run api-key create");
+        assert!(output.status.success(), "api-key create: {output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .expect("a secret")
+            .trim()
+            .to_owned()
     }
 
     /// Polls a query until `done` holds for its data, or panics after 10 s.
