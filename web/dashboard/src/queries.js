@@ -66,7 +66,7 @@ export const ITEM_PAGE = gql`
       createdAt
       warehouse { id code name }
       allocations(last: 100) { totalCount edges { node { ...AllocationFields } } }
-      transfers(last: 100) {
+      transfers(last: 20) {
         totalCount
         edges { node { id status fromItemId toItemId fromWarehouseId toWarehouseId quantity quantityReceived shortfall reference createdAt } }
       }
