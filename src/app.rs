@@ -3,6 +3,7 @@
 //! until a signal, and takes it down gracefully, publishing what the outbox still holds. The
 //! only place that names adapters; `main.rs` only parses the command line.
 
+mod archive;
 mod expiry;
 mod keys;
 mod maintenance;
@@ -29,9 +30,11 @@ use crate::projection::dynamodb::DynamoGenerations;
 use crate::projection::replay::RebuildControl;
 use crate::projection::sqlite::SqliteGenerations;
 use crate::projection::switch::{Generations, Switchboard};
+use crate::store::archive::ArchiveStore;
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
 use crate::store::EventStore;
+pub use archive::{export, import};
 pub use keys::{create_key, key_listing, list_keys, open_keys, revoke_key, NewKey, Revocation};
 pub use maintenance::{migrate, rebuild_snapshots, replay, verify_projections, ReplayRequest};
 use projector::Projector;
@@ -61,6 +64,8 @@ pub struct Storage {
     pub coverage: Arc<dyn Coverage>,
     /// The API keys, kept by the same store (the same SQLite writer, the same DynamoDB client).
     pub keys: Keys,
+    /// The same store's export and import (`store::archive`).
+    pub archive: Arc<dyn ArchiveStore>,
 }
 
 impl Storage {
@@ -76,13 +81,15 @@ impl Storage {
         type Opened = (
             Arc<dyn EventStore>,
             Keys,
+            Arc<dyn ArchiveStore>,
             Arc<dyn Generations>,
             Arc<dyn Coverage>,
         );
-        let (store, keys, generations, coverage): Opened = match config.store {
+        let (store, keys, archive, generations, coverage): Opened = match config.store {
             StoreKind::Sqlite => {
                 let store = Arc::new(SqliteEventStore::open(&config.data_dir)?);
                 (
+                    store.clone(),
                     store.clone(),
                     store,
                     Arc::new(SqliteGenerations::open(&config.data_dir)?),
@@ -99,6 +106,7 @@ impl Storage {
                 ));
                 (
                     store.clone(),
+                    store.clone(),
                     store,
                     Arc::new(DynamoGenerations::new(client.clone(), tables.clone())),
                     Arc::new(TableIdentities::new(client, tables)),
@@ -110,6 +118,7 @@ impl Storage {
             projections: Arc::new(Switchboard::open(generations).await?),
             coverage,
             keys,
+            archive,
         })
     }
 }
@@ -153,6 +162,7 @@ impl Service {
             projections,
             coverage,
             keys,
+            ..
         } = Storage::open_with_lease(config, lease).await?;
         let bus: Arc<dyn EventBus> = match bus_config.bus {
             BusKind::Local => Arc::new(LocalBus::new()),
