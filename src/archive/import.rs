@@ -3,7 +3,8 @@
 //! file's checksum and how many of its lines are written for certain). Events go in batches,
 //! each moving the marker in the same write (SQLite) or right after it (DynamoDB, whose
 //! writes of an event already there with the same id change nothing), so a rerun resumes where
-//! the last one stopped and never writes an event twice. `--into-nonempty` is not offered:
+//! the last one stopped and never writes an event twice. The uniqueness guards (warehouse
+//! codes, SKUs) are not in a backup: they follow from the events, and are written with them. `--into-nonempty` is not offered:
 //! merging two histories would need every aggregate's streams and uniqueness guards
 //! reconciled, which a backup cannot do safely.
 
@@ -11,6 +12,7 @@ use super::check::Checked;
 use super::file::open_input;
 use super::progress::Progress;
 use super::{Checksum, Line, Record};
+use crate::application::commands::guard_claimed_by;
 use crate::auth::keys::{KeyError, Keys};
 use crate::store::archive::{ArchiveStore, ImportMarker};
 use crate::store::{EventEnvelope, IdempotencyRecord};
@@ -102,6 +104,7 @@ pub async fn write(
         ..Written::default()
     };
     let mut events: Vec<EventEnvelope> = Vec::with_capacity(BATCH);
+    let mut guards: Vec<(String, uuid::Uuid)> = Vec::new();
     let mut records: Vec<IdempotencyRecord> = Vec::new();
     let (mut number, mut done_events) = (0u64, 0u64);
     let mut text = String::new();
@@ -125,6 +128,9 @@ pub async fn write(
         }
         match line {
             Line::Event(event) => {
+                if let Some(key) = guard_claimed_by(&event) {
+                    guards.push((key, event.aggregate_id));
+                }
                 events.push(event);
                 if events.len() == BATCH {
                     // Records first: the marker's move says every line up to here is written.
@@ -134,7 +140,12 @@ pub async fn write(
                         .await?;
                     written.events += events.len() as u64;
                     archive
-                        .import_events(&checksum, std::mem::take(&mut events), number)
+                        .import_events(
+                            &checksum,
+                            std::mem::take(&mut events),
+                            std::mem::take(&mut guards),
+                            number,
+                        )
                         .await?;
                     progress.tick(done_events);
                 }
@@ -170,7 +181,9 @@ pub async fn write(
     written.idempotency_records += records.len() as u64;
     archive.import_idempotency(records).await?;
     written.events += events.len() as u64;
-    archive.import_events(&checksum, events, number).await?;
+    archive
+        .import_events(&checksum, events, guards, number)
+        .await?;
     anyhow::ensure!(
         hash.hex() == checksum,
         "the file changed since it was checked; the import is left unfinished"

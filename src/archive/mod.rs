@@ -10,6 +10,7 @@ pub mod export;
 pub mod file;
 pub mod import;
 pub mod progress;
+pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

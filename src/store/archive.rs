@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use super::{EventEnvelope, IdempotencyRecord, StoreError};
 
@@ -58,15 +59,17 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// there is none (two importers cannot both win). Returns the marker that holds afterwards.
     async fn claim_import(&self, checksum: &str) -> Result<ImportMarker, StoreError>;
 
-    /// Writes `events` (no outbox rows: imported events are not published, the projections
-    /// are rebuilt from the store) and then moves the marker to `lines_done`. An event already
-    /// stored with the same id is left as it is, so a batch cut short and written again is
-    /// never duplicated; another event at its place is `Conflict` (the store is not a prefix
-    /// of this import).
+    /// Writes `events` and the uniqueness guards their commits claimed (`(key, owner
+    /// aggregate)`; no outbox rows: imported events are not published, the projections are
+    /// rebuilt from the store), then moves the marker to `lines_done`. An event or guard
+    /// already stored the same is left as it is, so a batch cut short and written again is
+    /// never duplicated; something else at its place is `Conflict` or `GuardTaken` (the store
+    /// is not a prefix of this import).
     async fn import_events(
         &self,
         checksum: &str,
         events: Vec<EventEnvelope>,
+        guards: Vec<(String, Uuid)>,
         lines_done: u64,
     ) -> Result<(), StoreError>;
 

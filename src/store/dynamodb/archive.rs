@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use futures::stream::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use super::{
     build, event_item, item_size, n, number, s, text, unavailable, DynamoEventStore,
@@ -74,6 +75,36 @@ impl DynamoEventStore {
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
         }
         Ok(())
+    }
+
+    /// Claims a guard for `owner` unless it holds it already (the guard row of a commit).
+    async fn import_guard(&self, key: String, owner: Uuid) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("guardKey".to_owned(), s(key.clone())),
+            ("owner".to_owned(), s(owner.to_string())),
+        ]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(self.tables.guards())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#key) OR #owner = :owner")
+            .expression_attribute_names("#key", "guardKey")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::GuardTaken { key })
+            }
+            Err(error) => Err(unavailable(error)),
+        }
     }
 
     async fn update_marker(
@@ -210,8 +241,14 @@ impl ArchiveStore for DynamoEventStore {
         &self,
         checksum: &str,
         events: Vec<EventEnvelope>,
+        guards: Vec<(String, Uuid)>,
         lines_done: u64,
     ) -> Result<(), StoreError> {
+        futures::stream::iter(guards)
+            .map(|(key, owner)| self.import_guard(key, owner))
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
         let chunks: Vec<Vec<EventEnvelope>> =
             chunks(&events)?.into_iter().map(<[_]>::to_vec).collect();
         futures::stream::iter(chunks)

@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use super::{event_from_row, unavailable, SqliteEventStore, WriteJob, EVENT_COLUMNS};
 use crate::sqlite_pool::{self, Durability};
@@ -21,6 +22,7 @@ pub(super) enum ImportWrite {
     Events {
         checksum: String,
         events: Vec<EventEnvelope>,
+        guards: Vec<(String, Uuid)>,
         lines_done: u64,
     },
     Idempotency(Vec<IdempotencyRecord>),
@@ -43,11 +45,15 @@ pub(super) fn apply(conn: &Connection, write: &ImportWrite) -> Result<(), StoreE
         ImportWrite::Events {
             checksum,
             events,
+            guards,
             lines_done,
         } => {
             move_marker(conn, checksum, *lines_done, false)?;
             for event in events {
                 insert_event(conn, event)?;
+            }
+            for (key, owner) in guards {
+                insert_guard(conn, key, *owner)?;
             }
             Ok(())
         }
@@ -139,6 +145,24 @@ fn insert_event(conn: &Connection, event: &EventEnvelope) -> Result<(), StoreErr
     } else {
         Err(StoreError::Conflict {
             aggregate_id: event.aggregate_id,
+        })
+    }
+}
+
+/// Claims a guard for `owner` unless it holds it already.
+fn insert_guard(conn: &Connection, key: &str, owner: Uuid) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO guards (key, owner) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+        .and_then(|mut s| s.execute(params![key, owner.to_string()]))
+        .map_err(unavailable)?;
+    let held: Option<String> = conn
+        .prepare_cached("SELECT owner FROM guards WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(unavailable)?;
+    if held.as_deref() == Some(owner.to_string().as_str()) {
+        Ok(())
+    } else {
+        Err(StoreError::GuardTaken {
+            key: key.to_owned(),
         })
     }
 }
@@ -269,11 +293,13 @@ impl ArchiveStore for SqliteEventStore {
         &self,
         checksum: &str,
         events: Vec<EventEnvelope>,
+        guards: Vec<(String, Uuid)>,
         lines_done: u64,
     ) -> Result<(), StoreError> {
         self.import_write(ImportWrite::Events {
             checksum: checksum.to_owned(),
             events,
+            guards,
             lines_done,
         })
         .await
