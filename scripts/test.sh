@@ -42,11 +42,11 @@ export INVENTORY_TEST_DYNAMODB_ENDPOINT=$endpoint
 
 cargo test --locked --no-fail-fast "$@"
 # The same lifecycle, idempotency, pagination, concurrency, subscription, bad-input, fault and
-# start-up repair tests, on DynamoDB...
+# start-up repair tests, and export/import, on DynamoDB...
 INVENTORY_TEST_BACKEND=dynamodb cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \
     --test bad_input --test faults --test multi_process --test rabbitmq --test replay \
-    --test projection_repair --test api_key_revocation --test authorization "$@"
+    --test projection_repair --test api_key_revocation --test authorization --test export_import "$@"
 # ...and through RabbitMQ instead of the in-process bus.
 INVENTORY_TEST_BUS=rabbitmq cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \

@@ -17,6 +17,17 @@ use std::time::Instant;
 
 type Env = Vec<(String, String)>;
 
+/// A data directory under `root` whose name (and so its DynamoDB table prefix) is unique to
+/// this run: the emulator keeps tables between runs.
+fn data_dir(root: &tempfile::TempDir, name: &str) -> PathBuf {
+    let unique = root
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.path().join(format!("{name}{unique}"))
+}
+
 /// Runs `inventory-service <args> --data-dir <dir>` with `env`; (success, stdout, stderr).
 async fn cli(args: &[&str], dir: &Path, env: &Env) -> (bool, String, String) {
     let output = tokio::process::Command::new(BINARY)
@@ -232,8 +243,8 @@ async fn retry_keyed_adjustment(server: &Server, item: &str) -> Value {
 #[tokio::test]
 async fn a_restored_store_answers_every_query_as_the_original() {
     let root = tempfile::tempdir().expect("temp dir");
-    let original = root.path().join("exporig");
-    let restored = root.path().join("exprest");
+    let original = data_dir(&root, "exporig");
+    let restored = data_dir(&root, "exprest");
     let env = backend_env(&original);
     let server = start_with_env(&original, &env).await;
     let (items, allocations) = populate(&server).await;
@@ -315,9 +326,9 @@ async fn a_restored_store_answers_every_query_as_the_original() {
 #[tokio::test]
 async fn moving_from_sqlite_to_dynamodb_and_back_keeps_every_event_and_answer() {
     let root = tempfile::tempdir().expect("temp dir");
-    let first = root.path().join("movesqlite");
-    let middle = root.path().join("movedynamo");
-    let last = root.path().join("moveback");
+    let first = data_dir(&root, "movesqlite");
+    let middle = data_dir(&root, "movedynamo");
+    let last = data_dir(&root, "moveback");
     let Some(dynamo) = dynamodb_env(&middle) else {
         eprintln!("skipped: INVENTORY_TEST_DYNAMODB_ENDPOINT is not set");
         return;
@@ -353,13 +364,13 @@ async fn moving_from_sqlite_to_dynamodb_and_back_keeps_every_event_and_answer() 
 }
 
 /// A backup that passed: the events of a populated store (written through the service).
-async fn sample_backup(root: &Path) -> (PathBuf, Env, PathBuf) {
-    let dir = root.join("refsource");
+async fn sample_backup(root: &tempfile::TempDir) -> (PathBuf, Env, PathBuf) {
+    let dir = data_dir(root, "refsource");
     let env = backend_env(&dir);
     let server = start_with_env(&dir, &env).await;
     populate(&server).await;
     drop(server);
-    let file = root.join("sample.jsonl");
+    let file = root.path().join("sample.jsonl");
     export(&dir, &env, &file, false).await;
     (dir, env, file)
 }
@@ -374,7 +385,7 @@ fn rewrite(from: &Path, to: &Path, edit: impl FnOnce(&mut Vec<String>)) {
 #[tokio::test]
 async fn bad_files_and_a_nonempty_target_are_refused_and_change_nothing() {
     let root = tempfile::tempdir().expect("temp dir");
-    let (source, source_env, good) = sample_backup(root.path()).await;
+    let (source, source_env, good) = sample_backup(&root).await;
     let lines = std::fs::read_to_string(&good)
         .expect("read")
         .lines()
@@ -459,11 +470,11 @@ async fn an_interrupted_import_finishes_when_run_again_without_duplicates() {
     let root = tempfile::tempdir().expect("temp dir");
     let dynamo = std::env::var("INVENTORY_TEST_BACKEND").as_deref() == Ok("dynamodb");
     let file = root.path().join("large.jsonl");
-    let events = if dynamo { 15_000 } else { 20_000 };
+    let events = if dynamo { 8_000 } else { 20_000 };
     let written =
         inventory_service::archive::synthetic::write(&file.to_string_lossy(), events, events / 40)
             .expect("synthetic backup");
-    let target = root.path().join("interrupted");
+    let target = data_dir(&root, "interrupted");
     let env = backend_env(&target);
 
     // Killed (SIGKILL) once it reports writing progress.
@@ -530,7 +541,7 @@ async fn an_interrupted_import_finishes_when_run_again_without_duplicates() {
 #[tokio::test]
 async fn an_export_while_the_service_writes_is_a_consistent_cut() {
     let root = tempfile::tempdir().expect("temp dir");
-    let dir = root.path().join("cutsource");
+    let dir = data_dir(&root, "cutsource");
     let env = backend_env(&dir);
     let server = std::sync::Arc::new(start_with_env(&dir, &env).await);
     let warehouse = server.create_warehouse("CUT").await;
@@ -631,7 +642,7 @@ async fn an_export_while_the_service_writes_is_a_consistent_cut() {
         );
 
         // And the cut imports whole: verify passes, and the restored items agree.
-        let target = root.path().join(format!("cutrestored{n}"));
+        let target = data_dir(&root, &format!("cutrestored{n}"));
         let target_env = backend_env(&target);
         let (ok, _, stderr) = import(&target, &target_env, file).await;
         assert!(ok, "export {n} does not import: {stderr}");
