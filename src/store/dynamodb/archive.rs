@@ -167,7 +167,7 @@ fn chunks(events: &[EventEnvelope]) -> Result<Vec<&[EventEnvelope]>, StoreError>
 #[async_trait]
 impl ArchiveStore for DynamoEventStore {
     fn describe(&self) -> serde_json::Value {
-        serde_json::json!({ "store": "dynamodb", "events table": self.tables.events() })
+        serde_json::json!({ "store": "dynamodb", "eventsTable": self.tables.events() })
     }
 
     async fn cut(&self, idempotency: bool, sink: mpsc::Sender<CutPart>) -> Result<(), StoreError> {
