@@ -394,22 +394,31 @@ async fn bad_files_and_a_nonempty_target_are_refused_and_change_nothing() {
     // Truncated in the middle of a line, and at a line boundary (no trailer).
     let cut_mid = root.path().join("cut-mid.jsonl");
     let bytes = std::fs::read(&good).expect("read");
-    std::fs::write(&cut_mid, &bytes[..bytes.len() / 2]).expect("write");
+    let half = &bytes[..bytes.len() / 2];
+    std::fs::write(&cut_mid, half).expect("write");
+    let cut_at = half.iter().filter(|b| **b == b'\n').count() + 1;
     let cut_line = root.path().join("cut-line.jsonl");
     rewrite(&good, &cut_line, |l| l.truncate(l.len() - 3));
-    // A gap: one item's third event left out.
+    // A gap: one item's third event left out; the problem shows at its fourth (or, for an
+    // item with three events, nowhere before the header's counts).
     let gap = root.path().join("gap.jsonl");
-    let mut gap_line = 0;
+    let mut gap_expected = String::new();
     rewrite(&good, &gap, |l| {
         let index = l
             .iter()
-            .position(|x| x.contains("\"InventoryItem\"") && x.contains("\"sequenceNumber\":3"))
+            .position(|x| x.contains("\"InventoryItem\"") && x.contains("\"sequenceNumber\":3,"))
             .expect("an item's third event");
+        let removed: Value = serde_json::from_str(&l[index]).expect("json");
+        let id = removed["aggregateId"].as_str().expect("id").to_owned();
         l.remove(index);
-        // The next event of that aggregate is where the gap shows.
-        let id: Value = serde_json::from_str(&l[index - 1]).expect("json");
-        let _ = id;
-        gap_line = index;
+        let next = l
+            .iter()
+            .position(|x| x.contains(&id) && x.contains("\"sequenceNumber\":4,"))
+            .expect("the item has a fourth event");
+        gap_expected = format!(
+            "line {}: aggregate {id}: sequence number 4 where 3 was next",
+            next + 1
+        );
     });
     // A changed quantity: the checksum no longer matches.
     let tampered = root.path().join("tampered.jsonl");
@@ -421,13 +430,21 @@ async fn bad_files_and_a_nonempty_target_are_refused_and_change_nothing() {
         l[index] = l[index].replacen("\"delta\":", "\"delta\":1", 1);
     });
     let cases: Vec<(&str, PathBuf, String)> = vec![
-        ("truncated mid-line", cut_mid, "line ".into()),
+        (
+            "truncated mid-line",
+            cut_mid,
+            if half.ends_with(b"\n") {
+                format!("line {cut_at}: the file ends without its trailer")
+            } else {
+                format!("line {cut_at}: not an export line")
+            },
+        ),
         (
             "truncated at a line",
             cut_line,
             format!("line {}: the file ends without its trailer", lines - 2),
         ),
-        ("a gap", gap, "sequence number".into()),
+        ("a gap", gap, gap_expected),
         (
             "a bad checksum",
             tampered,
