@@ -42,12 +42,12 @@ export INVENTORY_TEST_DYNAMODB_ENDPOINT=$endpoint
 
 cargo test --locked --no-fail-fast "$@"
 # The same lifecycle, idempotency, pagination, concurrency, subscription, bad-input, fault,
-# start-up repair, transfer, expiry and count tests, on DynamoDB...
+# start-up repair, transfer, expiry, count and export/import tests, on DynamoDB...
 INVENTORY_TEST_BACKEND=dynamodb cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \
     --test bad_input --test faults --test multi_process --test rabbitmq --test replay \
     --test projection_repair --test api_key_revocation --test authorization --test transfers \
-    --test expiry --test counts_and_bulk "$@"
+    --test expiry --test counts_and_bulk --test export_import "$@"
 # ...and through RabbitMQ instead of the in-process bus (projector_stall picks its stores
 # itself: the embedded one, and DynamoDB behind the fault proxy).
 INVENTORY_TEST_BUS=rabbitmq cargo test --locked --no-fail-fast \

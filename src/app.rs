@@ -3,6 +3,7 @@
 //! until a signal, and takes it down gracefully, publishing what the outbox still holds. The
 //! only place that names adapters; `main.rs` only parses the command line.
 
+mod archive;
 mod expiry;
 mod keys;
 mod maintenance;
@@ -30,9 +31,11 @@ use crate::projection::replay::RebuildControl;
 use crate::projection::sqlite::SqliteGenerations;
 use crate::projection::stall::ProjectorHealth;
 use crate::projection::switch::{Generations, Switchboard};
+use crate::store::archive::ArchiveStore;
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
 use crate::store::EventStore;
+pub use archive::{export, import};
 pub use keys::{create_key, key_listing, list_keys, open_keys, revoke_key, NewKey, Revocation};
 pub use maintenance::{migrate, rebuild_snapshots, replay, verify_projections, ReplayRequest};
 use projector::Projector;
@@ -68,6 +71,8 @@ pub struct Storage {
     pub coverage: Arc<dyn Coverage>,
     /// The API keys, kept by the same store (the same SQLite writer, the same DynamoDB client).
     pub keys: Keys,
+    /// The same store's export and import (`store::archive`).
+    pub archive: Arc<dyn ArchiveStore>,
 }
 
 impl Storage {
@@ -83,13 +88,15 @@ impl Storage {
         type Opened = (
             Arc<dyn EventStore>,
             Keys,
+            Arc<dyn ArchiveStore>,
             Arc<dyn Generations>,
             Arc<dyn Coverage>,
         );
-        let (store, keys, generations, coverage): Opened = match config.store {
+        let (store, keys, archive, generations, coverage): Opened = match config.store {
             StoreKind::Sqlite => {
                 let store = Arc::new(SqliteEventStore::open(&config.data_dir)?);
                 (
+                    store.clone(),
                     store.clone(),
                     store,
                     Arc::new(SqliteGenerations::open(&config.data_dir)?),
@@ -106,6 +113,7 @@ impl Storage {
                 ));
                 (
                     store.clone(),
+                    store.clone(),
                     store,
                     Arc::new(DynamoGenerations::new(client.clone(), tables.clone())),
                     Arc::new(TableIdentities::new(client, tables)),
@@ -117,6 +125,7 @@ impl Storage {
             projections: Arc::new(Switchboard::open(generations).await?),
             coverage,
             keys,
+            archive,
         })
     }
 }
@@ -160,6 +169,7 @@ impl Service {
             projections,
             coverage,
             keys,
+            ..
         } = Storage::open_with_lease(config, lease).await?;
         let bus: Arc<dyn EventBus> = match bus_config.bus {
             BusKind::Local => Arc::new(LocalBus::new()),

@@ -16,6 +16,7 @@
 //! [`cors`]. The whole map, with where each guarantee lives, is `docs/modules.md`.
 pub mod app;
 pub mod application;
+pub mod archive;
 pub mod auth;
 pub mod bus;
 pub mod config;

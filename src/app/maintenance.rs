@@ -34,7 +34,10 @@ pub async fn migrate(config: &StorageConfig) -> anyhow::Result<Vec<String>> {
 
 /// Reads every stored event, page by page (a parallel scan on DynamoDB), handing each page to
 /// `handle` before reading the next.
-async fn for_each_page<F, Fut>(store: &dyn EventStore, mut handle: F) -> anyhow::Result<()>
+pub(super) async fn for_each_page<F, Fut>(
+    store: &dyn EventStore,
+    mut handle: F,
+) -> anyhow::Result<()>
 where
     F: FnMut(Vec<EventEnvelope>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -53,20 +56,28 @@ where
 /// Rewrites the snapshot of every aggregate with at least `snapshot_every` events, folded from
 /// its events (so a stale, corrupt or missing snapshot is replaced). Returns how many.
 pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        config.snapshot_every > 0,
+        "snapshots are disabled (--snapshot-every 0)"
+    );
+    let Storage { store, .. } = Storage::open(config).await?;
+    rebuild_snapshots_in(&*store, config.snapshot_every).await
+}
+
+/// `rebuild_snapshots` on an open store (also the last steps of `import`).
+pub(super) async fn rebuild_snapshots_in(
+    store: &dyn EventStore,
+    snapshot_every: u64,
+) -> anyhow::Result<u64> {
     use crate::application::load;
     use crate::domain::{
         allocation::Allocation, item::InventoryItem, transfer::Transfer, warehouse::Warehouse,
         Aggregate, AggregateType,
     };
     use crate::store::Snapshot;
-    anyhow::ensure!(
-        config.snapshot_every > 0,
-        "snapshots are disabled (--snapshot-every 0)"
-    );
-    let Storage { store, .. } = Storage::open(config).await?;
     let mut streams: std::collections::HashMap<uuid::Uuid, (AggregateType, u64)> =
         Default::default();
-    for_each_page(&*store, |events| {
+    for_each_page(store, |events| {
         for event in events {
             let entry = streams
                 .entry(event.aggregate_id)
@@ -91,14 +102,14 @@ pub async fn rebuild_snapshots(config: &StorageConfig) -> anyhow::Result<u64> {
     }
     let mut written = 0;
     for (id, (kind, version)) in streams {
-        if version < config.snapshot_every {
+        if version < snapshot_every {
             continue;
         }
         let snapshot = match kind {
-            AggregateType::Warehouse => snapshot::<Warehouse>(&*store, id).await?,
-            AggregateType::InventoryItem => snapshot::<InventoryItem>(&*store, id).await?,
-            AggregateType::Allocation => snapshot::<Allocation>(&*store, id).await?,
-            AggregateType::Transfer => snapshot::<Transfer>(&*store, id).await?,
+            AggregateType::Warehouse => snapshot::<Warehouse>(store, id).await?,
+            AggregateType::InventoryItem => snapshot::<InventoryItem>(store, id).await?,
+            AggregateType::Allocation => snapshot::<Allocation>(store, id).await?,
+            AggregateType::Transfer => snapshot::<Transfer>(store, id).await?,
         };
         store.save_snapshot(snapshot).await?;
         written += 1;
@@ -113,6 +124,14 @@ pub async fn verify_projections(config: &StorageConfig) -> anyhow::Result<Vec<St
     let Storage {
         store, projections, ..
     } = Storage::open(config).await?;
+    verify_in(store, &projections).await
+}
+
+/// `verify_projections` on an open store and its projections (also the end of `import`).
+pub(super) async fn verify_in(
+    store: Arc<dyn EventStore>,
+    projections: &crate::projection::switch::Switchboard,
+) -> anyhow::Result<Vec<String>> {
     let scratch = std::env::temp_dir().join(format!("inventory-verify-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&scratch)?;
     let rebuilt = Arc::new(SqliteProjections::open(&scratch.join("rebuild.db"))?);

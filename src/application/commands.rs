@@ -88,6 +88,30 @@ fn sku_guard(warehouse_id: Uuid, sku: &str) -> String {
     format!("sku#{warehouse_id}#{}", sku.trim())
 }
 
+/// The uniqueness key an event's commit claimed, if any: what `import` restores beside the
+/// imported events, so a restored store refuses a second warehouse code or SKU as the
+/// original did. Kept beside the guards' formats so the two cannot drift.
+pub fn guard_claimed_by(event: &crate::store::EventEnvelope) -> Option<String> {
+    use crate::domain::AggregateType;
+    match event.aggregate_type {
+        AggregateType::Warehouse => match event.decode::<warehouse::WarehouseEvent>() {
+            Ok(warehouse::WarehouseEvent::WarehouseCreated { code, .. }) => {
+                Some(warehouse_code_guard(&code))
+            }
+            _ => None,
+        },
+        AggregateType::InventoryItem => match event.decode::<item::ItemEvent>() {
+            Ok(item::ItemEvent::InventoryItemCreated {
+                warehouse_id, sku, ..
+            }) => Some(sku_guard(warehouse_id, &sku)),
+            _ => None,
+        },
+        // A transfer that creates its destination item claims the SKU by that item's
+        // creation event, found above.
+        AggregateType::Allocation | AggregateType::Transfer => None,
+    }
+}
+
 /// The decide step of a request, boxed.
 pub(super) fn decide(
     f: impl FnMut(&mut Draft, &CommandContext) -> Result<Outcome, CommandError> + Send + Sync + 'static,

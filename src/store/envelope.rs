@@ -68,4 +68,34 @@ impl EventEnvelope {
         );
         E::from_parts(&self.event_type, &data)
     }
+
+    /// Whether the domain knows this event: its type is one of its aggregate type's events
+    /// (the domain's own enums decide, so a new event type is known as soon as it exists), its
+    /// schema version is one the upcasters reach the current shape from, and its data has
+    /// that shape. Used to refuse a backup the service could not read back.
+    pub fn check_known(&self) -> Result<(), String> {
+        use crate::domain::{
+            allocation::AllocationEvent, item::ItemEvent, transfer::TransferEvent,
+            warehouse::WarehouseEvent,
+        };
+        let current = crate::domain::upcast::current_version(&self.event_type);
+        if self.schema_version == 0 || self.schema_version > current {
+            return Err(format!(
+                "schema version {} of {} is not known (versions 1 to {current} are)",
+                self.schema_version, self.event_type
+            ));
+        }
+        let decoded = match self.aggregate_type {
+            AggregateType::Warehouse => self.decode::<WarehouseEvent>().map(drop),
+            AggregateType::InventoryItem => self.decode::<ItemEvent>().map(drop),
+            AggregateType::Allocation => self.decode::<AllocationEvent>().map(drop),
+            AggregateType::Transfer => self.decode::<TransferEvent>().map(drop),
+        };
+        decoded.map_err(|e| {
+            format!(
+                "{} version {} is not a known event of a {} ({e})",
+                self.event_type, self.schema_version, self.aggregate_type
+            )
+        })
+    }
 }

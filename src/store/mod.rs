@@ -2,6 +2,7 @@
 //! and drain the transactional outbox. Adapters (`sqlite`, `dynamodb`) live beside this file
 //! and must all pass the same contract tests; the guarantees below are the contract.
 
+pub mod archive;
 pub mod dynamodb;
 pub mod envelope;
 pub mod memory;

@@ -4,6 +4,7 @@
 //! them all. With `synchronous=FULL` an answered commit is on disk. API keys live in the same
 //! file and their writes take the same path (`keys`).
 
+mod archive;
 mod keys;
 
 use async_trait::async_trait;
@@ -66,6 +67,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at      INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_by_hash ON api_keys (hash);
+CREATE TABLE IF NOT EXISTS import_state (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checksum   TEXT NOT NULL,
+    lines_done INTEGER NOT NULL,
+    finished   INTEGER NOT NULL
+);
 ";
 
 /// Commits per group at most, so one transaction stays short.
@@ -77,9 +84,15 @@ enum WriteJob {
     SaveSnapshot(Snapshot, oneshot::Sender<Result<(), StoreError>>),
     /// Answers whether the key is stored (create) or was revoked now (revoke).
     Key(keys::KeyWrite, oneshot::Sender<Result<bool, StoreError>>),
+    /// An import's write (`archive`), in its own savepoint like a commit.
+    Import(
+        archive::ImportWrite,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
 }
 
 pub struct SqliteEventStore {
+    path: std::path::PathBuf,
     writer: mpsc::Sender<WriteJob>,
     reads: ReadPool,
     outbox_signal: Arc<Notify>,
@@ -100,6 +113,7 @@ impl SqliteEventStore {
             .spawn(move || write_loop(conn, jobs, signal))
             .map_err(unavailable)?;
         Ok(Self {
+            path: path.clone(),
             writer,
             reads: ReadPool::new(path),
             outbox_signal,
@@ -156,6 +170,7 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
                         done(save_snapshot(&savepoint, snapshot))
                     }
                     WriteJob::Key(write, _) => keys::apply(&savepoint, write),
+                    WriteJob::Import(write, _) => done(archive::apply(&savepoint, write)),
                 };
                 if result.is_ok() {
                     savepoint.commit()?;
@@ -185,7 +200,9 @@ fn write_loop(mut conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, signal: 
                     wrote_events |= result.is_ok();
                     let _ = reply.send(result.map(|_| ()));
                 }
-                WriteJob::RemoveOutbox(_, reply) | WriteJob::SaveSnapshot(_, reply) => {
+                WriteJob::RemoveOutbox(_, reply)
+                | WriteJob::SaveSnapshot(_, reply)
+                | WriteJob::Import(_, reply) => {
                     let _ = reply.send(result.map(|_| ()));
                 }
                 WriteJob::Key(_, reply) => {

@@ -8,6 +8,8 @@
 //!   command, by table and index, beside one raw append (see `cost/`).
 //! - `latency` and `rebuild`: the same measurements through the library (see `library.rs`).
 //! - `catch-up`: a start-up catching the projections up with a large store (`catch_up.rs`).
+//! - `archive-file`: writes a synthetic backup of `--events` events over `--items` items to
+//!   `--out`, for measuring `export` and `import` at scale (`scripts/archive-bench.sh`).
 //!
 //! `cargo run --release --bin bench -- service [--store dynamodb] [--repeat 3] [--quick]`
 
@@ -29,7 +31,7 @@ use clap::Parser;
 #[derive(Parser)]
 pub struct Args {
     /// Which benchmark.
-    #[arg(value_parser = ["service", "latency", "rebuild", "catch-up"], default_value = "latency")]
+    #[arg(value_parser = ["service", "latency", "rebuild", "catch-up", "archive-file"], default_value = "latency")]
     which: String,
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "dynamodb"])]
     store: String,
@@ -49,7 +51,10 @@ pub struct Args {
     /// `rebuild`, `catch-up`: events in the store (spread over `--items` items).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// `rebuild`: items the events are spread over.
+    /// `archive-file`: the backup to write (gzip when it ends in .gz).
+    #[arg(long, default_value = "target/synthetic-backup.jsonl")]
+    out: String,
+    /// `rebuild`, `archive-file`: items the events are spread over.
     #[arg(long, default_value_t = 1_000)]
     items: u64,
     /// `service`: how events travel inside the service.
@@ -90,6 +95,20 @@ async fn main() -> anyhow::Result<()> {
     match args.which.as_str() {
         "rebuild" => library::rebuild(&args).await,
         "catch-up" => catch_up::run(&args).await,
+        "archive-file" => {
+            let started = std::time::Instant::now();
+            let written =
+                inventory_service::archive::synthetic::write(&args.out, args.events, args.items)?;
+            eprintln!(
+                "wrote {} events of {} aggregates to {} in {:.1} s",
+                written.events,
+                written.aggregates,
+                args.out,
+                started.elapsed().as_secs_f64()
+            );
+            println!("{}", serde_json::to_string(&written)?);
+            Ok(())
+        }
         "service" => {
             let passed = service::run(&args).await?;
             if !passed {

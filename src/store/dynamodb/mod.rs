@@ -33,6 +33,8 @@ const MAX_ITEM_BYTES: usize = 390 * 1024;
 /// Parallel scan segments used by `read_all` (replay).
 const SCAN_SEGMENTS: i32 = 4;
 
+mod archive;
+mod cut;
 mod keys;
 mod outbox;
 
@@ -176,6 +178,70 @@ impl DynamoEventStore {
         }
     }
 
+    /// One page of a parallel scan of the events table, as raw items (per segment in key
+    /// order), with the cursor of the next page (`read_all`'s cursor).
+    async fn scan_page(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let mut state: ScanCursor = match cursor {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::corrupt(format!("bad cursor: {e}")))?,
+            None => ScanCursor {
+                segments: vec![Segment::Start; SCAN_SEGMENTS as usize],
+            },
+        };
+        let per_segment = (limit / SCAN_SEGMENTS as usize).max(1) as i32;
+        // One page from every unfinished segment, all at once: a parallel scan.
+        let scans = state
+            .segments
+            .iter()
+            .enumerate()
+            .filter_map(|(segment, position)| {
+                let start = match position {
+                    Segment::Done => return None,
+                    Segment::After(id, seq) => Some(HashMap::from([
+                        ("aggregateId".to_owned(), s(id.clone())),
+                        ("sequenceNumber".to_owned(), n(*seq)),
+                    ])),
+                    Segment::Start => None,
+                };
+                let request = self
+                    .client
+                    .scan()
+                    .table_name(self.tables.events())
+                    .segment(segment as i32)
+                    .total_segments(SCAN_SEGMENTS)
+                    .limit(per_segment)
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start);
+                Some(async move { (segment, request.send().await) })
+            });
+        let results = futures::future::join_all(scans).await;
+        let mut items = Vec::new();
+        for (segment, result) in results {
+            let page = result.map_err(unavailable)?;
+            items.extend(page.items().iter().cloned());
+            state.segments[segment] = match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => {
+                    Segment::After(text(key, "aggregateId")?, number(key, "sequenceNumber")?)
+                }
+                _ => Segment::Done,
+            };
+        }
+        let done = state.segments.iter().all(|s| matches!(s, Segment::Done));
+        let next = if done {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&state)
+                    .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
+            )
+        };
+        Ok((items, next))
+    }
+
     /// The commit as one TransactWriteItems request, and what each of its items stands for
     /// (to read a cancellation's reasons by); refused before sending if over DynamoDB's limits.
     fn transaction(
@@ -183,8 +249,14 @@ impl DynamoEventStore {
         commit: &Commit,
     ) -> Result<(Vec<TransactWriteItem>, Vec<Part>), StoreError> {
         let mut tx = Transaction::default();
-        for event in &commit.events {
-            let item = event_item(event)?;
+        for (index, event) in commit.events.iter().enumerate() {
+            let mut item = event_item(event)?;
+            if commit.events.len() > 1 {
+                // Each event of a commit of several names the next one, round the commit, so
+                // a scan that sees part of it can tell (`cut`: the export's consistent cut).
+                let next = &commit.events[(index + 1) % commit.events.len()];
+                item.insert(cut::LINK.to_owned(), cut::link(next));
+            }
             let put = conditional_put(self.tables.events(), "sequenceNumber");
             tx.put(put, item, Part::Event(event.aggregate_id))?;
         }
@@ -427,66 +499,15 @@ impl EventStore for DynamoEventStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<AllEventsPage, StoreError> {
-        let mut state: ScanCursor = match cursor {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| StoreError::corrupt(format!("bad cursor: {e}")))?,
-            None => ScanCursor {
-                segments: vec![Segment::Start; SCAN_SEGMENTS as usize],
-            },
-        };
-        let per_segment = (limit / SCAN_SEGMENTS as usize).max(1) as i32;
-        // One page from every unfinished segment, all at once: a parallel scan.
-        let scans = state
-            .segments
+        let (items, next) = self.scan_page(cursor, limit).await?;
+        let mut events = items
             .iter()
-            .enumerate()
-            .filter_map(|(segment, position)| {
-                let start = match position {
-                    Segment::Done => return None,
-                    Segment::After(id, seq) => Some(HashMap::from([
-                        ("aggregateId".to_owned(), s(id.clone())),
-                        ("sequenceNumber".to_owned(), n(*seq)),
-                    ])),
-                    Segment::Start => None,
-                };
-                let request = self
-                    .client
-                    .scan()
-                    .table_name(self.tables.events())
-                    .segment(segment as i32)
-                    .total_segments(SCAN_SEGMENTS)
-                    .limit(per_segment)
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start);
-                Some(async move { (segment, request.send().await) })
-            });
-        let results = futures::future::join_all(scans).await;
-        let mut events = Vec::new();
-        for (segment, result) in results {
-            let page = result.map_err(unavailable)?;
-            for item in page.items() {
-                events.push(event_from_item(item)?);
-            }
-            state.segments[segment] = match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => {
-                    Segment::After(text(key, "aggregateId")?, number(key, "sequenceNumber")?)
-                }
-                _ => Segment::Done,
-            };
-        }
+            .map(event_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
         // Within one partition a scan returns items in sort-key order; keep it per aggregate.
         events.sort_by(|a, b| {
             (a.aggregate_id, a.sequence_number).cmp(&(b.aggregate_id, b.sequence_number))
         });
-        let done = state.segments.iter().all(|s| matches!(s, Segment::Done));
-        let next = if done {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&state)
-                    .map_err(|e| StoreError::corrupt_because("stored JSON", e))?,
-            )
-        };
         Ok(AllEventsPage { events, next })
     }
 
