@@ -273,9 +273,11 @@ async fn a_burst_under_injected_faults_applies_each_command_once_and_never_overs
         );
     }
 
-    // The burst, under faults. The first four commits lose their reply whatever the draw, one
-    // per way of losing it, so the case a retry must not double is always there (the last way
-    // fails the command at the client although it landed; the client resends it).
+    // The burst, under faults. The first four commands' commits lose their reply whatever the
+    // draw, one per way of losing it, so the case a retry must not double is always there (the
+    // last way fails the command at the client although it landed; the client resends it). The
+    // start-up catch-up is done first, so no write of its own meets the burst's faults.
+    server.until_ready().await;
     proxy.reset_stats();
     proxy.set(BURST_FAULTS);
     proxy.lose_next_commits(4);
