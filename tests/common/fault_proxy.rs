@@ -241,9 +241,9 @@ impl Inner {
                 return Some(Fault::Throttling);
             }
         }
-        // Forced losses are for commands' commits (the events table's transactions), not the
-        // projectors' transactions, whose loss a test of command retries would not see.
-        if commit && writes_events(body) {
+        // Forced losses are for the service's commits (events, API keys), not the projectors'
+        // transactions, whose loss a test of command retries would not see.
+        if commit && !writes_projections(body) {
             let forced =
                 self.forced_lost_commits
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -304,16 +304,12 @@ impl Inner {
     }
 }
 
-/// Whether a request body names `table`: as its `TableName` (GetItem, PutItem, Query, one
-/// entry of TransactItems...) or as a key of `RequestItems` (BatchWriteItem, BatchGetItem).
-/// Whether a request writes the events table (whatever its prefix).
-fn writes_events(body: &[u8]) -> bool {
+/// Whether a request names a projection table (`…projection_…`, whatever its prefix).
+fn writes_projections(body: &[u8]) -> bool {
     fn walk(value: &Value) -> bool {
         match value {
             Value::Object(map) => map.iter().any(|(key, value)| match key.as_str() {
-                "TableName" => value
-                    .as_str()
-                    .is_some_and(|t| t.ends_with("inventory_events")),
+                "TableName" => value.as_str().is_some_and(|t| t.contains("projection_")),
                 _ => walk(value),
             }),
             Value::Array(values) => values.iter().any(walk),
@@ -323,6 +319,8 @@ fn writes_events(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body).is_ok_and(|body| walk(&body))
 }
 
+/// Whether a request body names `table`: as its `TableName` (GetItem, PutItem, Query, one
+/// entry of TransactItems...) or as a key of `RequestItems` (BatchWriteItem, BatchGetItem).
 fn names_table(body: &[u8], table: &str) -> bool {
     fn walk(value: &Value, table: &str) -> bool {
         match value {
