@@ -30,7 +30,7 @@ use crate::projection::dynamodb::DynamoGenerations;
 use crate::projection::replay::RebuildControl;
 use crate::projection::sqlite::SqliteGenerations;
 use crate::projection::stall::ProjectorHealth;
-use crate::projection::switch::{Generations, Switchboard};
+use crate::projection::switch::{Generations, Membership, Switchboard};
 use crate::store::archive::ArchiveStore;
 use crate::store::dynamodb::DynamoEventStore;
 use crate::store::sqlite::SqliteEventStore;
@@ -56,6 +56,8 @@ pub struct Service {
     /// Whether the live projector keeps up; not ready while it is stalled.
     pub projector: ProjectorHealth,
     watching: JoinHandle<()>,
+    /// This process's lease on the projection layout (its live projector writes under it).
+    membership: Membership,
     shutdown: watch::Sender<bool>,
     relay: JoinHandle<()>,
     /// Stopped before the relay, so that its last expiries are published on the way out.
@@ -183,6 +185,8 @@ impl Service {
                 rabbit
             }
         };
+        // Before any projection write: a replay must know this process routes by its layout.
+        let membership = projections.join();
         // The projectors' queue must exist before the relay publishes, or a broker would confirm
         // events that no durable queue holds.
         let projector =
@@ -241,6 +245,7 @@ impl Service {
             catching_up,
             projector,
             watching,
+            membership,
             shutdown,
             relay,
             sweeper_shutdown,
@@ -262,6 +267,7 @@ impl Service {
             tracing::error!(%error, "outbox relay ended abnormally");
         }
         self.context.bus.close().await;
+        self.membership.leave().await;
     }
 }
 

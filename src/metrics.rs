@@ -24,6 +24,7 @@ pub const EDGE_REFUSALS: &str = "inventory_edge_refusals_total";
 pub const WEBSOCKETS: &str = "inventory_websockets";
 pub const PROJECTOR_STALLED: &str = "inventory_projector_stalled";
 pub const PROJECTOR_WAITING: &str = "inventory_projector_waiting_seconds";
+pub const LAYOUT_FENCED: &str = "inventory_projection_layout_fenced_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -113,6 +114,10 @@ pub fn describe() {
         PROJECTOR_WAITING,
         metrics::Unit::Seconds,
         "How long work has waited for the live projector with no batch applied (0 when nothing waits)."
+    );
+    metrics::describe_counter!(
+        LAYOUT_FENCED,
+        "Times this instance found its lease on the projection layout lapsed (paused, or cut off from the store) and re-read the layout before projecting again."
     );
 }
 

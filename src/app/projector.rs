@@ -25,7 +25,7 @@ pub(super) struct Projector {
 
 impl Projector {
     async fn apply(&self, events: &[EventEnvelope]) -> Result<ReadModelChanges, ProjectionError> {
-        let routing = self.projections.routing().await?;
+        let routing = self.projections.write_routing().await?;
         // The rows as readers now see them: as the generation serving each read model left
         // them (no read back).
         let mut changes = ReadModelChanges::default();

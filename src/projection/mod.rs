@@ -9,6 +9,7 @@ pub mod dynamodb;
 pub mod fanout;
 pub mod fold;
 pub mod layout;
+pub mod lease;
 pub mod model;
 pub mod movements;
 pub mod replay;

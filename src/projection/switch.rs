@@ -1,8 +1,10 @@
 //! Routes readers and live projectors, projection by projection, to the generation of tables
 //! that serves it (see `layout`). Each process re-reads the durable layout at most `REFRESH`
 //! after it last did, so a switch made by another process (a `replay` command, another API
-//! server) reaches it within that time; a replay waits `SETTLE` — longer than that — before it
-//! relies on every projector having seen a change.
+//! server) reaches it within that time. A process running live projectors `join`s: it holds a
+//! lease on the layout (see `lease`), acknowledges each change it routes by, and writes
+//! projections only while its lease holds — so a replay knows, rather than assumes, when every
+//! projector has seen a change.
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -12,15 +14,15 @@ use uuid::Uuid;
 
 use super::fanout::Fanout;
 use super::layout::{Layout, ProjectionName};
+use super::lease::{self, Heartbeat, Held};
 use super::{
     AllocationFilter, AllocationView, HistoryEntry, ItemView, Keys, MovementRow, ProjectionDump,
     ProjectionError, ProjectionStore, ReadModel, TransferFilter, TransferView, WarehouseView,
 };
+use crate::application::now_ms;
 
 /// How stale a process's view of the layout may get.
 pub const REFRESH: Duration = Duration::from_secs(1);
-/// How long a replay waits for every process to have seen a layout change.
-pub const SETTLE: Duration = Duration::from_millis(2 * REFRESH.as_millis() as u64 + 500);
 
 /// A projection adapter: applies events and answers queries.
 pub trait Projection: ProjectionStore + ReadModel {}
@@ -66,6 +68,16 @@ pub trait Generations: Send + Sync + 'static {
     /// Stores `layout` with its revision bumped by one, only if the stored revision is still
     /// `layout.revision`; `false` when another process changed it first.
     async fn save_layout(&self, layout: &Layout) -> Result<bool, ProjectionError>;
+
+    /// Records `beat` beside the layout, replacing its process's earlier row (see `lease`).
+    async fn beat(&self, beat: &Heartbeat) -> Result<(), ProjectionError>;
+
+    /// Every heartbeat row recorded, lapsed or not.
+    async fn heartbeats(&self) -> Result<Vec<Heartbeat>, ProjectionError>;
+
+    /// Removes the row of `beat`'s process if it is still exactly `beat` (a process that renewed
+    /// it meanwhile keeps its newer row).
+    async fn forget(&self, beat: &Heartbeat) -> Result<(), ProjectionError>;
 }
 
 /// One view of the layout with its adapters opened, one per projection and generation.
@@ -106,6 +118,39 @@ pub struct Switchboard {
     generations: Arc<dyn Generations>,
     current: RwLock<Arc<Routing>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// This process's lease on the layout, once it has joined (runs live projectors).
+    member: std::sync::OnceLock<Member>,
+}
+
+/// A process that runs live projectors, as the layout handshake knows it.
+struct Member {
+    process: Uuid,
+    label: String,
+    /// The lease last renewed; `None` before the first renewal. Renewals take turns.
+    held: tokio::sync::Mutex<Option<Held>>,
+}
+
+/// This process's part in the layout handshake, from `Switchboard::join` until `leave`.
+pub struct Membership {
+    board: Arc<Switchboard>,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl Membership {
+    /// Stops renewing and removes this process's heartbeat row, so that a replay need not wait
+    /// for it to lapse.
+    pub async fn leave(self) {
+        self.renewing.abort();
+        let Some(member) = self.board.member.get() else {
+            return;
+        };
+        let held = member.held.lock().await.take();
+        if let Some(held) = held {
+            if let Err(error) = self.board.generations.forget(&held.beat).await {
+                tracing::warn!(%error, "could not remove this process's heartbeat row; it lapses by itself");
+            }
+        }
+    }
 }
 
 impl Switchboard {
@@ -117,7 +162,90 @@ impl Switchboard {
             generations,
             current: RwLock::new(Arc::new(routing)),
             refreshing: tokio::sync::Mutex::new(()),
+            member: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Takes part in the layout handshake from now on: renews this process's lease every
+    /// `REFRESH` (re-reading the layout, and acknowledging a change at once) until `leave`.
+    /// Called once, by the process that runs live projectors on this board.
+    pub fn join(self: &Arc<Self>) -> Membership {
+        let member = Member {
+            process: Uuid::now_v7(),
+            label: lease::label(),
+            held: tokio::sync::Mutex::new(None),
+        };
+        if self.member.set(member).is_err() {
+            tracing::warn!("this process joined the layout handshake twice");
+        }
+        let board = self.clone();
+        let renewing = tokio::spawn(async move {
+            loop {
+                if let Err(error) = board.renew().await {
+                    tracing::warn!(%error, "could not renew this process's layout lease; projection writes wait for it");
+                }
+                tokio::time::sleep(REFRESH).await;
+            }
+        });
+        Membership {
+            board: self.clone(),
+            renewing,
+        }
+    }
+
+    /// Re-reads the layout and, when this process routes by a new revision or its lease runs
+    /// short, writes its heartbeat row. Returns the routing it now holds.
+    async fn renew(&self) -> Result<Arc<Routing>, ProjectionError> {
+        let Some(member) = self.member.get() else {
+            return self.reload().await;
+        };
+        let mut held = member.held.lock().await;
+        // Both stamped before anything is read or written: the lease runs from here.
+        let started = Instant::now();
+        let wall = now_ms();
+        if held.as_ref().is_some_and(|held| !held.trusted()) {
+            metrics::counter!(crate::metrics::LAYOUT_FENCED).increment(1);
+            tracing::warn!(
+                process = %member.label,
+                "this process's layout lease lapsed (paused, or cut off from the store): \
+                 fenced until it has re-read the layout and renewed its lease"
+            );
+        }
+        let routing = self.reload().await?;
+        let revision = routing.layout.revision;
+        if held.as_ref().is_none_or(|held| held.due(revision)) {
+            let beat = Heartbeat {
+                process: member.process,
+                label: member.label.clone(),
+                revision,
+                expires_at: wall + lease::LEASE.as_millis() as i64,
+            };
+            self.generations.beat(&beat).await?;
+            *held = Some(Held::new(beat, started));
+        }
+        Ok(routing)
+    }
+
+    /// The routing a live projector writes by. A process that joined the handshake writes only
+    /// while its lease holds: once it has lapsed, the layout is re-read and the lease renewed
+    /// first (or this fails, and the write waits). The events written must have been received
+    /// before this call (see `lease` for why that makes a stale routing harmless).
+    pub async fn write_routing(&self) -> Result<Arc<Routing>, ProjectionError> {
+        let Some(member) = self.member.get() else {
+            return self.routing().await;
+        };
+        let trusted = member.held.lock().await.as_ref().is_some_and(Held::trusted);
+        if trusted {
+            self.routing().await
+        } else {
+            self.renew().await
+        }
+    }
+
+    /// After this process changed the layout: routes by it at once and, if this process is a
+    /// member of the handshake, acknowledges it.
+    pub async fn changed(&self) -> Result<Arc<Routing>, ProjectionError> {
+        self.renew().await
     }
 
     pub fn generations(&self) -> Arc<dyn Generations> {
@@ -325,6 +453,18 @@ mod tests {
 
         async fn save_layout(&self, layout: &Layout) -> Result<bool, ProjectionError> {
             self.inner.save_layout(layout).await
+        }
+
+        async fn beat(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
+            self.inner.beat(beat).await
+        }
+
+        async fn heartbeats(&self) -> Result<Vec<Heartbeat>, ProjectionError> {
+            self.inner.heartbeats().await
+        }
+
+        async fn forget(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
+            self.inner.forget(beat).await
         }
     }
 

@@ -164,7 +164,7 @@ async fn run(
             .map_err(|e| ProjectionError::Unavailable(e.to_string()))?;
         let read = page.events.len() as u64;
         // Every generation a live projector writes: the serving ones and one being rebuilt.
-        let routing = projections.routing().await?;
+        let routing = projections.write_routing().await?;
         for target in routing.targets() {
             ProjectionRunner::new(store.clone(), target.clone())
                 .handle(page.events.clone())

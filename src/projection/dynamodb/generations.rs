@@ -1,20 +1,28 @@
 //! Generations of the DynamoDB projection tables: generation 0 uses the configured prefix
 //! (`<prefix>projection_items`, ...), generation N the prefix `<prefix>gN_`; each projection has
 //! tables of its own in each, and only the movement report keeps checkpoint rows (in the
-//! generation's checkpoints table). The layout record is the item `#layout` in generation 0's.
+//! generation's checkpoints table). The layout record is the item `#layout` in generation 0's;
+//! the heartbeat rows of the layout handshake (`lease`) are attributes of the item
+//! `#heartbeats` beside it, one map per process, so a replay reads them all in one request.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::attributes::{n, s};
 use super::{unavailable, DynamoProjections};
 use crate::dynamodb::{self, Tables};
 use crate::projection::layout::{Layout, ProjectionName};
+use crate::projection::lease::Heartbeat;
 use crate::projection::switch::{Generations, Projection};
 use crate::projection::ProjectionError;
 
 const LAYOUT_KEY: &str = "#layout";
+const HEARTBEATS_KEY: &str = "#heartbeats";
+/// A process's attribute in the `#heartbeats` item: this, then its id.
+const PROCESS: &str = "process_";
 
 pub struct DynamoGenerations {
     client: Client,
@@ -146,4 +154,92 @@ impl Generations for DynamoGenerations {
             Err(error) => Err(unavailable("writing the projection layout")(error)),
         }
     }
+
+    async fn beat(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
+        let row = HashMap::from([
+            ("label".to_owned(), s(beat.label.clone())),
+            ("revision".to_owned(), n(beat.revision)),
+            ("expiresAt".to_owned(), n(beat.expires_at)),
+        ]);
+        self.client
+            .update_item()
+            .table_name(self.tables.checkpoints())
+            .key("checkpointKey", s(HEARTBEATS_KEY))
+            .update_expression("SET #process = :row")
+            .expression_attribute_names("#process", attribute_of(beat))
+            .expression_attribute_values(":row", AttributeValue::M(row))
+            .send()
+            .await
+            .map_err(unavailable("writing this process's heartbeat row"))?;
+        Ok(())
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<Heartbeat>, ProjectionError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(self.tables.checkpoints())
+            .key("checkpointKey", s(HEARTBEATS_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable("reading the heartbeat rows"))?;
+        let mut beats = Vec::new();
+        for (name, value) in output.item.unwrap_or_default() {
+            let Some(process) = name.strip_prefix(PROCESS) else {
+                continue;
+            };
+            beats.push(decode(process, &value).ok_or_else(|| {
+                ProjectionError::Unavailable(format!("heartbeat row {name} does not decode"))
+            })?);
+        }
+        beats.sort_by_key(|beat| beat.process);
+        Ok(beats)
+    }
+
+    async fn forget(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
+        let removed = self
+            .client
+            .update_item()
+            .table_name(self.tables.checkpoints())
+            .key("checkpointKey", s(HEARTBEATS_KEY))
+            .update_expression("REMOVE #process")
+            .condition_expression(
+                "#process.#revision = :revision AND #process.#expiresAt = :expiresAt",
+            )
+            .expression_attribute_names("#process", attribute_of(beat))
+            .expression_attribute_names("#revision", "revision")
+            .expression_attribute_names("#expiresAt", "expiresAt")
+            .expression_attribute_values(":revision", n(beat.revision))
+            .expression_attribute_values(":expiresAt", n(beat.expires_at))
+            .send()
+            .await;
+        match removed {
+            Ok(_) => Ok(()),
+            // Renewed (or removed) meanwhile: the row stays as its process left it.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable("removing a lapsed heartbeat row")(error)),
+        }
+    }
+}
+
+fn attribute_of(beat: &Heartbeat) -> String {
+    format!("{PROCESS}{}", beat.process.simple())
+}
+
+fn decode(process: &str, value: &AttributeValue) -> Option<Heartbeat> {
+    let row = value.as_m().ok()?;
+    let number = |name: &str| row.get(name)?.as_n().ok()?.parse::<i64>().ok();
+    Some(Heartbeat {
+        process: process.parse().ok()?,
+        label: row.get("label")?.as_s().ok()?.clone(),
+        revision: u64::try_from(number("revision")?).ok()?,
+        expires_at: number("expiresAt")?,
+    })
 }

@@ -2,9 +2,10 @@
 //! the API keeps serving the old ones, then switches readers over and drops the old tables.
 //!
 //! Why nothing is lost or applied twice: once the rebuild is recorded in the layout, every live
-//! projector applies each new event to the new generation as well (within `REFRESH`); the scan
-//! of the store starts only after `SETTLE`, so an event is either older than the scan (and the
-//! scan reads it) or delivered afterwards (and a live projector applies it). Both may happen;
+//! projector applies each new event to the new generation as well; the scan of the store starts
+//! only when every live process has acknowledged that layout or been fenced (`lease`), so an
+//! event is either older than the scan (and the scan reads it) or delivered afterwards (and a
+//! live projector applies it). Both may happen;
 //! the per-aggregate checkpoints make the second a no-op, and a projector that meets an event
 //! before the scan reached its aggregate fills the gap from the store. Progress (the scan's
 //! cursor) is saved after each applied page, so an interrupted rebuild resumes where it was.
@@ -17,8 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{Layout, Phase, ProjectionName, Rebuild};
+use super::lease::{self, AckError};
 use super::runner::ProjectionRunner;
-use super::switch::{Switchboard, SETTLE};
+use super::switch::Switchboard;
 use super::{Cause, ProjectionStore};
 use crate::application::now_ms;
 use crate::store::EventStore;
@@ -131,8 +133,8 @@ pub async fn replay(
     layout.building = Some(rebuild.clone());
     save(board, &mut layout).await?;
     report(&rebuild);
-    // Every live projector now sees the new generation before the scan reads the store.
-    tokio::time::sleep(SETTLE).await;
+    // Every live projector writes the new generation too before the scan reads the store.
+    acknowledged(board, &layout).await?;
 
     let target = open(board, rebuild.generation, &rebuild.projections).await?;
     let runner = ProjectionRunner::new(store.clone(), target);
@@ -184,8 +186,8 @@ pub async fn replay(
         "projections rebuilt and switched over"
     );
 
-    // Drop the old tables once no process reads or writes them any more.
-    tokio::time::sleep(SETTLE).await;
+    // Drop the old tables once no live process reads or writes them any more.
+    before_retiring(board, &layout).await?;
     for projection in &rebuild.projections {
         let generation = before.generation_of(*projection);
         generations
@@ -203,7 +205,7 @@ pub async fn abandon(board: &Switchboard) -> Result<Option<Rebuild>, ReplayError
         return Ok(None);
     };
     save(board, &mut layout).await?;
-    tokio::time::sleep(SETTLE).await;
+    before_retiring(board, &layout).await?;
     for projection in &rebuild.projections {
         board
             .generations()
@@ -254,10 +256,44 @@ async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayErro
     }
     *layout = ours;
     board
-        .reload()
+        .changed()
         .await
         .map_err(failed("routing by the new layout"))?;
     Ok(())
+}
+
+/// Waits until every live process routes by `layout` (or has been fenced); a process that keeps
+/// its lease but does not follow stops the rebuild, named, and the rebuild can be resumed.
+async fn acknowledged(board: &Switchboard, layout: &Layout) -> Result<(), ReplayError> {
+    let started = Instant::now();
+    match lease::acknowledged(&*board.generations(), layout.revision, lease::ACK_TIMEOUT).await {
+        Ok(fenced) => {
+            tracing::info!(
+                revision = layout.revision,
+                fenced = fenced.len(),
+                waited_ms = started.elapsed().as_millis() as u64,
+                "every live projector routes by the new layout"
+            );
+            Ok(())
+        }
+        Err(AckError::NotAcknowledged(laggards)) => Err(ReplayError::Refused(format!(
+            "{laggards}; this rebuild stops here and can be resumed"
+        ))),
+        Err(AckError::Store(error)) => Err(failed("waiting for live projectors to follow")(error)),
+    }
+}
+
+/// Waits as `acknowledged` does before tables are dropped, but a laggard does not keep them:
+/// the switch has been made, and a process still writing the dropped tables fails loudly
+/// (and is reported stalled) rather than filling tables nobody reads.
+async fn before_retiring(board: &Switchboard, layout: &Layout) -> Result<(), ReplayError> {
+    match acknowledged(board, layout).await {
+        Err(ReplayError::Refused(laggards)) => {
+            tracing::warn!(%laggards, "dropping the replaced tables anyway");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 async fn load(board: &Switchboard) -> Result<Layout, ReplayError> {

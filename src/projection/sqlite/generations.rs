@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use super::{sql, SqliteProjections};
 use crate::projection::fanout::Fanout;
 use crate::projection::layout::{Layout, ProjectionName};
+use crate::projection::lease::Heartbeat;
 use crate::projection::switch::{Generations, Projection};
 use crate::projection::{ProjectionError, ProjectionStore};
 use crate::sqlite_pool::{self, Durability};
@@ -20,6 +21,10 @@ use crate::sqlite_pool::{self, Durability};
 const LAYOUT: &str = "
 CREATE TABLE IF NOT EXISTS layout (
     id INTEGER PRIMARY KEY CHECK (id = 0), revision INTEGER NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS heartbeats (
+    process TEXT PRIMARY KEY, label TEXT NOT NULL, revision INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
 );";
 
 pub struct SqliteGenerations {
@@ -216,6 +221,77 @@ impl Generations for SqliteGenerations {
             .map_err(sql)?;
             tx.commit().map_err(sql)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn beat(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
+        let beat = beat.clone();
+        self.with_layout(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO heartbeats (process, label, revision, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![
+                    beat.process.to_string(),
+                    beat.label,
+                    beat.revision as i64,
+                    beat.expires_at
+                ],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<Heartbeat>, ProjectionError> {
+        self.with_layout(|conn| {
+            let mut statement = conn
+                .prepare(
+                    "SELECT process, label, revision, expires_at FROM heartbeats ORDER BY process",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(sql)?;
+            let mut beats = Vec::new();
+            for row in rows {
+                let (process, label, revision, expires_at) = row.map_err(sql)?;
+                let process = process
+                    .parse()
+                    .map_err(|e| ProjectionError::request("reading a heartbeat row", e))?;
+                beats.push(Heartbeat {
+                    process,
+                    label,
+                    revision: revision as u64,
+                    expires_at,
+                });
+            }
+            Ok(beats)
+        })
+        .await
+    }
+
+    async fn forget(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
+        let beat = beat.clone();
+        self.with_layout(move |conn| {
+            conn.execute(
+                "DELETE FROM heartbeats WHERE process = ?1 AND revision = ?2 AND expires_at = ?3",
+                rusqlite::params![
+                    beat.process.to_string(),
+                    beat.revision as i64,
+                    beat.expires_at
+                ],
+            )
+            .map_err(sql)?;
+            Ok(())
         })
         .await
     }
