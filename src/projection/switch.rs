@@ -482,4 +482,68 @@ mod tests {
         board.routing().await.expect("routing");
         assert_eq!(slow.loads.load(Ordering::SeqCst), 2);
     }
+
+    /// A member of the handshake, as `join` makes it but without the renewal task, so that the
+    /// test decides when it renews.
+    fn member_of(board: &Switchboard) {
+        let member = Member {
+            process: Uuid::now_v7(),
+            label: "paused".into(),
+            held: tokio::sync::Mutex::new(None),
+        };
+        assert!(board.member.set(member).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_process_whose_lease_lapsed_rereads_the_layout_before_it_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let other = SqliteGenerations::open(dir.path()).expect("open");
+        let board = Switchboard::open(Arc::new(SqliteGenerations::open(dir.path()).expect("open")))
+            .await
+            .expect("switchboard");
+        member_of(&board);
+        let before = board
+            .write_routing()
+            .await
+            .expect("routing")
+            .layout
+            .revision;
+        let beats = other.heartbeats().await.expect("heartbeats");
+        assert_eq!(beats.len(), 1, "the first write renews the lease");
+        assert_eq!(beats[0].revision, before);
+
+        // Another process changes the layout; this one's lease lapses (as when it is paused).
+        let mut layout = other.load_layout().await.expect("layout");
+        layout.last = Some(crate::projection::layout::Rebuild::new(
+            1,
+            vec![ProjectionName::Warehouses],
+            None,
+            0,
+        ));
+        assert!(other.save_layout(&layout).await.expect("save"));
+        if let Some(held) = board
+            .member
+            .get()
+            .expect("member")
+            .held
+            .lock()
+            .await
+            .as_mut()
+        {
+            held.trusted_until = Instant::now() - Duration::from_millis(1);
+        }
+
+        // A reader may still use its view of less than `REFRESH` ago...
+        assert_eq!(
+            board.routing().await.expect("routing").layout.revision,
+            before
+        );
+        // ...a write may not: the layout is read again and the change acknowledged first.
+        let routing = board.write_routing().await.expect("routing");
+        assert_eq!(routing.layout.revision, before + 1);
+        let beats = other.heartbeats().await.expect("heartbeats");
+        assert_eq!(beats[0].revision, before + 1);
+        let acked = lease::acknowledged(&other, before + 1, Duration::from_secs(1)).await;
+        assert!(matches!(acked, Ok(fenced) if fenced.is_empty()));
+    }
 }
