@@ -10,6 +10,8 @@ mod common;
 use common::{backend_env, prefix_of, verify_until_consistent_with, Server, BINARY};
 use serde_json::json;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn signal(server: &Server, signal: &str) {
@@ -105,20 +107,32 @@ async fn a_process_paused_during_a_replay_is_fenced_and_projects_nothing_into_a_
     // Writes go on through the other server; the broker hands the paused one its share, which
     // waits, delivered and unacknowledged, until it resumes.
     let queue = format!("{prefix}inventory.projections");
+    let held = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampling = {
+        let (queue, held, done) = (queue.clone(), held.clone(), done.clone());
+        tokio::task::spawn_blocking(move || {
+            while !done.load(Ordering::SeqCst) {
+                held.fetch_max(unacknowledged(&queue), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
     let mut writes = 0;
-    let mut held = 0;
     while replay.try_wait().expect("replay status").is_none() {
         let item = &items[writes % items.len()];
         let result = writer.adjust(item, 1, "RECEIVED").await;
         assert_eq!(result["userErrors"], json!([]), "{result}");
         writes += 1;
-        held = held.max(unacknowledged(&queue));
         assert!(
             paused_at.elapsed() < Duration::from_secs(240),
             "the replay did not finish with a process paused"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    done.store(true, Ordering::SeqCst);
+    sampling.await.expect("sampling");
+    let held = held.load(Ordering::SeqCst);
     let finished = replay.wait_with_output().expect("replay output");
     let replay_stderr = std::fs::read_to_string(&replay_log).unwrap_or_default();
     assert!(finished.status.success(), "replay failed: {replay_stderr}");
@@ -187,5 +201,20 @@ async fn a_process_paused_during_a_replay_is_fenced_and_projects_nothing_into_a_
         .map(|e| e["node"]["onHand"].as_i64().expect("onHand"))
         .sum();
     assert_eq!(on_hand, 12 * 10 + writes as i64);
-    paused.terminate();
+    // Stopped cleanly, a server removes its heartbeat row: no replay waits for it to lapse.
+    let status = paused.terminate();
+    assert!(status.success(), "{status:?}");
+    if embedded {
+        assert_eq!(
+            embedded_heartbeats(dir),
+            Some(1),
+            "only the running server's row is left"
+        );
+    }
+}
+
+fn embedded_heartbeats(data_dir: &std::path::Path) -> Option<i64> {
+    let conn = rusqlite::Connection::open(data_dir.join("projections.db")).ok()?;
+    conn.query_row("SELECT COUNT(*) FROM heartbeats", [], |r| r.get(0))
+        .ok()
 }
