@@ -1,7 +1,8 @@
 //! The projection store contract, run over every adapter (SQLite and DynamoDB): a lifecycle of
 //! warehouses, items and allocations gives the expected views and every query answers as it
 //! should; a redelivery changes nothing; a gap stops the batch and applies nothing past it;
-//! concurrent appliers converge; both adapters dump the same rows. DynamoDB cases need
+//! concurrent appliers converge; both adapters dump the same rows; and both keep the layout
+//! handshake's heartbeat rows alike. DynamoDB cases need
 //! `INVENTORY_TEST_DYNAMODB_ENDPOINT` (`scripts/dynamodb-local.sh start` prints one).
 
 use inventory_service::domain::allocation::{AllocationEvent, AllocationStatus};
@@ -9,8 +10,12 @@ use inventory_service::domain::item::{ItemEvent, StockChangeReason};
 use inventory_service::domain::warehouse::{WarehouseDetails, WarehouseEvent};
 use inventory_service::domain::{AggregateType, DomainEvent};
 use inventory_service::dynamodb::{self, Tables};
+use inventory_service::projection::dynamodb::DynamoGenerations;
 use inventory_service::projection::dynamodb::DynamoProjections;
+use inventory_service::projection::lease::{self, Heartbeat};
+use inventory_service::projection::sqlite::SqliteGenerations;
 use inventory_service::projection::sqlite::SqliteProjections;
+use inventory_service::projection::switch::Generations;
 use inventory_service::projection::{
     AllocationFilter, AllocationView, Gap, HistoryEntry, ItemView, Keys, MovementRow,
     ProjectionDump, ProjectionError, ProjectionStore, ReadModel, WarehouseView,
@@ -1407,4 +1412,66 @@ async fn due_deadlines_are_found_and_only_those(store: &Arc<dyn Projections>) {
         "cancelling keeps it"
     );
     assert_eq!(deadline(open).await, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layout handshake's heartbeat rows, on both stores
+
+/// Rows read back as written, one per process; a renewal replaces its process's row; `forget`
+/// removes a row only if it is still what was read; `acknowledged` passes a lapsed row.
+async fn heartbeat_rows(generations: &dyn Generations) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let beat = |revision: u64, expires_at: i64| Heartbeat {
+        process: Uuid::now_v7(),
+        label: format!("host pid {revision}"),
+        revision,
+        expires_at,
+    };
+    assert_eq!(generations.heartbeats().await.expect("none yet"), vec![]);
+    let live = beat(3, now + 10_000);
+    let lapsed = beat(1, now - 60_000);
+    generations.beat(&live).await.expect("beat");
+    generations.beat(&lapsed).await.expect("beat");
+    let mut expected = vec![live.clone(), lapsed.clone()];
+    expected.sort_by_key(|b| b.process);
+    assert_eq!(generations.heartbeats().await.expect("rows"), expected);
+
+    let renewed = Heartbeat {
+        revision: 4,
+        expires_at: live.expires_at + 5_000,
+        ..live.clone()
+    };
+    generations.beat(&renewed).await.expect("renew");
+    generations
+        .forget(&live)
+        .await
+        .expect("forget a stale read");
+    let rows = generations.heartbeats().await.expect("rows");
+    assert!(rows.contains(&renewed) && !rows.contains(&live), "{rows:?}");
+
+    let fenced = lease::acknowledged(generations, 4, std::time::Duration::from_secs(5))
+        .await
+        .expect("acknowledged");
+    assert_eq!(fenced, vec![lapsed]);
+    assert_eq!(
+        generations.heartbeats().await.expect("rows"),
+        vec![renewed.clone()]
+    );
+    generations.forget(&renewed).await.expect("forget");
+    assert_eq!(generations.heartbeats().await.expect("rows"), vec![]);
+}
+
+#[tokio::test]
+async fn heartbeat_rows_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let generations = SqliteGenerations::open(dir.path()).expect("open");
+    heartbeat_rows(&generations).await;
+}
+
+#[tokio::test]
+async fn heartbeat_rows_on_dynamodb() {
+    let adapter = Adapter::dynamodb().await;
+    let (client, tables) = adapter.dynamo.clone().expect("a DynamoDB adapter");
+    heartbeat_rows(&DynamoGenerations::new(client, tables)).await;
+    adapter.finish().await;
 }
