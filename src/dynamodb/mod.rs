@@ -2,12 +2,15 @@
 //! the table names under a configurable prefix, and `migrate`, which creates every table and
 //! index idempotently. The event store and projection adapters both build on it. Every client
 //! carries two interceptors: `expressions` refuses a reserved word named bare, `capacity`
-//! counts requests (and, when asked, the capacity units they consume).
+//! counts requests (and, when asked, the capacity units they consume). `conditional` reads a
+//! conditional write's refusal as an answer.
 
 pub mod capacity;
+pub mod conditional;
 pub mod expressions;
 
 pub use capacity::{capacity_snapshot, CapacitySnapshot};
+pub use conditional::ConditionalWrite;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;

@@ -18,6 +18,7 @@ use super::{
     build, event_item, item_size, n, number, s, text, unavailable, DynamoEventStore,
     MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS,
 };
+use crate::dynamodb::ConditionalWrite;
 use crate::store::archive::{ArchiveStore, CutPart, ImportMarker};
 use crate::store::{EventEnvelope, EventStore, IdempotencyRecord, StoreError};
 
@@ -224,14 +225,10 @@ impl ArchiveStore for DynamoEventStore {
             .expression_attribute_names("#key", "guardKey")
             .send()
             .await;
-        match put {
-            Ok(_) => {}
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-            Err(error) => return Err(unavailable(error)),
-        }
+        // Refused: an import claimed the marker before; it is read below either way.
+        put.map(drop)
+            .or_if_condition_failed(())
+            .map_err(unavailable)?;
         self.import_marker()
             .await?
             .ok_or_else(|| StoreError::unavailable("the import marker vanished"))
@@ -279,17 +276,10 @@ impl ArchiveStore for DynamoEventStore {
                     .expression_attribute_names("#key", "guardKey")
                     .send()
                     .await;
-                match put {
-                    Ok(_) => Ok(()),
-                    Err(error)
-                        if error
-                            .as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                    {
-                        Ok(())
-                    }
-                    Err(error) => Err(unavailable(error)),
-                }
+                // Refused: the record is there already (an import run again).
+                put.map(drop)
+                    .or_if_condition_failed(())
+                    .map_err(unavailable)
             })
             .buffer_unordered(IN_FLIGHT)
             .try_collect::<()>()
