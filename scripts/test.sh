@@ -46,7 +46,8 @@ cargo test --locked --no-fail-fast "$@"
 INVENTORY_TEST_BACKEND=dynamodb cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \
     --test bad_input --test faults --test multi_process --test rabbitmq --test replay \
-    --test projection_repair --test api_key_revocation --test authorization --test transfers \
+    --test projection_repair --test api_key_revocation --test authorization_roles \
+    --test authorization_scope --test authorization_subscriptions --test transfers \
     --test expiry --test counts_and_bulk --test export_import --test replay_handshake "$@"
 # ...and through RabbitMQ instead of the in-process bus (projector_stall picks its stores
 # itself: the embedded one, and DynamoDB behind the fault proxy).

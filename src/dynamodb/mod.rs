@@ -2,18 +2,21 @@
 //! the table names under a configurable prefix, and `migrate`, which creates every table and
 //! index idempotently. The event store and projection adapters both build on it. Every client
 //! carries two interceptors: `expressions` refuses a reserved word named bare, `capacity`
-//! counts requests (and, when asked, the capacity units they consume).
+//! counts requests (and, when asked, the capacity units they consume). `conditional` reads a
+//! conditional write's refusal as an answer.
 
 pub mod capacity;
+pub mod conditional;
 pub mod expressions;
 
 pub use capacity::{capacity_snapshot, CapacitySnapshot};
+pub use conditional::ConditionalWrite;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus,
+    ProjectionType, ScalarAttributeType, TableDescription, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
@@ -517,22 +520,32 @@ pub async fn create_tables(
         }
     }
     for spec in &specs {
-        for _ in 0..600 {
-            let status = client
-                .describe_table()
-                .table_name(&spec.name)
-                .send()
-                .await
-                .ok()
-                .and_then(|d| d.table)
-                .and_then(|t| t.table_status);
-            if status == Some(TableStatus::Active) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for(client, &spec.name, |table| {
+            table.table_status() == Some(&TableStatus::Active)
+        })
+        .await;
     }
     Ok(created)
+}
+
+/// Polls DescribeTable on `table` every 100 ms, a minute at most, until `ready` holds of its
+/// description: true then, false if it never did. A DescribeTable that fails counts as not
+/// ready yet (a table just created may not be described at once).
+async fn wait_for(client: &Client, table: &str, ready: impl Fn(&TableDescription) -> bool) -> bool {
+    for _ in 0..600 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.table);
+        if described.as_ref().is_some_and(&ready) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 fn projection(index: &IndexSpec) -> Projection {
@@ -585,25 +598,17 @@ async fn add_index(client: &Client, spec: &TableSpec, index: &IndexSpec) -> Resu
         Err(error) => return Err(aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string()),
     }
     tracing::info!(table = %spec.name, index = index.name, "adding a DynamoDB index");
-    for _ in 0..600 {
-        let status = client
-            .describe_table()
-            .table_name(&spec.name)
-            .send()
-            .await
-            .ok()
-            .and_then(|d| d.table)
-            .and_then(|t| {
-                t.global_secondary_indexes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|i| i.index_name() == Some(index.name))
-            })
-            .and_then(|i| i.index_status);
-        if status == Some(IndexStatus::Active) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let active = wait_for(client, &spec.name, |table| {
+        table
+            .global_secondary_indexes()
+            .iter()
+            .find(|i| i.index_name() == Some(index.name))
+            .and_then(|i| i.index_status())
+            == Some(&IndexStatus::Active)
+    })
+    .await;
+    if active {
+        return Ok(());
     }
     tracing::warn!(table = %spec.name, index = index.name, "index still building; queries on it fail until it is active");
     Ok(())

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use super::roles::RoleGuard;
 use super::scope::{named_aggregate, visible, Within};
 use super::types::{Allocation, AllocationStatus, InventoryItem, UserError};
-use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
+use super::{
+    bad_argument, infrastructure, mutate, parse_id, query_id, AppContext, MutationPayload,
+};
 use crate::application::{CreateAllocation, Outcome};
 use crate::auth::Role;
 use crate::domain::allocation::AllocationCommand;
@@ -187,23 +189,25 @@ pub struct AllocationPayload {
     user_errors: Vec<UserError>,
 }
 
-fn payload(result: Result<Outcome, Vec<UserError>>) -> AllocationPayload {
-    match result {
-        Ok(Outcome::Allocation { allocation, item }) => AllocationPayload {
-            allocation: Some(Allocation(AllocationView::from(&allocation))),
-            inventory_item: Some(InventoryItem(ItemView::from(&item))),
-            user_errors: vec![],
-        },
-        Ok(_) => AllocationPayload {
-            allocation: None,
-            inventory_item: None,
-            user_errors: vec![],
-        },
-        Err(user_errors) => AllocationPayload {
-            allocation: None,
-            inventory_item: None,
-            user_errors,
-        },
+impl MutationPayload for AllocationPayload {
+    fn from_result(result: Result<Outcome, Vec<UserError>>) -> Self {
+        match result {
+            Ok(Outcome::Allocation { allocation, item }) => AllocationPayload {
+                allocation: Some(Allocation(AllocationView::from(&allocation))),
+                inventory_item: Some(InventoryItem(ItemView::from(&item))),
+                user_errors: vec![],
+            },
+            Ok(_) => AllocationPayload {
+                allocation: None,
+                inventory_item: None,
+                user_errors: vec![],
+            },
+            Err(user_errors) => AllocationPayload {
+                allocation: None,
+                inventory_item: None,
+                user_errors,
+            },
+        }
     }
 }
 
@@ -213,17 +217,15 @@ async fn change(
     idempotency_key: Option<String>,
     command: AllocationCommand,
 ) -> async_graphql::Result<AllocationPayload> {
-    let id = match parse_id("id", id) {
-        Ok(id) => id,
-        Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
-    };
-    let app = ctx.data::<AppContext>()?;
-    let command_ctx = AppContext::command_context(ctx, idempotency_key);
-    let result = app
-        .commands
-        .change_allocation(&command_ctx, id, command)
-        .await;
-    Ok(payload(outcome(result)?))
+    mutate(
+        ctx,
+        idempotency_key,
+        parse_id("id", id),
+        |commands, command_ctx, id| async move {
+            commands.change_allocation(&command_ctx, id, command).await
+        },
+    )
+    .await
 }
 
 #[derive(Default)]
@@ -240,21 +242,21 @@ impl AllocationMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: AllocationCreateInput,
     ) -> async_graphql::Result<AllocationPayload> {
-        let item_id = match parse_id("itemId", &input.item_id) {
-            Ok(id) => id,
-            Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
-        let command = CreateAllocation {
-            order_id: input.order_id,
-            item_id,
-            quantity: input.quantity,
-            expires_at: input.expires_at.map(|at| at.timestamp_millis()),
-        };
-        Ok(payload(outcome(
-            app.commands.create_allocation(&command_ctx, command).await,
-        )?))
+        mutate(
+            ctx,
+            input.idempotency_key,
+            parse_id("itemId", &input.item_id),
+            |commands, command_ctx, item_id| async move {
+                let command = CreateAllocation {
+                    order_id: input.order_id,
+                    item_id,
+                    quantity: input.quantity,
+                    expires_at: input.expires_at.map(|at| at.timestamp_millis()),
+                };
+                commands.create_allocation(&command_ctx, command).await
+            },
+        )
+        .await
     }
 
     /// Confirm a created allocation, clearing its deadline; anything else, or an allocation

@@ -12,7 +12,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::roles::RoleGuard;
 use super::scope::{named_aggregate, visible, Within};
 use super::types::{InventoryHistoryEntry, InventoryItem, StockMovementReport, UserError};
-use super::{bad_argument, infrastructure, outcome, parse_id, query_id, user_error, AppContext};
+use super::{
+    bad_argument, infrastructure, mutate, parse_id, query_id, AppContext, MutationPayload,
+};
 use crate::application::{AdjustStock, CreateItem, Outcome};
 use crate::auth::Role;
 use crate::domain::item::ItemCommand;
@@ -316,27 +318,46 @@ pub struct InventoryItemPayload {
     user_errors: Vec<UserError>,
 }
 
-pub(super) fn payload(result: Result<Outcome, Vec<UserError>>) -> InventoryItemPayload {
-    match result {
-        Ok(Outcome::Item(entity))
-        | Ok(Outcome::Allocation { item: entity, .. })
-        | Ok(Outcome::Transfer { source: entity, .. }) => InventoryItemPayload {
-            inventory_item: Some(InventoryItem(ItemView::from(&entity))),
-            user_errors: vec![],
-        },
-        Ok(Outcome::Warehouse(_) | Outcome::Bulk(_)) => InventoryItemPayload {
-            inventory_item: None,
-            user_errors: vec![],
-        },
-        Err(user_errors) => InventoryItemPayload {
-            inventory_item: None,
-            user_errors,
-        },
+impl MutationPayload for InventoryItemPayload {
+    fn from_result(result: Result<Outcome, Vec<UserError>>) -> Self {
+        match result {
+            Ok(Outcome::Item(entity))
+            | Ok(Outcome::Allocation { item: entity, .. })
+            | Ok(Outcome::Transfer { source: entity, .. }) => InventoryItemPayload {
+                inventory_item: Some(InventoryItem(ItemView::from(&entity))),
+                user_errors: vec![],
+            },
+            Ok(Outcome::Warehouse(_) | Outcome::Bulk(_)) => InventoryItemPayload {
+                inventory_item: None,
+                user_errors: vec![],
+            },
+            Err(user_errors) => InventoryItemPayload {
+                inventory_item: None,
+                user_errors,
+            },
+        }
     }
 }
 
-pub(super) fn rejected(error: crate::domain::DomainError) -> InventoryItemPayload {
-    payload(Err(vec![user_error(&error)]))
+/// Runs a command on an existing item (`itemId`); a malformed id is a user error.
+/// `inventorySetOnHand` shares it.
+pub(super) async fn change(
+    ctx: &Context<'_>,
+    item_id: &ID,
+    idempotency_key: Option<String>,
+    command: ItemCommand,
+) -> async_graphql::Result<InventoryItemPayload> {
+    mutate(
+        ctx,
+        idempotency_key,
+        parse_id("itemId", item_id),
+        |commands, command_ctx, item_id| async move {
+            commands
+                .change_item(&command_ctx, item_id, None, command)
+                .await
+        },
+    )
+    .await
 }
 
 #[derive(Default)]
@@ -353,23 +374,23 @@ impl InventoryMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: InventoryItemCreateInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
-        let warehouse_id = match parse_id("warehouseId", &input.warehouse_id) {
-            Ok(id) => id,
-            Err(error) => return Ok(rejected(error)),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
-        let command = CreateItem {
-            warehouse_id,
-            sku: input.sku,
-            product_id: input.product_id,
-            initial_quantity: input.initial_quantity,
-            reorder_threshold: input.reorder_threshold,
-            reorder_quantity: input.reorder_quantity,
-        };
-        Ok(payload(outcome(
-            app.commands.create_item(&command_ctx, command).await,
-        )?))
+        mutate(
+            ctx,
+            input.idempotency_key,
+            parse_id("warehouseId", &input.warehouse_id),
+            |commands, command_ctx, warehouse_id| async move {
+                let command = CreateItem {
+                    warehouse_id,
+                    sku: input.sku,
+                    product_id: input.product_id,
+                    initial_quantity: input.initial_quantity,
+                    reorder_threshold: input.reorder_threshold,
+                    reorder_quantity: input.reorder_quantity,
+                };
+                commands.create_item(&command_ctx, command).await
+            },
+        )
+        .await
     }
 
     /// Add or remove stock. Fails with INSUFFICIENT_STOCK if it would take on-hand below what
@@ -381,22 +402,22 @@ impl InventoryMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: InventoryAdjustInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
-        let item_id = match parse_id("itemId", &input.item_id) {
-            Ok(id) => id,
-            Err(error) => return Ok(rejected(error)),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
-        let command = AdjustStock {
-            item_id,
-            delta: input.delta,
-            reason: input.reason.into(),
-            reference: input.reference,
-            expected_version: input.expected_version,
-        };
-        Ok(payload(outcome(
-            app.commands.adjust_stock(&command_ctx, command).await,
-        )?))
+        mutate(
+            ctx,
+            input.idempotency_key,
+            parse_id("itemId", &input.item_id),
+            |commands, command_ctx, item_id| async move {
+                let command = AdjustStock {
+                    item_id,
+                    delta: input.delta,
+                    reason: input.reason.into(),
+                    reference: input.reference,
+                    expected_version: input.expected_version,
+                };
+                commands.adjust_stock(&command_ctx, command).await
+            },
+        )
+        .await
     }
 
     /// Change the reorder threshold or quantity. Lowering available to or below a new
@@ -409,21 +430,11 @@ impl InventoryMutation {
         #[graphql(desc = "What to do; see the input type.")]
         input: InventoryItemUpdateReorderSettingsInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
-        let item_id = match parse_id("itemId", &input.item_id) {
-            Ok(id) => id,
-            Err(error) => return Ok(rejected(error)),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
         let command = ItemCommand::UpdateReorderSettings {
             reorder_threshold: input.reorder_threshold,
             reorder_quantity: input.reorder_quantity,
         };
-        let result = app
-            .commands
-            .change_item(&command_ctx, item_id, None, command)
-            .await;
-        Ok(payload(outcome(result)?))
+        change(ctx, &input.item_id, input.idempotency_key, command).await
     }
 
     /// Deactivate an item. Needs the `admin` role.
@@ -433,19 +444,9 @@ impl InventoryMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: InventoryItemDeactivateInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
-        let item_id = match parse_id("itemId", &input.item_id) {
-            Ok(id) => id,
-            Err(error) => return Ok(rejected(error)),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
         let command = ItemCommand::DeactivateItem {
             reason: input.reason,
         };
-        let result = app
-            .commands
-            .change_item(&command_ctx, item_id, None, command)
-            .await;
-        Ok(payload(outcome(result)?))
+        change(ctx, &input.item_id, input.idempotency_key, command).await
     }
 }

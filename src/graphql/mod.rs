@@ -193,6 +193,38 @@ pub fn outcome(
     }
 }
 
+/// A mutation's payload: the entities of a command's outcome, or the user errors that refused
+/// it. `mutate` builds every payload through it.
+pub trait MutationPayload {
+    fn from_result(result: Result<Outcome, Vec<UserError>>) -> Self;
+}
+
+/// The one path of a mutation resolver. `parsed` is what the resolver read from its input (ids
+/// above all): an error there is the payload's user error, and nothing runs. Otherwise `run`
+/// gets the commands, the request's command context (principal, actor, correlation id and
+/// `idempotency_key`) and the parsed value, and its outcome becomes the payload; a refusal is a
+/// user error, an infrastructure failure a GraphQL error (`outcome`).
+pub async fn mutate<'a, P, T, F, Fut>(
+    ctx: &async_graphql::Context<'a>,
+    idempotency_key: Option<String>,
+    parsed: Result<T, DomainError>,
+    run: F,
+) -> async_graphql::Result<P>
+where
+    P: MutationPayload,
+    F: FnOnce(&'a Commands, CommandContext, T) -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome, CommandError>>,
+{
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return Ok(P::from_result(Err(vec![user_error(&error)]))),
+    };
+    let app = ctx.data::<AppContext>()?;
+    let command_ctx = AppContext::command_context(ctx, idempotency_key);
+    let result = run(&app.commands, command_ctx, parsed).await;
+    Ok(P::from_result(outcome(result)?))
+}
+
 impl AppContext {
     pub fn command_context(
         ctx: &async_graphql::Context<'_>,

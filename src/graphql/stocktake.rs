@@ -5,7 +5,7 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 
-use super::inventory::{payload, rejected, AdjustmentReason, InventoryItemPayload};
+use super::inventory::{change, AdjustmentReason, InventoryItemPayload};
 use super::roles::RoleGuard;
 use super::types::{InventoryItem, UserError};
 use super::{outcome, parse_id, AppContext};
@@ -172,23 +172,13 @@ impl StocktakeMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: InventorySetOnHandInput,
     ) -> async_graphql::Result<InventoryItemPayload> {
-        let item_id = match parse_id("itemId", &input.item_id) {
-            Ok(id) => id,
-            Err(error) => return Ok(rejected(error)),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
         let command = ItemCommand::SetOnHand {
             quantity: input.quantity,
             compare_quantity: input.compare_quantity,
             reason: input.reason.into(),
             reference: input.reference,
         };
-        let result = app
-            .commands
-            .change_item(&command_ctx, item_id, None, command)
-            .await;
-        Ok(payload(outcome(result)?))
+        change(ctx, &input.item_id, input.idempotency_key, command).await
     }
 
     /// Adjust up to 250 items at once, each row as `inventoryAdjust` would, in order.

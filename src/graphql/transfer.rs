@@ -10,7 +10,7 @@ use super::page::{paginate, Count, PageArgs, TransferConnection};
 use super::roles::RoleGuard;
 use super::scope::{named_aggregate, Within};
 use super::types::{time, InventoryItem, UserError};
-use super::{infrastructure, outcome, parse_id, query_id, user_error, AppContext};
+use super::{infrastructure, mutate, parse_id, query_id, AppContext, MutationPayload};
 use crate::application::{CreateTransfer, Outcome};
 use crate::auth::Role;
 use crate::domain::transfer::TransferCommand;
@@ -261,30 +261,32 @@ pub struct TransferPayload {
     user_errors: Vec<UserError>,
 }
 
-fn payload(result: Result<Outcome, Vec<UserError>>) -> TransferPayload {
-    match result {
-        Ok(Outcome::Transfer {
-            transfer,
-            source,
-            destination,
-        }) => TransferPayload {
-            transfer: Some(Transfer(TransferView::from(&transfer))),
-            from_item: Some(InventoryItem(ItemView::from(&source))),
-            to_item: Some(InventoryItem(ItemView::from(&destination))),
-            user_errors: vec![],
-        },
-        Ok(_) => TransferPayload {
-            transfer: None,
-            from_item: None,
-            to_item: None,
-            user_errors: vec![],
-        },
-        Err(user_errors) => TransferPayload {
-            transfer: None,
-            from_item: None,
-            to_item: None,
-            user_errors,
-        },
+impl MutationPayload for TransferPayload {
+    fn from_result(result: Result<Outcome, Vec<UserError>>) -> Self {
+        match result {
+            Ok(Outcome::Transfer {
+                transfer,
+                source,
+                destination,
+            }) => TransferPayload {
+                transfer: Some(Transfer(TransferView::from(&transfer))),
+                from_item: Some(InventoryItem(ItemView::from(&source))),
+                to_item: Some(InventoryItem(ItemView::from(&destination))),
+                user_errors: vec![],
+            },
+            Ok(_) => TransferPayload {
+                transfer: None,
+                from_item: None,
+                to_item: None,
+                user_errors: vec![],
+            },
+            Err(user_errors) => TransferPayload {
+                transfer: None,
+                from_item: None,
+                to_item: None,
+                user_errors,
+            },
+        }
     }
 }
 
@@ -294,17 +296,15 @@ async fn change(
     idempotency_key: Option<String>,
     command: TransferCommand,
 ) -> async_graphql::Result<TransferPayload> {
-    let id = match parse_id("id", id) {
-        Ok(id) => id,
-        Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
-    };
-    let app = ctx.data::<AppContext>()?;
-    let command_ctx = AppContext::command_context(ctx, idempotency_key);
-    let result = app
-        .commands
-        .change_transfer(&command_ctx, id, command)
-        .await;
-    Ok(payload(outcome(result)?))
+    mutate(
+        ctx,
+        idempotency_key,
+        parse_id("id", id),
+        |commands, command_ctx, id| async move {
+            commands.change_transfer(&command_ctx, id, command).await
+        },
+    )
+    .await
 }
 
 #[derive(Default)]
@@ -324,21 +324,21 @@ impl TransferMutation {
         let ids = parse_id("fromItemId", &input.from_item_id).and_then(|from| {
             parse_id("toWarehouseId", &input.to_warehouse_id).map(|to| (from, to))
         });
-        let (from_item_id, to_warehouse_id) = match ids {
-            Ok(ids) => ids,
-            Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
-        };
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
-        let command = CreateTransfer {
-            from_item_id,
-            to_warehouse_id,
-            quantity: input.quantity,
-            reference: input.reference,
-        };
-        Ok(payload(outcome(
-            app.commands.create_transfer(&command_ctx, command).await,
-        )?))
+        mutate(
+            ctx,
+            input.idempotency_key,
+            ids,
+            |commands, command_ctx, (from_item_id, to_warehouse_id)| async move {
+                let command = CreateTransfer {
+                    from_item_id,
+                    to_warehouse_id,
+                    quantity: input.quantity,
+                    reference: input.reference,
+                };
+                commands.create_transfer(&command_ctx, command).await
+            },
+        )
+        .await
     }
 
     /// Ship a created transfer: the source's on hand and allocated fall by its quantity, the

@@ -7,7 +7,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use super::roles::RoleGuard;
 use super::scope::{keyset_slice, visible, Within};
 use super::types::{UserError, Warehouse};
-use super::{infrastructure, outcome, parse_id, query_id, user_error, AppContext};
+use super::{infrastructure, mutate, parse_id, query_id, AppContext, MutationPayload};
 use crate::application::CreateWarehouse;
 use crate::application::Outcome;
 use crate::auth::Role;
@@ -148,20 +148,22 @@ pub struct WarehousePayload {
     user_errors: Vec<UserError>,
 }
 
-fn payload(result: Result<Outcome, Vec<UserError>>) -> WarehousePayload {
-    match result {
-        Ok(Outcome::Warehouse(entity)) => WarehousePayload {
-            warehouse: Some(Warehouse(WarehouseView::from(&entity))),
-            user_errors: vec![],
-        },
-        Ok(_) => WarehousePayload {
-            warehouse: None,
-            user_errors: vec![],
-        },
-        Err(user_errors) => WarehousePayload {
-            warehouse: None,
-            user_errors,
-        },
+impl MutationPayload for WarehousePayload {
+    fn from_result(result: Result<Outcome, Vec<UserError>>) -> Self {
+        match result {
+            Ok(Outcome::Warehouse(entity)) => WarehousePayload {
+                warehouse: Some(Warehouse(WarehouseView::from(&entity))),
+                user_errors: vec![],
+            },
+            Ok(_) => WarehousePayload {
+                warehouse: None,
+                user_errors: vec![],
+            },
+            Err(user_errors) => WarehousePayload {
+                warehouse: None,
+                user_errors,
+            },
+        }
     }
 }
 
@@ -178,20 +180,21 @@ impl WarehouseMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "What to do; see the input type.")] input: WarehouseCreateInput,
     ) -> async_graphql::Result<WarehousePayload> {
-        let app = ctx.data::<AppContext>()?;
-        let command_ctx = AppContext::command_context(ctx, input.idempotency_key);
-        let result = app
-            .commands
-            .create_warehouse(
-                &command_ctx,
-                CreateWarehouse {
+        // Nothing to parse: a new warehouse names no other entity.
+        mutate(
+            ctx,
+            input.idempotency_key,
+            Ok(()),
+            |commands, command_ctx, ()| async move {
+                let command = CreateWarehouse {
                     name: input.name,
                     code: input.code,
                     address: input.address,
-                },
-            )
-            .await;
-        Ok(payload(outcome(result)?))
+                };
+                commands.create_warehouse(&command_ctx, command).await
+            },
+        )
+        .await
     }
 
     /// Change a warehouse's name or address. Needs the `admin` role.
@@ -229,15 +232,13 @@ async fn change(
     idempotency_key: Option<String>,
     command: WarehouseCommand,
 ) -> async_graphql::Result<WarehousePayload> {
-    let id = match parse_id("id", id) {
-        Ok(id) => id,
-        Err(error) => return Ok(payload(Err(vec![user_error(&error)]))),
-    };
-    let app = ctx.data::<AppContext>()?;
-    let command_ctx = AppContext::command_context(ctx, idempotency_key);
-    let result = app
-        .commands
-        .change_warehouse(&command_ctx, id, command)
-        .await;
-    Ok(payload(outcome(result)?))
+    mutate(
+        ctx,
+        idempotency_key,
+        parse_id("id", id),
+        |commands, command_ctx, id| async move {
+            commands.change_warehouse(&command_ctx, id, command).await
+        },
+    )
+    .await
 }

@@ -207,14 +207,13 @@ impl Row for TransferView {
             None => Transfer::default(),
         };
         state.evolve(event);
-        let at = crate::domain::Versioned::<()> {
-            state: (),
-            version: envelope.sequence_number,
-            created_at: row.map_or(envelope.timestamp, |r| r.created_at),
-            updated_at: envelope.timestamp,
-            from_snapshot: 0,
-        };
-        TransferView::of(envelope.aggregate_id, &state, &at)
+        TransferView::of(
+            envelope.aggregate_id,
+            &state,
+            envelope.sequence_number,
+            row.map_or(envelope.timestamp, |r| r.created_at),
+            envelope.timestamp,
+        )
     }
 }
 

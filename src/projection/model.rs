@@ -210,13 +210,21 @@ impl From<&Entity<Allocation>> for AllocationView {
 
 impl From<&Entity<Transfer>> for TransferView {
     fn from(entity: &Entity<Transfer>) -> Self {
-        TransferView::of(entity.id, &entity.current.state, &entity.current)
+        let at = &entity.current;
+        TransferView::of(
+            entity.id,
+            &at.state,
+            at.version,
+            at.created_at,
+            at.updated_at,
+        )
     }
 }
 
 impl TransferView {
-    /// The row of a transfer in `state`, with the stream position and times of `at`.
-    pub fn of<S>(id: Uuid, state: &Transfer, at: &crate::domain::Versioned<S>) -> Self {
+    /// The row of a transfer in `state` at stream position `version`, first written at
+    /// `created_at` and last at `updated_at` (ms since epoch).
+    pub fn of(id: Uuid, state: &Transfer, version: u64, created_at: i64, updated_at: i64) -> Self {
         Self {
             id,
             from_item_id: state.from_item_id,
@@ -229,9 +237,9 @@ impl TransferView {
             status: state.status,
             reference: state.reference.clone(),
             cancel_reason: state.cancel_reason.clone(),
-            version: at.version,
-            created_at: at.created_at,
-            updated_at: at.updated_at,
+            version,
+            created_at,
+            updated_at,
         }
     }
 }

@@ -16,6 +16,7 @@ use super::attributes::{n, s, Record, RecordReader};
 use super::hints::Cached;
 use super::phases::Progress;
 use super::{lost_races, unavailable, DynamoProjections, MAX_RACES};
+use crate::dynamodb::ConditionalWrite;
 use crate::projection::batch::{plan, Stream};
 use crate::projection::movements::{created, movement_runs, never_created, Movement, Owner};
 use crate::projection::{MovementRow, ProjectionError};
@@ -224,17 +225,10 @@ async fn count_same_day(
         .set_expression_attribute_values(Some(update.values))
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(error) => Err(unavailable("counting movements into a day record")(error)),
-    }
+    result
+        .map(|_| true)
+        .or_if_condition_failed(false)
+        .map_err(unavailable("counting movements into a day record"))
 }
 
 /// The item's first events, or the first of a new day: one transaction that checks the old

@@ -15,9 +15,10 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    build, event_item, item_size, n, number, s, text, unavailable, DynamoEventStore,
+    build, event_item, item_size, n, number, s, text, unavailable, DynamoEventStore, Item,
     MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS,
 };
+use crate::dynamodb::ConditionalWrite;
 use crate::store::archive::{ArchiveStore, CutPart, ImportMarker};
 use crate::store::{EventEnvelope, EventStore, IdempotencyRecord, StoreError};
 
@@ -75,6 +76,22 @@ impl DynamoEventStore {
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
         }
         Ok(())
+    }
+
+    /// Puts `item` into the guards table unless a row of its `guardKey` is there already,
+    /// which is then left as it was.
+    async fn put_new_guard(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(self.tables.guards())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#key)")
+            .expression_attribute_names("#key", "guardKey")
+            .send()
+            .await
+            .map(drop)
+            .or_if_condition_failed(())
+            .map_err(unavailable)
     }
 
     /// Claims a guard for `owner` unless it holds it already (the guard row of a commit).
@@ -215,23 +232,8 @@ impl ArchiveStore for DynamoEventStore {
             ("linesDone".to_owned(), n(0)),
             ("finished".to_owned(), AttributeValue::Bool(false)),
         ]);
-        let put = self
-            .client
-            .put_item()
-            .table_name(self.tables.guards())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#key)")
-            .expression_attribute_names("#key", "guardKey")
-            .send()
-            .await;
-        match put {
-            Ok(_) => {}
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-            Err(error) => return Err(unavailable(error)),
-        }
+        // An import that claimed the marker before keeps it; it is read below either way.
+        self.put_new_guard(item).await?;
         self.import_marker()
             .await?
             .ok_or_else(|| StoreError::unavailable("the import marker vanished"))
@@ -270,26 +272,8 @@ impl ArchiveStore for DynamoEventStore {
                     ("fingerprint".to_owned(), s(record.fingerprint)),
                     ("response".to_owned(), s(record.response.to_string())),
                 ]);
-                let put = self
-                    .client
-                    .put_item()
-                    .table_name(self.tables.guards())
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#key)")
-                    .expression_attribute_names("#key", "guardKey")
-                    .send()
-                    .await;
-                match put {
-                    Ok(_) => Ok(()),
-                    Err(error)
-                        if error
-                            .as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                    {
-                        Ok(())
-                    }
-                    Err(error) => Err(unavailable(error)),
-                }
+                // One there already is this record, from an import run again.
+                self.put_new_guard(item).await
             })
             .buffer_unordered(IN_FLIGHT)
             .try_collect::<()>()

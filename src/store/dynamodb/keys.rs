@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{build, conditional_put, n, number, s, text, unavailable, DynamoEventStore, Item};
 use crate::auth::keys::{ApiKey, KeyError, KeyStore};
 use crate::auth::Role;
+use crate::dynamodb::ConditionalWrite;
 use crate::store::StoreError;
 
 const HASH_ROW: &str = "hash#";
@@ -236,17 +237,10 @@ impl KeyStore for DynamoEventStore {
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
-        match updated {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        updated
+            .map(|_| true)
+            .or_if_condition_failed(false)
+            .map_err(unavailable)
     }
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {

@@ -22,7 +22,7 @@ use super::{
     StoreError,
 };
 use crate::domain::AggregateType;
-use crate::dynamodb::Tables;
+use crate::dynamodb::{ConditionalWrite, Tables};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -624,17 +624,11 @@ impl EventStore for DynamoEventStore {
             .expression_attribute_values(":sv", n(snapshot.state_version))
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        // Refused: a snapshot as new or newer is there already.
+        written
+            .map(drop)
+            .or_if_condition_failed(())
+            .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::super::{build, n, number, s, text, unavailable, Item};
 use super::{Outbox, RELAY_SILENT};
-use crate::dynamodb::Tables;
+use crate::dynamodb::{ConditionalWrite, Tables};
 use crate::metrics::OUTBOX_SHARDS_OWNED as SHARDS_OWNED;
 use crate::store::StoreError;
 
@@ -151,17 +151,10 @@ impl Outbox {
             .expression_attribute_values(":me", s(self.instance.clone()))
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(Claim::Held),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Claim::TakenByAnother)
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        written
+            .map(|_| Claim::Held)
+            .or_if_condition_failed(Claim::TakenByAnother)
+            .map_err(unavailable)
     }
 }
 
