@@ -329,13 +329,14 @@ pub fn stock(
 
 /// The alerts one subscriber was owed: low-stock events of its warehouse whose publication the
 /// observer saw inside one of the subscriber's sessions, `margin` ms clear of the session's
-/// ends, and clear of the broker's outage (from `margin` before it stopped to `margin` after
-/// the subscriber's instance was ready again).
+/// ends, and `margin` ms clear of each of `away` (spans in which its instance's live feed was
+/// not up: the broker's outage until the instance was ready again, a restart from the kill to
+/// ready; a socket may be accepted before the feed is up).
 pub fn owed(
     alerts_of_warehouse: &[String],
     published: &Published,
     heard: &Heard,
-    outage: (i64, i64),
+    away: &[(i64, i64)],
     margin: i64,
 ) -> Vec<String> {
     alerts_of_warehouse
@@ -347,7 +348,10 @@ pub fn owed(
             let in_session = heard.sessions.iter().any(|&(start, end)| {
                 start + margin <= at && end.is_none_or(|end| at + margin <= end)
             });
-            in_session && !(outage.0 - margin <= at && at <= outage.1 + margin)
+            let clear = away
+                .iter()
+                .all(|&(from, to)| at < from - margin || to + margin < at);
+            in_session && clear
         })
         .cloned()
         .collect()

@@ -58,6 +58,8 @@ struct Cluster {
     env: Vec<(String, String)>,
     listen: [String; 2],
     servers: [Option<Server>; 2],
+    /// (instance, killed at, ready again at), ms since the epoch.
+    restarts: Vec<(usize, i64, i64)>,
 }
 
 impl Cluster {
@@ -77,6 +79,7 @@ impl Cluster {
 
     /// SIGKILL, then a new process on the same address and storage, waited for until ready.
     async fn kill_and_restart(&mut self, instance: usize) {
+        let killed = now_ms();
         if let Some(mut server) = self.servers[instance].take() {
             server.kill();
         }
@@ -84,6 +87,7 @@ impl Cluster {
         let server = self.spawn(instance, &listen).await;
         self.servers[instance] = Some(server);
         ready(&self.url(instance)).await;
+        self.restarts.push((instance, killed, now_ms()));
     }
 }
 
@@ -200,6 +204,7 @@ async fn chaos() {
         env,
         listen: [String::new(), String::new()],
         servers: [None, None],
+        restarts: Vec::new(),
     };
     for instance in 0..2 {
         let server = cluster.spawn(instance, "127.0.0.1:0").await;
@@ -454,7 +459,15 @@ async fn chaos() {
             .filter(|(_, w)| *w == warehouses[*warehouse])
             .map(|(id, _)| id.clone())
             .collect();
-        let owed = checks::owed(&of_warehouse, &published, heard, outage, MARGIN_MS);
+        let mut away = vec![outage];
+        away.extend(
+            cluster
+                .restarts
+                .iter()
+                .filter(|(i, _, _)| i == instance)
+                .map(|&(_, killed, ready)| (killed, ready)),
+        );
+        let owed = checks::owed(&of_warehouse, &published, heard, &away, MARGIN_MS);
         let missed: Vec<&String> = owed
             .iter()
             .filter(|id| !heard.alerts.contains_key(*id))
