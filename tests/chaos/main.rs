@@ -399,6 +399,22 @@ async fn chaos() {
         }
     };
 
+    // The projectors' queue drains too (what was published is applied), so the read models
+    // are final when compared; bounded against hanging, the comparison below judges.
+    let projections = format!("{bus}inventory.projections");
+    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < drain_deadline {
+        let waiting: u64 = store::queues(&projections)
+            .iter()
+            .filter(|(name, _)| *name == projections)
+            .map(|(_, messages)| messages)
+            .sum();
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // What the store holds.
     let events = store::export(temp.path(), &direct, &temp.path().join("export.jsonl")).await;
     let mut findings = checks::Findings::default();
@@ -518,8 +534,8 @@ async fn chaos() {
     }
     eprintln!("client errors resent on: {errors:?}");
     eprintln!(
-        "unacknowledged commands: {} landed whole, {} absent",
-        findings.unacknowledged_landed, findings.unacknowledged_absent
+        "acknowledged after a resend (each stored once): {}; given up or refused on a resend: {} stored whole, {} not at all",
+        findings.resent_and_once, findings.unacknowledged_landed, findings.unacknowledged_absent
     );
     eprintln!("kills (SIGKILL) and restarts: {kills} / {kills}: {kill_log:?}");
     eprintln!(
