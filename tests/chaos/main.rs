@@ -7,7 +7,7 @@
 //! sums agree with the open allocations and transfers on both instances, `verify` is clean, the
 //! history has one entry per stock change, the outbox and the dead-letter queues are empty, and
 //! each subscriber got every alert it was owed (alerts.rs says which). Ignored: run it with
-//! `scripts/chaos.sh [SECONDS]` (INVENTORY_CHAOS_SECONDS, default 180).
+//! `scripts/chaos.sh [SECONDS]` (INVENTORY_CHAOS_SECONDS, default 180, at least 45).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -70,7 +70,19 @@ impl Cluster {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let log = self.logs.join(format!("instance-{instance}.log"));
-        Server::start_appending_log(&self.data_dir, listen, &env, &log, READY_WITHIN).await
+        let server =
+            Server::start_appending_log(&self.data_dir, listen, &env, &log, READY_WITHIN).await;
+        // For scripts/chaos.sh to stop, should this process be ended before it drops them.
+        let pids = self.logs.join("server-pids");
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(pids)
+        {
+            use std::io::Write;
+            let _ = writeln!(file, "{}", server.pid());
+        }
+        server
     }
 
     fn url(&self, instance: usize) -> String {
@@ -166,7 +178,8 @@ async fn chaos() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(180)
-        .max(30);
+        // Room for one kill (at 20 s, with 10 s of load after it) and the broker's outage.
+        .max(45);
     let seed = std::env::var("INVENTORY_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
