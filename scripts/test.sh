@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the JS client tests need (tests/js packages, Chromium),
 # starts a local DynamoDB endpoint, runs every test on the embedded store, then the server-level
-# suites again on DynamoDB, and stops the endpoint.
+# suites again on DynamoDB, stops the endpoint, and ends with the chaos run (scripts/chaos.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,3 +55,6 @@ INVENTORY_TEST_BUS=rabbitmq cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \
     --test faults --test projection_repair --test transfers --test expiry --test counts_and_bulk \
     --test projector_stall "$@"
+# Last, the chaos run (tests/chaos/): 3 minutes of load over two instances with kills, a broker
+# outage and injected DynamoDB faults, then its end checks. It starts its own DynamoDB endpoint.
+scripts/chaos.sh 180

@@ -2,7 +2,9 @@
 //! emulator takes. For a chosen fraction of calls it answers itself in DynamoDB's own error
 //! shapes (a `TransactionConflict` cancellation, throttling), holds a request past the SDK's
 //! attempt timeout before forwarding it, or forwards it and then loses the reply — the commit
-//! landed and its caller cannot know, the case where a retry must not apply twice.
+//! landed and its caller cannot know, the case where a retry must not apply twice. In front
+//! of it sits a TCP relay that can add latency to calls and reset connections (RST) before a
+//! request is passed on or after it was, so that its reply never arrives.
 #![allow(dead_code)]
 
 use axum::body::{Body, Bytes};
@@ -73,6 +75,12 @@ pub enum Fault {
     /// Forwarded; the reply replaced by `ThrottlingException`, and the SDK's later attempts of
     /// the same request throttled too: the caller fails although the commit landed.
     LostForGood,
+    /// Held for a while (`set_latency`), then handled as the rates say.
+    Delayed,
+    /// The connection reset (RST) before the request was passed on: nothing reached the store.
+    ResetBeforeForward,
+    /// The request passed on, then the connection reset instead of the reply.
+    ResetAfterForward,
 }
 
 /// What the proxy saw and did.
@@ -117,6 +125,10 @@ struct Inner {
     in_flight: AtomicU64,
     /// Every write that names this table is throttled, whatever the rates (`throttle_table`).
     throttled_table: Mutex<Option<String>>,
+    /// Fraction of calls held, and the range of the hold in ms (`set_latency`).
+    latency: Mutex<Option<(f64, u64, u64)>>,
+    /// Chance that a chunk a client sends resets its connection (`set_resets`), in millionths.
+    resets_ppm: AtomicU64,
     stats: Mutex<Stats>,
 }
 
@@ -135,10 +147,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FaultProxy {
     /// Listens on 127.0.0.1 and forwards to `upstream`; no faults until `set`.
     pub async fn start(upstream: &str, seed: u64) -> FaultProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fault proxy");
-        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let url = format!("http://{}", front.local_addr().expect("proxy address"));
+        // The HTTP side listens on an address of its own, behind the TCP relay.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fault proxy's HTTP side");
+        let behind = listener.local_addr().expect("proxy address");
         let inner = Arc::new(Inner {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::builder()
@@ -154,15 +171,41 @@ impl FaultProxy {
             refused_again: Mutex::new(HashMap::new()),
             in_flight: AtomicU64::new(0),
             throttled_table: Mutex::new(None),
+            latency: Mutex::new(None),
+            resets_ppm: AtomicU64::new(0),
             stats: Mutex::new(Stats::default()),
         });
         let router = axum::Router::new()
             .fallback(handle)
             .with_state(inner.clone());
+        let relay = inner.clone();
         let task = tokio::spawn(async move {
+            let relay = tokio::spawn(async move {
+                while let Ok((client, _)) = front.accept().await {
+                    tokio::spawn(relay_connection(relay.clone(), client, behind));
+                }
+            });
             let _ = axum::serve(listener, router).await;
+            relay.abort();
         });
         FaultProxy { url, inner, task }
+    }
+
+    /// Holds `fraction` of the calls (drawn per call) for `min..=max` before handling them;
+    /// `None` stops it.
+    pub fn set_latency(&self, latency: Option<(f64, Duration, Duration)>) {
+        *lock(&self.inner.latency) = latency.map(|(fraction, min, max)| {
+            let (min, max) = (min.as_millis() as u64, max.as_millis() as u64);
+            (fraction, min, max.max(min))
+        });
+    }
+
+    /// Resets (RST) connections: each chunk a client sends does so with chance `rate`, half of
+    /// the time before the chunk is passed on and half after (its reply then never arrives).
+    /// 0.0 stops it.
+    pub fn set_resets(&self, rate: f64) {
+        let ppm = (rate.clamp(0.0, 1.0) * 1_000_000.0) as u64;
+        self.inner.resets_ppm.store(ppm, Ordering::SeqCst);
     }
 
     pub fn set(&self, faults: Faults) {
@@ -304,6 +347,60 @@ impl Inner {
     }
 }
 
+/// Relays one client connection to the HTTP side, byte for byte, unless a reset is drawn.
+async fn relay_connection(
+    inner: Arc<Inner>,
+    client: tokio::net::TcpStream,
+    behind: std::net::SocketAddr,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    let Ok(upstream) = tokio::net::TcpStream::connect(behind).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let (mut from_client, mut from_upstream) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    // Set once a chunk went on with its reply to be cut: the next bytes back reset instead.
+    let mut cut_reply = false;
+    // Closed whole with a zero linger: an RST, no FIN first (dropping a write half alone
+    // would shut it down gracefully).
+    let reset = |fault: Fault, read: OwnedReadHalf, write: OwnedWriteHalf| {
+        *lock(&inner.stats).faults.entry(fault).or_default() += 1;
+        if let Ok(stream) = read.reunite(write) {
+            let _ = stream.set_zero_linger();
+        }
+    };
+    loop {
+        tokio::select! {
+            read = client_read.read(&mut from_client) => {
+                let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                let ppm = inner.resets_ppm.load(Ordering::SeqCst);
+                if ppm > 0 && !cut_reply && inner.draw() < ppm as f64 / 1_000_000.0 {
+                    if inner.draw() < 0.5 {
+                        return reset(Fault::ResetBeforeForward, client_read, client_write);
+                    }
+                    cut_reply = true;
+                }
+                if upstream_write.write_all(&from_client[..n]).await.is_err() {
+                    return;
+                }
+            }
+            read = upstream_read.read(&mut from_upstream) => {
+                let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                if cut_reply {
+                    return reset(Fault::ResetAfterForward, client_read, client_write);
+                }
+                if client_write.write_all(&from_upstream[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Whether a request names a projection table (`…projection_…`, whatever its prefix).
 fn writes_projections(body: &[u8]) -> bool {
     fn walk(value: &Value) -> bool {
@@ -422,6 +519,14 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         body.hash(&mut hasher);
         hasher.finish()
     };
+    let held = lock(&inner.latency).and_then(|(fraction, min, max)| {
+        (inner.draw() < fraction)
+            .then(|| Duration::from_millis(min + (inner.draw() * (max - min + 1) as f64) as u64))
+    });
+    if let Some(hold) = held {
+        *lock(&inner.stats).faults.entry(Fault::Delayed).or_default() += 1;
+        tokio::time::sleep(hold).await;
+    }
     let fault = inner.choose(&operation, request, &body);
     let retried = operation == COMMIT && !lock(&inner.commits_seen).insert(request);
     {

@@ -98,7 +98,34 @@ impl Server {
         Server::spawn(data_dir, "127.0.0.1:0", extra, Stdio::from(file)).await
     }
 
+    /// A server on `listen` (`127.0.0.1:0` for any port), its log appended to `log`, given
+    /// `wait` to print its address (a loaded machine, a slow store).
+    pub async fn start_appending_log(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[(&str, &str)],
+        log: &Path,
+        wait: Duration,
+    ) -> Server {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the server's log file");
+        Server::spawn_within(data_dir, listen, extra, Stdio::from(file), wait).await
+    }
+
     async fn spawn(data_dir: &Path, listen: &str, extra: &[(&str, &str)], stderr: Stdio) -> Server {
+        Server::spawn_within(data_dir, listen, extra, stderr, Duration::from_secs(30)).await
+    }
+
+    async fn spawn_within(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[(&str, &str)],
+        stderr: Stdio,
+        wait: Duration,
+    ) -> Server {
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
@@ -114,7 +141,7 @@ impl Server {
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line).map(|_| line)
         });
-        let line = tokio::time::timeout(Duration::from_secs(30), line)
+        let line = tokio::time::timeout(wait, line)
             .await
             .expect("server printed its address in time")
             .expect("join")
