@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::attributes::{n, s};
 use super::{unavailable, DynamoProjections};
-use crate::dynamodb::{self, Tables};
+use crate::dynamodb::{self, ConditionalWrite, Tables};
 use crate::projection::layout::{Layout, ProjectionName};
 use crate::projection::lease::Heartbeat;
 use crate::projection::switch::{Generations, Projection};
@@ -142,17 +142,12 @@ impl Generations for DynamoGenerations {
                 .expression_attribute_names("#revision", "revision")
                 .expression_attribute_values(":expected", n(layout.revision))
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(unavailable("writing the projection layout")(error)),
-        }
+        request
+            .send()
+            .await
+            .map(|_| true)
+            .or_if_condition_failed(false)
+            .map_err(unavailable("writing the projection layout"))
     }
 
     async fn beat(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
@@ -198,8 +193,7 @@ impl Generations for DynamoGenerations {
     }
 
     async fn forget(&self, beat: &Heartbeat) -> Result<(), ProjectionError> {
-        let removed = self
-            .client
+        self.client
             .update_item()
             .table_name(self.tables.checkpoints())
             .key("checkpointKey", s(HEARTBEATS_KEY))
@@ -213,19 +207,11 @@ impl Generations for DynamoGenerations {
             .expression_attribute_values(":revision", n(beat.revision))
             .expression_attribute_values(":expiresAt", n(beat.expires_at))
             .send()
-            .await;
-        match removed {
-            Ok(_) => Ok(()),
+            .await
+            .map(|_| ())
             // Renewed (or removed) meanwhile: the row stays as its process left it.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(unavailable("removing a lapsed heartbeat row")(error)),
-        }
+            .or_if_condition_failed(())
+            .map_err(unavailable("removing a lapsed heartbeat row"))
     }
 }
 
