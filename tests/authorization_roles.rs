@@ -4,6 +4,7 @@
 //! Harness: `authz`.
 
 mod authz;
+mod common;
 
 use authz::{admin, code, known, nobody, start, story};
 use inventory_service::auth::{Principal, Role};

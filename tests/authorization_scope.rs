@@ -4,6 +4,7 @@
 //! `authz`.
 
 mod authz;
+mod common;
 
 use authz::{code, id, ids, known, start, story};
 use inventory_service::auth::Role;

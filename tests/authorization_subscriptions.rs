@@ -2,6 +2,7 @@
 //! outside it, on every feed. Harness: `authz`.
 
 mod authz;
+mod common;
 
 use async_graphql::Response;
 use authz::{admin, code, id, known, request, start, story, App};

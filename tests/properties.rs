@@ -10,13 +10,15 @@
 //! shipped, incoming the transfers shipped and not yet received. On SQLite, or on DynamoDB as
 //! `backend_env` selects (`INVENTORY_TEST_BACKEND=dynamodb`).
 
+mod common;
+
 use inventory_service::app::{verify_projections, Service};
 use inventory_service::application::now_ms;
 use inventory_service::application::{
     load, AdjustStock, BulkAdjust, BulkPolicy, BulkRow, CommandContext, CommandError,
     CreateAllocation, CreateItem, CreateTransfer, CreateWarehouse, Outcome,
 };
-use inventory_service::config::{BusConfig, ExpiryConfig, StorageConfig, StoreKind};
+use inventory_service::config::{BusConfig, ExpiryConfig};
 use inventory_service::domain::allocation::{Allocation, AllocationCommand, AllocationStatus};
 use inventory_service::domain::item::{AdjustmentReason, CountReason, InventoryItem, ItemCommand};
 use inventory_service::domain::transfer::{TransferCommand, TransferStatus};
@@ -99,24 +101,7 @@ const REASONS: [AdjustmentReason; 6] = [
 async fn run(initial: Vec<i64>, ops: Vec<Op>) {
     let temp = tempfile::tempdir().expect("temp dir");
     // SQLite, or DynamoDB with INVENTORY_TEST_BACKEND=dynamodb (tables of its own per case).
-    let dynamodb = std::env::var("INVENTORY_TEST_BACKEND").as_deref() == Ok("dynamodb");
-    let config = StorageConfig {
-        store: if dynamodb {
-            StoreKind::Dynamodb
-        } else {
-            StoreKind::Sqlite
-        },
-        data_dir: temp.path().to_owned(),
-        dynamodb_endpoint: dynamodb.then(|| {
-            std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT")
-                .expect("INVENTORY_TEST_DYNAMODB_ENDPOINT names the endpoint")
-        }),
-        table_prefix: format!("prop{}_", Uuid::now_v7().simple()),
-        migrate: dynamodb,
-        dynamodb_report_capacity: false,
-        outbox_shards: 4,
-        snapshot_every: 4,
-    };
+    let config = common::library_storage(temp.path(), "prop", 4);
     let expiry = ExpiryConfig {
         expiry_interval_ms: 20,
     };

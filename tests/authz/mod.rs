@@ -8,7 +8,6 @@
 use async_graphql::{Request, Response, Variables};
 use inventory_service::app::Service;
 use inventory_service::auth::{Kind, Principal, Role, Scope};
-use inventory_service::config::{StorageConfig, StoreKind};
 use inventory_service::graphql::{schema, InventorySchema, RequestMeta};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -24,24 +23,7 @@ pub struct App {
 /// (and `INVENTORY_TEST_DYNAMODB_ENDPOINT`), each test on tables of its own.
 pub async fn start() -> App {
     let dir = tempfile::tempdir().expect("temp dir");
-    let dynamodb = std::env::var("INVENTORY_TEST_BACKEND").as_deref() == Ok("dynamodb");
-    let config = StorageConfig {
-        store: if dynamodb {
-            StoreKind::Dynamodb
-        } else {
-            StoreKind::Sqlite
-        },
-        data_dir: dir.path().to_owned(),
-        dynamodb_endpoint: dynamodb.then(|| {
-            std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT")
-                .expect("INVENTORY_TEST_DYNAMODB_ENDPOINT names the endpoint")
-        }),
-        table_prefix: format!("authz{}_", Uuid::now_v7().simple()),
-        migrate: dynamodb,
-        dynamodb_report_capacity: false,
-        outbox_shards: 4,
-        snapshot_every: 100,
-    };
+    let config = crate::common::library_storage(dir.path(), "authz", 100);
     let service = Service::start(&config).await.expect("start");
     let schema = schema(Some(service.context.clone()));
     App {

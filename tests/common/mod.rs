@@ -50,6 +50,35 @@ pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
     env
 }
 
+/// The storage a test opens through the library, in-process: SQLite in `data_dir`, or DynamoDB
+/// with `INVENTORY_TEST_BACKEND=dynamodb` (and `INVENTORY_TEST_DYNAMODB_ENDPOINT`) on tables of
+/// its own, named by `prefix` and a fresh id.
+pub fn library_storage(
+    data_dir: &Path,
+    prefix: &str,
+    snapshot_every: u64,
+) -> inventory_service::config::StorageConfig {
+    use inventory_service::config::{StorageConfig, StoreKind};
+    let dynamodb = std::env::var("INVENTORY_TEST_BACKEND").as_deref() == Ok("dynamodb");
+    StorageConfig {
+        store: if dynamodb {
+            StoreKind::Dynamodb
+        } else {
+            StoreKind::Sqlite
+        },
+        data_dir: data_dir.to_owned(),
+        dynamodb_endpoint: dynamodb.then(|| {
+            std::env::var("INVENTORY_TEST_DYNAMODB_ENDPOINT")
+                .expect("INVENTORY_TEST_DYNAMODB_ENDPOINT names the endpoint")
+        }),
+        table_prefix: format!("{prefix}{}_", uuid::Uuid::now_v7().simple()),
+        migrate: dynamodb,
+        dynamodb_report_capacity: false,
+        outbox_shards: 4,
+        snapshot_every,
+    }
+}
+
 /// A name unique to a data directory, shared by every server started on it.
 pub fn prefix_of(data_dir: &Path) -> String {
     let name = data_dir
