@@ -75,6 +75,12 @@ impl DynamoProjections {
     }
 }
 
+/// Items per page of a whole-table scan (`dump`). DynamoDB ends a page at 1 MB anyway; the
+/// limit matters to an emulator that reads the rest of the table for every page it returns
+/// (Dynoxide without `Limit`), which made scanning a table of a million history rows
+/// quadratic: `verify` after a large import never finished.
+const SCAN_PAGE: i32 = 1_000;
+
 /// How many times one aggregate's conditional write may lose a race before the batch fails as
 /// unavailable. Each loss means another writer made progress, so this bounds only contention.
 const MAX_RACES: usize = 8;
@@ -213,6 +219,7 @@ impl DynamoProjections {
                 .scan()
                 .table_name(table)
                 .consistent_read(true)
+                .limit(SCAN_PAGE)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
