@@ -102,6 +102,12 @@ pub async fn import(config: &StorageConfig, input: &str) -> anyhow::Result<serde
         "import written, but verify found the projections differ from the events: {differences:?}"
     );
     let verified_at = started.elapsed();
+    // The projections hold every stored event and nothing else writes an importing store: the
+    // first start need not read it all again (a finished catch-up's record says so).
+    let layout = storage.projections.routing().await?.layout.clone();
+    if let Some(token) = storage.coverage.needed(&layout).await? {
+        storage.coverage.covered(&token).await?;
+    }
     storage
         .archive
         .finish_import(&checked.trailer.sha256, checked.lines)
