@@ -55,6 +55,17 @@ const itemId = (
   )
 ).inventoryItemCreate.inventoryItem.id;
 
+// Read models follow commits by a moment: wait (outside Apollo) until the new item is listed.
+for (let tries = 0; ; tries += 1) {
+  const listed = await other(
+    `query($w: ID) { inventoryItems(warehouseId: $w, first: 10) { edges { node { id } } } }`,
+    { w: warehouseId },
+  );
+  if (listed.inventoryItems.edges.some((e) => e.node.id === itemId)) break;
+  if (tries >= 200) throw new Error('the new item was never listed');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
 // Every HTTP request Apollo makes is counted: the cache must be updated without refetches.
 let httpRequests = 0;
 const countingFetch = (...args) => {
