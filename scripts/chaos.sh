@@ -12,17 +12,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-180}
 [[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
 
-# RabbitMQ on 127.0.0.1:5672: start it if it is down.
-if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
-    echo "chaos: starting RabbitMQ" >&2
-    rabbitmq-server -detached || true
-    for _ in $(seq 1 90); do
-        (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break
-        sleep 1
-    done
-fi
-# A previous run stopped half-way may have left the broker's app stopped.
-rabbitmqctl start_app >/dev/null 2>&1 || true
+# RabbitMQ on 127.0.0.1:5672: started (or its app started, after a run stopped half-way) if it
+# does not answer.
+scripts/rabbitmq-local.sh ensure
 
 logs=${INVENTORY_CHAOS_LOGS:-$(mktemp -d -t inventory-chaos.XXXXXX)}
 mkdir -p "$logs"

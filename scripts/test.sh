@@ -26,6 +26,12 @@ if [ ! -x /usr/bin/chromium ]; then
     "${sudo_if_needed[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# Free disk: a full disk stops RabbitMQ answering (its disk alarm, then its own writes) long
+# before it makes a test fail on its own; a debug build of the suite takes about 6 GB.
+free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+echo "scripts/test.sh: ${free_gb} GB free on $(df -P . | awk 'NR == 2 { print $6 }')" >&2
+[ "$free_gb" -ge 10 ] || echo "scripts/test.sh: warning: under 10 GB free; the broker may stop answering" >&2
+
 endpoint=$(scripts/dynamodb-local.sh start)
 port=${endpoint##*:}
 cleanup() {
@@ -40,10 +46,20 @@ cleanup() {
 trap cleanup EXIT
 export INVENTORY_TEST_DYNAMODB_ENDPOINT=$endpoint
 
-cargo test --locked --no-fail-fast "$@"
+# One pass of `cargo test`, with the broker checked before it (started again if it stopped
+# answering) and, when the pass fails, what the broker and the machine said at its end.
+pass() {
+    scripts/rabbitmq-local.sh ensure
+    if ! "$@"; then
+        scripts/rabbitmq-local.sh check || scripts/rabbitmq-local.sh diagnose
+        return 1
+    fi
+}
+
+pass cargo test --locked --no-fail-fast "$@"
 # The same lifecycle, idempotency, pagination, concurrency, subscription, bad-input, fault,
 # start-up repair, transfer, expiry, count and export/import tests, on DynamoDB...
-INVENTORY_TEST_BACKEND=dynamodb cargo test --locked --no-fail-fast \
+INVENTORY_TEST_BACKEND=dynamodb pass cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \
     --test bad_input --test faults --test multi_process --test rabbitmq --test replay \
     --test projection_repair --test api_key_revocation --test authorization_roles \
@@ -51,7 +67,7 @@ INVENTORY_TEST_BACKEND=dynamodb cargo test --locked --no-fail-fast \
     --test expiry --test counts_and_bulk --test export_import --test replay_handshake "$@"
 # ...and through RabbitMQ instead of the in-process bus (projector_stall picks its stores
 # itself: the embedded one, and DynamoDB behind the fault proxy).
-INVENTORY_TEST_BUS=rabbitmq cargo test --locked --no-fail-fast \
+INVENTORY_TEST_BUS=rabbitmq pass cargo test --locked --no-fail-fast \
     --test lifecycle --test idempotency --test pagination --test concurrency --test subscriptions \
     --test faults --test projection_repair --test transfers --test expiry --test counts_and_bulk \
     --test projector_stall "$@"

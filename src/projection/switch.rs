@@ -181,7 +181,10 @@ impl Switchboard {
         let board = self.clone();
         let renewing = tokio::spawn(async move {
             loop {
-                if let Err(error) = board.renew().await {
+                // A view another caller read less than half a `REFRESH` ago will do: on a busy
+                // server the projectors' `routing` reads the layout every `REFRESH`, and the
+                // renewal then reads nothing of its own.
+                if let Err(error) = board.renew(REFRESH / 2).await {
                     tracing::warn!(%error, "could not renew this process's layout lease; projection writes wait for it");
                 }
                 tokio::time::sleep(REFRESH).await;
@@ -193,17 +196,22 @@ impl Switchboard {
         }
     }
 
-    /// Re-reads the layout and, when this process routes by a new revision or its lease runs
-    /// short, writes its heartbeat row. Returns the routing it now holds.
-    async fn renew(&self) -> Result<Arc<Routing>, ProjectionError> {
+    /// Re-reads the layout (unless a read that began less than `age` ago is cached) and, when
+    /// this process routes by a new revision or its lease runs short, writes its heartbeat row.
+    /// Returns the routing it now holds. A cached view is used only while the lease holds (a
+    /// replay then waits for this row rather than fencing it, and a row names the revision
+    /// this process routes by, never a later one: at worst the replay waits for the next
+    /// renewal); a process without a lease, or whose lease lapsed, always reads afresh.
+    async fn renew(&self, age: Duration) -> Result<Arc<Routing>, ProjectionError> {
         let Some(member) = self.member.get() else {
-            return self.reload().await;
+            return self.fresh_within(age).await;
         };
         let mut held = member.held.lock().await;
         // Both stamped before anything is read or written: the lease runs from here.
         let started = Instant::now();
         let wall = now_ms();
-        if held.as_ref().is_some_and(|held| !held.trusted()) {
+        let trusted = held.as_ref().is_some_and(Held::trusted);
+        if held.is_some() && !trusted {
             metrics::counter!(crate::metrics::LAYOUT_FENCED).increment(1);
             tracing::warn!(
                 process = %member.label,
@@ -211,7 +219,8 @@ impl Switchboard {
                  fenced until it has re-read the layout and renewed its lease"
             );
         }
-        let routing = self.reload().await?;
+        let age = if trusted { age } else { Duration::ZERO };
+        let routing = self.fresh_within(age).await?;
         let revision = routing.layout.revision;
         if held.as_ref().is_none_or(|held| held.due(revision)) {
             let beat = Heartbeat {
@@ -238,14 +247,14 @@ impl Switchboard {
         if trusted {
             self.routing().await
         } else {
-            self.renew().await
+            self.renew(Duration::ZERO).await
         }
     }
 
     /// After this process changed the layout: routes by it at once and, if this process is a
     /// member of the handshake, acknowledges it.
     pub async fn changed(&self) -> Result<Arc<Routing>, ProjectionError> {
-        self.renew().await
+        self.renew(Duration::ZERO).await
     }
 
     pub fn generations(&self) -> Arc<dyn Generations> {
@@ -298,17 +307,27 @@ impl Switchboard {
     /// The routing, re-read from the layout record when older than `REFRESH`. A live projector
     /// must not act on an older view, so a failed refresh is an error for it.
     pub async fn routing(&self) -> Result<Arc<Routing>, ProjectionError> {
-        let cached = self.cached();
-        if cached.fetched.elapsed() < REFRESH {
-            return Ok(cached);
-        }
-        self.reload().await
+        self.fresh_within(REFRESH).await
     }
 
     /// Re-reads the layout record now.
     pub async fn reload(&self) -> Result<Arc<Routing>, ProjectionError> {
+        self.fresh_within(Duration::ZERO).await
+    }
+
+    /// The routing, re-read from the layout record unless a read that began less than `age`
+    /// ago is cached. Reads take turns, and a caller that waited for another's read takes its
+    /// result when it is fresh enough: callers that find the view stale at once share one read.
+    async fn fresh_within(&self, age: Duration) -> Result<Arc<Routing>, ProjectionError> {
+        let cached = self.cached();
+        if cached.fetched.elapsed() < age {
+            return Ok(cached);
+        }
         let _one_at_a_time = self.refreshing.lock().await;
         let cached = self.cached();
+        if cached.fetched.elapsed() < age {
+            return Ok(cached);
+        }
         // Stamped before the read: the record may change while the read is under way, and a
         // view is only as fresh as the moment its read began.
         let fetched = Instant::now();
@@ -420,10 +439,25 @@ mod tests {
     use crate::projection::sqlite::SqliteGenerations;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Embedded generations whose layout record takes longer than `REFRESH` to read.
+    /// Embedded generations whose layout record takes `delay` to read.
     struct Slow {
         inner: SqliteGenerations,
         loads: AtomicUsize,
+        delay: Duration,
+    }
+
+    impl Slow {
+        fn new(dir: &std::path::Path, delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                inner: SqliteGenerations::open(dir).expect("open"),
+                loads: AtomicUsize::new(0),
+                delay,
+            })
+        }
+
+        fn loads(&self) -> usize {
+            self.loads.load(Ordering::SeqCst)
+        }
     }
 
     #[async_trait]
@@ -447,7 +481,7 @@ mod tests {
 
         async fn load_layout(&self) -> Result<Layout, ProjectionError> {
             self.loads.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(REFRESH + Duration::from_millis(100)).await;
+            tokio::time::sleep(self.delay).await;
             self.inner.load_layout().await
         }
 
@@ -471,16 +505,54 @@ mod tests {
     #[tokio::test]
     async fn a_layout_read_slower_than_the_refresh_period_is_not_taken_as_fresh() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let slow = Arc::new(Slow {
-            inner: SqliteGenerations::open(dir.path()).expect("open"),
-            loads: AtomicUsize::new(0),
-        });
+        let slow = Slow::new(dir.path(), REFRESH + Duration::from_millis(100));
         let board = Switchboard::open(slow.clone()).await.expect("switchboard");
-        assert_eq!(slow.loads.load(Ordering::SeqCst), 1);
+        assert_eq!(slow.loads(), 1);
         // The record may have changed while it was being read: a live projector must read it
         // again rather than act on it.
         board.routing().await.expect("routing");
-        assert_eq!(slow.loads.load(Ordering::SeqCst), 2);
+        assert_eq!(slow.loads(), 2);
+    }
+
+    #[tokio::test]
+    async fn callers_that_find_the_view_stale_together_share_one_read_but_a_lapsed_lease_reads_its_own(
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let slow = Slow::new(dir.path(), Duration::from_millis(300));
+        let board = Switchboard::open(slow.clone()).await.expect("switchboard");
+        member_of(&board);
+        // No lease yet: the first renewal reads for itself and writes the row.
+        board.renew(REFRESH / 2).await.expect("renew");
+        assert_eq!(slow.loads(), 2);
+        tokio::time::sleep(REFRESH).await;
+
+        // Three projectors and the renewal find the view stale at once: one read serves all,
+        // and the renewal (its lease holds) takes it too.
+        let (a, b, c, renewed) = tokio::join!(
+            board.routing(),
+            board.routing(),
+            board.routing(),
+            board.renew(REFRESH / 2)
+        );
+        for routing in [a, b, c, renewed] {
+            routing.expect("routing");
+        }
+        assert_eq!(slow.loads(), 3, "one read for four callers");
+
+        // A lapsed lease never renews on a view it did not read itself, however fresh.
+        if let Some(held) = board
+            .member
+            .get()
+            .expect("member")
+            .held
+            .lock()
+            .await
+            .as_mut()
+        {
+            held.trusted_until = Instant::now() - Duration::from_millis(1);
+        }
+        board.renew(REFRESH / 2).await.expect("renew");
+        assert_eq!(slow.loads(), 4);
     }
 
     /// A member of the handshake, as `join` makes it but without the renewal task, so that the

@@ -265,21 +265,12 @@ async fn save(board: &Switchboard, layout: &mut Layout) -> Result<(), ReplayErro
 /// Waits until every live process routes by `layout` (or has been fenced); a process that keeps
 /// its lease but does not follow stops the rebuild, named, and the rebuild can be resumed.
 async fn acknowledged(board: &Switchboard, layout: &Layout) -> Result<(), ReplayError> {
-    let started = Instant::now();
-    match lease::acknowledged(&*board.generations(), layout.revision, lease::ACK_TIMEOUT).await {
-        Ok(fenced) => {
-            tracing::info!(
-                revision = layout.revision,
-                fenced = fenced.len(),
-                waited_ms = started.elapsed().as_millis() as u64,
-                "every live projector routes by the new layout"
-            );
-            Ok(())
-        }
+    match followed(board, layout).await {
         Err(AckError::NotAcknowledged(laggards)) => Err(ReplayError::Refused(format!(
             "{laggards}; this rebuild stops here and can be resumed"
         ))),
-        Err(AckError::Store(error)) => Err(failed("waiting for live projectors to follow")(error)),
+        Err(AckError::Store(error)) => Err(failed(WAITING)(error)),
+        Ok(()) => Ok(()),
     }
 }
 
@@ -287,13 +278,30 @@ async fn acknowledged(board: &Switchboard, layout: &Layout) -> Result<(), Replay
 /// the switch has been made, and a process still writing the dropped tables fails loudly
 /// (and is reported stalled) rather than filling tables nobody reads.
 async fn before_retiring(board: &Switchboard, layout: &Layout) -> Result<(), ReplayError> {
-    match acknowledged(board, layout).await {
-        Err(ReplayError::Refused(laggards)) => {
+    match followed(board, layout).await {
+        Err(AckError::NotAcknowledged(laggards)) => {
             tracing::warn!(%laggards, "dropping the replaced tables anyway");
             Ok(())
         }
-        other => other,
+        Err(AckError::Store(error)) => Err(failed(WAITING)(error)),
+        Ok(()) => Ok(()),
     }
+}
+
+const WAITING: &str = "waiting for live projectors to follow";
+
+/// The handshake itself, logged when every live projector follows.
+async fn followed(board: &Switchboard, layout: &Layout) -> Result<(), AckError> {
+    let started = Instant::now();
+    let fenced =
+        lease::acknowledged(&*board.generations(), layout.revision, lease::ACK_TIMEOUT).await?;
+    tracing::info!(
+        revision = layout.revision,
+        fenced = fenced.len(),
+        waited_ms = started.elapsed().as_millis() as u64,
+        "every live projector routes by the new layout"
+    );
+    Ok(())
 }
 
 async fn load(board: &Switchboard) -> Result<Layout, ReplayError> {
