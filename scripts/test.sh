@@ -27,7 +27,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # Free disk: a full disk stops RabbitMQ answering (its disk alarm, then its own writes) long
-# before it makes a test fail on its own; a debug build of the suite takes about 6 GB.
+# before it makes a test fail on its own; the suite's debug build takes about 5 GB.
 free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
 echo "scripts/test.sh: ${free_gb} GB free on $(df -P . | awk 'NR == 2 { print $6 }')" >&2
 [ "$free_gb" -ge 10 ] || echo "scripts/test.sh: warning: under 10 GB free; the broker may stop answering" >&2
