@@ -540,17 +540,7 @@ mod tests {
         assert_eq!(slow.loads(), 3, "one read for four callers");
 
         // A lapsed lease never renews on a view it did not read itself, however fresh.
-        if let Some(held) = board
-            .member
-            .get()
-            .expect("member")
-            .held
-            .lock()
-            .await
-            .as_mut()
-        {
-            held.trusted_until = Instant::now() - Duration::from_millis(1);
-        }
+        lapse(&board).await;
         board.renew(REFRESH / 2).await.expect("renew");
         assert_eq!(slow.loads(), 4);
     }
@@ -564,6 +554,14 @@ mod tests {
             held: tokio::sync::Mutex::new(None),
         };
         assert!(board.member.set(member).is_ok());
+    }
+
+    /// Lets the member's lease lapse, as when its process is paused past it.
+    async fn lapse(board: &Switchboard) {
+        let member = board.member.get().expect("member");
+        if let Some(held) = member.held.lock().await.as_mut() {
+            held.trusted_until = Instant::now() - Duration::from_millis(1);
+        }
     }
 
     #[tokio::test]
@@ -593,17 +591,7 @@ mod tests {
             0,
         ));
         assert!(other.save_layout(&layout).await.expect("save"));
-        if let Some(held) = board
-            .member
-            .get()
-            .expect("member")
-            .held
-            .lock()
-            .await
-            .as_mut()
-        {
-            held.trusted_until = Instant::now() - Duration::from_millis(1);
-        }
+        lapse(&board).await;
 
         // A reader may still use its view of less than `REFRESH` ago...
         assert_eq!(
