@@ -39,7 +39,9 @@ cleanup() {
     # Server-level tests declare durable queues under a per-test prefix ("ttmp…"); drop them.
     if command -v rabbitmqctl >/dev/null; then
         rabbitmqctl list_queues -q name 2>/dev/null | grep '^ttmp' | while read -r queue; do
-            rabbitmqctl delete_queue "$queue" >/dev/null 2>&1 || true
+            # Its stdin is not the list: rabbitmqctl reads stdin, and would swallow the rest of
+            # it (only the first queue was ever deleted, and the others piled up run by run).
+            rabbitmqctl delete_queue "$queue" </dev/null >/dev/null 2>&1 || true
         done
     fi
 }
