@@ -28,8 +28,8 @@ fi
 
 # Free disk: a full disk stops RabbitMQ answering (its disk alarm, then its own writes) long
 # before it makes a test fail on its own; the suite's debug build takes about 5 GB.
-free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
-echo "scripts/test.sh: ${free_gb} GB free on $(df -P . | awk 'NR == 2 { print $6 }')" >&2
+read -r free_gb mount < <(df -Pk . | awk 'NR == 2 { print int($4 / 1048576), $6 }')
+echo "scripts/test.sh: ${free_gb} GB free on $mount" >&2
 [ "$free_gb" -ge 10 ] || echo "scripts/test.sh: warning: under 10 GB free; the broker may stop answering" >&2
 
 endpoint=$(scripts/dynamodb-local.sh start)
@@ -49,7 +49,8 @@ trap cleanup EXIT
 export INVENTORY_TEST_DYNAMODB_ENDPOINT=$endpoint
 
 # One pass of `cargo test`, with the broker checked before it (started again if it stopped
-# answering) and, when the pass fails, what the broker and the machine said at its end.
+# answering) and, when the pass fails with the broker silent, what the broker and the machine
+# said at its end.
 pass() {
     scripts/rabbitmq-local.sh ensure
     if ! "$@"; then

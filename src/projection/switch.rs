@@ -310,11 +310,6 @@ impl Switchboard {
         self.fresh_within(REFRESH).await
     }
 
-    /// Re-reads the layout record now.
-    pub async fn reload(&self) -> Result<Arc<Routing>, ProjectionError> {
-        self.fresh_within(Duration::ZERO).await
-    }
-
     /// The routing, re-read from the layout record unless a read that began less than `age`
     /// ago is cached. Reads take turns, and a caller that waited for another's read takes its
     /// result when it is fresh enough: callers that find the view stale at once share one read.
